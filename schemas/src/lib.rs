@@ -1,0 +1,27 @@
+//! Typed, versioned tracking events (the wire contract with the widgets) and the enriched records
+//! the pipeline derives from them (stored events, sessions, visitor profiles, sites, dead letters).
+//!
+//! This crate is the vocabulary every other crate speaks. It deliberately depends on nothing but
+//! serde/uuid/thiserror: no transport, storage or query engine leaks into it.
+
+mod event;
+mod records;
+mod scalar;
+
+pub use event::{
+    classify_serde_error, parse_event, ClickTarget, CollectedEvent, Event, EventBody, EventKind,
+    Limits, ValidationError, Viewport, WireEvent, SCHEMA_VERSION,
+};
+pub use records::{
+    DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
+    DEFAULT_PAGE_RULES,
+};
+pub use scalar::Scalar;
+
+/// Milliseconds in a UTC day; day indexes are `ts_ms.div_euclid(DAY_MS)`.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day number (days since 1970-01-01) of a millisecond timestamp.
+pub fn utc_day(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(DAY_MS)
+}
