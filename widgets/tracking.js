@@ -22,7 +22,7 @@
   const debug = (...args) => console.debug('[crm]', ...args);
   const listen = (target, type, fn, opts) => target.addEventListener(type, fn, opts);
   const SITE = attr('data-site');
-  if (!SITE) return debug('missing data-site');
+  if (!/^[\w.-]{1,64}$/.test(SITE || '')) return debug('missing or invalid data-site');
   const API = (attr('data-api') || new URL(tag.src, loc.href).origin).replace(/\/+$/, '') + '/v1/events';
   const COOKIELESS = attr('data-cookieless') != null;
 
@@ -63,7 +63,22 @@
   }
   const ls = storage('localStorage'), ss = storage('sessionStorage');
   const mem = {}; // in-memory cache and last-resort fallback
-  const title = () => d.title.slice(0, 300);
+
+  // Truncate to at most `max` UTF-8 bytes (the server counts bytes) without splitting a
+  // character; lone surrogates become U+FFFD so the JSON stays parseable server-side.
+  function cut(str, max) {
+    let out = '', bytes = 0;
+    for (let ch of String(str)) {
+      const cp = ch.codePointAt(0);
+      if (cp >= 0xd800 && cp < 0xe000) ch = '\ufffd';
+      bytes += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+      if (bytes > max) break;
+      out += ch;
+    }
+    return out;
+  }
+  const title = () => cut(d.title, 300);
+  const href = () => cut(loc.href, 2048);
   const validId = (id) => /^[\w-]{1,64}$/.test(id || '');
   const setCookie = (value, maxAge) => {
     d.cookie = VID + '=' + value + ';path=/;max-age=' + maxAge + ';SameSite=Lax' +
@@ -99,7 +114,7 @@
     setCookie('', 0);
   }
 
-  // Props/traits: ≤ 50 keys, keys ≤ 64 chars, values string (≤ 256) | finite number | boolean.
+  // Props/traits: ≤ 50 keys, keys 1–64 bytes, values string (≤ 256 bytes) | finite number | boolean.
   function clean(obj) {
     if (!obj || typeof obj !== 'object') return;
     const out = {};
@@ -107,9 +122,9 @@
     Object.keys(obj).forEach((k) => {
       let v = obj[k];
       const t = typeof v;
-      if (t === 'string') v = v.slice(0, 256);
+      if (t === 'string') v = cut(v, 256);
       else if (t !== 'boolean' && !(t === 'number' && isFinite(v))) return;
-      if (n < 50 && k && k.length <= 64) out[k] = v, n++;
+      if (n < 50 && k && cut(k, 64) === k) out[k] = v, n++;
     });
     return n ? out : undefined;
   }
@@ -122,7 +137,7 @@
     if (!on) return;
     const e = {
       v: 1, type, site_id: SITE, event_id: uuid(), ts: Date.now(),
-      url: loc.href, title: title(),
+      url: href(), title: title(),
       viewport: { w: w.innerWidth, h: w.innerHeight }, lang: nav.language
     };
     if (!COOKIELESS) {
@@ -223,7 +238,7 @@
       push('engagement', {
         url: curUrl,
         title: pageKey() === curKey ? title() : curTitle,
-        scroll_depth: maxScroll, engaged_ms: engaged
+        scroll_depth: maxScroll, engaged_ms: Math.min(engaged, 864e5)
       });
       engaged = 0;
       sentScroll = maxScroll;
@@ -236,7 +251,7 @@
     if (curKey) endPage();
     const referrer = curUrl || d.referrer; // SPA navigation: the previous page
     curKey = pageKey();
-    curUrl = loc.href;
+    curUrl = href();
     curTitle = title();
     engaged = maxScroll = sentScroll = 0;
     lastTick = Date.now();
@@ -269,7 +284,7 @@
     const traits = clean(a);
     if (cmd === 'page') page(true);
     else if (cmd === 'identify' && traits) push('identify', { traits });
-    else if (cmd === 'track' && a) push('custom', { name: String(a).slice(0, 100), props: clean(b) });
+    else if (cmd === 'track' && a) push('custom', { name: cut(a, 100), props: clean(b) });
     else debug('ignored call', cmd);
   }
 
@@ -309,22 +324,22 @@
       if (!el) return;
       const classes = [...el.classList].slice(0, 2);
       const target = {
-        text: (el.innerText || el.value || el.getAttribute('aria-label') || '').replace(/\s+/g, ' ').trim().slice(0, 100),
-        selector: (el.tagName.toLowerCase() + (el.id ? '#' + el.id : classes.length ? '.' + classes.join('.') : '')).slice(0, 200),
+        text: cut((el.innerText || el.textContent || el.getAttribute('aria-label') || '').replace(/\s+/g, ' ').trim(), 100),
+        selector: cut(el.tagName.toLowerCase() + (el.id ? '#' + el.id : classes.length ? '.' + classes.join('.') : ''), 200),
         outbound: false
       };
-      const href = el.getAttribute('href');
-      if (href != null) try {
-        const u = new URL(href, loc.href);
+      const link = el.getAttribute('href');
+      if (link != null) try {
+        const u = new URL(link, loc.href);
         if (/^(https?|mailto|tel):$/.test(u.protocol)) { // skip javascript:, data: …
-          target.href = u.href;
+          target.href = cut(u.href, 2048);
           target.outbound = !/^http/.test(u.protocol) || u.host !== loc.host;
         }
       } catch (err) { /* unparsable href */ }
       push('click', { target });
       const named = t.closest('[data-crm-event]');
       const name = named && named.getAttribute('data-crm-event');
-      if (name) push('custom', { name: name.slice(0, 100) });
+      if (name) push('custom', { name: cut(name, 100) });
     }, true);
 
     // Replay pre-load calls, then the first pageview (so a queued opt-out prevents it).

@@ -1,1 +1,140 @@
-//! placeholder
+//! The store seam: everything the pipeline writes and the API reads, behind one narrow trait.
+//!
+//! * Writer side: [`Store::write`] applies a [`WriteBatch`] (enriched events, visitor profiles,
+//!   sessions, dead letters) atomically where the backend allows it, ignoring events whose
+//!   `event_id` is already stored, so replays after a crash never double-count.
+//! * Query side: point lookups and top-N listings of visitors, per-visitor timelines, the
+//!   analytics overview, dead letters; and the small configuration entities (sites, users, meta).
+//!
+//! Implementations: [`embedded::EmbeddedStore`] (redb under the data dir, the default) and, with
+//! the ClickHouse issue, ClickHouse. Both must pass the shared [`conformance`] suite.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use crm_schemas::{DeadLetter, Session, Site, StoredEvent, User, VisitorProfile};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod conformance;
+pub mod embedded;
+mod overview;
+
+pub use embedded::EmbeddedStore;
+pub use overview::{Count, Overview, OverviewBuilder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store is in use by another process: {0}")]
+    InUse(String),
+    #[error("store i/o error: {0}")]
+    Io(String),
+    #[error("stored record could not be decoded: {0}")]
+    Corrupt(String),
+    #[error("invalid cursor")]
+    InvalidCursor,
+    #[error("store backend error: {message}")]
+    Backend { message: String, retryable: bool },
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Io(_) => true,
+            StoreError::Backend { retryable, .. } => *retryable,
+            StoreError::InUse(_) | StoreError::Corrupt(_) | StoreError::InvalidCursor => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One unit of processor output. Profiles and sessions are full latest states (upserts).
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub events: Vec<StoredEvent>,
+    pub visitors: Vec<VisitorProfile>,
+    pub sessions: Vec<Session>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.visitors.is_empty() && self.sessions.is_empty() && self.dead_letters.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub events_written: usize,
+    pub duplicates_skipped: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitorSort {
+    #[default]
+    Intent,
+    Engagement,
+    LastSeen,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotFilter {
+    /// Humans only (the default everywhere metrics are shown).
+    #[default]
+    Exclude,
+    /// Bots only, for auditing what the filter caught.
+    Only,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct VisitorQuery {
+    pub site_id: String,
+    pub sort: VisitorSort,
+    pub bots: BotFilter,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// A page of results; `next_cursor` resumes after the last item.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which of `ids` are not stored yet.
+    async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>>;
+    /// Applies the batch; events already stored (by `event_id`) are skipped.
+    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome>;
+
+    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>>;
+    /// The visitor's profiles on every site it was seen on.
+    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>>;
+    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>>;
+    /// A visitor's events, newest first.
+    async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
+    /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
+    async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>>;
+    /// Analytics over `[from_ms, to_ms)`, bots excluded.
+    async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview>;
+    /// Dead letters of a site, newest first.
+    async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>>;
+
+    async fn put_site(&self, site: &Site) -> Result<()>;
+    async fn site(&self, site_id: &str) -> Result<Option<Site>>;
+    async fn sites(&self) -> Result<Vec<Site>>;
+    async fn put_user(&self, user: &User) -> Result<()>;
+    async fn user(&self, username: &str) -> Result<Option<User>>;
+    async fn users(&self) -> Result<Vec<User>>;
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+
+    /// Cheap liveness probe of the backend (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+}

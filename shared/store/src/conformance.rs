@@ -1,0 +1,339 @@
+//! The one conformance suite every [`Store`] implementation must pass.
+//!
+//! A backend provides a [`StoreHarness`] whose `open` returns the same logical store each time
+//! (after the previous handle was dropped), then instantiates the tests with
+//! [`store_conformance_suite!`](crate::store_conformance_suite). Each test builds a fresh harness.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use crm_schemas::{
+    DeadLetter, Device, EventBody, Geo, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
+};
+use uuid::Uuid;
+
+use crate::{BotFilter, Store, VisitorQuery, VisitorSort, WriteBatch};
+
+#[async_trait]
+pub trait StoreHarness: Send + Sync {
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($harness:expr) => {
+        $crate::store_conformance_suite!(@tests $harness;
+            events_round_trip_through_the_timeline,
+            replayed_events_are_written_once,
+            unseen_event_ids_reports_only_new_ids,
+            visitors_list_sorted_with_cursor_pagination,
+            profile_updates_move_the_visitor_in_rankings,
+            bots_are_listed_separately,
+            visitor_is_found_by_id_alone,
+            overview_counts_humans_in_the_window,
+            dead_letters_are_listed_newest_first,
+            sites_users_and_meta_round_trip,
+            data_survives_reopen,
+            invalid_cursor_is_an_error
+        );
+    };
+    (@tests $harness:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let harness = $harness;
+                $crate::conformance::$name(&harness).await;
+            }
+        )*
+    };
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+pub fn sample_event(site: &str, visitor: &str, ts_ms: i64, body: EventBody, path: &str) -> StoredEvent {
+    StoredEvent {
+        event_id: Uuid::new_v4(),
+        site_id: site.into(),
+        visitor_id: visitor.into(),
+        session_id: format!("{visitor}-s1"),
+        client_session_id: None,
+        ts_ms,
+        received_at_ms: ts_ms,
+        url: Some(format!("https://example.com{path}")),
+        path: Some(path.into()),
+        referrer: None,
+        title: Some("Title".into()),
+        props: BTreeMap::new(),
+        body,
+        ip: Some("203.0.113.0".into()),
+        geo: Geo { country: Some("DE".into()), ..Geo::default() },
+        device: Device { browser: "Chrome".into(), category: "pc".into(), ..Device::default() },
+        is_bot: false,
+        intent_signal: None,
+    }
+}
+
+pub fn sample_profile(site: &str, visitor: &str, intent: u8, engagement: u8, last_seen_ms: i64) -> VisitorProfile {
+    VisitorProfile {
+        site_id: site.into(),
+        visitor_id: visitor.into(),
+        first_seen_ms: last_seen_ms - 1000,
+        last_seen_ms,
+        visits: 1,
+        pageviews: 1,
+        events: 1,
+        intent_score: intent,
+        engagement_score: engagement,
+        ..VisitorProfile::default()
+    }
+}
+
+pub fn sample_session(site: &str, visitor: &str, start_ms: i64, pageviews: u32, duration_ms: i64) -> Session {
+    Session {
+        site_id: site.into(),
+        session_id: format!("{visitor}-{start_ms}"),
+        visitor_id: visitor.into(),
+        start_ms,
+        end_ms: start_ms + duration_ms,
+        pageviews,
+        events: pageviews,
+        country: Some("DE".into()),
+        device_category: "pc".into(),
+        browser: "Chrome".into(),
+        referrer_host: Some("news.example".into()),
+        utm: Utm { source: Some("newsletter".into()), ..Utm::default() },
+        ..Session::default()
+    }
+}
+
+pub async fn events_round_trip_through_the_timeline(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let events: Vec<StoredEvent> = (0..5)
+        .map(|i| sample_event("s1", "v1", T0 + i * 1000, EventBody::Pageview, &format!("/p{i}")))
+        .collect();
+    let other = sample_event("s1", "v2", T0, EventBody::Pageview, "/other");
+    let outcome = store
+        .write(WriteBatch { events: [events.clone(), vec![other]].concat(), ..WriteBatch::default() })
+        .await
+        .expect("write");
+    assert_eq!(outcome.events_written, 6);
+    let page = store.visitor_events("s1", "v1", 3, None).await.expect("timeline");
+    let paths: Vec<_> = page.items.iter().map(|e| e.path.clone().unwrap()).collect();
+    assert_eq!(paths, vec!["/p4", "/p3", "/p2"]);
+    assert_eq!(page.items[0], events[4], "stored event comes back unchanged");
+    let rest = store.visitor_events("s1", "v1", 3, page.next_cursor.as_deref()).await.expect("page 2");
+    let paths: Vec<_> = rest.items.iter().map(|e| e.path.clone().unwrap()).collect();
+    assert_eq!(paths, vec!["/p1", "/p0"]);
+    assert!(rest.next_cursor.is_none());
+}
+
+pub async fn replayed_events_are_written_once(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let event = sample_event("s1", "v1", T0, EventBody::Pageview, "/pricing");
+    let first = store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }).await.expect("write");
+    let second = store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }).await.expect("rewrite");
+    assert_eq!((first.events_written, first.duplicates_skipped), (1, 0));
+    assert_eq!((second.events_written, second.duplicates_skipped), (0, 1));
+    let page = store.visitor_events("s1", "v1", 10, None).await.expect("timeline");
+    assert_eq!(page.items.len(), 1);
+}
+
+pub async fn unseen_event_ids_reports_only_new_ids(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let event = sample_event("s1", "v1", T0, EventBody::Pageview, "/");
+    store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }).await.expect("write");
+    let fresh = Uuid::new_v4();
+    let unseen = store.unseen_event_ids(&[event.event_id, fresh]).await.expect("unseen");
+    assert_eq!(unseen.len(), 1);
+    assert!(unseen.contains(&fresh));
+}
+
+pub async fn visitors_list_sorted_with_cursor_pagination(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let visitors = vec![
+        sample_profile("s1", "a", 10, 90, T0 + 5),
+        sample_profile("s1", "b", 80, 10, T0 + 4),
+        sample_profile("s1", "c", 50, 50, T0 + 3),
+        sample_profile("s1", "d", 80, 20, T0 + 9),
+        sample_profile("s1", "e", 0, 0, T0 + 1),
+        sample_profile("s2", "z", 100, 100, T0),
+    ];
+    store.write(WriteBatch { visitors, ..WriteBatch::default() }).await.expect("write");
+    let mut query = VisitorQuery { site_id: "s1".into(), sort: VisitorSort::Intent, limit: 2, ..VisitorQuery::default() };
+    let mut order = Vec::new();
+    loop {
+        let page = store.list_visitors(&query).await.expect("list");
+        assert!(page.items.len() <= 2);
+        order.extend(page.items.iter().map(|v| v.visitor_id.clone()));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(order, vec!["d", "b", "c", "a", "e"], "intent desc, ties by recency");
+    let by_engagement = store
+        .list_visitors(&VisitorQuery { site_id: "s1".into(), sort: VisitorSort::Engagement, limit: 10, ..VisitorQuery::default() })
+        .await
+        .expect("list");
+    let ids: Vec<_> = by_engagement.items.iter().map(|v| v.visitor_id.as_str()).collect();
+    assert_eq!(ids, vec!["a", "c", "d", "b", "e"]);
+    assert!(by_engagement.next_cursor.is_none());
+    let by_recency = store
+        .list_visitors(&VisitorQuery { site_id: "s1".into(), sort: VisitorSort::LastSeen, limit: 1, ..VisitorQuery::default() })
+        .await
+        .expect("list");
+    assert_eq!(by_recency.items[0].visitor_id, "d");
+}
+
+pub async fn profile_updates_move_the_visitor_in_rankings(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    store
+        .write(WriteBatch {
+            visitors: vec![sample_profile("s1", "a", 10, 10, T0), sample_profile("s1", "b", 20, 20, T0)],
+            ..WriteBatch::default()
+        })
+        .await
+        .expect("write");
+    store.write(WriteBatch { visitors: vec![sample_profile("s1", "a", 95, 10, T0 + 1)], ..WriteBatch::default() }).await.expect("update");
+    let page = store
+        .list_visitors(&VisitorQuery { site_id: "s1".into(), limit: 10, ..VisitorQuery::default() })
+        .await
+        .expect("list");
+    let ids: Vec<_> = page.items.iter().map(|v| (v.visitor_id.as_str(), v.intent_score)).collect();
+    assert_eq!(ids, vec![("a", 95), ("b", 20)], "no stale rank entries remain");
+}
+
+pub async fn bots_are_listed_separately(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let mut bot = sample_profile("s1", "crawler", 99, 99, T0);
+    bot.is_bot = true;
+    store.write(WriteBatch { visitors: vec![bot, sample_profile("s1", "human", 1, 1, T0)], ..WriteBatch::default() }).await.expect("write");
+    let humans = store.list_visitors(&VisitorQuery { site_id: "s1".into(), limit: 10, ..VisitorQuery::default() }).await.expect("humans");
+    assert_eq!(humans.items.iter().map(|v| v.visitor_id.as_str()).collect::<Vec<_>>(), vec!["human"]);
+    let bots = store
+        .list_visitors(&VisitorQuery { site_id: "s1".into(), limit: 10, bots: BotFilter::Only, ..VisitorQuery::default() })
+        .await
+        .expect("bots");
+    assert_eq!(bots.items.iter().map(|v| v.visitor_id.as_str()).collect::<Vec<_>>(), vec!["crawler"]);
+}
+
+pub async fn visitor_is_found_by_id_alone(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    store
+        .write(WriteBatch {
+            visitors: vec![sample_profile("s1", "shared", 1, 1, T0), sample_profile("s2", "shared", 2, 2, T0), sample_profile("s1", "solo", 3, 3, T0)],
+            ..WriteBatch::default()
+        })
+        .await
+        .expect("write");
+    let mut found: Vec<_> = store.find_visitor("shared").await.expect("find").into_iter().map(|v| v.site_id).collect();
+    found.sort();
+    assert_eq!(found, vec!["s1", "s2"]);
+    assert_eq!(store.find_visitor("solo").await.expect("find").len(), 1);
+    assert!(store.find_visitor("nobody").await.expect("find").is_empty());
+    assert_eq!(store.visitor("s2", "shared").await.expect("get").expect("present").intent_score, 2);
+    assert!(store.visitor("s2", "solo").await.expect("get").is_none());
+}
+
+pub async fn overview_counts_humans_in_the_window(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let mut bot_session = sample_session("s1", "bot", T0 + 10, 5, 1000);
+    bot_session.is_bot = true;
+    let mut bot_view = sample_event("s1", "bot", T0 + 10, EventBody::Pageview, "/pricing");
+    bot_view.is_bot = true;
+    let sessions = vec![
+        sample_session("s1", "v1", T0, 1, 0),          // bounce
+        sample_session("s1", "v2", T0 + 100, 3, 60_000), // engaged
+        sample_session("s1", "v1", T0 + 200, 2, 20_000),
+        bot_session,
+        sample_session("s1", "late", T0 + 10_000_000, 1, 0), // outside the window
+        sample_session("s2", "elsewhere", T0, 1, 0),
+    ];
+    let events = vec![
+        sample_event("s1", "v1", T0, EventBody::Pageview, "/"),
+        sample_event("s1", "v2", T0 + 100, EventBody::Pageview, "/pricing"),
+        sample_event("s1", "v2", T0 + 200, EventBody::Pageview, "/pricing"),
+        sample_event("s1", "v2", T0 + 300, EventBody::Engagement { scroll_depth: 50, engaged_ms: 10 }, "/pricing"),
+        bot_view,
+    ];
+    store.write(WriteBatch { events, sessions, ..WriteBatch::default() }).await.expect("write");
+    let overview = store.overview("s1", T0, T0 + 1_000_000, 5).await.expect("overview");
+    assert_eq!(overview.sessions, 3);
+    assert_eq!(overview.visitors, 2);
+    assert_eq!(overview.pageviews, 3);
+    assert!((overview.bounce_rate - 1.0 / 3.0).abs() < 1e-9, "{}", overview.bounce_rate);
+    assert_eq!(overview.avg_session_duration_ms, (60_000 + 20_000) / 3);
+    assert_eq!(overview.top_pages[0].key, "/pricing");
+    assert_eq!(overview.top_pages[0].count, 2);
+    assert_eq!(overview.countries[0].key, "DE");
+    assert_eq!(overview.devices[0].key, "pc");
+    assert_eq!(overview.top_referrers[0].key, "news.example");
+    assert_eq!(overview.utm_sources[0].count, 3);
+    let empty = store.overview("s1", T0 - 1000, T0 - 1, 5).await.expect("empty window");
+    assert_eq!((empty.sessions, empty.pageviews, empty.visitors), (0, 0, 0));
+    assert_eq!(empty.bounce_rate, 0.0);
+}
+
+pub async fn dead_letters_are_listed_newest_first(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let letters: Vec<DeadLetter> = (0..3)
+        .map(|i| DeadLetter {
+            id: Uuid::new_v4(),
+            site_id: "s1".into(),
+            received_at_ms: T0 + i,
+            code: format!("code_{i}"),
+            message: "bad".into(),
+            payload: "{}".into(),
+        })
+        .collect();
+    store.write(WriteBatch { dead_letters: letters, ..WriteBatch::default() }).await.expect("write");
+    let page = store.dead_letters("s1", 2, None).await.expect("list");
+    assert_eq!(page.items.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), vec!["code_2", "code_1"]);
+    let rest = store.dead_letters("s1", 2, page.next_cursor.as_deref()).await.expect("page 2");
+    assert_eq!(rest.items.len(), 1);
+    assert!(rest.next_cursor.is_none());
+    assert!(store.dead_letters("s2", 10, None).await.expect("other site").items.is_empty());
+}
+
+pub async fn sites_users_and_meta_round_trip(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let mut site = Site::new("s1", "Site one", T0);
+    site.allowed_origins = vec!["https://a.example".into()];
+    store.put_site(&site).await.expect("put site");
+    store.put_site(&Site::new("s2", "Site two", T0)).await.expect("put site");
+    assert_eq!(store.site("s1").await.expect("get").expect("present"), site);
+    assert!(store.site("nope").await.expect("get").is_none());
+    assert_eq!(store.sites().await.expect("sites").len(), 2);
+    let user = User { username: "ada".into(), password_hash: "$argon2id$...".into(), role: Role::Admin, created_at_ms: T0 };
+    store.put_user(&user).await.expect("put user");
+    assert_eq!(store.user("ada").await.expect("user").expect("present"), user);
+    assert_eq!(store.users().await.expect("users").len(), 1);
+    assert!(store.meta("k").await.expect("meta").is_none());
+    store.put_meta("k", b"v1").await.expect("put meta");
+    store.put_meta("k", b"v2").await.expect("overwrite meta");
+    assert_eq!(store.meta("k").await.expect("meta").as_deref(), Some(&b"v2"[..]));
+    store.ping().await.expect("ping");
+}
+
+pub async fn data_survives_reopen(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let event = sample_event("s1", "v1", T0, EventBody::Pageview, "/");
+    store
+        .write(WriteBatch { events: vec![event.clone()], visitors: vec![sample_profile("s1", "v1", 5, 5, T0)], ..WriteBatch::default() })
+        .await
+        .expect("write");
+    drop(store);
+    let store = harness.open().await;
+    assert!(store.visitor("s1", "v1").await.expect("get").is_some());
+    assert!(store.unseen_event_ids(&[event.event_id]).await.expect("unseen").is_empty());
+}
+
+pub async fn invalid_cursor_is_an_error(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let bad = store
+        .list_visitors(&VisitorQuery { site_id: "s1".into(), limit: 5, cursor: Some("garbage".into()), ..VisitorQuery::default() })
+        .await;
+    assert!(matches!(bad, Err(crate::StoreError::InvalidCursor)));
+    assert!(matches!(store.visitor_events("s1", "v", 5, Some("x:y")).await, Err(crate::StoreError::InvalidCursor)));
+}

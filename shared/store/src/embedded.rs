@@ -1,0 +1,557 @@
+//! The embedded store: one redb database file (`<data-dir>/store.redb`), ACID, pure Rust.
+//!
+//! Layout (all keys are tuples, so per-site scans are ordered range reads):
+//! * `events` (site, ts, event_id) → event JSON, plus `event_ids` for dedupe and
+//!   `visitor_events` (site, visitor, ts, event_id) as the timeline index;
+//! * `visitors` (site, visitor) → profile JSON, `visitor_rank` (site, sort|bot, inverted key,
+//!   visitor) as top-N indexes kept in step with every profile write, `visitor_sites` for lookup
+//!   by id alone;
+//! * `sessions` (site, start, session) → session JSON; `dead_letters` (site, received, id);
+//! * `sites`, `users`, `meta` keyed by name.
+//!
+//! One write transaction per [`WriteBatch`] makes dedupe, events, profiles and sessions change
+//! together, which is what makes replays after a crash exact.
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use crm_schemas::{DeadLetter, Session, Site, StoredEvent, User, VisitorProfile};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::{
+    BotFilter, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    WriteOutcome,
+};
+
+type EventKey<'a> = (&'a str, i64, u128);
+const EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
+const EVENT_IDS: TableDefinition<u128, ()> = TableDefinition::new("event_ids");
+const VISITOR_EVENTS: TableDefinition<(&str, &str, i64, u128), ()> = TableDefinition::new("visitor_events");
+const VISITORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("visitors");
+const VISITOR_RANK: TableDefinition<(&str, u8, u64, &str), ()> = TableDefinition::new("visitor_rank");
+const VISITOR_SITES: TableDefinition<(&str, &str), ()> = TableDefinition::new("visitor_sites");
+const SESSIONS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("sessions");
+const DEAD_LETTERS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("dead_letters");
+const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const BOT_FLAG: u8 = 0x80;
+
+fn db_err(err: impl Into<redb::Error>) -> StoreError {
+    match err.into() {
+        redb::Error::DatabaseAlreadyOpen => StoreError::InUse("store.redb".into()),
+        redb::Error::Io(io) => StoreError::Io(io.to_string()),
+        other => StoreError::Backend { message: other.to_string(), retryable: false },
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn sort_code(sort: VisitorSort) -> u8 {
+    match sort {
+        VisitorSort::Intent => 0,
+        VisitorSort::Engagement => 1,
+        VisitorSort::LastSeen => 2,
+    }
+}
+
+/// Descending sort key: higher score first, then more recent first.
+fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
+    let recency = (profile.last_seen_ms.max(0) as u64) & ((1 << 48) - 1);
+    let value = match sort {
+        VisitorSort::Intent => (u64::from(profile.intent_score) << 48) | recency,
+        VisitorSort::Engagement => (u64::from(profile.engagement_score) << 48) | recency,
+        VisitorSort::LastSeen => recency,
+    };
+    u64::MAX - value
+}
+
+fn rank_kind(sort: VisitorSort, is_bot: bool) -> u8 {
+    sort_code(sort) | if is_bot { BOT_FLAG } else { 0 }
+}
+
+const SORTS: [VisitorSort; 3] = [VisitorSort::Intent, VisitorSort::Engagement, VisitorSort::LastSeen];
+
+fn parse_cursor(cursor: &str) -> Result<(u64, &str)> {
+    let (number, rest) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    Ok((number.parse().map_err(|_| StoreError::InvalidCursor)?, rest))
+}
+
+fn parse_time_cursor(cursor: &str) -> Result<(i64, u128)> {
+    let (ts, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    Ok((ts.parse().map_err(|_| StoreError::InvalidCursor)?, id.parse().map_err(|_| StoreError::InvalidCursor)?))
+}
+
+/// The redb-backed [`Store`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens or creates `<dir>/store.redb` and makes sure every table exists.
+    pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        let path = dir.join("store.redb");
+        let db = Database::create(&path).map_err(|e| match db_err(e) {
+            StoreError::InUse(_) => StoreError::InUse(path.display().to_string()),
+            other => other,
+        })?;
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(EVENTS).map_err(db_err)?;
+            txn.open_table(EVENT_IDS).map_err(db_err)?;
+            txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
+            txn.open_table(VISITORS).map_err(db_err)?;
+            txn.open_table(VISITOR_RANK).map_err(db_err)?;
+            txn.open_table(VISITOR_SITES).map_err(db_err)?;
+            txn.open_table(SESSIONS).map_err(db_err)?;
+            txn.open_table(DEAD_LETTERS).map_err(db_err)?;
+            txn.open_table(SITES).map_err(db_err)?;
+            txn.open_table(USERS).map_err(db_err)?;
+            txn.open_table(META).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| StoreError::Backend { message: format!("store task failed: {e}"), retryable: true })?
+    }
+
+    fn write_blocking(db: &Database, batch: WriteBatch) -> Result<WriteOutcome> {
+        let txn = db.begin_write().map_err(db_err)?;
+        let mut outcome = WriteOutcome::default();
+        {
+            let mut ids = txn.open_table(EVENT_IDS).map_err(db_err)?;
+            let mut events = txn.open_table(EVENTS).map_err(db_err)?;
+            let mut timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
+            for event in &batch.events {
+                let id = event.event_id.as_u128();
+                if ids.get(id).map_err(db_err)?.is_some() {
+                    outcome.duplicates_skipped += 1;
+                    continue;
+                }
+                ids.insert(id, ()).map_err(db_err)?;
+                events.insert((event.site_id.as_str(), event.ts_ms, id), encode(event)?.as_slice()).map_err(db_err)?;
+                timeline
+                    .insert((event.site_id.as_str(), event.visitor_id.as_str(), event.ts_ms, id), ())
+                    .map_err(db_err)?;
+                outcome.events_written += 1;
+            }
+            let mut visitors = txn.open_table(VISITORS).map_err(db_err)?;
+            let mut ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
+            let mut visitor_sites = txn.open_table(VISITOR_SITES).map_err(db_err)?;
+            for profile in &batch.visitors {
+                let key = (profile.site_id.as_str(), profile.visitor_id.as_str());
+                let previous: Option<VisitorProfile> = match visitors.get(key).map_err(db_err)? {
+                    Some(bytes) => Some(decode(bytes.value())?),
+                    None => None,
+                };
+                if let Some(old) = previous {
+                    for sort in SORTS {
+                        ranks
+                            .remove((old.site_id.as_str(), rank_kind(sort, old.is_bot), rank_value(&old, sort), old.visitor_id.as_str()))
+                            .map_err(db_err)?;
+                    }
+                }
+                visitors.insert(key, encode(profile)?.as_slice()).map_err(db_err)?;
+                for sort in SORTS {
+                    ranks
+                        .insert((key.0, rank_kind(sort, profile.is_bot), rank_value(profile, sort), key.1), ())
+                        .map_err(db_err)?;
+                }
+                visitor_sites.insert((key.1, key.0), ()).map_err(db_err)?;
+            }
+            let mut sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+            for session in &batch.sessions {
+                sessions
+                    .insert((session.site_id.as_str(), session.start_ms, session.session_id.as_str()), encode(session)?.as_slice())
+                    .map_err(db_err)?;
+            }
+            let mut dead = txn.open_table(DEAD_LETTERS).map_err(db_err)?;
+            for letter in &batch.dead_letters {
+                dead.insert((letter.site_id.as_str(), letter.received_at_ms, letter.id.as_u128()), encode(letter)?.as_slice())
+                    .map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(outcome)
+    }
+}
+
+fn get_json<T: DeserializeOwned>(db: &Database, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<T>> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(table).map_err(db_err)?;
+    match table.get(key).map_err(db_err)? {
+        Some(bytes) => Ok(Some(decode(bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn put_json<T: serde::Serialize>(db: &Database, table: TableDefinition<&str, &[u8]>, key: &str, value: &T) -> Result<()> {
+    let bytes = encode(value)?;
+    let txn = db.begin_write().map_err(db_err)?;
+    txn.open_table(table).map_err(db_err)?.insert(key, bytes.as_slice()).map_err(db_err)?;
+    txn.commit().map_err(db_err)
+}
+
+fn all_json<T: DeserializeOwned>(db: &Database, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(table).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in table.iter().map_err(db_err)? {
+        let (_, value) = row.map_err(db_err)?;
+        out.push(decode(value.value())?);
+    }
+    Ok(out)
+}
+
+/// Reads a newest-first page from a (site, ts, id) keyed table.
+fn newest_first<T: DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<EventKey, &[u8]>,
+    site: &str,
+    limit: usize,
+    cursor: Option<&str>,
+    cursor_of: impl Fn(&T) -> String,
+) -> Result<Page<T>> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(table).map_err(db_err)?;
+    let upper = match cursor {
+        Some(c) => {
+            let (ts, id) = parse_time_cursor(c)?;
+            Bound::Excluded((site, ts, id))
+        }
+        None => Bound::Included((site, i64::MAX, u128::MAX)),
+    };
+    let range = table.range::<EventKey>((Bound::Included((site, i64::MIN, 0u128)), upper)).map_err(db_err)?;
+    let mut items = Vec::new();
+    let mut more = false;
+    for row in range.rev() {
+        let (_, value) = row.map_err(db_err)?;
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(decode::<T>(value.value())?);
+    }
+    let next_cursor = if more { items.last().map(&cursor_of) } else { None };
+    Ok(Page { items, next_cursor })
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        let ids = ids.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(EVENT_IDS).map_err(db_err)?;
+            let mut unseen = HashSet::new();
+            for id in ids {
+                if table.get(id.as_u128()).map_err(db_err)?.is_none() {
+                    unseen.insert(id);
+                }
+            }
+            Ok(unseen)
+        })
+        .await
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome> {
+        if batch.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        self.blocking(move |db| Self::write_blocking(db, batch)).await
+    }
+
+    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
+        let (site, visitor) = (site_id.to_owned(), visitor_id.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(VISITORS).map_err(db_err)?;
+            match table.get((site.as_str(), visitor.as_str())).map_err(db_err)? {
+                Some(bytes) => Ok(Some(decode(bytes.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
+        let visitor = visitor_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let sites = txn.open_table(VISITOR_SITES).map_err(db_err)?;
+            let visitors = txn.open_table(VISITORS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in sites.range::<(&str, &str)>((visitor.as_str(), "")..).map_err(db_err)? {
+                let (key, _) = row.map_err(db_err)?;
+                let (v, site) = key.value();
+                if v != visitor {
+                    break;
+                }
+                if let Some(bytes) = visitors.get((site, v)).map_err(db_err)? {
+                    out.push(decode(bytes.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
+        let query = query.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
+            let visitors = txn.open_table(VISITORS).map_err(db_err)?;
+            let kind = rank_kind(query.sort, query.bots == BotFilter::Only);
+            let site = query.site_id.as_str();
+            let lower = match &query.cursor {
+                Some(c) => {
+                    let (value, visitor) = parse_cursor(c)?;
+                    Bound::Excluded((site, kind, value, visitor))
+                }
+                None => Bound::Included((site, kind, 0u64, "")),
+            };
+            let upper = Bound::Excluded((site, kind + 1, 0u64, ""));
+            let mut items = Vec::new();
+            let mut next_cursor = None;
+            for row in ranks.range::<(&str, u8, u64, &str)>((lower, upper)).map_err(db_err)? {
+                let (key, _) = row.map_err(db_err)?;
+                let (_, _, value, visitor) = key.value();
+                if items.len() == query.limit {
+                    break;
+                }
+                if let Some(bytes) = visitors.get((site, visitor)).map_err(db_err)? {
+                    items.push(decode::<VisitorProfile>(bytes.value())?);
+                }
+                if items.len() == query.limit {
+                    next_cursor = Some(format!("{value}:{visitor}"));
+                }
+            }
+            // Only hand out a cursor when something follows it.
+            if let Some(cursor) = &next_cursor {
+                let (value, visitor) = parse_cursor(cursor)?;
+                let mut rest = ranks
+                    .range::<(&str, u8, u64, &str)>((Bound::Excluded((site, kind, value, visitor)), upper))
+                    .map_err(db_err)?;
+                if rest.next().is_none() {
+                    next_cursor = None;
+                }
+            }
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        let (site, visitor, cursor) = (site_id.to_owned(), visitor_id.to_owned(), cursor.map(str::to_owned));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
+            let events = txn.open_table(EVENTS).map_err(db_err)?;
+            let (s, v) = (site.as_str(), visitor.as_str());
+            let upper = match cursor.as_deref() {
+                Some(c) => {
+                    let (ts, id) = parse_time_cursor(c)?;
+                    Bound::Excluded((s, v, ts, id))
+                }
+                None => Bound::Included((s, v, i64::MAX, u128::MAX)),
+            };
+            let range = timeline
+                .range::<(&str, &str, i64, u128)>((Bound::Included((s, v, i64::MIN, 0u128)), upper))
+                .map_err(db_err)?;
+            let mut items = Vec::new();
+            let mut more = false;
+            for row in range.rev() {
+                let (key, _) = row.map_err(db_err)?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                let (_, _, ts, id) = key.value();
+                if let Some(bytes) = events.get((s, ts, id)).map_err(db_err)? {
+                    items.push(decode::<StoredEvent>(bytes.value())?);
+                }
+            }
+            let next_cursor = if more { items.last().map(|e| format!("{}:{}", e.ts_ms, e.event_id.as_u128())) } else { None };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(SESSIONS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in table.range::<(&str, i64, &str)>((site.as_str(), from_ms, "")..(site.as_str(), to_ms, "")).map_err(db_err)? {
+                if out.len() == limit {
+                    break;
+                }
+                out.push(decode(row.map_err(db_err)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+            let events = txn.open_table(EVENTS).map_err(db_err)?;
+            let mut builder = OverviewBuilder::default();
+            let s = site.as_str();
+            for row in sessions.range::<(&str, i64, &str)>((s, from_ms, "")..(s, to_ms, "")).map_err(db_err)? {
+                builder.add_session(&decode::<Session>(row.map_err(db_err)?.1.value())?);
+            }
+            for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
+                let (_, value) = row.map_err(db_err)?;
+                let bytes = value.value();
+                // Cheap pre-filter before decoding: only pageviews count here.
+                if memchr_pageview(bytes) {
+                    let event: StoredEvent = decode(bytes)?;
+                    if event.body == crm_schemas::EventBody::Pageview {
+                        builder.add_pageview(&event);
+                    }
+                }
+            }
+            Ok(builder.finish(top_n))
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
+        let (site, cursor) = (site_id.to_owned(), cursor.map(str::to_owned));
+        self.blocking(move |db| {
+            newest_first(db, DEAD_LETTERS, &site, limit, cursor.as_deref(), |d: &DeadLetter| {
+                format!("{}:{}", d.received_at_ms, d.id.as_u128())
+            })
+        })
+        .await
+    }
+
+    async fn put_site(&self, site: &Site) -> Result<()> {
+        let site = site.clone();
+        self.blocking(move |db| put_json(db, SITES, &site.site_id, &site)).await
+    }
+
+    async fn site(&self, site_id: &str) -> Result<Option<Site>> {
+        let id = site_id.to_owned();
+        self.blocking(move |db| get_json(db, SITES, &id)).await
+    }
+
+    async fn sites(&self) -> Result<Vec<Site>> {
+        self.blocking(|db| all_json(db, SITES)).await
+    }
+
+    async fn put_user(&self, user: &User) -> Result<()> {
+        let user = user.clone();
+        self.blocking(move |db| put_json(db, USERS, &user.username, &user)).await
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<User>> {
+        let name = username.to_owned();
+        self.blocking(move |db| get_json(db, USERS, &name)).await
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        self.blocking(|db| all_json(db, USERS)).await
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(META).map_err(db_err)?;
+            Ok(table.get(key.as_str()).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            txn.open_table(META).map_err(db_err)?.insert(key.as_str(), value.as_slice()).map_err(db_err)?;
+            txn.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.blocking(|db| db.begin_read().map(|_| ()).map_err(db_err)).await
+    }
+}
+
+/// True when the JSON bytes contain `"type":"pageview"` (the serializer writes it compactly).
+fn memchr_pageview(bytes: &[u8]) -> bool {
+    const NEEDLE: &[u8] = br#""type":"pageview""#;
+    bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::StoreHarness;
+
+    struct EmbeddedHarness {
+        dir: tempfile::TempDir,
+    }
+
+    impl EmbeddedHarness {
+        fn new() -> Self {
+            EmbeddedHarness { dir: tempfile::tempdir().unwrap() }
+        }
+    }
+
+    #[async_trait]
+    impl StoreHarness for EmbeddedHarness {
+        async fn open(&self) -> Arc<dyn Store> {
+            Arc::new(EmbeddedStore::open(self.dir.path()).unwrap())
+        }
+    }
+
+    crate::store_conformance_suite!(EmbeddedHarness::new());
+
+    #[test]
+    fn second_open_of_the_same_file_is_refused_with_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(matches!(EmbeddedStore::open(dir.path()), Err(StoreError::InUse(_))));
+    }
+
+    #[test]
+    fn rank_value_orders_descending() {
+        let mut high = VisitorProfile { intent_score: 90, last_seen_ms: 10, ..VisitorProfile::default() };
+        let low = VisitorProfile { intent_score: 10, last_seen_ms: 20, ..VisitorProfile::default() };
+        assert!(rank_value(&high, VisitorSort::Intent) < rank_value(&low, VisitorSort::Intent));
+        assert!(rank_value(&high, VisitorSort::LastSeen) > rank_value(&low, VisitorSort::LastSeen));
+        high.intent_score = 10;
+        assert!(rank_value(&low, VisitorSort::Intent) < rank_value(&high, VisitorSort::Intent), "ties break by recency");
+    }
+}

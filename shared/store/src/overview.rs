@@ -1,0 +1,110 @@
+//! Backend-neutral aggregation of the analytics overview from sessions and pageviews, so every
+//! store computes bounce, duration and top-N lists with the same definitions.
+
+use std::collections::{HashMap, HashSet};
+
+use crm_schemas::{Session, StoredEvent};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Count {
+    pub key: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Overview {
+    pub visitors: u64,
+    pub sessions: u64,
+    pub pageviews: u64,
+    /// Bounced sessions / sessions, 0..=1.
+    pub bounce_rate: f64,
+    pub avg_session_duration_ms: u64,
+    pub top_pages: Vec<Count>,
+    pub top_referrers: Vec<Count>,
+    pub countries: Vec<Count>,
+    pub devices: Vec<Count>,
+    pub browsers: Vec<Count>,
+    pub utm_sources: Vec<Count>,
+}
+
+/// Accumulates sessions (started in the window) and pageviews (in the window); bots are skipped.
+#[derive(Default)]
+pub struct OverviewBuilder {
+    visitors: HashSet<String>,
+    sessions: u64,
+    bounces: u64,
+    duration_total: u64,
+    pageviews: u64,
+    pages: HashMap<String, u64>,
+    referrers: HashMap<String, u64>,
+    countries: HashMap<String, u64>,
+    devices: HashMap<String, u64>,
+    browsers: HashMap<String, u64>,
+    utm_sources: HashMap<String, u64>,
+}
+
+fn bump(map: &mut HashMap<String, u64>, key: &str) {
+    if let Some(count) = map.get_mut(key) {
+        *count += 1;
+    } else {
+        map.insert(key.to_owned(), 1);
+    }
+}
+
+fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
+    let mut counts: Vec<Count> = map.into_iter().map(|(key, count)| Count { key, count }).collect();
+    counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    counts.truncate(n);
+    counts
+}
+
+impl OverviewBuilder {
+    pub fn add_session(&mut self, session: &Session) {
+        if session.is_bot {
+            return;
+        }
+        self.sessions += 1;
+        if session.is_bounce() {
+            self.bounces += 1;
+        }
+        self.duration_total += session.duration_ms();
+        if !self.visitors.contains(&session.visitor_id) {
+            self.visitors.insert(session.visitor_id.clone());
+        }
+        bump(&mut self.referrers, session.referrer_host.as_deref().unwrap_or("(direct)"));
+        bump(&mut self.countries, session.country.as_deref().unwrap_or("(unknown)"));
+        bump(&mut self.devices, if session.device_category.is_empty() { "(unknown)" } else { &session.device_category });
+        bump(&mut self.browsers, if session.browser.is_empty() { "(unknown)" } else { &session.browser });
+        if let Some(source) = &session.utm.source {
+            bump(&mut self.utm_sources, source);
+        }
+    }
+
+    pub fn add_pageview(&mut self, event: &StoredEvent) {
+        if event.is_bot {
+            return;
+        }
+        self.pageviews += 1;
+        bump(&mut self.pages, event.path.as_deref().unwrap_or("/"));
+        if !self.visitors.contains(&event.visitor_id) {
+            self.visitors.insert(event.visitor_id.clone());
+        }
+    }
+
+    pub fn finish(self, top_n: usize) -> Overview {
+        Overview {
+            visitors: self.visitors.len() as u64,
+            sessions: self.sessions,
+            pageviews: self.pageviews,
+            bounce_rate: if self.sessions == 0 { 0.0 } else { self.bounces as f64 / self.sessions as f64 },
+            avg_session_duration_ms: self.duration_total.checked_div(self.sessions).unwrap_or(0),
+            top_pages: top(self.pages, top_n),
+            top_referrers: top(self.referrers, top_n),
+            countries: top(self.countries, top_n),
+            devices: top(self.devices, top_n),
+            browsers: top(self.browsers, top_n),
+            utm_sources: top(self.utm_sources, top_n),
+        }
+    }
+}
