@@ -1,1 +1,23 @@
-//! placeholder
+//! The stream processor: consumes the event log in batches and turns collected beacons into
+//! enriched events, sessions and scored visitor profiles in the store.
+//!
+//! Per event: geo (mmdb), user agent (woothee, cached), bot flag, anonymised IP, URL facts (path,
+//! UTM); then sessionisation and the profile update with engagement and intent scores. A batch
+//! is written to the store in one call and only then committed on the log, and events already
+//! stored are skipped by `event_id`, so a crash anywhere replays without double counting.
+
+mod enrich;
+mod geo;
+mod metrics;
+mod processor;
+mod profile;
+pub mod scoring;
+mod urls;
+mod useragent;
+
+pub use enrich::{Enricher, IpStorage};
+pub use geo::{GeoError, GeoLookup};
+pub use metrics::ProcessorMetrics;
+pub use processor::{BatchOutcome, Processor, ProcessorConfig, ProcessorError, ProcessorStatus};
+pub use profile::{apply_event, SESSION_IDLE_MS};
+pub use useragent::{UaInfo, UserAgentParser};

@@ -1,0 +1,44 @@
+//! Processor metrics: events processed, duplicates skipped, dead letters, poison records, batch
+//! latency and consumer lag.
+
+use std::sync::atomic::AtomicU64;
+
+use crm_service::MetricsRegistry;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+#[derive(Clone)]
+pub struct ProcessorMetrics {
+    pub events: Counter,
+    pub duplicates: Counter,
+    pub dead_letters: Counter,
+    pub poison: Counter,
+    pub store_errors: Counter,
+    pub batch_seconds: Histogram,
+    pub lag: Gauge<u64, AtomicU64>,
+}
+
+impl ProcessorMetrics {
+    pub fn new(registry: &MetricsRegistry) -> ProcessorMetrics {
+        let metrics = ProcessorMetrics {
+            events: Counter::default(),
+            duplicates: Counter::default(),
+            dead_letters: Counter::default(),
+            poison: Counter::default(),
+            store_errors: Counter::default(),
+            batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            lag: Gauge::default(),
+        };
+        registry.register(|r| {
+            r.register("processor_events", "Events enriched and stored", metrics.events.clone());
+            r.register("processor_duplicates", "Replayed events skipped by event_id", metrics.duplicates.clone());
+            r.register("processor_dead_letters", "Dead letters stored", metrics.dead_letters.clone());
+            r.register("processor_poison_records", "Log records that could not be decoded", metrics.poison.clone());
+            r.register("processor_store_errors", "Failed store writes (retried)", metrics.store_errors.clone());
+            r.register("processor_batch_duration_seconds", "Time to process and store one batch", metrics.batch_seconds.clone());
+            r.register("eventlog_consumer_lag", "Records appended but not yet committed by the processor", metrics.lag.clone());
+        });
+        metrics
+    }
+}

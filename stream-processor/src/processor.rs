@@ -1,0 +1,292 @@
+//! The processing loop: poll a batch from the log, decode, drop replays, enrich, sessionise and
+//! score, write everything in one store call (retrying while the store is down), then commit.
+//!
+//! Per-visitor state is cached in memory (bounded) and always recoverable from the store, so a
+//! restarted processor continues exactly where the committed log position and store agree.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crm_eventlog::{Delivered, EventLog, LogConsumer, LogError, Topic};
+use crm_schemas::{CollectedEvent, DeadLetter, Limits, Site, VisitorProfile};
+use crm_service::Shutdown;
+use crm_store::{Store, StoreError, WriteBatch};
+use parking_lot::Mutex;
+
+use crate::{apply_event, Enricher, ProcessorMetrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ProcessorError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProcessorError::Log(e) => e.is_retryable(),
+            ProcessorError::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessorConfig {
+    pub group: String,
+    pub batch_size: usize,
+    pub poll_wait: Duration,
+    pub profile_cache_capacity: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            group: "stream-processor".into(),
+            batch_size: 2000,
+            poll_wait: Duration::from_millis(100),
+            profile_cache_capacity: 200_000,
+        }
+    }
+}
+
+/// Shared status for readiness: the last store error, cleared by the next successful write.
+#[derive(Default)]
+pub struct ProcessorStatus {
+    pub store_error: Mutex<Option<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub events_written: usize,
+    pub duplicates: usize,
+    pub dead_letters: usize,
+    pub poison: usize,
+}
+
+pub struct Processor {
+    config: ProcessorConfig,
+    store: Arc<dyn Store>,
+    enricher: Enricher,
+    limits: Limits,
+    metrics: ProcessorMetrics,
+    status: Arc<ProcessorStatus>,
+    sites: HashMap<String, (Site, Instant)>,
+    profiles: HashMap<(String, String), VisitorProfile>,
+}
+
+const SITE_TTL: Duration = Duration::from_secs(10);
+
+impl Processor {
+    pub fn new(config: ProcessorConfig, store: Arc<dyn Store>, enricher: Enricher, metrics: ProcessorMetrics) -> Processor {
+        Processor {
+            config,
+            store,
+            enricher,
+            limits: Limits::default(),
+            metrics,
+            status: Arc::new(ProcessorStatus::default()),
+            sites: HashMap::new(),
+            profiles: HashMap::new(),
+        }
+    }
+
+    pub fn status(&self) -> Arc<ProcessorStatus> {
+        self.status.clone()
+    }
+
+    async fn site(&mut self, site_id: &str) -> Result<Site, StoreError> {
+        if let Some((site, at)) = self.sites.get(site_id) {
+            if at.elapsed() < SITE_TTL {
+                return Ok(site.clone());
+            }
+        }
+        // A site deleted after its events were accepted still gets processed with defaults.
+        let site = self.store.site(site_id).await?.unwrap_or_else(|| Site::new(site_id, site_id, 0));
+        self.sites.insert(site_id.to_owned(), (site.clone(), Instant::now()));
+        Ok(site)
+    }
+
+    async fn profile(&mut self, site_id: &str, visitor_id: &str) -> Result<VisitorProfile, StoreError> {
+        let key = (site_id.to_owned(), visitor_id.to_owned());
+        if let Some(profile) = self.profiles.get(&key) {
+            return Ok(profile.clone());
+        }
+        Ok(self.store.visitor(site_id, visitor_id).await?.unwrap_or_default())
+    }
+
+    /// Turns delivered log records into one store batch and writes it. Does not commit.
+    pub async fn process(&mut self, delivered: &[Delivered], shutdown: &Shutdown) -> Result<BatchOutcome, ProcessorError> {
+        let mut outcome = BatchOutcome::default();
+        let mut collected = Vec::with_capacity(delivered.len());
+        let mut batch = WriteBatch::default();
+        for record in delivered {
+            match record.topic {
+                Topic::Events => match decode_event(&record.payload, &self.limits) {
+                    Ok(pair) => collected.push(pair),
+                    Err(reason) => {
+                        outcome.poison += 1;
+                        tracing::warn!(offset = record.offset, reason = %reason, "undecodable event record skipped");
+                        if let Some(letter) = poison_letter(&record.payload, &reason) {
+                            batch.dead_letters.push(letter);
+                        }
+                    }
+                },
+                Topic::DeadLetters => match serde_json::from_slice::<DeadLetter>(&record.payload) {
+                    Ok(letter) => batch.dead_letters.push(letter),
+                    Err(err) => {
+                        outcome.poison += 1;
+                        tracing::warn!(offset = record.offset, error = %err, "undecodable dead letter skipped");
+                    }
+                },
+            }
+        }
+
+        // Replays: drop ids seen earlier in this batch, then ids the store already has.
+        let decoded = collected.len();
+        let mut seen = HashSet::with_capacity(collected.len());
+        collected.retain(|(event, _)| seen.insert(event.event_id));
+        let ids: Vec<_> = collected.iter().map(|(e, _)| e.event_id).collect();
+        let unseen = if ids.is_empty() { HashSet::new() } else { self.store.unseen_event_ids(&ids).await? };
+        collected.retain(|(event, _)| unseen.contains(&event.event_id));
+        outcome.duplicates = decoded - collected.len();
+
+        let mut dirty_profiles: Vec<(String, String)> = Vec::new();
+        let mut sessions = HashMap::new();
+        for (event, raw) in collected {
+            let mut stored = self.enricher.enrich(event, &raw);
+            let site = self.site(&stored.site_id).await?;
+            let mut profile = self.profile(&stored.site_id, &stored.visitor_id).await?;
+            let session = apply_event(&mut profile, &mut stored, &site);
+            sessions.insert((session.site_id.clone(), session.session_id.clone()), session);
+            let key = (stored.site_id.clone(), stored.visitor_id.clone());
+            if !self.profiles.contains_key(&key) {
+                if self.profiles.len() >= self.config.profile_cache_capacity {
+                    self.profiles.clear();
+                }
+                dirty_profiles.push(key.clone());
+            } else if !dirty_profiles.contains(&key) {
+                dirty_profiles.push(key.clone());
+            }
+            self.profiles.insert(key, profile);
+            batch.events.push(stored);
+        }
+        batch.visitors = dirty_profiles.iter().filter_map(|k| self.profiles.get(k).cloned()).collect();
+        batch.sessions = sessions.into_values().collect();
+        outcome.dead_letters = batch.dead_letters.len();
+        let written = self.write_with_retry(batch, shutdown).await?;
+        outcome.events_written = written.events_written;
+        outcome.duplicates += written.duplicates_skipped;
+        Ok(outcome)
+    }
+
+    async fn write_with_retry(&mut self, batch: WriteBatch, shutdown: &Shutdown) -> Result<crm_store::WriteOutcome, ProcessorError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.store.write(batch.clone()).await {
+                Ok(outcome) => {
+                    *self.status.store_error.lock() = None;
+                    return Ok(outcome);
+                }
+                Err(err) => {
+                    self.metrics.store_errors.inc();
+                    *self.status.store_error.lock() = Some(err.to_string());
+                    tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "store write failed; retrying");
+                    if shutdown.is_triggered() {
+                        // The cached profiles include this batch's effects; drop them so the
+                        // replay after restart starts from the store.
+                        self.profiles.clear();
+                        return Err(err.into());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait() => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Consumes `log` until `shutdown`, committing after every stored batch.
+    pub async fn run(mut self, log: Arc<dyn EventLog>, shutdown: Shutdown) -> Result<(), ProcessorError> {
+        let mut consumer = log.subscribe(&self.config.group, &Topic::ALL).await?;
+        tracing::info!(group = %self.config.group, "stream processor started");
+        while !shutdown.is_triggered() {
+            let delivered = tokio::select! {
+                polled = consumer.poll(self.config.batch_size, self.config.poll_wait) => polled,
+                _ = shutdown.wait() => break,
+            };
+            let delivered = match delivered {
+                Ok(delivered) => delivered,
+                Err(err) if err.is_retryable() => {
+                    tracing::warn!(error = %err, "log poll failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            self.handle(consumer.as_mut(), delivered, &shutdown).await?;
+        }
+        tracing::info!("stream processor stopped");
+        Ok(())
+    }
+
+    async fn handle(&mut self, consumer: &mut dyn LogConsumer, delivered: Vec<Delivered>, shutdown: &Shutdown) -> Result<(), ProcessorError> {
+        if let Some(lag) = consumer.lag() {
+            self.metrics.lag.set(lag);
+        }
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let outcome = self.process(&delivered, shutdown).await?;
+        consumer.commit(&delivered).await?;
+        self.metrics.events.inc_by(outcome.events_written as u64);
+        self.metrics.duplicates.inc_by(outcome.duplicates as u64);
+        self.metrics.dead_letters.inc_by(outcome.dead_letters as u64);
+        self.metrics.poison.inc_by(outcome.poison as u64);
+        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        if let Some(lag) = consumer.lag() {
+            self.metrics.lag.set(lag);
+        }
+        tracing::debug!(records = delivered.len(), written = outcome.events_written, duplicates = outcome.duplicates, "batch stored");
+        Ok(())
+    }
+}
+
+fn decode_event(payload: &[u8], limits: &Limits) -> Result<(crm_schemas::Event, CollectedEvent), String> {
+    let collected: CollectedEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let event = collected.event.clone().validate(limits).map_err(|e| e.to_string())?;
+    if event.visitor_id.is_none() {
+        return Err("event has no visitor id".into());
+    }
+    Ok((event, collected))
+}
+
+/// A dead letter for an undecodable log record, attributed to its site when one is readable.
+fn poison_letter(payload: &[u8], reason: &str) -> Option<DeadLetter> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        event: PartialEvent,
+        received_at_ms: Option<i64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PartialEvent {
+        site_id: String,
+    }
+    let partial = serde_json::from_slice::<Partial>(payload).ok()?;
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(4096)]).into_owned();
+    // Id and time derive from the record itself, so a replay writes the same dead letter again
+    // (an upsert) instead of a second one.
+    Some(DeadLetter {
+        id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, payload),
+        site_id: partial.event.site_id,
+        received_at_ms: partial.received_at_ms.unwrap_or(0),
+        code: "undecodable_record".into(),
+        message: reason.to_owned(),
+        payload: text,
+    })
+}

@@ -1,0 +1,115 @@
+//! URL facts used by sessions and scoring: path, UTM parameters, click ids and referrer host.
+
+use crm_schemas::Utm;
+use url::Url;
+
+pub struct UrlFacts {
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub utm: Utm,
+}
+
+/// Extracts path and UTM parameters from a page URL (props may also carry UTM values).
+pub fn url_facts(url: Option<&str>) -> UrlFacts {
+    let Some(parsed) = url.and_then(|u| Url::parse(u).ok()) else {
+        return UrlFacts { host: None, path: None, utm: Utm::default() };
+    };
+    let mut utm = Utm::default();
+    for (key, value) in parsed.query_pairs() {
+        if value.is_empty() {
+            continue;
+        }
+        let slot = match key.as_ref() {
+            "utm_source" => &mut utm.source,
+            "utm_medium" => &mut utm.medium,
+            "utm_campaign" => &mut utm.campaign,
+            "utm_term" => &mut utm.term,
+            "utm_content" => &mut utm.content,
+            _ => continue,
+        };
+        let mut text = value.into_owned();
+        text.truncate(text.char_indices().nth(100).map_or(text.len(), |(i, _)| i));
+        *slot = Some(text);
+    }
+    if utm.source.is_none() {
+        // Paid click ids imply their network when no utm_source is given.
+        for (key, source, medium) in [("gclid", "google", "cpc"), ("fbclid", "facebook", "paid_social"), ("li_fat_id", "linkedin", "paid_social")] {
+            if parsed.query_pairs().any(|(k, _)| k == key) {
+                utm.source = Some(source.into());
+                utm.medium.get_or_insert_with(|| medium.into());
+                break;
+            }
+        }
+    }
+    UrlFacts { host: parsed.host_str().map(str::to_ascii_lowercase), path: Some(parsed.path().to_owned()), utm }
+}
+
+/// The referrer's host, or `None` for direct traffic and internal navigation.
+pub fn referrer_host(referrer: Option<&str>, page_host: Option<&str>) -> Option<String> {
+    let host = Url::parse(referrer?).ok()?.host_str()?.to_ascii_lowercase();
+    let host = host.strip_prefix("www.").map(str::to_owned).unwrap_or(host);
+    let page = page_host.map(|h| h.strip_prefix("www.").unwrap_or(h));
+    (Some(host.as_str()) != page).then_some(host)
+}
+
+/// Glob match where `*` matches any run of characters (case-insensitive).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let text = text.to_ascii_lowercase();
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text.as_str();
+    let first = parts[0];
+    if !rest.starts_with(first) {
+        return false;
+    }
+    rest = &rest[first.len()..];
+    let last = parts[parts.len() - 1];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utm_and_click_ids() {
+        let facts = url_facts(Some("https://Shop.example/pricing?utm_source=li&utm_campaign=q4&x=1"));
+        assert_eq!(facts.host.as_deref(), Some("shop.example"));
+        assert_eq!(facts.path.as_deref(), Some("/pricing"));
+        assert_eq!(facts.utm.source.as_deref(), Some("li"));
+        assert_eq!(facts.utm.campaign.as_deref(), Some("q4"));
+        let paid = url_facts(Some("https://a.example/?gclid=abc"));
+        assert_eq!((paid.utm.source.as_deref(), paid.utm.medium.as_deref()), (Some("google"), Some("cpc")));
+        assert!(url_facts(Some("not a url")).path.is_none());
+    }
+
+    #[test]
+    fn referrers() {
+        assert_eq!(referrer_host(Some("https://www.google.com/search?q=x"), Some("a.example")).as_deref(), Some("google.com"));
+        assert_eq!(referrer_host(Some("https://a.example/other"), Some("a.example")), None);
+        assert_eq!(referrer_host(Some("https://www.a.example/other"), Some("a.example")), None);
+        assert_eq!(referrer_host(None, Some("a.example")), None);
+        assert_eq!(referrer_host(Some("garbage"), None), None);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*/pricing*", "/pricing"));
+        assert!(glob_match("*/pricing*", "/en/pricing/enterprise"));
+        assert!(!glob_match("*/pricing*", "/blog/price"));
+        assert!(glob_match("/docs", "/DOCS"));
+        assert!(!glob_match("/docs", "/docs/x"));
+        assert!(glob_match("*case-stud*", "/resources/case-study-acme"));
+        assert!(glob_match("/a*b*c", "/aXXbYYc"));
+        assert!(!glob_match("/a*b*c", "/aXXcYYb"));
+    }
+}

@@ -1,0 +1,119 @@
+//! User-agent parsing (woothee) behind a bounded cache, plus bot detection beyond woothee's
+//! crawler list: headless browsers, automation frameworks, HTTP libraries, monitors and link
+//! previewers, and requests with no user agent at all.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crm_schemas::Device;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UaInfo {
+    pub device: Device,
+    pub is_bot: bool,
+}
+
+/// Case-insensitive substrings that mark automated clients.
+const BOT_MARKERS: &[&str] = &[
+    "bot", "crawl", "spider", "slurp", "headless", "phantomjs", "selenium", "webdriver", "puppeteer", "playwright",
+    "python-requests", "python-urllib", "aiohttp", "httpx", "curl/", "wget/", "go-http-client", "java/", "okhttp",
+    "axios", "node-fetch", "undici", "libwww", "httpclient", "scrapy", "lighthouse", "pingdom", "uptime", "monitor",
+    "facebookexternalhit", "embedly", "preview", "validator", "feedfetcher", "archiver",
+];
+
+pub struct UserAgentParser {
+    parser: woothee::parser::Parser,
+    cache: HashMap<String, Arc<UaInfo>>,
+    capacity: usize,
+}
+
+impl Default for UserAgentParser {
+    fn default() -> Self {
+        UserAgentParser::new(20_000)
+    }
+}
+
+fn known(value: &str) -> String {
+    if value == woothee::woothee::VALUE_UNKNOWN { String::new() } else { value.to_owned() }
+}
+
+impl UserAgentParser {
+    pub fn new(capacity: usize) -> UserAgentParser {
+        UserAgentParser { parser: woothee::parser::Parser::new(), cache: HashMap::new(), capacity: capacity.max(1) }
+    }
+
+    /// Parses without the cache (used by benchmarks to measure the cold path).
+    pub fn parse_uncached(&self, user_agent: &str) -> UaInfo {
+        if user_agent.trim().is_empty() {
+            return UaInfo { device: Device { category: "unknown".into(), ..Device::default() }, is_bot: true };
+        }
+        let lower = user_agent.to_ascii_lowercase();
+        let marker = BOT_MARKERS.iter().any(|m| lower.contains(m));
+        let device = match self.parser.parse(user_agent) {
+            Some(result) => Device {
+                browser: known(result.name),
+                browser_version: known(result.version),
+                os: known(result.os),
+                os_version: known(&result.os_version),
+                category: if result.category == woothee::woothee::VALUE_UNKNOWN { "unknown".into() } else { result.category.to_owned() },
+            },
+            None => Device { category: "unknown".into(), ..Device::default() },
+        };
+        let is_bot = marker || device.category == "crawler";
+        UaInfo { device, is_bot }
+    }
+
+    pub fn parse(&mut self, user_agent: &str) -> Arc<UaInfo> {
+        if let Some(hit) = self.cache.get(user_agent) {
+            return hit.clone();
+        }
+        let info = Arc::new(self.parse_uncached(user_agent));
+        if self.cache.len() >= self.capacity {
+            self.cache.clear();
+        }
+        self.cache.insert(user_agent.to_owned(), info.clone());
+        info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+
+    #[test]
+    fn browsers_and_devices() {
+        let mut parser = UserAgentParser::default();
+        let chrome = parser.parse(CHROME);
+        assert_eq!((chrome.device.browser.as_str(), chrome.device.category.as_str(), chrome.is_bot), ("Chrome", "pc", false));
+        assert_eq!(chrome.device.os, "Windows 10");
+        let phone = parser.parse(IPHONE);
+        assert_eq!((phone.device.category.as_str(), phone.is_bot), ("smartphone", false));
+    }
+
+    #[test]
+    fn bots_of_every_kind() {
+        let mut parser = UserAgentParser::default();
+        for ua in [
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+            "python-requests/2.31.0",
+            "curl/8.4.0",
+            "facebookexternalhit/1.1",
+            "",
+        ] {
+            assert!(parser.parse(ua).is_bot, "{ua:?} should be a bot");
+        }
+    }
+
+    #[test]
+    fn cache_is_bounded() {
+        let mut parser = UserAgentParser::new(3);
+        for i in 0..10 {
+            parser.parse(&format!("{CHROME} build/{i}"));
+        }
+        assert!(parser.cache.len() <= 3);
+    }
+}

@@ -1,0 +1,84 @@
+//! The processor against the real embedded log and store: a batch processed twice (a crash
+//! between the store write and the log commit) counts once, and dead letters and poison records
+//! land in the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Record, Topic};
+use crm_schemas::{CollectedEvent, DeadLetter, Site, WireEvent};
+use crm_service::{MetricsRegistry, Shutdown};
+use crm_store::{EmbeddedStore, Store};
+use crm_stream_processor::{Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
+
+fn collected(json: &str) -> Record {
+    let wire: WireEvent = serde_json::from_str(json).unwrap();
+    let event = CollectedEvent {
+        event: wire,
+        received_at_ms: 1_700_000_000_000,
+        ip: Some("198.51.100.7".into()),
+        user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15".into()),
+    };
+    Record { topic: Topic::Events, key: Bytes::from_static(b"s1:v1"), payload: Bytes::from(serde_json::to_vec(&event).unwrap()) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_batch_counts_once_and_dead_letters_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    store.put_site(&Site::new("s1", "Site", 0)).await.unwrap();
+    let ts = 1_700_000_000_000i64;
+    let records = vec![
+        collected(&format!(r#"{{"v":1,"type":"pageview","site_id":"s1","visitor_id":"v1","event_id":"7d0e6f6c-8a59-4d8e-9a35-000000000001","ts":{ts},"url":"https://a.example/pricing"}}"#)),
+        collected(&format!(r#"{{"v":1,"type":"pageview","site_id":"s1","visitor_id":"v1","event_id":"7d0e6f6c-8a59-4d8e-9a35-000000000002","ts":{},"url":"https://a.example/demo"}}"#, ts + 1000)),
+        // The same event twice in one batch (a client retry that reached the log twice).
+        collected(&format!(r#"{{"v":1,"type":"engagement","site_id":"s1","visitor_id":"v1","event_id":"7d0e6f6c-8a59-4d8e-9a35-000000000003","ts":{},"scroll_depth":70,"engaged_ms":30000}}"#, ts + 2000)),
+        collected(&format!(r#"{{"v":1,"type":"engagement","site_id":"s1","visitor_id":"v1","event_id":"7d0e6f6c-8a59-4d8e-9a35-000000000003","ts":{},"scroll_depth":70,"engaged_ms":30000}}"#, ts + 2000)),
+        Record { topic: Topic::Events, key: Bytes::from_static(b"x"), payload: Bytes::from_static(br#"{"event":{"site_id":"s1","v":9}}"#) },
+        Record {
+            topic: Topic::DeadLetters,
+            key: Bytes::from_static(b"s1"),
+            payload: Bytes::from(serde_json::to_vec(&DeadLetter { id: uuid::Uuid::now_v7(), site_id: "s1".into(), received_at_ms: ts, code: "missing_field".into(), message: "url is required".into(), payload: "{}".into() }).unwrap()),
+        },
+    ];
+    log.append(records).await.unwrap();
+
+    let metrics = MetricsRegistry::new();
+    let shutdown = Shutdown::new();
+    let mut consumer = log.subscribe("test-processor", &Topic::ALL).await.unwrap();
+    let delivered = consumer.poll(100, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(delivered.len(), 6);
+
+    let mut first = Processor::new(ProcessorConfig::default(), store.clone(), Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized), ProcessorMetrics::new(&metrics));
+    let outcome = first.process(&delivered, &shutdown).await.unwrap();
+    assert_eq!(outcome.events_written, 3);
+    assert_eq!(outcome.duplicates, 1);
+    assert_eq!(outcome.poison, 1);
+    assert_eq!(outcome.dead_letters, 2, "the client-side dead letter and the poison record");
+    // Crash before commit: a fresh processor sees the same records again.
+    drop(first);
+    let mut second = Processor::new(ProcessorConfig::default(), store.clone(), Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized), ProcessorMetrics::new(&MetricsRegistry::new()));
+    let replay = second.process(&delivered, &shutdown).await.unwrap();
+    assert_eq!(replay.events_written, 0);
+    assert_eq!(replay.duplicates, 4);
+
+    let profile = store.visitor("s1", "v1").await.unwrap().expect("profile");
+    assert_eq!(profile.pageviews, 2);
+    assert_eq!(profile.events, 3);
+    assert_eq!(profile.time_spent_ms, 30_000);
+    assert_eq!(profile.visits, 1);
+    assert_eq!(profile.intent_signals.get("pricing"), Some(&1));
+    assert_eq!(profile.intent_signals.get("demo"), Some(&1));
+    assert!(profile.intent_score > 50, "pricing + demo: {}", profile.intent_score);
+    assert_eq!(profile.device.browser, "Safari");
+    let timeline = store.visitor_events("s1", "v1", 10, None).await.unwrap();
+    assert_eq!(timeline.items.len(), 3);
+    assert!(timeline.items.iter().all(|e| e.ip.as_deref() == Some("198.51.100.0")));
+    let letters = store.dead_letters("s1", 10, None).await.unwrap();
+    let mut codes: Vec<_> = letters.items.iter().map(|d| d.code.as_str()).collect();
+    codes.sort();
+    assert_eq!(codes, vec!["missing_field", "undecodable_record"]);
+    log.shutdown().await.unwrap();
+}
