@@ -1,1 +1,36 @@
-//! placeholder
+//! The CRM API (`/api/v1/…`): login with JWT access tokens, sites, visitors with their scores and
+//! timelines, the analytics overview and dead letters. Every answer uses the JSON envelope
+//! (`{"success":true,"data":…,"meta":…}` or the typed error) and every input is validated into
+//! a typed value before it reaches the store.
+
+mod analytics;
+mod auth;
+mod error;
+mod params;
+mod reply;
+mod sites;
+mod state;
+mod visitors;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use auth::{bootstrap, hash_password, Bootstrap, JwtKeys, ACCESS_TOKEN_TTL_SECS};
+pub use error::ApiError;
+pub use state::{ApiState, SiteListener};
+
+/// The API router; mount it at the root (paths include `/api/v1`).
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/sites", get(sites::list).post(sites::create))
+        .route("/api/v1/sites/{site_id}", get(sites::get_one).put(sites::replace))
+        .route("/api/v1/visitors", get(visitors::list))
+        .route("/api/v1/visitors/{visitor_id}", get(visitors::get_one))
+        .route("/api/v1/visitors/{visitor_id}/events", get(visitors::events))
+        .route("/api/v1/analytics/overview", get(analytics::overview))
+        .route("/api/v1/dead-letters", get(analytics::dead_letters))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}

@@ -1,0 +1,50 @@
+//! Site analytics: the overview (visitors, sessions, pageviews, bounce, duration, top lists) over
+//! a date range, and the dead letters refused for a site.
+
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde_json::json;
+
+use crate::auth::AuthUser;
+use crate::params::{self, rfc3339};
+use crate::{reply, ApiError, ApiState};
+
+const DAY_MS: i64 = 86_400_000;
+const MAX_RANGE_MS: i64 = 366 * DAY_MS;
+
+pub async fn overview(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    let site_id = params::required(&query, "site_id")?;
+    let now = (crate::auth::now_secs() * 1000) as i64;
+    let to = params::timestamp_ms(&query, "to")?.unwrap_or(now + 1);
+    let from = params::timestamp_ms(&query, "from")?.unwrap_or(to - 7 * DAY_MS);
+    if from >= to {
+        return Err(ApiError::InvalidParameter { name: "from".into(), message: "must be before `to`".into() });
+    }
+    if to - from > MAX_RANGE_MS {
+        return Err(ApiError::InvalidParameter { name: "to".into(), message: "the range may span at most 366 days".into() });
+    }
+    let top = params::limit(&query, 10, 100)?;
+    if state.store.site(site_id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("site {site_id}")));
+    }
+    let overview = state.store.overview(site_id, from, to, top).await?;
+    Ok(reply::ok(json!({
+        "site_id": site_id,
+        "from": rfc3339(from),
+        "to": rfc3339(to),
+        "overview": overview,
+    })))
+}
+
+pub async fn dead_letters(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    let site_id = params::required(&query, "site_id")?;
+    let limit = params::limit(&query, 50, 500)?;
+    let cursor = crate::reply::decode_cursor(query.get("cursor"))?;
+    let page = state.store.dead_letters(site_id, limit, cursor.as_deref()).await?;
+    let items: Vec<serde_json::Value> = page
+        .items
+        .into_iter()
+        .map(|d| json!({ "id": d.id, "received_at": rfc3339(d.received_at_ms), "code": d.code, "message": d.message, "payload": d.payload }))
+        .collect();
+    Ok(reply::page(items, page.next_cursor, limit))
+}

@@ -1,0 +1,177 @@
+//! Sites: the tracked websites with their allowed origins and intent page rules.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use crm_schemas::{PageRule, Role, Site};
+use serde::Deserialize;
+
+use crate::auth::{now_secs, AuthUser};
+use crate::{reply, ApiError, ApiState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteInput {
+    site_id: Option<String>,
+    name: String,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    page_rules: Vec<PageRule>,
+    intent_half_life_days: Option<f64>,
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some(rest) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else { return false };
+    !rest.is_empty() && !rest.contains('/') && !rest.contains(char::is_whitespace) && origin.len() <= 255
+}
+
+/// Checks every field and returns all problems at once.
+fn validate(input: &SiteInput) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if let Some(id) = &input.site_id {
+        if !valid_id(id) {
+            problems.push(("site_id".into(), "must be 1-64 characters of [A-Za-z0-9._-]".into()));
+        }
+    }
+    if input.name.trim().is_empty() || input.name.len() > 200 {
+        problems.push(("name".into(), "must be 1-200 characters".into()));
+    }
+    if input.allowed_origins.len() > 50 {
+        problems.push(("allowed_origins".into(), "at most 50 origins".into()));
+    }
+    for (i, origin) in input.allowed_origins.iter().enumerate() {
+        if !valid_origin(origin) {
+            problems.push((format!("allowed_origins[{i}]"), "must be \"*\" or scheme://host[:port] without a path".into()));
+        }
+    }
+    if input.page_rules.len() > 100 {
+        problems.push(("page_rules".into(), "at most 100 rules".into()));
+    }
+    for (i, rule) in input.page_rules.iter().enumerate() {
+        if rule.pattern.is_empty() || rule.pattern.len() > 200 {
+            problems.push((format!("page_rules[{i}].pattern"), "must be 1-200 characters".into()));
+        }
+        if rule.signal.is_empty() || rule.signal.len() > 40 || !rule.signal.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            problems.push((format!("page_rules[{i}].signal"), "must be 1-40 characters of [a-z0-9_]".into()));
+        }
+        if !(0.0..=100.0).contains(&rule.points) {
+            problems.push((format!("page_rules[{i}].points"), "must be between 0 and 100".into()));
+        }
+    }
+    if let Some(half_life) = input.intent_half_life_days {
+        if !(0.5..=365.0).contains(&half_life) {
+            problems.push(("intent_half_life_days".into(), "must be between 0.5 and 365".into()));
+        }
+    }
+    problems
+}
+
+fn parse_input(body: &Bytes) -> Result<SiteInput, ApiError> {
+    let input: SiteInput = serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let problems = validate(&input);
+    if problems.is_empty() {
+        Ok(input)
+    } else {
+        Err(ApiError::Validation(problems))
+    }
+}
+
+fn require_admin(user: &AuthUser) -> Result<(), ApiError> {
+    if user.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("manage sites"))
+    }
+}
+
+fn notify(state: &ApiState, site: &Site) {
+    if let Some(listener) = &state.site_listener {
+        listener(site);
+    }
+}
+
+pub async fn list(State(state): State<ApiState>, _user: AuthUser) -> Result<Response, ApiError> {
+    let mut sites = state.store.sites().await?;
+    sites.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+    Ok(reply::ok(sites))
+}
+
+pub async fn get_one(State(state): State<ApiState>, _user: AuthUser, Path(site_id): Path<String>) -> Result<Response, ApiError> {
+    let site = state.store.site(&site_id).await?.ok_or_else(|| ApiError::NotFound(format!("site {site_id}")))?;
+    Ok(reply::ok(site))
+}
+
+pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) -> Result<Response, ApiError> {
+    require_admin(&user)?;
+    let input = parse_input(&body)?;
+    let site_id = input.site_id.clone().unwrap_or_else(|| format!("site_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    if state.store.site(&site_id).await?.is_some() {
+        return Err(ApiError::Conflict { code: "site_exists", message: format!("site {site_id} already exists"), details: None });
+    }
+    let mut site = Site::new(site_id, input.name.trim(), (now_secs() * 1000) as i64);
+    site.allowed_origins = input.allowed_origins;
+    site.page_rules = input.page_rules;
+    if let Some(half_life) = input.intent_half_life_days {
+        site.intent_half_life_days = half_life;
+    }
+    state.store.put_site(&site).await?;
+    notify(&state, &site);
+    tracing::info!(site_id = %site.site_id, by = %user.username, "site created");
+    Ok(reply::created(site))
+}
+
+pub async fn replace(State(state): State<ApiState>, user: AuthUser, Path(site_id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    require_admin(&user)?;
+    let input = parse_input(&body)?;
+    if input.site_id.as_deref().is_some_and(|id| id != site_id) {
+        return Err(ApiError::Validation(vec![("site_id".into(), "cannot be changed".into())]));
+    }
+    let mut site = state.store.site(&site_id).await?.ok_or_else(|| ApiError::NotFound(format!("site {site_id}")))?;
+    site.name = input.name.trim().to_owned();
+    site.allowed_origins = input.allowed_origins;
+    site.page_rules = input.page_rules;
+    if let Some(half_life) = input.intent_half_life_days {
+        site.intent_half_life_days = half_life;
+    }
+    state.store.put_site(&site).await?;
+    notify(&state, &site);
+    Ok(reply::ok(site))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_reports_every_field() {
+        let input: SiteInput = serde_json::from_str(
+            r#"{"site_id":"bad id","name":"","allowed_origins":["https://ok.example","ftp://x","https://a.example/path"],
+                "page_rules":[{"pattern":"","signal":"Bad Signal","points":500}],"intent_half_life_days":0}"#,
+        )
+        .unwrap();
+        let fields: Vec<String> = validate(&input).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "site_id",
+                "name",
+                "allowed_origins[1]",
+                "allowed_origins[2]",
+                "page_rules[0].pattern",
+                "page_rules[0].signal",
+                "page_rules[0].points",
+                "intent_half_life_days"
+            ]
+        );
+        let fine: SiteInput = serde_json::from_str(r#"{"name":"Acme","allowed_origins":["*","http://localhost:3000"]}"#).unwrap();
+        assert!(validate(&fine).is_empty());
+    }
+}
