@@ -1,1 +1,30 @@
-fn main(){}
+//! The `crm` binary: parses configuration and hands over to the libraries. `up` runs
+//! everything in one process; the other subcommands run one part each.
+
+mod app;
+mod config;
+mod demo;
+
+use clap::Parser;
+use config::{Cli, Command, LogFormatArg};
+use crm_service::{init_tracing, LogFormat};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    init_tracing(format, "info");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => app::up(args).await,
+            Command::Ingest(args) => app::ingest(args).await,
+            Command::Process(args) => app::process(args).await,
+            Command::Api(args) => app::api(args).await,
+            Command::Migrate(args) => app::migrate(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
+}

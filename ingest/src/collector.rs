@@ -122,9 +122,9 @@ impl Collector {
         }
     }
 
-    /// Whether a request path belongs to the collector.
+    /// Whether a request path belongs to the collector (beacons and the widget files).
     pub fn owns_path(path: &str) -> bool {
-        path.starts_with("/v1/")
+        path.starts_with("/v1/") || path.starts_with("/widgets/")
     }
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
@@ -134,6 +134,7 @@ impl Collector {
             (Method::POST, "/v1/events") => self.post_events(request).await.unwrap_or_else(|e| self.error(e)),
             (Method::GET, "/v1/p.gif") => self.pixel(request).await.unwrap_or_else(|e| self.error(e)),
             (Method::OPTIONS, "/v1/events" | "/v1/p.gif") => preflight(),
+            (Method::GET | Method::HEAD, path) if path.starts_with("/widgets/") => crate::widgets::serve(path),
             (_, "/v1/events" | "/v1/p.gif") => {
                 error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST /v1/events or GET /v1/p.gif", None)
             }

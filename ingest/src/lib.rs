@@ -10,6 +10,7 @@ mod error;
 mod identity;
 mod metrics;
 mod sites;
+mod widgets;
 
 pub use collector::Collector;
 pub use config::CollectorConfig;

@@ -1,0 +1,286 @@
+//! Wiring: opens the configured backends, builds the collector, processor and API from their
+//! libraries, serves them behind one dispatcher, and runs the shutdown sequence (stop accepting
+//! → drain requests → stop the processor after its batch → close the log).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crm_api::ApiState;
+use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, SyncMode};
+use crm_ingest::{Collector, IngestMetrics, SiteDirectory};
+use crm_schemas::Site;
+use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, Shutdown};
+use crm_store::{EmbeddedStore, Store};
+use crm_stream_processor::{Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use prometheus_gauges::LogGauges;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::config::{
+    ApiArgs, AuthArgs, DataArgs, EventLogKind, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
+    ProcessorArgs, StoreArgs, StoreKind, UpArgs,
+};
+
+const STORE_SCHEMA_VERSION: &str = "1";
+
+pub fn open_log(data: &DataArgs, args: &LogArgs) -> Result<Arc<dyn EventLog>> {
+    match args.event_log {
+        EventLogKind::Embedded => {
+            let config = EmbeddedLogConfig {
+                sync: match args.log_sync {
+                    LogSyncArg::Fsync => SyncMode::Fsync,
+                    LogSyncArg::OsBuffer => SyncMode::OsBuffer,
+                },
+                max_bytes: args.log_max_bytes,
+                segment_bytes: args.log_segment_bytes.max(4096),
+                ..EmbeddedLogConfig::new(data.data_dir.join("log"))
+            };
+            let log = EmbeddedLog::open(config).context("opening the embedded event log")?;
+            Ok(Arc::new(log))
+        }
+    }
+}
+
+pub async fn open_store(data: &DataArgs, args: &StoreArgs) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match args.store {
+        StoreKind::Embedded => Arc::new(EmbeddedStore::open(&data.data_dir).context("opening the embedded store")?),
+    };
+    store.put_meta("schema_version", STORE_SCHEMA_VERSION.as_bytes()).await?;
+    Ok(store)
+}
+
+fn enricher(args: &ProcessorArgs) -> Result<Enricher> {
+    let geo = GeoLookup::open(args.geoip_city.as_deref(), args.geoip_asn.as_deref())?;
+    if !geo.is_enabled() {
+        tracing::info!("no geo database configured; events are stored without geolocation");
+    }
+    let storage = match args.ip_storage {
+        IpStorageArg::Anonymized => IpStorage::Anonymized,
+        IpStorageArg::Full => IpStorage::Full,
+        IpStorageArg::None => IpStorage::None,
+    };
+    Ok(Enricher::new(geo, storage))
+}
+
+fn processor(args: &ProcessorArgs, store: Arc<dyn Store>, metrics: &MetricsRegistry, health: &Health) -> Result<Processor> {
+    let config = ProcessorConfig { batch_size: args.processor_batch.clamp(1, 100_000), ..ProcessorConfig::default() };
+    let processor = Processor::new(config, store, enricher(args)?, ProcessorMetrics::new(metrics));
+    let status = processor.status();
+    health.add_check("store", move || status.store_error.lock().clone());
+    Ok(processor)
+}
+
+mod prometheus_gauges {
+    use super::*;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    /// Mirrors the event log's figures into gauges at scrape time.
+    pub struct LogGauges;
+
+    impl LogGauges {
+        pub fn register(metrics: &MetricsRegistry, log: Arc<dyn EventLog>) {
+            let next: Gauge<u64, AtomicU64> = Gauge::default();
+            let bytes: Gauge<u64, AtomicU64> = Gauge::default();
+            let queued: Gauge<u64, AtomicU64> = Gauge::default();
+            metrics.register(|r| {
+                r.register("eventlog_next_offset", "Offset the next appended record gets", next.clone());
+                r.register("eventlog_bytes", "Bytes the event log holds on disk", bytes.clone());
+                r.register("eventlog_queued_appends", "Appends waiting for the log writer", queued.clone());
+            });
+            metrics.on_scrape(move || {
+                let stats = log.stats();
+                next.set(stats.next_offset);
+                bytes.set(stats.bytes_on_disk);
+                queued.set(stats.queued_appends as u64);
+            });
+        }
+    }
+}
+
+fn log_health(health: &Health, log: Arc<dyn EventLog>) {
+    health.add_check("event_log", move || log.stats().unavailable);
+}
+
+/// First start: token secret, admin user (password printed once) and the `demo` site.
+async fn bootstrap(store: &Arc<dyn Store>, auth: &AuthArgs) -> Result<crm_api::JwtKeys> {
+    auth.validate()?;
+    let first_start = store.users().await?.is_empty();
+    let boot = crm_api::bootstrap(store.as_ref(), auth.jwt_secret.as_deref(), auth.admin_password.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+    if let Some((username, password)) = &boot.generated_admin {
+        println!("created user '{username}' with password: {password}");
+        println!("(shown once; set CRM_ADMIN_PASSWORD before the first start to choose it)");
+    }
+    if first_start && !auth.no_demo_site && store.site("demo").await?.is_none() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+        store.put_site(&Site::new("demo", "Demo site", now)).await?;
+        println!("created site 'demo' (any origin may send events; restrict it with PUT /api/v1/sites/demo)");
+    }
+    Ok(boot.keys)
+}
+
+/// Routes a request to the collector, the API or the operational endpoints.
+#[derive(Clone)]
+struct Dispatch {
+    collector: Option<Arc<Collector>>,
+    api: Option<axum::Router>,
+    health: Arc<Health>,
+    metrics: Arc<MetricsRegistry>,
+}
+
+impl Dispatch {
+    async fn handle(self, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path();
+        match path {
+            "/healthz" => return self.health.healthz(),
+            "/readyz" => return self.health.readyz(),
+            "/metrics" => return self.metrics.response(),
+            _ => {}
+        }
+        if let Some(collector) = self.collector.filter(|_| Collector::owns_path(path)) {
+            return collector.handle(request).await;
+        }
+        if let Some(api) = self.api {
+            return match api.oneshot(request).await {
+                Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+                Err(never) => match never {},
+            };
+        }
+        error_response(StatusCode::NOT_FOUND, "not_found", "this process does not serve that path", None)
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    println!("{what} listening on http://{local}");
+    tracing::info!(address = %local, "listening");
+    Ok(listener)
+}
+
+/// Serves `dispatch` until SIGINT/SIGTERM, marking the service not-ready while it drains.
+async fn serve_until_signal(listener: TcpListener, dispatch: Dispatch, drain: Duration) {
+    let shutdown = Shutdown::new();
+    let health = dispatch.health.clone();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        health.set_draining();
+        trigger.trigger();
+    });
+    serve(listener, move |request| dispatch.clone().handle(request), shutdown, drain).await;
+}
+
+fn spawn_housekeeping(collector: Arc<Collector>, sites: Arc<SiteDirectory>, shutdown: &Shutdown) {
+    sites.spawn_refresh(Duration::from_secs(30), shutdown.clone());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => collector.housekeeping(),
+                _ = stop.wait() => return,
+            }
+        }
+    });
+}
+
+fn spawn_processor(processor: Processor, log: Arc<dyn EventLog>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(err) = processor.run(log, shutdown).await {
+            tracing::error!(error = %err, "stream processor stopped with an error");
+        }
+    })
+}
+
+pub async fn up(args: UpArgs) -> Result<()> {
+    let collector_config = args.collector.to_config()?;
+    let store = open_store(&args.data, &args.store).await?;
+    let keys = bootstrap(&store, &args.auth).await?;
+    let log = open_log(&args.data, &args.log)?;
+    let metrics = Arc::new(MetricsRegistry::new());
+    let health = Health::new();
+    LogGauges::register(&metrics, log.clone());
+    log_health(&health, log.clone());
+
+    let sites = SiteDirectory::load(store.clone()).await?;
+    let collector = Collector::new(collector_config, log.clone(), sites.clone(), IngestMetrics::new(&metrics));
+    let directory = sites.clone();
+    let api_state = ApiState::new(store.clone(), keys).with_site_listener(Arc::new(move |site| directory.upsert(site.clone())));
+    let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
+
+    let background = Shutdown::new();
+    spawn_housekeeping(collector.clone(), sites, &background);
+    let processor_task = spawn_processor(processor, log.clone(), background.clone());
+
+    let listener = bind(args.http.listen, "crm up").await?;
+    let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
+    serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
+
+    background.trigger();
+    let _ = processor_task.await;
+    log.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn ingest(args: IngestArgs) -> Result<()> {
+    let collector_config = args.collector.to_config()?;
+    let store = open_store(&args.data, &args.store).await?;
+    let log = open_log(&args.data, &args.log)?;
+    let metrics = Arc::new(MetricsRegistry::new());
+    let health = Health::new();
+    LogGauges::register(&metrics, log.clone());
+    log_health(&health, log.clone());
+    let sites = SiteDirectory::load(store.clone()).await?;
+    let collector = Collector::new(collector_config, log.clone(), sites.clone(), IngestMetrics::new(&metrics));
+    let background = Shutdown::new();
+    spawn_housekeeping(collector.clone(), sites, &background);
+    let listener = bind(args.http.listen, "crm ingest").await?;
+    let dispatch = Dispatch { collector: Some(collector), api: None, health, metrics };
+    serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
+    background.trigger();
+    log.shutdown().await?;
+    Ok(())
+}
+
+pub async fn process(args: ProcessArgs) -> Result<()> {
+    let store = open_store(&args.data, &args.store).await?;
+    let log = open_log(&args.data, &args.log)?;
+    let metrics = Arc::new(MetricsRegistry::new());
+    let health = Health::new();
+    let processor = processor(&args.processor, store, &metrics, &health)?;
+    let background = Shutdown::new();
+    let processor_task = spawn_processor(processor, log.clone(), background.clone());
+    let listener = bind(args.listen, "crm process (health and metrics)").await?;
+    let dispatch = Dispatch { collector: None, api: None, health, metrics };
+    serve_until_signal(listener, dispatch, Duration::from_secs(5)).await;
+    background.trigger();
+    let _ = processor_task.await;
+    log.shutdown().await?;
+    Ok(())
+}
+
+pub async fn api(args: ApiArgs) -> Result<()> {
+    let store = open_store(&args.data, &args.store).await?;
+    let keys = bootstrap(&store, &args.auth).await?;
+    let metrics = Arc::new(MetricsRegistry::new());
+    let health = Health::new();
+    let listener = bind(args.http.listen, "crm api").await?;
+    let dispatch = Dispatch { collector: None, api: Some(crm_api::router(ApiState::new(store, keys))), health, metrics };
+    serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
+    Ok(())
+}
+
+pub async fn migrate(args: MigrateArgs) -> Result<()> {
+    let store = open_store(&args.data, &args.store).await?;
+    store.ping().await?;
+    println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display());
+    Ok(())
+}

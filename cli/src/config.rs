@@ -1,0 +1,292 @@
+//! Command-line and environment configuration: clap argument blocks shared by the subcommands,
+//! every flag also readable from a `CRM_*` variable, typed enums instead of strings, and
+//! validation at start so a bad setting fails before anything listens.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "crm", version, about = "Website tracking turned into lead intelligence and customer-health analytics")]
+pub struct Cli {
+    #[arg(long, env = "CRM_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text, global = true)]
+    pub log_format: LogFormatArg,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run collector, stream processor and API in one process on one address.
+    Up(UpArgs),
+    /// Run only the beacon collector.
+    Ingest(IngestArgs),
+    /// Run only the stream processor.
+    Process(ProcessArgs),
+    /// Run only the CRM API.
+    Api(ApiArgs),
+    /// Create or upgrade the store schema, then exit.
+    Migrate(MigrateArgs),
+    /// Send realistic synthetic traffic to a running collector.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+/// Event-log backends this build provides.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EventLogKind {
+    /// Segment files under the data dir.
+    Embedded,
+}
+
+/// Store backends this build provides.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A redb database under the data dir.
+    Embedded,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogSyncArg {
+    /// fdatasync before acknowledging (survives power loss).
+    Fsync,
+    /// Page cache only (survives a process crash, not power loss).
+    OsBuffer,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IpStorageArg {
+    Anonymized,
+    Full,
+    None,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Directory for the embedded log and store.
+    #[arg(long, env = "CRM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    #[arg(long, env = "CRM_EVENT_LOG", value_enum, default_value_t = EventLogKind::Embedded)]
+    pub event_log: EventLogKind,
+    #[arg(long, env = "CRM_LOG_SYNC", value_enum, default_value_t = LogSyncArg::Fsync)]
+    pub log_sync: LogSyncArg,
+    /// Disk budget of the embedded log in bytes.
+    #[arg(long, env = "CRM_LOG_MAX_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub log_max_bytes: u64,
+    #[arg(long, env = "CRM_LOG_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub log_segment_bytes: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    #[arg(long, env = "CRM_STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Address to listen on (port 0 picks a free port, printed at start).
+    #[arg(long, env = "CRM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// How long in-flight requests may take to finish at shutdown.
+    #[arg(long, env = "CRM_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+}
+
+impl HttpArgs {
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CollectorArgs {
+    #[arg(long, env = "CRM_MAX_BODY_BYTES", default_value_t = 512 * 1024)]
+    pub max_body_bytes: usize,
+    #[arg(long, env = "CRM_MAX_EVENT_BYTES", default_value_t = 32 * 1024)]
+    pub max_event_bytes: usize,
+    #[arg(long, env = "CRM_MAX_BATCH_EVENTS", default_value_t = 500)]
+    pub max_batch_events: usize,
+    /// Requests per second per client IP; 0 disables.
+    #[arg(long, env = "CRM_RATE_LIMIT_IP", default_value_t = 200)]
+    pub rate_limit_ip: u32,
+    /// Events per second per site; 0 disables.
+    #[arg(long, env = "CRM_RATE_LIMIT_SITE", default_value_t = 20_000)]
+    pub rate_limit_site: u32,
+    /// Take the client IP from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "CRM_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+}
+
+impl CollectorArgs {
+    pub fn to_config(&self) -> Result<crm_ingest::CollectorConfig> {
+        if self.max_event_bytes == 0 || self.max_event_bytes > self.max_body_bytes {
+            bail!("--max-event-bytes must be between 1 and --max-body-bytes ({})", self.max_body_bytes);
+        }
+        if self.max_batch_events == 0 {
+            bail!("--max-batch-events must be at least 1");
+        }
+        Ok(crm_ingest::CollectorConfig {
+            max_body_bytes: self.max_body_bytes,
+            max_event_bytes: self.max_event_bytes,
+            max_batch_events: self.max_batch_events,
+            per_ip_rate: NonZeroU32::new(self.rate_limit_ip),
+            per_site_rate: NonZeroU32::new(self.rate_limit_site),
+            trust_forwarded_for: self.trust_forwarded_for,
+        })
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProcessorArgs {
+    /// MaxMind-format city database (GeoLite2-City or DB-IP City Lite).
+    #[arg(long, env = "CRM_GEOIP_CITY")]
+    pub geoip_city: Option<PathBuf>,
+    /// MaxMind-format ASN database.
+    #[arg(long, env = "CRM_GEOIP_ASN")]
+    pub geoip_asn: Option<PathBuf>,
+    #[arg(long, env = "CRM_IP_STORAGE", value_enum, default_value_t = IpStorageArg::Anonymized)]
+    pub ip_storage: IpStorageArg,
+    #[arg(long, env = "CRM_PROCESSOR_BATCH", default_value_t = 2000)]
+    pub processor_batch: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// HS256 secret for access tokens; generated and kept in the store when absent.
+    #[arg(long, env = "CRM_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Password for the `admin` user created on first start; random (printed once) when absent.
+    #[arg(long, env = "CRM_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Don't create the `demo` site on first start.
+    #[arg(long, env = "CRM_NO_DEMO_SITE", default_value_t = false)]
+    pub no_demo_site: bool,
+}
+
+impl AuthArgs {
+    pub fn validate(&self) -> Result<()> {
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            bail!("--jwt-secret must be at least 32 bytes");
+        }
+        if self.admin_password.as_ref().is_some_and(|p| p.len() < 8) {
+            bail!("--admin-password must be at least 8 characters");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
+    #[command(flatten)]
+    pub processor: ProcessorArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ProcessArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub processor: ProcessorArgs,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "CRM_LISTEN", default_value = "127.0.0.1:8082")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_an_env_variable() {
+        let command = Cli::command();
+        for sub in command.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                assert!(arg.get_env().is_some(), "crm {} --{} has no env variable", sub.get_name(), arg.get_id());
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_settings_fail_at_start() {
+        let cli = Cli::try_parse_from(["crm", "up", "--max-event-bytes", "999999999"]).unwrap();
+        let Command::Up(up) = cli.command else { panic!("up") };
+        assert!(up.collector.to_config().is_err());
+        assert!(Cli::try_parse_from(["crm", "up", "--store", "postgres"]).is_err());
+        assert!(Cli::try_parse_from(["crm", "up", "--listen", "not-an-address"]).is_err());
+        let weak = AuthArgs { jwt_secret: Some("short".into()), admin_password: None, no_demo_site: false };
+        assert!(weak.validate().is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! Serves the tracking script and the demo page from the collector's origin, so the default
+//! `data-api` (the script's own origin) points back at this collector.
+
+use bytes::Bytes;
+use crm_service::{error_response, text_response, Body};
+use http::{header, HeaderValue, Response, StatusCode};
+
+const TRACKING_JS: &str = include_str!("../../widgets/tracking.js");
+const DEMO_HTML: &str = include_str!("../../widgets/demo.html");
+
+pub fn serve(path: &str) -> Response<Body> {
+    let (content_type, body, cache) = match path {
+        "/widgets/tracking.js" => ("application/javascript; charset=utf-8", TRACKING_JS, "public, max-age=300"),
+        "/widgets/demo.html" => ("text/html; charset=utf-8", DEMO_HTML, "no-cache"),
+        _ => return error_response(StatusCode::NOT_FOUND, "not_found", "no such widget file", None),
+    };
+    let mut response = text_response(StatusCode::OK, content_type, Bytes::from_static(body.as_bytes()));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
