@@ -14,7 +14,7 @@ const MAX_RANGE_MS: i64 = 366 * DAY_MS;
 
 pub async fn overview(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     let site_id = params::required(&query, "site_id")?;
-    let now = (crate::auth::now_secs() * 1000) as i64;
+    let now = crate::auth::now_ms();
     let to = params::timestamp_ms(&query, "to")?.unwrap_or(now + 1);
     let from = params::timestamp_ms(&query, "from")?.unwrap_or(to - 7 * DAY_MS);
     if from >= to {

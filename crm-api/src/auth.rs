@@ -103,6 +103,10 @@ pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
@@ -180,7 +184,7 @@ pub async fn bootstrap(store: &dyn Store, jwt_secret: Option<&str>, admin_passwo
             Some(password) => (password.to_owned(), false),
             None => (rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>(), true),
         };
-        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: (now_secs() * 1000) as i64 };
+        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: now_ms() };
         store.put_user(&user).await?;
         if generated {
             generated_admin = Some(("admin".to_owned(), password));

@@ -6,7 +6,7 @@ use axum::response::Response;
 use crm_schemas::{PageRule, Role, Site};
 use serde::Deserialize;
 
-use crate::auth::{now_secs, AuthUser};
+use crate::auth::{now_ms, AuthUser};
 use crate::{reply, ApiError, ApiState};
 
 #[derive(Deserialize)]
@@ -116,7 +116,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
     if state.store.site(&site_id).await?.is_some() {
         return Err(ApiError::Conflict { code: "site_exists", message: format!("site {site_id} already exists"), details: None });
     }
-    let mut site = Site::new(site_id, input.name.trim(), (now_secs() * 1000) as i64);
+    let mut site = Site::new(site_id, input.name.trim(), now_ms());
     site.allowed_origins = input.allowed_origins;
     site.page_rules = input.page_rules;
     if let Some(half_life) = input.intent_half_life_days {

@@ -1,0 +1,300 @@
+//! End-to-end tests of the real `crm` binary: beacons in, enriched and scored visitors out of
+//! the API; acknowledged events survive SIGKILL exactly once; SIGTERM drains and exits cleanly.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "e2e-admin-password";
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `crm up` on port 0 and waits for its "listening on" line.
+fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crm"))
+        .args(["up", "--listen", "127.0.0.1:0", "--rate-limit-ip", "0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("CRM_ADMIN_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn crm");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.split("listening on ").nth(1) {
+                let _ = sender.send(address.trim().to_owned());
+            }
+        }
+    });
+    let base = receiver.recv_timeout(Duration::from_secs(60)).expect("crm up did not start listening");
+    Server { child, base }
+}
+
+async fn token(client: &reqwest::Client, base: &str) -> String {
+    let reply: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["data"]["access_token"].as_str().expect("token").to_owned()
+}
+
+async fn get(client: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
+    let response = client.get(url).bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls until `check` returns Some, failing after 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn city_mmdb(path: &Path) {
+    use maxminddb_writer::paths::IpAddrWithMask;
+    #[derive(serde::Serialize)]
+    struct Flat<'a> {
+        country_code: &'a str,
+        state1: &'a str,
+        city: &'a str,
+        latitude: f64,
+        longitude: f64,
+    }
+    let mut db = maxminddb_writer::Database::default();
+    let berlin = db.insert_value(Flat { country_code: "DE", state1: "Berlin", city: "Berlin", latitude: 52.52, longitude: 13.4 }).unwrap();
+    db.insert_node("81.2.69.0/24".parse::<IpAddrWithMask>().unwrap(), berlin);
+    std::fs::write(path, db.write_to(Vec::new()).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beacons_become_an_enriched_scored_visitor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mmdb = dir.path().join("city.mmdb");
+    city_mmdb(&mmdb);
+    let server = start(&dir.path().join("data"), &["--geoip-city", mmdb.to_str().unwrap(), "--trust-forwarded-for"]);
+    let client = reqwest::Client::new();
+    let base = &server.base;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let page = "https://www.example.com/pricing?utm_source=linkedin&utm_medium=paid_social&utm_campaign=q4";
+    let events = json!({"events": [
+        {"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": "vis-e2e", "ts": now, "url": page, "referrer": "https://www.google.com/", "title": "Pricing"},
+        {"v": 1, "type": "engagement", "site_id": "demo", "visitor_id": "vis-e2e", "ts": now + 45_000, "url": page, "scroll_depth": 80, "engaged_ms": 45_000},
+        {"v": 1, "type": "click", "site_id": "demo", "visitor_id": "vis-e2e", "ts": now + 46_000, "url": page, "target": {"text": "Book a demo", "href": "https://www.example.com/demo", "selector": "a#cta", "outbound": false}}
+    ]});
+    let response = client
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "text/plain")
+        .header("user-agent", CHROME)
+        .header("x-forwarded-for", "81.2.69.142")
+        .body(events.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"accepted": 3, "rejected": 0}));
+
+    let token = token(&client, base).await;
+    let visitor = eventually("the visitor profile", || async {
+        let (status, body) = get(&client, format!("{base}/api/v1/visitors/vis-e2e?site_id=demo"), &token).await;
+        (status == 200 && body["data"]["events"] == 3).then(|| body["data"].clone())
+    })
+    .await;
+    assert_eq!(visitor["pageviews"], 1);
+    assert_eq!(visitor["visits"], 1);
+    assert_eq!(visitor["time_spent_ms"], 45_000);
+    assert_eq!(visitor["intent_signals"]["pricing"], 1);
+    assert!(visitor["scores"]["intent"].as_u64().unwrap() >= 20, "{visitor}");
+    assert!(visitor["scores"]["engagement"].as_u64().unwrap() > 20, "{visitor}");
+    assert_eq!(visitor["device"]["browser"], "Chrome");
+    assert_eq!(visitor["device"]["category"], "pc");
+    assert_eq!(visitor["geo"]["country"], "DE");
+    assert_eq!(visitor["geo"]["city"], "Berlin");
+    assert_eq!(visitor["first_utm"]["source"], "linkedin");
+    assert_eq!(visitor["first_referrer"], "google.com");
+    assert_eq!(visitor["is_bot"], false);
+    assert_eq!(visitor["last_session"]["max_scroll"], 80);
+
+    let (_, timeline) = get(&client, format!("{base}/api/v1/visitors/vis-e2e/events"), &token).await;
+    let items = timeline["data"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["type"], "click");
+    assert_eq!(items[2]["intent_signal"], "pricing");
+    assert_eq!(items[2]["ip"], "81.2.69.0", "stored truncated");
+    let sessions: HashSet<&str> = items.iter().map(|e| e["session_id"].as_str().unwrap()).collect();
+    assert_eq!(sessions.len(), 1);
+
+    let (_, listed) = get(&client, format!("{base}/api/v1/visitors?site_id=demo&sort=intent"), &token).await;
+    assert_eq!(listed["data"][0]["visitor_id"], "vis-e2e");
+    let (_, overview) = get(&client, format!("{base}/api/v1/analytics/overview?site_id=demo"), &token).await;
+    assert_eq!(overview["data"]["overview"]["pageviews"], 1);
+    assert_eq!(overview["data"]["overview"]["countries"][0]["key"], "DE");
+    assert_eq!(overview["data"]["overview"]["bounce_rate"], 0.0);
+
+    // A bot's visit is kept but out of the visitor metrics.
+    let bot = json!({"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": "crawler-1", "url": "https://www.example.com/"});
+    let response = client.post(format!("{base}/v1/events")).header("user-agent", "Googlebot/2.1 (+http://www.google.com/bot.html)").body(bot.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    eventually("the bot profile", || async {
+        let (status, body) = get(&client, format!("{base}/api/v1/visitors/crawler-1?site_id=demo"), &token).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    let (_, overview) = get(&client, format!("{base}/api/v1/analytics/overview?site_id=demo"), &token).await;
+    assert_eq!(overview["data"]["overview"]["visitors"], 1, "bots excluded");
+    let (_, bots) = get(&client, format!("{base}/api/v1/visitors?site_id=demo&bots=only"), &token).await;
+    assert_eq!(bots["data"][0]["visitor_id"], "crawler-1");
+
+    // Tracker, health and metrics share the address.
+    let tracker = client.get(format!("{base}/widgets/tracking.js")).send().await.unwrap();
+    assert_eq!(tracker.status(), 200);
+    assert!(tracker.text().await.unwrap().contains("sendBeacon"));
+    assert_eq!(client.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("crm_ingest_events_accepted_total 4"), "{metrics}");
+    assert!(metrics.contains("crm_processor_events_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start(&data, &[]);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let (client, base, acked, stop) = (client.clone(), server.base.clone(), acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut batch_no = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && batch_no < 2_000 {
+                batch_no += 1;
+                let events: Vec<(String, String, Value)> = (0..10)
+                    .map(|i| {
+                        let visitor = format!("crash-v{}", (writer * 7 + i) % 12);
+                        let id = uuid::Uuid::new_v4().to_string();
+                        let event = json!({"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": visitor, "event_id": id, "url": format!("https://x.example/p{i}")});
+                        (visitor, id, event)
+                    })
+                    .collect();
+                let body = json!({"events": events.iter().map(|e| e.2.clone()).collect::<Vec<_>>()});
+                match client.post(format!("{base}/v1/events")).header("user-agent", CHROME).body(body.to_string()).send().await {
+                    Ok(response) if response.status() == 202 => {
+                        acked.lock().unwrap().extend(events.into_iter().map(|(v, id, _)| (v, id)));
+                    }
+                    Ok(_) | Err(_) => {}
+                }
+            }
+        }));
+    }
+    // Let traffic flow, then kill the process mid-stream.
+    eventually("some acknowledged events", || async { (acked.lock().unwrap().len() >= 2_000).then_some(()) }).await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 2_000);
+    eprintln!("acknowledged before SIGKILL: {} events", acked.len());
+
+    let server = start(&data, &[]);
+    let base = server.base.clone();
+    let token = token(&client, &base).await;
+    let mut acked_by_visitor: HashMap<String, HashSet<String>> = HashMap::new();
+    for (visitor, id) in &acked {
+        acked_by_visitor.entry(visitor.clone()).or_default().insert(id.clone());
+    }
+    for (visitor, expected) in &acked_by_visitor {
+        let stored = eventually("every acknowledged event to be stored", || async {
+            let mut ids = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let url = match &cursor {
+                    Some(c) => format!("{base}/api/v1/visitors/{visitor}/events?site_id=demo&limit=500&cursor={c}"),
+                    None => format!("{base}/api/v1/visitors/{visitor}/events?site_id=demo&limit=500"),
+                };
+                let (status, page) = get(&client, url, &token).await;
+                if status != 200 {
+                    return None;
+                }
+                ids.extend(page["data"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()));
+                match page["meta"]["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            let present: HashSet<&String> = ids.iter().collect();
+            expected.iter().all(|id| present.contains(id)).then_some(ids)
+        })
+        .await;
+        let unique: HashSet<&String> = stored.iter().collect();
+        assert_eq!(unique.len(), stored.len(), "{visitor}: an event was stored twice");
+        let (_, profile) = get(&client, format!("{base}/api/v1/visitors/{visitor}?site_id=demo"), &token).await;
+        assert_eq!(profile["data"]["events"].as_u64().unwrap() as usize, stored.len(), "{visitor}: profile counts each event once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start(&data, &[]);
+    let client = reqwest::Client::new();
+    let event = json!({"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": "term-1", "url": "https://x.example/"});
+    assert_eq!(client.post(format!("{}/v1/events", server.base)).body(event.to_string()).send().await.unwrap().status(), 202);
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "crm up did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let server = start(&data, &[]);
+    let token = token(&client, &server.base).await;
+    eventually("the event after restart", || async {
+        let (status, _) = get(&client, format!("{}/api/v1/visitors/term-1?site_id=demo", server.base), &token).await;
+        (status == 200).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,240 @@
+//! The API served for real on port 0 over the embedded store: auth, validation and error codes
+//! for every endpoint, pagination, and the data the processor's output produces.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crm_api::{bootstrap, hash_password, ApiState};
+use crm_schemas::{EventBody, Role, Scalar, User};
+use crm_store::conformance::{sample_event, sample_profile, sample_session};
+use crm_store::{EmbeddedStore, Store, WriteBatch};
+use serde_json::{json, Value};
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    _shutdown: crm_service::Shutdown,
+}
+
+const PASSWORD: &str = "correct-horse-battery";
+
+async fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let boot = bootstrap(store.as_ref(), None, Some(PASSWORD)).await.unwrap();
+    assert!(boot.generated_admin.is_none());
+    store
+        .put_user(&User { username: "rep".into(), password_hash: hash_password(PASSWORD).unwrap(), role: Role::SalesRep, created_at_ms: 0 })
+        .await
+        .unwrap();
+    let router = crm_api::router(ApiState::new(store.clone(), boot.keys));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = crm_service::Shutdown::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(async move { stop.wait().await }).await.unwrap();
+    });
+    Api { base, client: reqwest::Client::new(), store, _dir: dir, _shutdown: shutdown }
+}
+
+impl Api {
+    async fn login(&self, username: &str) -> String {
+        let (status, body) = self.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"username": username, "password": PASSWORD}))).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string()).header("content-type", "application/json");
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None).await
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn login_and_token_failures() {
+    let api = start().await;
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"username": "admin", "password": "wrong"}))).await;
+    assert_eq!((status, code(&body)), (401, "bad_credentials"));
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"username": "ghost", "password": "whatever"}))).await;
+    assert_eq!((status, code(&body)), (401, "bad_credentials"), "unknown users look like wrong passwords");
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"username": 5}))).await;
+    assert_eq!((status, code(&body)), (400, "malformed_json"));
+    let token = api.login("admin").await;
+    assert_eq!(api.get("/api/v1/sites", &token).await.0, 200);
+    let (status, body) = api.call(reqwest::Method::GET, "/api/v1/sites", None, None).await;
+    assert_eq!((status, code(&body)), (401, "unauthorized"));
+    let (status, body) = api.get("/api/v1/sites", "garbage").await;
+    assert_eq!((status, code(&body)), (401, "invalid_token"));
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(api.get("/api/v1/sites", &tampered).await.0, 401);
+    let response = api.client.get(format!("{}/api/v1/sites", api.base)).header("authorization", format!("Basic {token}")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+}
+
+#[tokio::test]
+async fn sites_validation_roles_and_conflicts() {
+    let api = start().await;
+    let admin = api.login("admin").await;
+    let rep = api.login("rep").await;
+    let site = json!({"site_id": "acme", "name": "Acme", "allowed_origins": ["https://acme.example"], "page_rules": [{"pattern": "*/buy*", "signal": "buy", "points": 40}]});
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/sites", Some(&rep), Some(site.clone())).await;
+    assert_eq!((status, code(&body)), (403, "forbidden"));
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/sites", Some(&admin), Some(site.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["page_rules"][0]["signal"], "buy");
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/sites", Some(&admin), Some(site)).await;
+    assert_eq!((status, code(&body)), (409, "site_exists"));
+    let (status, body) = api
+        .call(reqwest::Method::POST, "/api/v1/sites", Some(&admin), Some(json!({"name": "", "allowed_origins": ["nope"]})))
+        .await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    assert!(body["error"]["details"]["fields"]["name"].is_string());
+    assert!(body["error"]["details"]["fields"]["allowed_origins[0]"].is_string());
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/sites", Some(&admin), Some(json!({"name": "x", "unexpected": 1}))).await;
+    assert_eq!((status, code(&body)), (400, "malformed_json"));
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/sites", Some(&admin), Some(json!({"name": "Generated id"}))).await;
+    assert_eq!(status, 201);
+    assert!(body["data"]["site_id"].as_str().unwrap().starts_with("site_"));
+    let (status, body) = api
+        .call(reqwest::Method::PUT, "/api/v1/sites/acme", Some(&admin), Some(json!({"name": "Acme Inc", "allowed_origins": ["*"]})))
+        .await;
+    assert_eq!((status, body["data"]["name"].as_str()), (200, Some("Acme Inc")));
+    assert_eq!(api.get("/api/v1/sites/acme", &rep).await.1["data"]["allowed_origins"][0], "*");
+    let (status, body) = api.get("/api/v1/sites/missing", &rep).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, body) = api.call(reqwest::Method::DELETE, "/api/v1/sites/acme", Some(&admin), None).await;
+    assert_eq!((status, code(&body)), (405, "method_not_allowed"));
+    let (status, body) = api.get("/api/v1/nothing-here", &admin).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+}
+
+async fn seed(store: &Arc<dyn Store>) {
+    let t0 = 1_763_942_400_000i64; // 2025-11-24
+    let mut profiles = Vec::new();
+    for i in 0..7u8 {
+        let mut profile = sample_profile("s1", &format!("v{i}"), i * 10, 70 - i * 10, t0 + i64::from(i));
+        if i == 6 {
+            profile.is_bot = true;
+        }
+        if i == 0 {
+            let mut traits = BTreeMap::new();
+            traits.insert("email".to_owned(), Scalar::Str("ada@acme.example".into()));
+            profile.traits = traits;
+        }
+        profiles.push(profile);
+    }
+    profiles.push(sample_profile("s2", "v1", 99, 99, t0));
+    let events = (0..5).map(|i| sample_event("s1", "v3", t0 + i * 1000, EventBody::Pageview, &format!("/page{i}"))).collect();
+    let sessions = vec![sample_session("s1", "v3", t0, 5, 60_000)];
+    store.write(WriteBatch { events, visitors: profiles, sessions, ..WriteBatch::default() }).await.unwrap();
+    store.put_site(&crm_schemas::Site::new("s1", "S1", 0)).await.unwrap();
+}
+
+#[tokio::test]
+async fn visitors_ranked_paged_and_resolved() {
+    let api = start().await;
+    seed(&api.store).await;
+    let token = api.login("rep").await;
+    let (status, body) = api.get("/api/v1/visitors?site_id=s1&sort=intent&limit=4", &token).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|v| v["visitor_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["v5", "v4", "v3", "v2"], "bots excluded, highest intent first");
+    assert_eq!(body["meta"]["has_more"], true);
+    let cursor = body["meta"]["next_cursor"].as_str().unwrap();
+    let (_, rest) = api.get(&format!("/api/v1/visitors?site_id=s1&sort=intent&limit=4&cursor={cursor}"), &token).await;
+    let ids: Vec<&str> = rest["data"].as_array().unwrap().iter().map(|v| v["visitor_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["v1", "v0"]);
+    assert_eq!(rest["meta"]["has_more"], false);
+    let (_, bots) = api.get("/api/v1/visitors?site_id=s1&bots=only", &token).await;
+    assert_eq!(bots["data"][0]["visitor_id"], "v6");
+    let (_, engaged) = api.get("/api/v1/visitors?site_id=s1&sort=engagement&limit=1", &token).await;
+    assert_eq!(engaged["data"][0]["visitor_id"], "v0");
+    assert_eq!(engaged["data"][0]["scores"]["engagement"], 70);
+    assert_eq!(engaged["data"][0]["traits"]["email"], "ada@acme.example");
+
+    for (query, parameter) in [
+        ("", "site_id"),
+        ("site_id=s1&sort=shoe_size", "sort"),
+        ("site_id=s1&limit=0", "limit"),
+        ("site_id=s1&limit=abc", "limit"),
+        ("site_id=s1&cursor=%%%", "cursor"),
+        ("site_id=s1&cursor=Zm9v", "cursor"),
+        ("site_id=s1&bots=sometimes", "bots"),
+    ] {
+        let (status, body) = api.get(&format!("/api/v1/visitors?{query}"), &token).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["details"]["parameter"], parameter, "{query}");
+    }
+
+    let (status, one) = api.get("/api/v1/visitors/v3?site_id=s1", &token).await;
+    assert_eq!((status, one["data"]["scores"]["intent"].as_u64()), (200, Some(30)));
+    let (status, body) = api.get("/api/v1/visitors/v1", &token).await;
+    assert_eq!((status, code(&body)), (409, "ambiguous_visitor"));
+    assert_eq!(api.get("/api/v1/visitors/v3", &token).await.0, 200, "unique id needs no site");
+    assert_eq!(api.get("/api/v1/visitors/nobody", &token).await.0, 404);
+
+    let (status, timeline) = api.get("/api/v1/visitors/v3/events?limit=2", &token).await;
+    assert_eq!(status, 200);
+    let paths: Vec<&str> = timeline["data"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, vec!["/page4", "/page3"]);
+    assert!(timeline["data"][0]["at"].as_str().unwrap().ends_with('Z'));
+    let cursor = timeline["meta"]["next_cursor"].as_str().unwrap();
+    let (_, older) = api.get(&format!("/api/v1/visitors/v3/events?limit=10&cursor={cursor}"), &token).await;
+    assert_eq!(older["data"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn overview_and_dead_letters_parameters() {
+    let api = start().await;
+    seed(&api.store).await;
+    let token = api.login("admin").await;
+    let (status, body) = api.get("/api/v1/analytics/overview?site_id=s1&from=2025-11-24&to=2025-11-25", &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["overview"]["pageviews"], 5);
+    assert_eq!(body["data"]["overview"]["sessions"], 1);
+    assert_eq!(body["data"]["from"], "2025-11-24T00:00:00Z");
+    for (query, parameter) in [
+        ("from=2025-11-24", "site_id"),
+        ("site_id=s1&from=2025-11-25&to=2025-11-24", "from"),
+        ("site_id=s1&from=yesterday", "from"),
+        ("site_id=s1&from=2020-01-01&to=2025-01-01", "to"),
+    ] {
+        let (status, body) = api.get(&format!("/api/v1/analytics/overview?{query}"), &token).await;
+        assert_eq!((status, body["error"]["details"]["parameter"].as_str()), (400, Some(parameter)), "{query}");
+    }
+    assert_eq!(api.get("/api/v1/analytics/overview?site_id=unknown", &token).await.0, 404);
+    let (status, body) = api.get("/api/v1/dead-letters?site_id=s1", &token).await;
+    assert_eq!((status, body["data"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(api.get("/api/v1/dead-letters", &token).await.0, 400);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let api = start().await;
+    let keys = crm_api::JwtKeys::from_secret(&api.store.meta("jwt_secret").await.unwrap().unwrap());
+    let old = keys.issue("admin", Role::Admin, 1_000).unwrap();
+    let (status, body) = api.get("/api/v1/sites", &old).await;
+    assert_eq!((status, body["error"]["message"].as_str()), (401, Some("token expired")));
+}
