@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::{
-    ApiArgs, AuthArgs, DataArgs, EventLogKind, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
+    ApiArgs, AuthArgs, RollupArgs, DataArgs, EventLogKind, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
     ProcessorArgs, StoreArgs, StoreKind, UpArgs,
 };
 
@@ -282,5 +282,15 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
     let store = open_store(&args.data, &args.store).await?;
     store.ping().await?;
     println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display());
+    Ok(())
+}
+
+pub async fn batch_rollups(args: RollupArgs) -> Result<()> {
+    let store = open_store(&args.data, &args.store).await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let rows = crm_batch_jobs::daily_rollups(store.as_ref(), args.site.as_deref(), args.days, now).await?;
+    for row in rows {
+        println!("{}", serde_json::to_string(&row)?);
+    }
     Ok(())
 }

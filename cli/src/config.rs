@@ -33,6 +33,34 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Send realistic synthetic traffic to a running collector.
     Demo(crate::demo::DemoArgs),
+    /// Run a batch job once.
+    Batch(BatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    #[command(subcommand)]
+    pub job: BatchJob,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BatchJob {
+    /// Print per-site daily traffic rollups as JSON lines.
+    Rollups(RollupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RollupArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this site (default: every site).
+    #[arg(long, env = "CRM_BATCH_SITE")]
+    pub site: Option<String>,
+    /// Complete days before today to include.
+    #[arg(long, env = "CRM_BATCH_DAYS", default_value_t = 7)]
+    pub days: u32,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -269,7 +297,8 @@ mod tests {
     #[test]
     fn every_flag_has_an_env_variable() {
         let command = Cli::command();
-        for sub in command.get_subcommands() {
+        let nested: Vec<&clap::Command> = command.get_subcommands().flat_map(|s| s.get_subcommands()).collect();
+        for sub in command.get_subcommands().chain(nested) {
             for arg in sub.get_arguments() {
                 if arg.get_id() == "help" || arg.get_id() == "version" {
                     continue;

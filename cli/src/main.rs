@@ -6,7 +6,7 @@ mod config;
 mod demo;
 
 use clap::Parser;
-use config::{Cli, Command, LogFormatArg};
+use config::{BatchJob, Cli, Command, LogFormatArg};
 use crm_service::{init_tracing, LogFormat};
 
 fn main() -> anyhow::Result<()> {
@@ -25,6 +25,9 @@ fn main() -> anyhow::Result<()> {
             Command::Api(args) => app::api(args).await,
             Command::Migrate(args) => app::migrate(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Batch(batch) => match batch.job {
+                BatchJob::Rollups(args) => app::batch_rollups(args).await,
+            },
         }
     })
 }

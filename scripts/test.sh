@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: checks the toolchain, installs what the
+# tests need, builds every target (so benches and binaries can't rot), then runs the suites.
+# Usage: scripts/test.sh            (CI calls this same script through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
+
+# Node.js checks the tracking script's syntax; install it from Debian when missing.
+if ! command -v node >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing nodejs"
+    apt-get update -qq && apt-get install -y -qq nodejs >/dev/null
+  else
+    echo "node is required to check widgets/tracking.js" >&2
+    exit 1
+  fi
+fi
+
+log "checking widgets/tracking.js"
+node --check widgets/tracking.js
+
+log "building every target"
+cargo build --workspace --all-targets --locked
+
+log "running the test suites"
+cargo test --workspace --locked --no-fail-fast --lib --bins --tests 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+
+passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' target/test-output.txt | awk '{s+=$6} END {print s+0}')
+echo
+echo "${passed} passed, ${failed} failed"
+exit "$status"
