@@ -1,0 +1,191 @@
+//! Microbenchmarks of the per-event hot paths: decode + validate, user-agent parsing (cold and
+//! cached), geo lookup (DB-IP City Lite when `CRM_BENCH_MMDB` points at it), enrichment +
+//! sessionisation + scoring, the embedded log append and the embedded store write path.
+//!
+//! `cargo bench -p crm-bench --bench pipeline`; `scripts/bench.sh` runs it and records results.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use crm_bench::{BeaconGen, USER_AGENTS};
+use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Record, Topic};
+use crm_schemas::{parse_event, CollectedEvent, Limits, Site, VisitorProfile, WireEvent};
+use crm_store::{EmbeddedStore, Store, WriteBatch};
+use crm_stream_processor::{apply_event, Enricher, GeoLookup, IpStorage, UserAgentParser};
+
+const NOW: i64 = 1_795_478_400_000;
+
+fn events(count: usize) -> Vec<String> {
+    let mut generator = BeaconGen::new("bench", 10_000, 7);
+    (0..count).map(|_| generator.event(NOW).to_string()).collect()
+}
+
+fn decode(c: &mut Criterion) {
+    let bodies = events(1000);
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(bodies.len() as u64));
+    group.bench_function("parse_and_validate_event", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                black_box(parse_event(body, &limits).expect("valid"));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn user_agents(c: &mut Criterion) {
+    let mut group = c.benchmark_group("user_agent");
+    group.throughput(Throughput::Elements(USER_AGENTS.len() as u64));
+    let parser = UserAgentParser::default();
+    group.bench_function("parse_uncached", |b| {
+        b.iter(|| {
+            for ua in USER_AGENTS {
+                black_box(parser.parse_uncached(ua));
+            }
+        })
+    });
+    let mut cached = UserAgentParser::default();
+    group.bench_function("parse_cached", |b| {
+        b.iter(|| {
+            for ua in USER_AGENTS {
+                black_box(cached.parse(ua));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn geo(c: &mut Criterion) {
+    let Ok(path) = std::env::var("CRM_BENCH_MMDB") else {
+        eprintln!("geo/lookup skipped: set CRM_BENCH_MMDB to a DB-IP City Lite mmdb (scripts/bench.sh does)");
+        return;
+    };
+    let geo = GeoLookup::open(Some(std::path::Path::new(&path)), None).expect("open mmdb");
+    let ips: Vec<IpAddr> = (0..1000u32).map(|i| IpAddr::from((i.wrapping_mul(2_654_435_761)).to_be_bytes())).collect();
+    let mut group = c.benchmark_group("geo");
+    group.throughput(Throughput::Elements(ips.len() as u64));
+    group.bench_function("lookup_dbip_city_lite", |b| {
+        b.iter(|| {
+            for ip in &ips {
+                black_box(geo.lookup(*ip));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn collected(bodies: &[String]) -> Vec<(crm_schemas::Event, CollectedEvent)> {
+    let limits = Limits::default();
+    bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let wire: WireEvent = serde_json::from_str(body).expect("wire");
+            let collected = CollectedEvent {
+                event: wire.clone(),
+                received_at_ms: NOW,
+                ip: Some(format!("81.2.{}.{}", i % 250, i % 200)),
+                user_agent: Some(USER_AGENTS[i % USER_AGENTS.len()].to_owned()),
+            };
+            (wire.validate(&limits).expect("valid"), collected)
+        })
+        .collect()
+}
+
+fn enrich_and_score(c: &mut Criterion) {
+    let inputs = collected(&events(10_000));
+    let site = Site::new("bench", "Bench", 0);
+    let geo = match std::env::var("CRM_BENCH_MMDB") {
+        Ok(path) => GeoLookup::open(Some(std::path::Path::new(&path)), None).expect("open mmdb"),
+        Err(_) => GeoLookup::disabled(),
+    };
+    let mut enricher = Enricher::new(geo, IpStorage::Anonymized);
+    let mut group = c.benchmark_group("processor");
+    group.throughput(Throughput::Elements(inputs.len() as u64));
+    group.bench_function("enrich_sessionise_score", |b| {
+        b.iter_batched(
+            || (inputs.clone(), HashMap::<String, VisitorProfile>::new()),
+            |(inputs, mut profiles)| {
+                for (event, raw) in inputs {
+                    let mut stored = enricher.enrich(event, &raw);
+                    let profile = profiles.entry(stored.visitor_id.clone()).or_default();
+                    black_box(apply_event(profile, &mut stored, &site));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn log_append(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path())).expect("log"));
+    let payload = Bytes::from(events(1).remove(0));
+    let mut group = c.benchmark_group("event_log");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("append_100_fsync", |b| {
+        b.iter(|| {
+            let records: Vec<Record> = (0..100).map(|_| Record { topic: Topic::Events, key: Bytes::from_static(b"k"), payload: payload.clone() }).collect();
+            runtime.block_on(log.append(records)).expect("append");
+        })
+    });
+    group.finish();
+    runtime.block_on(log.shutdown()).expect("shutdown");
+}
+
+fn store_write(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("store");
+    let site = Site::new("bench", "Bench", 0);
+    let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
+    let bodies = events(1000);
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(bodies.len() as u64));
+    group.bench_function("write_batch_1000_events", |b| {
+        b.iter_batched(
+            || {
+                // Fresh event ids every batch, as live traffic has.
+                let mut generator = BeaconGen::new("bench", 2_000, rand_seed());
+                let fresh: Vec<String> = (0..bodies.len()).map(|_| generator.event(NOW).to_string()).collect();
+                let mut profiles: HashMap<String, VisitorProfile> = HashMap::new();
+                let mut batch = WriteBatch::default();
+                for (event, raw) in collected(&fresh) {
+                    let mut stored = enricher.enrich(event, &raw);
+                    let profile = profiles.entry(stored.visitor_id.clone()).or_default();
+                    batch.sessions.push(apply_event(profile, &mut stored, &site));
+                    batch.events.push(stored);
+                }
+                batch.visitors = profiles.into_values().collect();
+                batch
+            },
+            |batch| runtime.block_on(store.write(batch)).expect("write"),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+}
+
+fn quick() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(20)
+}
+
+criterion_group! {
+    name = pipeline;
+    config = quick();
+    targets = decode, user_agents, geo, enrich_and_score, log_append, store_write
+}
+criterion_main!(pipeline);
+
