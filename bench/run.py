@@ -259,7 +259,8 @@ def machine():
         pass
     mem = "?"
     try:
-        mem = f"{int(re.search(r'MemTotal:\s+(\d+)', Path('/proc/meminfo').read_text()).group(1)) / 1048576:.0f} GiB"
+        kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kib / 1048576:.0f} GiB"
     except (OSError, AttributeError):
         pass
     return f"{CORES} cores ({model}), {mem}, {platform.system()} {platform.release()}"
