@@ -15,7 +15,7 @@ use crm_bench::{BeaconGen, USER_AGENTS};
 use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Record, Topic};
 use crm_schemas::{parse_event, CollectedEvent, Limits, Site, VisitorProfile, WireEvent};
 use crm_store::{EmbeddedStore, Store, WriteBatch};
-use crm_stream_processor::{apply_event, Enricher, GeoLookup, IpStorage, UserAgentParser};
+use crm_stream_processor::{apply_event, Enricher, GeoLookup, IpStorage, SiteRules, UserAgentParser};
 
 const NOW: i64 = 1_795_478_400_000;
 
@@ -100,7 +100,7 @@ fn collected(bodies: &[String]) -> Vec<(crm_schemas::Event, CollectedEvent)> {
 
 fn enrich_and_score(c: &mut Criterion) {
     let inputs = collected(&events(10_000));
-    let site = Site::new("bench", "Bench", 0);
+    let site = SiteRules::new(&Site::new("bench", "Bench", 0));
     let geo = match std::env::var("CRM_BENCH_MMDB") {
         Ok(path) => GeoLookup::open(Some(std::path::Path::new(&path)), None).expect("open mmdb"),
         Err(_) => GeoLookup::disabled(),
@@ -113,9 +113,9 @@ fn enrich_and_score(c: &mut Criterion) {
             || (inputs.clone(), HashMap::<String, VisitorProfile>::new()),
             |(inputs, mut profiles)| {
                 for (event, raw) in inputs {
-                    let mut stored = enricher.enrich(event, &raw);
+                    let (mut stored, facts) = enricher.enrich(event, &raw);
                     let profile = profiles.entry(stored.visitor_id.clone()).or_default();
-                    black_box(apply_event(profile, &mut stored, &site));
+                    black_box(apply_event(profile, &mut stored, &site, &facts));
                 }
             },
             BatchSize::LargeInput,
@@ -145,7 +145,7 @@ fn store_write(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(dir.path()).expect("store");
-    let site = Site::new("bench", "Bench", 0);
+    let site = SiteRules::new(&Site::new("bench", "Bench", 0));
     let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
     let bodies = events(1000);
     let mut group = c.benchmark_group("store");
@@ -159,9 +159,9 @@ fn store_write(c: &mut Criterion) {
                 let mut profiles: HashMap<String, VisitorProfile> = HashMap::new();
                 let mut batch = WriteBatch::default();
                 for (event, raw) in collected(&fresh) {
-                    let mut stored = enricher.enrich(event, &raw);
+                    let (mut stored, facts) = enricher.enrich(event, &raw);
                     let profile = profiles.entry(stored.visitor_id.clone()).or_default();
-                    batch.sessions.push(apply_event(profile, &mut stored, &site));
+                    batch.sessions.push(apply_event(profile, &mut stored, &site, &facts));
                     batch.events.push(stored);
                 }
                 batch.visitors = profiles.into_values().collect();

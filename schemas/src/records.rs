@@ -184,6 +184,11 @@ pub struct VisitorProfile {
     /// The session the next event may extend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_session: Option<Session>,
+    /// Highest log offset applied to this profile, per `"<log source>/<partition>"`. Lets the
+    /// processor replay a batch against a store without multi-table transactions and still
+    /// apply each event to the profile exactly once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied_offsets: BTreeMap<String, u64>,
 }
 
 /// A page rule: a path glob (`*` matches anything) that credits an intent signal.

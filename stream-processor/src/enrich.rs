@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use crm_schemas::{CollectedEvent, Event, StoredEvent};
 
-use crate::urls::url_facts;
+use crate::urls::{url_facts, UrlFacts};
 use crate::{GeoLookup, UserAgentParser};
 
 /// How much of the client IP is stored.
@@ -67,8 +67,8 @@ impl Enricher {
     }
 
     /// Enriches `event` (already validated) collected as `collected`. Session id and intent
-    /// signal are filled in later by the profile update.
-    pub fn enrich(&mut self, event: Event, collected: &CollectedEvent) -> StoredEvent {
+    /// signal are filled in later by the profile update, which also gets the URL facts.
+    pub fn enrich(&mut self, event: Event, collected: &CollectedEvent) -> (StoredEvent, UrlFacts) {
         let ip = collected.ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok());
         let geo = ip.map(|ip| self.geo.lookup(ip)).unwrap_or_default();
         let ua = self.user_agents.parse(collected.user_agent.as_deref().unwrap_or(""));
@@ -78,7 +78,7 @@ impl Enricher {
             (IpStorage::Anonymized, Some(ip)) => Some(anonymize(ip).to_string()),
             _ => None,
         };
-        StoredEvent {
+        let stored = StoredEvent {
             event_id: event.event_id,
             site_id: event.site_id,
             visitor_id: event.visitor_id.unwrap_or_default(),
@@ -87,7 +87,7 @@ impl Enricher {
             ts_ms: event_time(event.ts_ms, collected.received_at_ms),
             received_at_ms: collected.received_at_ms,
             url: event.url,
-            path: facts.path,
+            path: facts.path.clone(),
             referrer: event.referrer,
             title: event.title,
             props: event.props,
@@ -97,7 +97,8 @@ impl Enricher {
             device: ua.device.clone(),
             is_bot: ua.is_bot,
             intent_signal: None,
-        }
+        };
+        (stored, facts)
     }
 }
 
@@ -135,7 +136,7 @@ mod tests {
             user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36".into()),
         };
         let event = wire.validate(&crm_schemas::Limits::default()).unwrap();
-        let stored = enricher.enrich(event, &collected);
+        let (stored, _) = enricher.enrich(event, &collected);
         assert_eq!(stored.ip.as_deref(), Some("81.2.69.0"));
         assert_eq!(stored.geo.city.as_deref(), Some("Berlin"));
         assert_eq!(stored.device.browser, "Chrome");

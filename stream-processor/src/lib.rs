@@ -19,5 +19,6 @@ pub use enrich::{Enricher, IpStorage};
 pub use geo::{GeoError, GeoLookup};
 pub use metrics::ProcessorMetrics;
 pub use processor::{BatchOutcome, Processor, ProcessorConfig, ProcessorError, ProcessorStatus};
-pub use profile::{apply_event, SESSION_IDLE_MS};
+pub use profile::{apply_event, SiteRules, SESSION_IDLE_MS};
+pub use urls::{url_facts, UrlFacts};
 pub use useragent::{UaInfo, UserAgentParser};

@@ -14,7 +14,7 @@ use crm_service::Shutdown;
 use crm_store::{Store, StoreError, WriteBatch};
 use parking_lot::Mutex;
 
-use crate::{apply_event, Enricher, ProcessorMetrics};
+use crate::{apply_event, Enricher, ProcessorMetrics, SiteRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
@@ -73,11 +73,19 @@ pub struct Processor {
     limits: Limits,
     metrics: ProcessorMetrics,
     status: Arc<ProcessorStatus>,
-    sites: HashMap<String, (Site, Instant)>,
+    sites: HashMap<String, (Arc<SiteRules>, Instant)>,
     profiles: HashMap<(String, String), VisitorProfile>,
 }
 
 const SITE_TTL: Duration = Duration::from_secs(10);
+
+/// One decodable event record with its log position.
+struct Pending {
+    event: crm_schemas::Event,
+    collected: CollectedEvent,
+    position: String,
+    offset: u64,
+}
 
 impl Processor {
     pub fn new(config: ProcessorConfig, store: Arc<dyn Store>, enricher: Enricher, metrics: ProcessorMetrics) -> Processor {
@@ -97,35 +105,43 @@ impl Processor {
         self.status.clone()
     }
 
-    async fn site(&mut self, site_id: &str) -> Result<Site, StoreError> {
-        if let Some((site, at)) = self.sites.get(site_id) {
+    async fn site_rules(&mut self, site_id: &str) -> Result<Arc<SiteRules>, StoreError> {
+        if let Some((rules, at)) = self.sites.get(site_id) {
             if at.elapsed() < SITE_TTL {
-                return Ok(site.clone());
+                return Ok(rules.clone());
             }
         }
         // A site deleted after its events were accepted still gets processed with defaults.
         let site = self.store.site(site_id).await?.unwrap_or_else(|| Site::new(site_id, site_id, 0));
-        self.sites.insert(site_id.to_owned(), (site.clone(), Instant::now()));
-        Ok(site)
+        let rules = Arc::new(SiteRules::new(&site));
+        self.sites.insert(site_id.to_owned(), (rules.clone(), Instant::now()));
+        Ok(rules)
     }
 
-    async fn profile(&mut self, site_id: &str, visitor_id: &str) -> Result<VisitorProfile, StoreError> {
-        let key = (site_id.to_owned(), visitor_id.to_owned());
-        if let Some(profile) = self.profiles.get(&key) {
-            return Ok(profile.clone());
+    /// Makes sure the visitor's profile is in the cache (loading it from the store).
+    async fn load_profile(&mut self, key: &(String, String)) -> Result<(), StoreError> {
+        if !self.profiles.contains_key(key) {
+            let profile = self.store.visitor(&key.0, &key.1).await?.unwrap_or_default();
+            self.profiles.insert(key.clone(), profile);
         }
-        Ok(self.store.visitor(site_id, visitor_id).await?.unwrap_or_default())
+        Ok(())
     }
 
     /// Turns delivered log records into one store batch and writes it. Does not commit.
-    pub async fn process(&mut self, delivered: &[Delivered], shutdown: &Shutdown) -> Result<BatchOutcome, ProcessorError> {
+    ///
+    /// An event is stored unless its `event_id` is already stored, and applied to its visitor's
+    /// profile unless the profile already records its log offset: together these make a replay
+    /// exact even on stores that write profiles and events separately.
+    pub async fn process(&mut self, delivered: &[Delivered], source: &str, shutdown: &Shutdown) -> Result<BatchOutcome, ProcessorError> {
         let mut outcome = BatchOutcome::default();
-        let mut collected = Vec::with_capacity(delivered.len());
+        let mut pending = Vec::with_capacity(delivered.len());
         let mut batch = WriteBatch::default();
         for record in delivered {
             match record.topic {
                 Topic::Events => match decode_event(&record.payload, &self.limits) {
-                    Ok(pair) => collected.push(pair),
+                    Ok((event, collected)) => {
+                        pending.push(Pending { event, collected, position: format!("{source}/{}", record.partition), offset: record.offset })
+                    }
                     Err(reason) => {
                         outcome.poison += 1;
                         tracing::warn!(offset = record.offset, reason = %reason, "undecodable event record skipped");
@@ -145,35 +161,43 @@ impl Processor {
         }
 
         // Replays: drop ids seen earlier in this batch, then ids the store already has.
-        let decoded = collected.len();
-        let mut seen = HashSet::with_capacity(collected.len());
-        collected.retain(|(event, _)| seen.insert(event.event_id));
-        let ids: Vec<_> = collected.iter().map(|(e, _)| e.event_id).collect();
+        let decoded = pending.len();
+        let mut seen = HashSet::with_capacity(pending.len());
+        pending.retain(|p| seen.insert(p.event.event_id));
+        let ids: Vec<_> = pending.iter().map(|p| p.event.event_id).collect();
         let unseen = if ids.is_empty() { HashSet::new() } else { self.store.unseen_event_ids(&ids).await? };
-        collected.retain(|(event, _)| unseen.contains(&event.event_id));
-        outcome.duplicates = decoded - collected.len();
+        pending.retain(|p| unseen.contains(&p.event.event_id));
+        outcome.duplicates = decoded - pending.len();
 
-        let mut dirty_profiles: Vec<(String, String)> = Vec::new();
+        // The cache is bounded between batches, never while a batch holds dirty profiles.
+        if self.profiles.len() >= self.config.profile_cache_capacity {
+            self.profiles.clear();
+        }
+        let mut dirty: Vec<(String, String)> = Vec::new();
+        let mut dirty_set: HashSet<(String, String)> = HashSet::new();
         let mut sessions = HashMap::new();
-        for (event, raw) in collected {
-            let mut stored = self.enricher.enrich(event, &raw);
-            let site = self.site(&stored.site_id).await?;
-            let mut profile = self.profile(&stored.site_id, &stored.visitor_id).await?;
-            let session = apply_event(&mut profile, &mut stored, &site);
-            sessions.insert((session.site_id.clone(), session.session_id.clone()), session);
+        for Pending { event, collected, position, offset } in pending {
+            let (mut stored, facts) = self.enricher.enrich(event, &collected);
+            let rules = self.site_rules(&stored.site_id).await?;
             let key = (stored.site_id.clone(), stored.visitor_id.clone());
-            if !self.profiles.contains_key(&key) {
-                if self.profiles.len() >= self.config.profile_cache_capacity {
-                    self.profiles.clear();
+            self.load_profile(&key).await?;
+            let profile = self.profiles.get_mut(&key).expect("profile loaded");
+            if profile.applied_offsets.get(&position).is_some_and(|&applied| offset <= applied) {
+                // The profile already includes this event (a crash hit between the profile and
+                // event writes): store the event, derive its session on a scratch copy.
+                let mut scratch = profile.clone();
+                apply_event(&mut scratch, &mut stored, &rules, &facts);
+            } else {
+                let session = apply_event(profile, &mut stored, &rules, &facts);
+                profile.applied_offsets.insert(position, offset);
+                sessions.insert((session.site_id.clone(), session.session_id.clone()), session);
+                if dirty_set.insert(key.clone()) {
+                    dirty.push(key);
                 }
-                dirty_profiles.push(key.clone());
-            } else if !dirty_profiles.contains(&key) {
-                dirty_profiles.push(key.clone());
             }
-            self.profiles.insert(key, profile);
             batch.events.push(stored);
         }
-        batch.visitors = dirty_profiles.iter().filter_map(|k| self.profiles.get(k).cloned()).collect();
+        batch.visitors = dirty.iter().filter_map(|k| self.profiles.get(k).cloned()).collect();
         batch.sessions = sessions.into_values().collect();
         outcome.dead_letters = batch.dead_letters.len();
         let written = self.write_with_retry(batch, shutdown).await?;
@@ -242,7 +266,8 @@ impl Processor {
             return Ok(());
         }
         let started = Instant::now();
-        let outcome = self.process(&delivered, shutdown).await?;
+        let source = consumer.source().to_owned();
+        let outcome = self.process(&delivered, &source, shutdown).await?;
         consumer.commit(&delivered).await?;
         self.metrics.events.inc_by(outcome.events_written as u64);
         self.metrics.duplicates.inc_by(outcome.duplicates as u64);

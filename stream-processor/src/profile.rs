@@ -7,7 +7,29 @@
 use crm_schemas::{utc_day, EventBody, Scalar, Session, Site, StoredEvent, VisitorProfile};
 
 use crate::scoring;
-use crate::urls::{glob_match, referrer_host, url_facts};
+use crate::urls::{referrer_host, Glob, UrlFacts};
+
+/// A site's intent rules compiled for matching, and its decay half-life.
+#[derive(Clone, Debug)]
+pub struct SiteRules {
+    rules: Vec<(Glob, String, f64)>,
+    pub half_life_days: f64,
+}
+
+impl SiteRules {
+    pub fn new(site: &Site) -> SiteRules {
+        SiteRules {
+            rules: site.effective_rules().into_iter().map(|r| (Glob::new(&r.pattern), r.signal, r.points)).collect(),
+            half_life_days: site.intent_half_life_days,
+        }
+    }
+
+    /// The first rule matching `path`: (signal, points).
+    fn matching(&self, path: &str) -> Option<(&str, f64)> {
+        let lower = path.to_ascii_lowercase();
+        self.rules.iter().find(|(glob, _, _)| glob.matches_lower(&lower)).map(|(_, signal, points)| (signal.as_str(), *points))
+    }
+}
 
 pub const SESSION_IDLE_MS: i64 = 30 * 60 * 1000;
 const MAX_ACTIVE_DAYS: usize = 30;
@@ -35,11 +57,11 @@ fn starts_new_session(current: Option<&Session>, event: &StoredEvent, campaign: 
 }
 
 /// Applies one enriched event to the visitor's profile (created by the caller if new), filling
-/// the event's `session_id` and `intent_signal`. Returns the updated session.
-pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: &Site) -> Session {
-    let facts = url_facts(event.url.as_deref());
+/// the event's `session_id` and `intent_signal`. `facts` are the event URL's (from enrichment).
+/// Returns the updated session.
+pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: &SiteRules, facts: &UrlFacts) -> Session {
     let is_pageview = matches!(event.body, EventBody::Pageview);
-    let mut utm = facts.utm;
+    let mut utm = facts.utm.clone();
     if is_pageview {
         // Props may carry UTM values the tracker captured on landing.
         for (key, slot) in [("utm_source", &mut utm.source), ("utm_medium", &mut utm.medium), ("utm_campaign", &mut utm.campaign)] {
@@ -88,7 +110,7 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
     // Intent points decay to this event's time before new points are added.
     if event.ts_ms > profile.intent_updated_ms {
         profile.intent_points =
-            scoring::decay_points(profile.intent_points, profile.intent_updated_ms, event.ts_ms, site.intent_half_life_days);
+            scoring::decay_points(profile.intent_points, profile.intent_updated_ms, event.ts_ms, site.half_life_days);
         profile.intent_updated_ms = event.ts_ms;
     }
     let credit = |signal: &str, points: f64, session: &mut Session, profile_signals: &mut std::collections::BTreeMap<String, u32>| {
@@ -118,11 +140,9 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
             if !utm.is_empty() {
                 profile.last_utm = utm;
             }
-            if let Some(path) = event.path.as_deref() {
-                if let Some(rule) = site.effective_rules().into_iter().find(|r| glob_match(&r.pattern, path)) {
-                    points += credit(&rule.signal, rule.points, session, &mut profile.intent_signals);
-                    event.intent_signal = Some(rule.signal);
-                }
+            if let Some((signal, rule_points)) = event.path.as_deref().and_then(|path| site.matching(path)) {
+                points += credit(signal, rule_points, session, &mut profile.intent_signals);
+                event.intent_signal = Some(signal.to_owned());
             }
         }
         EventBody::Engagement { scroll_depth, engaged_ms } => {
@@ -177,6 +197,7 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::urls::url_facts;
     use crm_schemas::{Device, Geo};
     use std::collections::BTreeMap;
 
@@ -206,8 +227,14 @@ mod tests {
     }
 
     fn run(profile: &mut VisitorProfile, events: &mut [StoredEvent]) -> Vec<Session> {
-        let site = Site::new("s", "S", 0);
-        events.iter_mut().map(|e| apply_event(profile, e, &site)).collect()
+        let site = SiteRules::new(&Site::new("s", "S", 0));
+        events
+            .iter_mut()
+            .map(|e| {
+                let facts = url_facts(e.url.as_deref());
+                apply_event(profile, e, &site, &facts)
+            })
+            .collect()
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crm_schemas::Utm;
 use url::Url;
 
+#[derive(Clone, Debug, Default)]
 pub struct UrlFacts {
     pub host: Option<String>,
     pub path: Option<String>,
@@ -52,23 +53,42 @@ pub fn referrer_host(referrer: Option<&str>, page_host: Option<&str>) -> Option<
     (Some(host.as_str()) != page).then_some(host)
 }
 
-/// Glob match where `*` matches any run of characters (case-insensitive).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    let text = text.to_ascii_lowercase();
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
+/// A path glob compiled once: `*` matches any run of characters, comparison ignores ASCII case.
+#[derive(Clone, Debug)]
+pub struct Glob {
+    parts: Vec<String>,
+}
+
+impl Glob {
+    pub fn new(pattern: &str) -> Glob {
+        Glob { parts: pattern.to_ascii_lowercase().split('*').map(str::to_owned).collect() }
     }
-    let mut rest = text.as_str();
-    let first = parts[0];
+
+    /// Matches an already lower-cased text.
+    pub fn matches_lower(&self, text: &str) -> bool {
+        glob_parts_match(&self.parts, text)
+    }
+}
+
+/// Glob match where `*` matches any run of characters (case-insensitive).
+#[cfg(test)]
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    Glob::new(pattern).matches_lower(&text.to_ascii_lowercase())
+}
+
+fn glob_parts_match(parts: &[String], text: &str) -> bool {
+    if parts.len() == 1 {
+        return parts[0] == text;
+    }
+    let mut rest = text;
+    let first = parts[0].as_str();
     if !rest.starts_with(first) {
         return false;
     }
     rest = &rest[first.len()..];
-    let last = parts[parts.len() - 1];
+    let last = parts[parts.len() - 1].as_str();
     for middle in &parts[1..parts.len() - 1] {
-        match rest.find(middle) {
+        match rest.find(middle.as_str()) {
             Some(at) => rest = &rest[at + middle.len()..],
             None => return false,
         }

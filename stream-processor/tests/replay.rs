@@ -52,7 +52,8 @@ async fn replayed_batch_counts_once_and_dead_letters_are_kept() {
     assert_eq!(delivered.len(), 6);
 
     let mut first = Processor::new(ProcessorConfig::default(), store.clone(), Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized), ProcessorMetrics::new(&metrics));
-    let outcome = first.process(&delivered, &shutdown).await.unwrap();
+    let source = consumer.source().to_owned();
+    let outcome = first.process(&delivered, &source, &shutdown).await.unwrap();
     assert_eq!(outcome.events_written, 3);
     assert_eq!(outcome.duplicates, 1);
     assert_eq!(outcome.poison, 1);
@@ -60,7 +61,7 @@ async fn replayed_batch_counts_once_and_dead_letters_are_kept() {
     // Crash before commit: a fresh processor sees the same records again.
     drop(first);
     let mut second = Processor::new(ProcessorConfig::default(), store.clone(), Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized), ProcessorMetrics::new(&MetricsRegistry::new()));
-    let replay = second.process(&delivered, &shutdown).await.unwrap();
+    let replay = second.process(&delivered, &source, &shutdown).await.unwrap();
     assert_eq!(replay.events_written, 0);
     assert_eq!(replay.duplicates, 4);
 
@@ -80,5 +81,110 @@ async fn replayed_batch_counts_once_and_dead_letters_are_kept() {
     let mut codes: Vec<_> = letters.items.iter().map(|d| d.code.as_str()).collect();
     codes.sort();
     assert_eq!(codes, vec!["missing_field", "undecodable_record"]);
+    log.shutdown().await.unwrap();
+}
+
+/// A store that, once, persists only the profile half of a batch and then "crashes" — what a
+/// store without multi-table transactions (ClickHouse) can leave behind.
+struct TornStore {
+    inner: EmbeddedStore,
+    tear_next: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for TornStore {
+    async fn unseen_event_ids(&self, ids: &[uuid::Uuid]) -> crm_store::Result<std::collections::HashSet<uuid::Uuid>> {
+        self.inner.unseen_event_ids(ids).await
+    }
+    async fn write(&self, batch: crm_store::WriteBatch) -> crm_store::Result<crm_store::WriteOutcome> {
+        if self.tear_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let profiles_only = crm_store::WriteBatch { visitors: batch.visitors, sessions: batch.sessions, ..Default::default() };
+            self.inner.write(profiles_only).await?;
+            return Err(crm_store::StoreError::Io("simulated crash after the profile write".into()));
+        }
+        self.inner.write(batch).await
+    }
+    async fn visitor(&self, s: &str, v: &str) -> crm_store::Result<Option<crm_schemas::VisitorProfile>> {
+        self.inner.visitor(s, v).await
+    }
+    async fn find_visitor(&self, v: &str) -> crm_store::Result<Vec<crm_schemas::VisitorProfile>> {
+        self.inner.find_visitor(v).await
+    }
+    async fn list_visitors(&self, q: &crm_store::VisitorQuery) -> crm_store::Result<crm_store::Page<crm_schemas::VisitorProfile>> {
+        self.inner.list_visitors(q).await
+    }
+    async fn visitor_events(&self, s: &str, v: &str, l: usize, c: Option<&str>) -> crm_store::Result<crm_store::Page<crm_schemas::StoredEvent>> {
+        self.inner.visitor_events(s, v, l, c).await
+    }
+    async fn sessions_between(&self, s: &str, f: i64, t: i64, l: usize) -> crm_store::Result<Vec<crm_schemas::Session>> {
+        self.inner.sessions_between(s, f, t, l).await
+    }
+    async fn overview(&self, s: &str, f: i64, t: i64, n: usize) -> crm_store::Result<crm_store::Overview> {
+        self.inner.overview(s, f, t, n).await
+    }
+    async fn dead_letters(&self, s: &str, l: usize, c: Option<&str>) -> crm_store::Result<crm_store::Page<DeadLetter>> {
+        self.inner.dead_letters(s, l, c).await
+    }
+    async fn put_site(&self, site: &Site) -> crm_store::Result<()> {
+        self.inner.put_site(site).await
+    }
+    async fn site(&self, id: &str) -> crm_store::Result<Option<Site>> {
+        self.inner.site(id).await
+    }
+    async fn sites(&self) -> crm_store::Result<Vec<Site>> {
+        self.inner.sites().await
+    }
+    async fn put_user(&self, u: &crm_schemas::User) -> crm_store::Result<()> {
+        self.inner.put_user(u).await
+    }
+    async fn user(&self, n: &str) -> crm_store::Result<Option<crm_schemas::User>> {
+        self.inner.user(n).await
+    }
+    async fn users(&self) -> crm_store::Result<Vec<crm_schemas::User>> {
+        self.inner.users().await
+    }
+    async fn meta(&self, k: &str) -> crm_store::Result<Option<Vec<u8>>> {
+        self.inner.meta(k).await
+    }
+    async fn put_meta(&self, k: &str, v: &[u8]) -> crm_store::Result<()> {
+        self.inner.put_meta(k, v).await
+    }
+    async fn ping(&self) -> crm_store::Result<()> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_write_replays_without_double_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
+    let torn = Arc::new(TornStore { inner: EmbeddedStore::open(dir.path()).unwrap(), tear_next: true.into() });
+    let store: Arc<dyn Store> = torn.clone();
+    store.put_site(&Site::new("s1", "Site", 0)).await.unwrap();
+    let ts = 1_700_000_000_000i64;
+    let records = (0..4)
+        .map(|i| collected(&format!(r#"{{"v":1,"type":"pageview","site_id":"s1","visitor_id":"v1","ts":{},"url":"https://a.example/pricing"}}"#, ts + i * 1000)))
+        .collect();
+    log.append(records).await.unwrap();
+    let mut consumer = log.subscribe("torn", &Topic::ALL).await.unwrap();
+    let delivered = consumer.poll(100, Duration::from_secs(2)).await.unwrap();
+    let source = consumer.source().to_owned();
+    let shutdown = Shutdown::new();
+    shutdown.trigger(); // give up on the first failed write instead of retrying
+    let mut first = Processor::new(ProcessorConfig::default(), store.clone(), Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized), ProcessorMetrics::new(&MetricsRegistry::new()));
+    assert!(first.process(&delivered, &source, &shutdown).await.is_err());
+    let half = store.visitor("s1", "v1").await.unwrap().expect("profile half was written");
+    assert_eq!(half.pageviews, 4);
+    assert!(store.visitor_events("s1", "v1", 10, None).await.unwrap().items.is_empty());
+
+    let mut second = Processor::new(ProcessorConfig::default(), store.clone(), Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized), ProcessorMetrics::new(&MetricsRegistry::new()));
+    let outcome = second.process(&delivered, &source, &Shutdown::new()).await.unwrap();
+    assert_eq!(outcome.events_written, 4);
+    let profile = store.visitor("s1", "v1").await.unwrap().unwrap();
+    assert_eq!(profile.pageviews, 4, "the replay stored the events without counting them again");
+    assert_eq!(profile.visits, 1);
+    let timeline = store.visitor_events("s1", "v1", 10, None).await.unwrap();
+    assert_eq!(timeline.items.len(), 4);
+    assert!(timeline.items.iter().all(|e| e.session_id == profile.current_session.as_ref().unwrap().session_id));
     log.shutdown().await.unwrap();
 }

@@ -219,5 +219,14 @@ pub async fn lag_reflects_commits(harness: &dyn LogHarness) {
     if let Some(lag) = consumer.lag() {
         assert_eq!(lag, 0, "lag after committing everything");
     }
+    let source = consumer.source().to_owned();
+    assert!(!source.is_empty());
+    drop(consumer);
+    log.shutdown().await.expect("shutdown");
+    drop(log);
+    let log = harness.open().await;
+    let consumer = log.subscribe("lagging", &[Topic::Events]).await.expect("resubscribe");
+    assert_eq!(consumer.source(), source, "the same log keeps its identity across reopen");
+    drop(consumer);
     log.shutdown().await.expect("shutdown");
 }

@@ -69,6 +69,8 @@ enum WriterMessage {
 
 struct Shared {
     config: EmbeddedLogConfig,
+    /// Random id created with the log directory (`LOG_ID`).
+    log_id: String,
     /// Next offset to be assigned once the pending batch is durable (the high watermark).
     watermark: watch::Sender<u64>,
     bytes_on_disk: AtomicU64,
@@ -100,10 +102,12 @@ impl EmbeddedLog {
         let active_base = *bases.last().expect("one segment");
         let (next_offset, active_len) = segment::recover_tail(&config.dir, active_base)?;
         let bytes_on_disk = dir_bytes(&config.dir)?;
+        let log_id = load_or_create_id(&config.dir)?;
         let active = OpenOptions::new().append(true).open(segment::segment_path(&config.dir, active_base))?;
         let (watermark, _) = watch::channel(next_offset);
         let shared = Arc::new(Shared {
             config: config.clone(),
+            log_id,
             watermark,
             bytes_on_disk: AtomicU64::new(bytes_on_disk),
             closed: AtomicBool::new(false),
@@ -123,6 +127,22 @@ impl EmbeddedLog {
             .spawn(move || writer.run(receiver))?;
         tracing::info!(dir = %config.dir.display(), next_offset, bytes_on_disk, "embedded event log opened");
         Ok(EmbeddedLog { shared, sender })
+    }
+}
+
+fn load_or_create_id(dir: &Path) -> Result<String, LogError> {
+    let path = dir.join("LOG_ID");
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let tmp = dir.join("LOG_ID.tmp");
+            fs::write(&tmp, &id)?;
+            File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            segment::sync_dir(dir)?;
+            Ok(id)
+        }
     }
 }
 
@@ -527,6 +547,10 @@ impl LogConsumer for EmbeddedConsumer {
 
     fn lag(&self) -> Option<u64> {
         Some(self.watermark.borrow().saturating_sub(self.committed))
+    }
+
+    fn source(&self) -> &str {
+        &self.shared.log_id
     }
 }
 

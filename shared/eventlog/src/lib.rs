@@ -144,4 +144,8 @@ pub trait LogConsumer: Send {
 
     /// Records appended but not yet committed by this group, when known.
     fn lag(&self) -> Option<u64>;
+
+    /// A stable identity of the log instance being consumed (it changes if the log is recreated),
+    /// so offsets recorded downstream are never compared across different logs.
+    fn source(&self) -> &str;
 }

@@ -35,6 +35,9 @@ const VISITOR_EVENTS: TableDefinition<(&str, &str, i64, u128), ()> = TableDefini
 const VISITORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("visitors");
 const VISITOR_RANK: TableDefinition<(&str, u8, u64, &str), ()> = TableDefinition::new("visitor_rank");
 const VISITOR_SITES: TableDefinition<(&str, &str), ()> = TableDefinition::new("visitor_sites");
+/// The rank keys a profile is currently indexed under: (is_bot, intent, engagement, last seen),
+/// so a profile update can drop its old index entries without decoding the old profile.
+const VISITOR_RANK_KEYS: TableDefinition<(&str, &str), (u8, u64, u64, u64)> = TableDefinition::new("visitor_rank_keys");
 const SESSIONS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("sessions");
 const DEAD_LETTERS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("dead_letters");
 const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
@@ -42,6 +45,8 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const BOT_FLAG: u8 = 0x80;
+/// redb's page cache; its own default (1 GiB) dominates the process's memory.
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 fn db_err(err: impl Into<redb::Error>) -> StoreError {
     match err.into() {
@@ -101,11 +106,16 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens or creates `<dir>/store.redb` and makes sure every table exists.
+    /// Opens or creates `<dir>/store.redb` with the default 256 MiB page cache.
     pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens or creates `<dir>/store.redb` and makes sure every table exists.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
         let path = dir.join("store.redb");
-        let db = Database::create(&path).map_err(|e| match db_err(e) {
+        let db = Database::builder().set_cache_size(cache_bytes).create(&path).map_err(|e| match db_err(e) {
             StoreError::InUse(_) => StoreError::InUse(path.display().to_string()),
             other => other,
         })?;
@@ -117,6 +127,7 @@ impl EmbeddedStore {
             txn.open_table(VISITORS).map_err(db_err)?;
             txn.open_table(VISITOR_RANK).map_err(db_err)?;
             txn.open_table(VISITOR_SITES).map_err(db_err)?;
+            txn.open_table(VISITOR_RANK_KEYS).map_err(db_err)?;
             txn.open_table(SESSIONS).map_err(db_err)?;
             txn.open_table(DEAD_LETTERS).map_err(db_err)?;
             txn.open_table(SITES).map_err(db_err)?;
@@ -160,27 +171,28 @@ impl EmbeddedStore {
             }
             let mut visitors = txn.open_table(VISITORS).map_err(db_err)?;
             let mut ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
+            let mut rank_keys = txn.open_table(VISITOR_RANK_KEYS).map_err(db_err)?;
             let mut visitor_sites = txn.open_table(VISITOR_SITES).map_err(db_err)?;
             for profile in &batch.visitors {
                 let key = (profile.site_id.as_str(), profile.visitor_id.as_str());
-                let previous: Option<VisitorProfile> = match visitors.get(key).map_err(db_err)? {
-                    Some(bytes) => Some(decode(bytes.value())?),
-                    None => None,
-                };
-                if let Some(old) = previous {
-                    for sort in SORTS {
-                        ranks
-                            .remove((old.site_id.as_str(), rank_kind(sort, old.is_bot), rank_value(&old, sort), old.visitor_id.as_str()))
-                            .map_err(db_err)?;
+                let previous = rank_keys.get(key).map_err(db_err)?.map(|guard| guard.value());
+                match previous {
+                    Some((old_bot, intent, engagement, last_seen)) => {
+                        let old_bot = old_bot == 1;
+                        for (sort, value) in SORTS.into_iter().zip([intent, engagement, last_seen]) {
+                            ranks.remove((key.0, rank_kind(sort, old_bot), value, key.1)).map_err(db_err)?;
+                        }
+                    }
+                    None => {
+                        visitor_sites.insert((key.1, key.0), ()).map_err(db_err)?;
                     }
                 }
                 visitors.insert(key, encode(profile)?.as_slice()).map_err(db_err)?;
-                for sort in SORTS {
-                    ranks
-                        .insert((key.0, rank_kind(sort, profile.is_bot), rank_value(profile, sort), key.1), ())
-                        .map_err(db_err)?;
+                let values = SORTS.map(|sort| rank_value(profile, sort));
+                for (sort, value) in SORTS.into_iter().zip(values) {
+                    ranks.insert((key.0, rank_kind(sort, profile.is_bot), value, key.1), ()).map_err(db_err)?;
                 }
-                visitor_sites.insert((key.1, key.0), ()).map_err(db_err)?;
+                rank_keys.insert(key, (u8::from(profile.is_bot), values[0], values[1], values[2])).map_err(db_err)?;
             }
             let mut sessions = txn.open_table(SESSIONS).map_err(db_err)?;
             for session in &batch.sessions {

@@ -1,0 +1,580 @@
+//! [`ClickHouseStore`]: the [`Store`] trait on ClickHouse — connection and migrations, the write
+//! path, and one query per API read.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use clickhouse::Client;
+use crm_schemas::{DeadLetter, Session, Site, StoredEvent, User, VisitorProfile};
+use crm_store::{
+    BotFilter, Count, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::rows::{
+    BodyRow, CountRow, DeadLetterRow, EventRow, IdRow, KeyedRow, RankedRow, Scalar64, SessionRow, SessionTotals, TimedRow,
+    VisitorRow,
+};
+use crate::schema::{render, MIGRATIONS};
+
+#[derive(Clone, Debug)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Drop events and sessions older than this many days (whole parts at a time).
+    pub retention_days: Option<u32>,
+}
+
+impl ClickHouseConfig {
+    pub fn new(url: impl Into<String>, database: impl Into<String>) -> ClickHouseConfig {
+        ClickHouseConfig { url: url.into(), database: database.into(), user: None, password: None, retention_days: None }
+    }
+}
+
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    client: Client,
+}
+
+fn ch_err(err: clickhouse::error::Error) -> StoreError {
+    let retryable = matches!(err, clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut);
+    StoreError::Backend { message: err.to_string(), retryable }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn valid_identifier(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Same descending sort key as the embedded store: higher score first, then more recent.
+fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
+    let recency = (profile.last_seen_ms.max(0) as u64) & ((1 << 48) - 1);
+    let value = match sort {
+        VisitorSort::Intent => (u64::from(profile.intent_score) << 48) | recency,
+        VisitorSort::Engagement => (u64::from(profile.engagement_score) << 48) | recency,
+        VisitorSort::LastSeen => recency,
+    };
+    u64::MAX - value
+}
+
+fn rank_column(sort: VisitorSort) -> &'static str {
+    match sort {
+        VisitorSort::Intent => "rank_intent",
+        VisitorSort::Engagement => "rank_engagement",
+        VisitorSort::LastSeen => "rank_last_seen",
+    }
+}
+
+fn split_cursor(cursor: &str) -> Result<(&str, &str)> {
+    cursor.split_once(':').ok_or(StoreError::InvalidCursor)
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl ClickHouseStore {
+    /// Connects, creates the database if needed and applies pending migrations.
+    pub async fn connect(config: &ClickHouseConfig) -> Result<ClickHouseStore> {
+        if !valid_identifier(&config.database) {
+            return Err(StoreError::Backend { message: format!("invalid database name {:?}", config.database), retryable: false });
+        }
+        let mut base = Client::default().with_url(&config.url);
+        if let Some(user) = &config.user {
+            base = base.with_user(user);
+        }
+        if let Some(password) = &config.password {
+            base = base.with_password(password);
+        }
+        base.query(&format!("CREATE DATABASE IF NOT EXISTS {}", config.database)).execute().await.map_err(ch_err)?;
+        let client = base.with_database(&config.database);
+        let store = ClickHouseStore { client };
+        store.migrate(config.retention_days).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, retention_days: Option<u32>) -> Result<()> {
+        self.client
+            .query("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version")
+            .execute()
+            .await
+            .map_err(ch_err)?;
+        let applied: Vec<Scalar64> = self
+            .client
+            .query("SELECT DISTINCT toUInt64(version) AS value FROM schema_migrations")
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        let applied: HashSet<u64> = applied.into_iter().map(|r| r.value).collect();
+        for (version, name, statements) in MIGRATIONS {
+            if applied.contains(&u64::from(*version)) {
+                continue;
+            }
+            for statement in *statements {
+                self.client.query(&render(statement, retention_days)).execute().await.map_err(ch_err)?;
+            }
+            self.client
+                .query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
+                .bind(*version)
+                .bind(*name)
+                .execute()
+                .await
+                .map_err(ch_err)?;
+            tracing::info!(version, name, "clickhouse migration applied");
+        }
+        if let Some(days) = retention_days {
+            // Keep the TTL in step with the configuration on every start.
+            for (table, column) in [("events", "ts"), ("sessions", "start")] {
+                self.client
+                    .query(&format!("ALTER TABLE {table} MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY"))
+                    .execute()
+                    .await
+                    .map_err(ch_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applied migration versions (for `crm migrate`).
+    pub async fn migrations(&self) -> Result<Vec<u64>> {
+        let rows: Vec<Scalar64> = self
+            .client
+            .query("SELECT DISTINCT toUInt64(version) AS value FROM schema_migrations ORDER BY value")
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        Ok(rows.into_iter().map(|r| r.value).collect())
+    }
+
+    /// Merges parts and applies TTLs now (tests and maintenance).
+    pub async fn optimize(&self) -> Result<()> {
+        for table in ["events", "sessions", "visitors"] {
+            self.client.query(&format!("OPTIMIZE TABLE {table} FINAL")).execute().await.map_err(ch_err)?;
+        }
+        Ok(())
+    }
+
+    /// Rows currently in `events` (for tests and benchmarks).
+    pub async fn event_count(&self) -> Result<u64> {
+        let row: Scalar64 = self.client.query("SELECT count() AS value FROM events").fetch_one().await.map_err(ch_err)?;
+        Ok(row.value)
+    }
+
+    async fn insert_rows<T: clickhouse::Row + Serialize>(&self, table: &str, rows: &[T]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert(table).map_err(ch_err)?;
+        for row in rows {
+            insert.write(row).await.map_err(ch_err)?;
+        }
+        insert.end().await.map_err(ch_err)
+    }
+
+    async fn bodies<T: DeserializeOwned>(&self, query: clickhouse::query::Query) -> Result<Vec<T>> {
+        let rows: Vec<BodyRow> = query.fetch_all().await.map_err(ch_err)?;
+        rows.iter().map(|r| decode(&r.body)).collect()
+    }
+
+    async fn put_keyed<T: Serialize>(&self, table: &str, key: &str, value: &T) -> Result<()> {
+        let row = KeyedRow { key: key.to_owned(), version: now_nanos(), body: encode(value)? };
+        self.insert_rows(table, &[row]).await
+    }
+
+    async fn get_keyed<T: DeserializeOwned>(&self, table: &str, key: &str) -> Result<Option<T>> {
+        let query = self.client.query(&format!("SELECT body FROM {table} FINAL WHERE key = ?")).bind(key);
+        Ok(self.bodies(query).await?.into_iter().next())
+    }
+
+    async fn all_keyed<T: DeserializeOwned>(&self, table: &str) -> Result<Vec<T>> {
+        self.bodies(self.client.query(&format!("SELECT body FROM {table} FINAL ORDER BY key"))).await
+    }
+
+    async fn counts(&self, sql: &str, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Vec<Count>> {
+        let rows: Vec<CountRow> = self
+            .client
+            .query(sql)
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(top_n as u64)
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        Ok(rows.into_iter().map(|r| Count { key: r.key, count: r.count }).collect())
+    }
+}
+
+fn event_row(event: &StoredEvent) -> Result<EventRow> {
+    Ok(EventRow {
+        site_id: event.site_id.clone(),
+        ts: event.ts_ms,
+        visitor_id: event.visitor_id.clone(),
+        event_id: event.event_id.to_string(),
+        kind: event.body.kind().as_str().to_owned(),
+        path: event.path.clone().unwrap_or_else(|| "/".to_owned()),
+        is_bot: u8::from(event.is_bot),
+        body: encode(event)?,
+    })
+}
+
+fn visitor_row(profile: &VisitorProfile) -> Result<VisitorRow> {
+    Ok(VisitorRow {
+        site_id: profile.site_id.clone(),
+        visitor_id: profile.visitor_id.clone(),
+        version: now_nanos(),
+        is_bot: u8::from(profile.is_bot),
+        rank_intent: rank_value(profile, VisitorSort::Intent),
+        rank_engagement: rank_value(profile, VisitorSort::Engagement),
+        rank_last_seen: rank_value(profile, VisitorSort::LastSeen),
+        profile: encode(profile)?,
+    })
+}
+
+fn session_row(session: &Session) -> Result<SessionRow> {
+    Ok(SessionRow {
+        site_id: session.site_id.clone(),
+        start: session.start_ms,
+        session_id: session.session_id.clone(),
+        version: now_nanos(),
+        visitor_id: session.visitor_id.clone(),
+        is_bot: u8::from(session.is_bot),
+        pageviews: session.pageviews,
+        bounce: u8::from(session.is_bounce()),
+        duration_ms: session.duration_ms(),
+        referrer_host: session.referrer_host.clone().unwrap_or_default(),
+        country: session.country.clone().unwrap_or_default(),
+        device: session.device_category.clone(),
+        browser: session.browser.clone(),
+        utm_source: session.utm.source.clone().unwrap_or_default(),
+        body: encode(session)?,
+    })
+}
+
+const RANGE: &str = "site_id = ? AND {col} >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND {col} < fromUnixTimestamp64Milli(toInt64(?), 'UTC')";
+
+fn range(column: &str) -> String {
+    RANGE.replace("{col}", column)
+}
+
+#[async_trait]
+impl Store for ClickHouseStore {
+    async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        let mut unseen: HashSet<Uuid> = ids.iter().copied().collect();
+        if ids.is_empty() {
+            return Ok(unseen);
+        }
+        let texts: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        for chunk in texts.chunks(5_000) {
+            let found: Vec<IdRow> = self
+                .client
+                .query("SELECT event_id AS id FROM events WHERE event_id IN ?")
+                .bind(chunk)
+                .fetch_all()
+                .await
+                .map_err(ch_err)?;
+            for row in found {
+                if let Ok(id) = Uuid::parse_str(&row.id) {
+                    unseen.remove(&id);
+                }
+            }
+        }
+        Ok(unseen)
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome> {
+        // Order matters: profiles and sessions first, events last (see the crate docs).
+        let visitors: Vec<VisitorRow> = batch.visitors.iter().map(visitor_row).collect::<Result<_>>()?;
+        self.insert_rows("visitors", &visitors).await?;
+        let sessions: Vec<SessionRow> = batch.sessions.iter().map(session_row).collect::<Result<_>>()?;
+        self.insert_rows("sessions", &sessions).await?;
+        let letters: Vec<DeadLetterRow> = batch
+            .dead_letters
+            .iter()
+            .map(|d| Ok(DeadLetterRow { site_id: d.site_id.clone(), received: d.received_at_ms, id: d.id.to_string(), body: encode(d)? }))
+            .collect::<Result<_>>()?;
+        self.insert_rows("dead_letters", &letters).await?;
+
+        let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
+        let mut unseen = self.unseen_event_ids(&ids).await?;
+        let mut rows = Vec::with_capacity(batch.events.len());
+        for event in &batch.events {
+            if unseen.remove(&event.event_id) {
+                rows.push(event_row(event)?);
+            }
+        }
+        let outcome = WriteOutcome { events_written: rows.len(), duplicates_skipped: batch.events.len() - rows.len() };
+        self.insert_rows("events", &rows).await?;
+        Ok(outcome)
+    }
+
+    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
+        let query = self
+            .client
+            .query("SELECT profile AS body FROM visitors FINAL WHERE site_id = ? AND visitor_id = ?")
+            .bind(site_id)
+            .bind(visitor_id);
+        Ok(self.bodies(query).await?.into_iter().next())
+    }
+
+    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
+        let query = self.client.query("SELECT profile AS body FROM visitors FINAL WHERE visitor_id = ? ORDER BY site_id").bind(visitor_id);
+        self.bodies(query).await
+    }
+
+    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
+        let column = rank_column(query.sort);
+        let is_bot = u8::from(query.bots == BotFilter::Only);
+        let limit = query.limit as u64 + 1;
+        let rows: Vec<RankedRow> = match &query.cursor {
+            Some(cursor) => {
+                let (rank, visitor) = split_cursor(cursor)?;
+                let rank: u64 = rank.parse().map_err(|_| StoreError::InvalidCursor)?;
+                self.client
+                    .query(&format!(
+                        "SELECT profile AS body, {column} AS rank, visitor_id FROM visitors FINAL
+                         WHERE site_id = ? AND is_bot = ? AND ({column}, visitor_id) > (?, ?)
+                         ORDER BY {column}, visitor_id LIMIT ?"
+                    ))
+                    .bind(&query.site_id)
+                    .bind(is_bot)
+                    .bind(rank)
+                    .bind(visitor)
+                    .bind(limit)
+                    .fetch_all()
+                    .await
+            }
+            None => {
+                self.client
+                    .query(&format!(
+                        "SELECT profile AS body, {column} AS rank, visitor_id FROM visitors FINAL
+                         WHERE site_id = ? AND is_bot = ? ORDER BY {column}, visitor_id LIMIT ?"
+                    ))
+                    .bind(&query.site_id)
+                    .bind(is_bot)
+                    .bind(limit)
+                    .fetch_all()
+                    .await
+            }
+        }
+        .map_err(ch_err)?;
+        let more = rows.len() > query.limit;
+        let rows = &rows[..rows.len().min(query.limit)];
+        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<VisitorProfile>>>()?;
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.rank, r.visitor_id)) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        let select = "SELECT body, toUnixTimestamp64Milli(ts) AS ts, event_id AS id FROM events WHERE site_id = ? AND visitor_id = ?";
+        let rows: Vec<TimedRow> = match cursor {
+            Some(cursor) => {
+                let (ts, id) = split_cursor(cursor)?;
+                let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
+                self.client
+                    .query(&format!("{select} AND (ts, event_id) < (fromUnixTimestamp64Milli(toInt64(?), 'UTC'), ?) ORDER BY ts DESC, event_id DESC LIMIT ?"))
+                    .bind(site_id)
+                    .bind(visitor_id)
+                    .bind(ts)
+                    .bind(id)
+                    .bind(limit as u64 + 1)
+                    .fetch_all()
+                    .await
+            }
+            None => {
+                self.client
+                    .query(&format!("{select} ORDER BY ts DESC, event_id DESC LIMIT ?"))
+                    .bind(site_id)
+                    .bind(visitor_id)
+                    .bind(limit as u64 + 1)
+                    .fetch_all()
+                    .await
+            }
+        }
+        .map_err(ch_err)?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<StoredEvent>>>()?;
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts, r.id)) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
+        let query = self
+            .client
+            .query(&format!("SELECT body FROM sessions FINAL WHERE {} ORDER BY start, session_id LIMIT ?", range("start")))
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(limit as u64);
+        self.bodies(query).await
+    }
+
+    async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
+        let sessions_where = format!("{} AND is_bot = 0", range("start"));
+        let events_where = format!("{} AND kind = 'pageview' AND is_bot = 0", range("ts"));
+        let totals: SessionTotals = self
+            .client
+            .query(&format!(
+                "SELECT count() AS sessions, countIf(bounce = 1) AS bounces, sum(duration_ms) AS duration_total FROM sessions FINAL WHERE {sessions_where}"
+            ))
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_one()
+            .await
+            .map_err(ch_err)?;
+        let pageviews: Scalar64 = self
+            .client
+            .query(&format!("SELECT count() AS value FROM events WHERE {events_where}"))
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_one()
+            .await
+            .map_err(ch_err)?;
+        let visitors: Scalar64 = self
+            .client
+            .query(&format!(
+                "SELECT uniqExact(v) AS value FROM (SELECT visitor_id AS v FROM sessions FINAL WHERE {sessions_where}
+                 UNION ALL SELECT visitor_id AS v FROM events WHERE {events_where})"
+            ))
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_one()
+            .await
+            .map_err(ch_err)?;
+        let session_top = |expr: &str, filter: &str| {
+            format!(
+                "SELECT {expr} AS key, count() AS count FROM sessions FINAL WHERE {sessions_where}{filter} GROUP BY key ORDER BY count DESC, key ASC LIMIT ?"
+            )
+        };
+        let top_pages = self
+            .counts(
+                &format!("SELECT path AS key, count() AS count FROM events WHERE {events_where} GROUP BY key ORDER BY count DESC, key ASC LIMIT ?"),
+                site_id,
+                from_ms,
+                to_ms,
+                top_n,
+            )
+            .await?;
+        let top_referrers = self.counts(&session_top("if(referrer_host = '', '(direct)', referrer_host)", ""), site_id, from_ms, to_ms, top_n).await?;
+        let countries = self.counts(&session_top("if(country = '', '(unknown)', toString(country))", ""), site_id, from_ms, to_ms, top_n).await?;
+        let devices = self.counts(&session_top("if(device = '', '(unknown)', toString(device))", ""), site_id, from_ms, to_ms, top_n).await?;
+        let browsers = self.counts(&session_top("if(browser = '', '(unknown)', toString(browser))", ""), site_id, from_ms, to_ms, top_n).await?;
+        let utm_sources = self.counts(&session_top("utm_source", " AND utm_source != ''"), site_id, from_ms, to_ms, top_n).await?;
+        Ok(Overview {
+            visitors: visitors.value,
+            sessions: totals.sessions,
+            pageviews: pageviews.value,
+            bounce_rate: if totals.sessions == 0 { 0.0 } else { totals.bounces as f64 / totals.sessions as f64 },
+            avg_session_duration_ms: totals.duration_total.checked_div(totals.sessions).unwrap_or(0),
+            top_pages,
+            top_referrers,
+            countries,
+            devices,
+            browsers,
+            utm_sources,
+        })
+    }
+
+    async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
+        let select = "SELECT body, toUnixTimestamp64Milli(received) AS ts, id FROM dead_letters FINAL WHERE site_id = ?";
+        let rows: Vec<TimedRow> = match cursor {
+            Some(cursor) => {
+                let (ts, id) = split_cursor(cursor)?;
+                let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
+                self.client
+                    .query(&format!("{select} AND (received, id) < (fromUnixTimestamp64Milli(toInt64(?), 'UTC'), ?) ORDER BY received DESC, id DESC LIMIT ?"))
+                    .bind(site_id)
+                    .bind(ts)
+                    .bind(id)
+                    .bind(limit as u64 + 1)
+                    .fetch_all()
+                    .await
+            }
+            None => {
+                self.client
+                    .query(&format!("{select} ORDER BY received DESC, id DESC LIMIT ?"))
+                    .bind(site_id)
+                    .bind(limit as u64 + 1)
+                    .fetch_all()
+                    .await
+            }
+        }
+        .map_err(ch_err)?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<DeadLetter>>>()?;
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts, r.id)) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn put_site(&self, site: &Site) -> Result<()> {
+        self.put_keyed("sites", &site.site_id, site).await
+    }
+
+    async fn site(&self, site_id: &str) -> Result<Option<Site>> {
+        self.get_keyed("sites", site_id).await
+    }
+
+    async fn sites(&self) -> Result<Vec<Site>> {
+        self.all_keyed("sites").await
+    }
+
+    async fn put_user(&self, user: &User) -> Result<()> {
+        self.put_keyed("users", &user.username, user).await
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<User>> {
+        self.get_keyed("users", username).await
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        self.all_keyed("users").await
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let value: Option<String> = self.get_keyed("meta", key).await?;
+        value.map(|hex| decode_hex(&hex)).transpose()
+    }
+
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.put_keyed("meta", key, &encode_hex(value)).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client.query("SELECT 1").execute().await.map_err(ch_err)
+    }
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(text: &str) -> Result<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return Err(StoreError::Corrupt("meta value is not hex".into()));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| StoreError::Corrupt("meta value is not hex".into())))
+        .collect()
+}
