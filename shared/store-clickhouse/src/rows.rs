@@ -79,7 +79,7 @@ pub struct RankedRow {
 #[derive(Row, Deserialize)]
 pub struct TimedRow {
     pub body: String,
-    pub ts: i64,
+    pub ts_ms: i64,
     pub id: String,
 }
 

@@ -8,7 +8,8 @@
 //!   processor drops stored ids and inserts each batch's events in one atomic insert, last.
 //! * `visitors`, `sessions`, `sites`, `users`, `meta` — ReplacingMergeTree keyed by identity
 //!   with a version column; reads use FINAL so they are exact before merges.
-//! * Retention — `TTL` on events and sessions (`retention_days`), whole parts dropped.
+//! * Retention — `TTL` on events, sessions and dead letters (`retention_days`), whole parts
+//!   dropped; none by default, like the embedded store.
 
 /// (version, name, statements). `{ttl}` is replaced by the retention clause (or nothing).
 pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
@@ -72,7 +73,7 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
         ) ENGINE = ReplacingMergeTree
         PARTITION BY toYYYYMM(received)
         ORDER BY (site_id, received, id)
-        TTL toDateTime(received) + INTERVAL 90 DAY
+        {ttl_dead_letters}
         SETTINGS ttl_only_drop_parts = 1",
         "CREATE TABLE IF NOT EXISTS sites (key String, version UInt64, body String) ENGINE = ReplacingMergeTree(version) ORDER BY key",
         "CREATE TABLE IF NOT EXISTS users (key String, version UInt64, body String) ENGINE = ReplacingMergeTree(version) ORDER BY key",
@@ -82,11 +83,11 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
 
 /// Renders a migration statement for the configured retention.
 pub fn render(statement: &str, retention_days: Option<u32>) -> String {
-    let (events, sessions) = match retention_days {
-        Some(days) => (format!("TTL toDateTime(ts) + INTERVAL {days} DAY"), format!("TTL toDateTime(start) + INTERVAL {days} DAY")),
-        None => (String::new(), String::new()),
-    };
-    statement.replace("{ttl_events}", &events).replace("{ttl_sessions}", &sessions)
+    let ttl = |column: &str| retention_days.map(|days| format!("TTL toDateTime({column}) + INTERVAL {days} DAY")).unwrap_or_default();
+    statement
+        .replace("{ttl_events}", &ttl("ts"))
+        .replace("{ttl_sessions}", &ttl("start"))
+        .replace("{ttl_dead_letters}", &ttl("received"))
 }
 
 #[cfg(test)]

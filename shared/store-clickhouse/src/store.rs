@@ -137,7 +137,7 @@ impl ClickHouseStore {
         }
         if let Some(days) = retention_days {
             // Keep the TTL in step with the configuration on every start.
-            for (table, column) in [("events", "ts"), ("sessions", "start")] {
+            for (table, column) in [("events", "ts"), ("sessions", "start"), ("dead_letters", "received")] {
                 self.client
                     .query(&format!("ALTER TABLE {table} MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY"))
                     .execute()
@@ -173,11 +173,11 @@ impl ClickHouseStore {
         Ok(row.value)
     }
 
-    async fn insert_rows<T: clickhouse::Row + Serialize>(&self, table: &str, rows: &[T]) -> Result<()> {
+    async fn insert_rows<T: clickhouse::RowOwned + clickhouse::RowWrite>(&self, table: &str, rows: &[T]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client.insert(table).map_err(ch_err)?;
+        let mut insert = self.client.insert::<T>(table).await.map_err(ch_err)?;
         for row in rows {
             insert.write(row).await.map_err(ch_err)?;
         }
@@ -379,7 +379,7 @@ impl Store for ClickHouseStore {
     }
 
     async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
-        let select = "SELECT body, toUnixTimestamp64Milli(ts) AS ts, event_id AS id FROM events WHERE site_id = ? AND visitor_id = ?";
+        let select = "SELECT body, toUnixTimestamp64Milli(ts) AS ts_ms, event_id AS id FROM events WHERE site_id = ? AND visitor_id = ?";
         let rows: Vec<TimedRow> = match cursor {
             Some(cursor) => {
                 let (ts, id) = split_cursor(cursor)?;
@@ -408,7 +408,7 @@ impl Store for ClickHouseStore {
         let more = rows.len() > limit;
         let rows = &rows[..rows.len().min(limit)];
         let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<StoredEvent>>>()?;
-        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts, r.id)) } else { None };
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
         Ok(Page { items, next_cursor })
     }
 
@@ -496,7 +496,7 @@ impl Store for ClickHouseStore {
     }
 
     async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
-        let select = "SELECT body, toUnixTimestamp64Milli(received) AS ts, id FROM dead_letters FINAL WHERE site_id = ?";
+        let select = "SELECT body, toUnixTimestamp64Milli(received) AS ts_ms, id FROM dead_letters FINAL WHERE site_id = ?";
         let rows: Vec<TimedRow> = match cursor {
             Some(cursor) => {
                 let (ts, id) = split_cursor(cursor)?;
@@ -523,7 +523,7 @@ impl Store for ClickHouseStore {
         let more = rows.len() > limit;
         let rows = &rows[..rows.len().min(limit)];
         let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<DeadLetter>>>()?;
-        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts, r.id)) } else { None };
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
         Ok(Page { items, next_cursor })
     }
 
