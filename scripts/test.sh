@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv' >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq curl >/dev/null
+  fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2
   exit 1
@@ -22,6 +33,14 @@ if ! command -v node >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# A real ClickHouse server for the ClickHouse store's tests (installed from PyPI on first use).
+log "starting ClickHouse"
+clickhouse_dir="target/clickhouse-test"
+CRM_TEST_CLICKHOUSE_URL="$(scripts/clickhouse.sh start "$clickhouse_dir")"
+export CRM_TEST_CLICKHOUSE_URL
+trap 'scripts/clickhouse.sh stop "$clickhouse_dir"' EXIT
+echo "ClickHouse at $CRM_TEST_CLICKHOUSE_URL"
 
 log "checking widgets/tracking.js"
 node --check widgets/tracking.js

@@ -13,6 +13,7 @@ use crm_ingest::{Collector, IngestMetrics, SiteDirectory};
 use crm_schemas::Site;
 use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, Shutdown};
 use crm_store::{EmbeddedStore, Store};
+use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use crm_stream_processor::{Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -47,8 +48,21 @@ pub fn open_log(data: &DataArgs, args: &LogArgs) -> Result<Arc<dyn EventLog>> {
 }
 
 pub async fn open_store(data: &DataArgs, args: &StoreArgs) -> Result<Arc<dyn Store>> {
+    args.validate()?;
     let store: Arc<dyn Store> = match args.store {
-        StoreKind::Embedded => Arc::new(EmbeddedStore::open(&data.data_dir).context("opening the embedded store")?),
+        StoreKind::Embedded => Arc::new(
+            EmbeddedStore::open_with_cache(&data.data_dir, args.store_cache_mb.max(8) * 1024 * 1024).context("opening the embedded store")?,
+        ),
+        StoreKind::Clickhouse => {
+            let config = ClickHouseConfig {
+                url: args.clickhouse_url.clone(),
+                database: args.clickhouse_database.clone(),
+                user: args.clickhouse_user.clone(),
+                password: args.clickhouse_password.clone(),
+                retention_days: args.retention_days,
+            };
+            Arc::new(ClickHouseStore::connect(&config).await.with_context(|| format!("connecting to ClickHouse at {}", args.clickhouse_url))?)
+        }
     };
     store.put_meta("schema_version", STORE_SCHEMA_VERSION.as_bytes()).await?;
     Ok(store)
@@ -281,7 +295,13 @@ pub async fn api(args: ApiArgs) -> Result<()> {
 pub async fn migrate(args: MigrateArgs) -> Result<()> {
     let store = open_store(&args.data, &args.store).await?;
     store.ping().await?;
-    println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display());
+    match args.store.store {
+        StoreKind::Embedded => println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display()),
+        StoreKind::Clickhouse => println!(
+            "ClickHouse database {} at {} is migrated (migrations are recorded in schema_migrations)",
+            args.store.clickhouse_database, args.store.clickhouse_url
+        ),
+    }
     Ok(())
 }
 

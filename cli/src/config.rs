@@ -81,6 +81,8 @@ pub enum EventLogKind {
 pub enum StoreKind {
     /// A redb database under the data dir.
     Embedded,
+    /// A ClickHouse server (`--clickhouse-url`).
+    Clickhouse,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,6 +124,41 @@ pub struct LogArgs {
 pub struct StoreArgs {
     #[arg(long, env = "CRM_STORE", value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
+    /// ClickHouse HTTP endpoint (with `--store clickhouse`).
+    #[arg(long, env = "CRM_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    pub clickhouse_url: String,
+    #[arg(long, env = "CRM_CLICKHOUSE_DATABASE", default_value = "crm")]
+    pub clickhouse_database: String,
+    #[arg(long, env = "CRM_CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+    #[arg(long, env = "CRM_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+    /// Delete events, sessions and dead letters older than this many days (ClickHouse TTL).
+    #[arg(long, env = "CRM_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Page cache of the embedded store in MiB.
+    #[arg(long, env = "CRM_STORE_CACHE_MB", default_value_t = 256)]
+    pub store_cache_mb: usize,
+}
+
+impl StoreArgs {
+    pub fn validate(&self) -> Result<()> {
+        if self.store == StoreKind::Clickhouse {
+            if !(self.clickhouse_url.starts_with("http://") || self.clickhouse_url.starts_with("https://")) {
+                bail!("--clickhouse-url must be an http(s) URL");
+            }
+            if self.clickhouse_database.is_empty() || !self.clickhouse_database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                bail!("--clickhouse-database must be letters, digits and underscores");
+            }
+        }
+        if self.retention_days == Some(0) {
+            bail!("--retention-days must be at least 1");
+        }
+        if self.retention_days.is_some() && self.store == StoreKind::Embedded {
+            bail!("--retention-days needs --store clickhouse (the embedded store keeps everything)");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug, Clone)]

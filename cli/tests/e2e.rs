@@ -2,88 +2,15 @@
 //! the API; acknowledged events survive SIGKILL exactly once; SIGTERM drains and exits cleanly.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "e2e-admin-password";
-const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `crm up` on port 0 and waits for its "listening on" line.
-fn start(data_dir: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crm"))
-        .args(["up", "--listen", "127.0.0.1:0", "--rate-limit-ip", "0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env("CRM_ADMIN_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn crm");
-    let stdout = child.stdout.take().expect("stdout");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(address) = line.split("listening on ").nth(1) {
-                let _ = sender.send(address.trim().to_owned());
-            }
-        }
-    });
-    let base = receiver.recv_timeout(Duration::from_secs(60)).expect("crm up did not start listening");
-    Server { child, base }
-}
-
-async fn token(client: &reqwest::Client, base: &str) -> String {
-    let reply: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["data"]["access_token"].as_str().expect("token").to_owned()
-}
-
-async fn get(client: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
-    let response = client.get(url).bearer_auth(token).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls until `check` returns Some, failing after 30 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+mod common;
+use common::{eventually, get, start, token, CHROME};
 
 fn city_mmdb(path: &Path) {
     use maxminddb_writer::paths::IpAddrWithMask;

@@ -167,6 +167,18 @@ impl ClickHouseStore {
         Ok(())
     }
 
+    /// Partitions of `table` that still hold rows (for retention checks).
+    pub async fn active_partitions(&self, table: &str) -> Result<Vec<String>> {
+        let rows: Vec<IdRow> = self
+            .client
+            .query("SELECT DISTINCT partition AS id FROM system.parts WHERE database = currentDatabase() AND table = ? AND active AND rows > 0")
+            .bind(table)
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
     /// Rows currently in `events` (for tests and benchmarks).
     pub async fn event_count(&self) -> Result<u64> {
         let row: Scalar64 = self.client.query("SELECT count() AS value FROM events").fetch_one().await.map_err(ch_err)?;
