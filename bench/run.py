@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"
 QUICK = "--quick" in sys.argv
+FULL = "--full" in sys.argv
 DURATION = 5 if QUICK else 8
 WARMUP = 1 if QUICK else 2
 PASSWORD = "bench-admin-password"
@@ -230,6 +231,20 @@ def main():
     results["api_seed"] = seeded
     api.stop()
 
+    log("stores: bulk write and overview latency (embedded vs ClickHouse)")
+    results["stores"] = []
+    clickhouse_url = os.environ.get("CRM_BENCH_CLICKHOUSE_URL")
+    if not clickhouse_url:
+        notes.append("ClickHouse store not measured: CRM_BENCH_CLICKHOUSE_URL unset (scripts/bench.sh starts a server)")
+    for events in [1_000_000] + ([10_000_000] if FULL else []):
+        args = [str(BIN / "store_bench"), "--events", str(events), "--queries", "10"]
+        if events <= 1_000_000:
+            args += ["--embedded-dir", str(work / f"store-{events}")]
+        if clickhouse_url:
+            args += ["--clickhouse-url", clickhouse_url]
+        out = subprocess.run(SERVER_CPU + args, check=True, capture_output=True, text=True).stdout
+        results["stores"] += [json.loads(line) for line in out.strip().splitlines()]
+
     results["micro"] = microbenches()
 
     log("tracker size")
@@ -287,7 +302,7 @@ def write_results():
     add("")
     add(f"- Machine: {machine()}")
     add(f"- Commit: `{commit}`{' (with uncommitted changes)' if dirty else ''}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    add(f"- Command: `scripts/bench.sh{' --quick' if QUICK else ''}` (release build; servers pinned to core 0, load generator to core 1"
+    add(f"- Command: `scripts/bench.sh{' --quick' if QUICK else ''}{' --full' if FULL else ''}` (release build; servers pinned to core 0, load generator to core 1"
         f"{'' if SERVER_CPU else ' — not pinned: taskset or a second core missing'})")
     add("- Every throughput is also given as a ratio to the bare-hyper floor measured in this same run.")
     add("")
@@ -329,6 +344,20 @@ def write_results():
     add(f"- `GET /api/v1/visitors?sort=…&limit=50`: p50 {percentile_ms(api['list_latency'], 'p50_us')} ms, "
         f"p99 {percentile_ms(api['list_latency'], 'p99_us')} ms.")
     add("")
+    add("## Stores: bulk write and overview query (same data, same run)")
+    add("")
+    add("Enriched events with their sessions written through the `Store` trait in 10 000-event batches, "
+        "then `overview` over the whole 30-day range (10 runs).")
+    add("")
+    add("| store | events | write rows/s | overview p50 | overview p99 |")
+    add("| --- | ---: | ---: | ---: | ---: |")
+    for row in results.get("stores", []):
+        add(f"| {row['store']} | {row['events']:,} | {row['rows_per_sec']:,.0f} | {percentile_ms(row['overview'], 'p50_us')} ms | "
+            f"{percentile_ms(row['overview'], 'p99_us')} ms |")
+    if not FULL:
+        add("")
+        add("10 M events (ClickHouse; the embedded store is not built for that size) run with `scripts/bench.sh --full`.")
+    add("")
     add("## Microbenchmarks (criterion, per element)")
     add("")
     add("| benchmark | ns/element | per second (one core) |")
@@ -362,7 +391,7 @@ def write_results():
     add(f"| collector RSS < 100 MB under load | {results['ingest_rss_mb']:.0f} MB | {verdict(results['ingest_rss_mb'] < 100)} |")
     size = results["tracker_min_gzip"]
     add(f"| tracker ≤ 2 KB gzipped | {size or 'n/a'} bytes | {verdict(size is not None and size <= 2048)} |")
-    add("| collector → Kafka ≥ 50 %; Kafka + ClickHouse end to end | not measured: those backends are not built yet (issues #4, #5) | — |")
+    add("| collector → Kafka ≥ 50 %; Kafka + ClickHouse end to end | not measured: the Kafka event log is not built yet (issue #4) | — |")
     for note in notes:
         add(f"\nNote: {note}")
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")

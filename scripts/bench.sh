@@ -2,7 +2,7 @@
 # The quick benchmark suite (a few minutes after the release build): builds the release
 # binaries, installs wrk and fetches DB-IP City Lite if missing, then runs bench/run.py, which
 # measures everything against a bare-hyper baseline in the same run and writes bench/RESULTS.md.
-# Usage: scripts/bench.sh [--quick]
+# Usage: scripts/bench.sh [--quick] [--full]   (--full adds the 10 M-event ClickHouse run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +26,10 @@ if ! ls "$cache"/*.mmdb >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
 fi
 
 cargo build --release --locked -p crm -p crm-bench --bins
-CRM_BENCH_MMDB="$(ls "$PWD/$cache"/*.mmdb 2>/dev/null | head -n1 || true)" python3 bench/run.py "$@"
+
+clickhouse_dir=target/clickhouse-bench
+CRM_BENCH_CLICKHOUSE_URL="$(scripts/clickhouse.sh start "$clickhouse_dir")"
+export CRM_BENCH_CLICKHOUSE_URL
+trap 'scripts/clickhouse.sh stop "$clickhouse_dir"' EXIT
+
+CRM_BENCH_MMDB="$(ls "$PWD/$cache"/*ipv4*.mmdb "$PWD/$cache"/*.mmdb 2>/dev/null | head -n1 || true)" python3 bench/run.py "$@"

@@ -26,8 +26,15 @@ impl Drop for Server {
 
 /// Starts `crm up` on port 0 and waits for its "listening on" line.
 pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--rate-limit-ip", "0"];
+    args.extend_from_slice(extra);
+    start_subcommand("up", data_dir, &args)
+}
+
+/// Starts `crm <subcommand>` on port 0 and waits for its "listening on" line.
+pub fn start_subcommand(subcommand: &str, data_dir: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crm"))
-        .args(["up", "--listen", "127.0.0.1:0", "--rate-limit-ip", "0", "--data-dir"])
+        .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .env("CRM_ADMIN_PASSWORD", PASSWORD)
@@ -45,7 +52,7 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
             }
         }
     });
-    let base = receiver.recv_timeout(Duration::from_secs(60)).expect("crm up did not start listening");
+    let base = receiver.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("crm {subcommand} did not start listening"));
     Server { child, base }
 }
 
