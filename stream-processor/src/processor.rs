@@ -47,7 +47,7 @@ impl Default for ProcessorConfig {
             group: "stream-processor".into(),
             batch_size: 2000,
             poll_wait: Duration::from_millis(100),
-            profile_cache_capacity: 200_000,
+            profile_cache_capacity: 50_000,
         }
     }
 }
