@@ -133,7 +133,7 @@ fn log_append(c: &mut Criterion) {
     group.throughput(Throughput::Elements(100));
     group.bench_function("append_100_fsync", |b| {
         b.iter(|| {
-            let records: Vec<Record> = (0..100).map(|_| Record { topic: Topic::Events, key: Bytes::from_static(b"k"), payload: payload.clone() }).collect();
+            let records: Vec<Record> = (0..100).map(|_| Record::new(Topic::Events, Bytes::from_static(b"k"), payload.clone())).collect();
             runtime.block_on(log.append(records)).expect("append");
         })
     });

@@ -318,7 +318,7 @@ impl Collector {
                 user_agent: context.user_agent.clone(),
             };
             let payload = serde_json::to_vec(&collected).map_err(|e| IngestError::Internal(e.to_string()))?;
-            records.push(Record { topic: Topic::Events, key: Bytes::from(key), payload: Bytes::from(payload) });
+            records.push(Record::new(Topic::Events, key, payload).with_event_time(event.ts_ms));
         }
         let accepted = records.len();
         for rejection in &rejections {
@@ -387,7 +387,7 @@ fn dead_letter_record(site_id: &str, received_at_ms: i64, error: &ValidationErro
         payload: raw[..cut].to_owned(),
     };
     let payload = serde_json::to_vec(&letter).unwrap_or_default();
-    Record { topic: Topic::DeadLetters, key: Bytes::from(site_id.to_owned()), payload: Bytes::from(payload) }
+    Record::new(Topic::DeadLetters, site_id.to_owned(), payload)
 }
 
 fn preflight() -> Response<Body> {

@@ -259,6 +259,11 @@ impl Processor {
     }
 
     async fn handle(&mut self, consumer: &mut dyn LogConsumer, delivered: Vec<Delivered>, shutdown: &Shutdown) -> Result<(), ProcessorError> {
+        if consumer.rebalanced() {
+            // Partitions moved: visitors we cached may now be updated by another instance.
+            self.profiles.clear();
+            tracing::info!("partition assignment changed; visitor cache dropped");
+        }
         if let Some(lag) = consumer.lag() {
             self.metrics.lag.set(lag);
         }

@@ -20,7 +20,7 @@ fn collected(json: &str) -> Record {
         ip: Some("198.51.100.7".into()),
         user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15".into()),
     };
-    Record { topic: Topic::Events, key: Bytes::from_static(b"s1:v1"), payload: Bytes::from(serde_json::to_vec(&event).unwrap()) }
+    Record::new(Topic::Events, Bytes::from_static(b"s1:v1"), serde_json::to_vec(&event).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,12 +36,12 @@ async fn replayed_batch_counts_once_and_dead_letters_are_kept() {
         // The same event twice in one batch (a client retry that reached the log twice).
         collected(&format!(r#"{{"v":1,"type":"engagement","site_id":"s1","visitor_id":"v1","event_id":"7d0e6f6c-8a59-4d8e-9a35-000000000003","ts":{},"scroll_depth":70,"engaged_ms":30000}}"#, ts + 2000)),
         collected(&format!(r#"{{"v":1,"type":"engagement","site_id":"s1","visitor_id":"v1","event_id":"7d0e6f6c-8a59-4d8e-9a35-000000000003","ts":{},"scroll_depth":70,"engaged_ms":30000}}"#, ts + 2000)),
-        Record { topic: Topic::Events, key: Bytes::from_static(b"x"), payload: Bytes::from_static(br#"{"event":{"site_id":"s1","v":9}}"#) },
-        Record {
-            topic: Topic::DeadLetters,
-            key: Bytes::from_static(b"s1"),
-            payload: Bytes::from(serde_json::to_vec(&DeadLetter { id: uuid::Uuid::now_v7(), site_id: "s1".into(), received_at_ms: ts, code: "missing_field".into(), message: "url is required".into(), payload: "{}".into() }).unwrap()),
-        },
+        Record::new(Topic::Events, Bytes::from_static(b"x"), Bytes::from_static(br#"{"event":{"site_id":"s1","v":9}}"#)),
+        Record::new(
+            Topic::DeadLetters,
+            Bytes::from_static(b"s1"),
+            serde_json::to_vec(&DeadLetter { id: uuid::Uuid::now_v7(), site_id: "s1".into(), received_at_ms: ts, code: "missing_field".into(), message: "url is required".into(), payload: "{}".into() }).unwrap(),
+        ),
     ];
     log.append(records).await.unwrap();
 

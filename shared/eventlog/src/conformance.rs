@@ -48,7 +48,7 @@ macro_rules! eventlog_conformance_suite {
 }
 
 fn record(topic: Topic, key: &str, payload: String) -> Record {
-    Record { topic, key: Bytes::copy_from_slice(key.as_bytes()), payload: Bytes::from(payload) }
+    Record::new(topic, Bytes::copy_from_slice(key.as_bytes()), payload)
 }
 
 fn payloads(delivered: &[Delivered]) -> Vec<String> {

@@ -592,7 +592,7 @@ mod tests {
     }
 
     fn rec(payload: String) -> Record {
-        Record { topic: Topic::Events, key: bytes::Bytes::from_static(b"k"), payload: payload.into() }
+        Record::new(Topic::Events, bytes::Bytes::from_static(b"k"), payload)
     }
 
     #[tokio::test]

@@ -62,6 +62,20 @@ pub struct Record {
     pub topic: Topic,
     pub key: Bytes,
     pub payload: Bytes,
+    /// The event's own time (epoch ms) when known; backends may route old events apart
+    /// (Kafka sends them to the historical topic).
+    pub event_time_ms: Option<i64>,
+}
+
+impl Record {
+    pub fn new(topic: Topic, key: impl Into<Bytes>, payload: impl Into<Bytes>) -> Record {
+        Record { topic, key: key.into(), payload: payload.into(), event_time_ms: None }
+    }
+
+    pub fn with_event_time(mut self, event_time_ms: Option<i64>) -> Record {
+        self.event_time_ms = event_time_ms;
+        self
+    }
 }
 
 /// A record handed to a consumer, with the position needed to commit past it.
@@ -148,4 +162,10 @@ pub trait LogConsumer: Send {
     /// A stable identity of the log instance being consumed (it changes if the log is recreated),
     /// so offsets recorded downstream are never compared across different logs.
     fn source(&self) -> &str;
+
+    /// True once after this consumer's partition assignment changed (a group rebalance), so the
+    /// caller can drop state kept for partitions it may no longer own.
+    fn rebalanced(&mut self) -> bool {
+        false
+    }
 }

@@ -197,7 +197,7 @@ mod tests {
     use std::io::Write;
 
     fn record(payload: &str) -> Record {
-        Record { topic: Topic::Events, key: Bytes::from_static(b"k"), payload: Bytes::from(payload.to_owned()) }
+        Record::new(Topic::Events, Bytes::from_static(b"k"), payload.to_owned())
     }
 
     #[test]
