@@ -18,6 +18,21 @@ if ! command -v curl >/dev/null 2>&1; then
   fi
 fi
 
+# rdkafka builds its bundled librdkafka with cmake (and libcurl for OIDC support).
+need_apt=()
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+[ -e /usr/include/curl/curl.h ] || [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || need_apt+=(libcurl4-openssl-dev)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing ${need_apt[*]}"
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing build tools: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2
   exit 1
@@ -37,10 +52,17 @@ fi
 # A real ClickHouse server for the ClickHouse store's tests (installed from PyPI on first use).
 log "starting ClickHouse"
 clickhouse_dir="target/clickhouse-test"
+kafka_dir="target/kafka-test"
+trap 'scripts/clickhouse.sh stop "$clickhouse_dir"; scripts/kafka.sh stop "$kafka_dir"' EXIT
 CRM_TEST_CLICKHOUSE_URL="$(scripts/clickhouse.sh start "$clickhouse_dir")"
 export CRM_TEST_CLICKHOUSE_URL
-trap 'scripts/clickhouse.sh stop "$clickhouse_dir"' EXIT
 echo "ClickHouse at $CRM_TEST_CLICKHOUSE_URL"
+
+# A real Kafka-protocol broker (tansu) for the Kafka event log's tests.
+log "starting the Kafka broker (tansu)"
+CRM_TEST_KAFKA_BROKERS="$(scripts/kafka.sh start "$kafka_dir")"
+export CRM_TEST_KAFKA_BROKERS
+echo "Kafka (tansu) at $CRM_TEST_KAFKA_BROKERS"
 
 log "checking widgets/tracking.js"
 node --check widgets/tracking.js

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crm_api::ApiState;
 use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, SyncMode};
+use crm_eventlog_kafka::{Compression, KafkaConfig, KafkaLog};
 use crm_ingest::{Collector, IngestMetrics, SiteDirectory};
 use crm_schemas::Site;
 use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, Shutdown};
@@ -23,14 +24,34 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::{
-    ApiArgs, AuthArgs, RollupArgs, DataArgs, EventLogKind, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
+    ApiArgs, AuthArgs, CompressionArg, RollupArgs, DataArgs, EventLogKind, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
     ProcessorArgs, StoreArgs, StoreKind, UpArgs,
 };
 
 const STORE_SCHEMA_VERSION: &str = "1";
 
-pub fn open_log(data: &DataArgs, args: &LogArgs) -> Result<Arc<dyn EventLog>> {
+pub async fn open_log(data: &DataArgs, args: &LogArgs) -> Result<Arc<dyn EventLog>> {
     match args.event_log {
+        EventLogKind::Kafka => {
+            if args.kafka_partitions < 1 || args.kafka_replication < 1 {
+                anyhow::bail!("--kafka-partitions and --kafka-replication must be at least 1");
+            }
+            let mut config = KafkaConfig::new(&args.kafka_brokers, &args.kafka_topic_prefix);
+            config.partitions = args.kafka_partitions;
+            config.replication = args.kafka_replication;
+            config.linger = Duration::from_millis(args.kafka_linger_ms);
+            config.compression = match args.kafka_compression {
+                CompressionArg::None => Compression::None,
+                CompressionArg::Lz4 => Compression::Lz4,
+                CompressionArg::Zstd => Compression::Zstd,
+            };
+            config.delivery_timeout = Duration::from_millis(args.kafka_delivery_timeout_ms.max(1000));
+            config.max_queued_records = args.kafka_max_queued.max(1);
+            config.historical_after = Duration::from_secs(args.kafka_historical_after_hours.max(1) * 3600);
+            config.overflow_rate = std::num::NonZeroU32::new(args.kafka_overflow_rate);
+            let log = KafkaLog::connect(config).await.with_context(|| format!("connecting to Kafka at {}", args.kafka_brokers))?;
+            Ok(Arc::new(log))
+        }
         EventLogKind::Embedded => {
             let config = EmbeddedLogConfig {
                 sync: match args.log_sync {
@@ -192,13 +213,16 @@ async fn serve_until_signal(listener: TcpListener, dispatch: Dispatch, drain: Du
     serve(listener, move |request| dispatch.clone().handle(request), shutdown, drain).await;
 }
 
-fn spawn_housekeeping(collector: Arc<Collector>, sites: Arc<SiteDirectory>, shutdown: &Shutdown) {
+fn spawn_housekeeping(collector: Arc<Collector>, log: Arc<dyn EventLog>, sites: Arc<SiteDirectory>, shutdown: &Shutdown) {
     sites.spawn_refresh(Duration::from_secs(30), shutdown.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(60)) => collector.housekeeping(),
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                    collector.housekeeping();
+                    log.housekeeping();
+                }
                 _ = stop.wait() => return,
             }
         }
@@ -217,7 +241,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let collector_config = args.collector.to_config()?;
     let store = open_store(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
-    let log = open_log(&args.data, &args.log)?;
+    let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
     LogGauges::register(&metrics, log.clone());
@@ -230,7 +254,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
 
     let background = Shutdown::new();
-    spawn_housekeeping(collector.clone(), sites, &background);
+    spawn_housekeeping(collector.clone(), log.clone(), sites, &background);
     let processor_task = spawn_processor(processor, log.clone(), background.clone());
 
     let listener = bind(args.http.listen, "crm up").await?;
@@ -247,7 +271,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
 pub async fn ingest(args: IngestArgs) -> Result<()> {
     let collector_config = args.collector.to_config()?;
     let store = open_store(&args.data, &args.store).await?;
-    let log = open_log(&args.data, &args.log)?;
+    let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
     LogGauges::register(&metrics, log.clone());
@@ -255,7 +279,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     let sites = SiteDirectory::load(store.clone()).await?;
     let collector = Collector::new(collector_config, log.clone(), sites.clone(), IngestMetrics::new(&metrics));
     let background = Shutdown::new();
-    spawn_housekeeping(collector.clone(), sites, &background);
+    spawn_housekeeping(collector.clone(), log.clone(), sites, &background);
     let listener = bind(args.http.listen, "crm ingest").await?;
     let dispatch = Dispatch { collector: Some(collector), api: None, health, metrics };
     serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
@@ -266,7 +290,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
 
 pub async fn process(args: ProcessArgs) -> Result<()> {
     let store = open_store(&args.data, &args.store).await?;
-    let log = open_log(&args.data, &args.log)?;
+    let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
     let processor = processor(&args.processor, store, &metrics, &health)?;

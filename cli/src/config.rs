@@ -74,6 +74,15 @@ pub enum LogFormatArg {
 pub enum EventLogKind {
     /// Segment files under the data dir.
     Embedded,
+    /// Kafka topics (`--kafka-brokers`).
+    Kafka,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Lz4,
+    Zstd,
 }
 
 /// Store backends this build provides.
@@ -118,6 +127,33 @@ pub struct LogArgs {
     pub log_max_bytes: u64,
     #[arg(long, env = "CRM_LOG_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub log_segment_bytes: u64,
+    /// Kafka bootstrap servers (with `--event-log kafka`).
+    #[arg(long, env = "CRM_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// Topics are `<prefix>.events`, `.events_historical`, `.events_overflow`, `.dead_letters`.
+    #[arg(long, env = "CRM_KAFKA_TOPIC_PREFIX", default_value = "crm")]
+    pub kafka_topic_prefix: String,
+    /// Partitions for topics created at start (the processor fleet scales up to this).
+    #[arg(long, env = "CRM_KAFKA_PARTITIONS", default_value_t = 12)]
+    pub kafka_partitions: i32,
+    #[arg(long, env = "CRM_KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+    #[arg(long, env = "CRM_KAFKA_LINGER_MS", default_value_t = 5)]
+    pub kafka_linger_ms: u64,
+    #[arg(long, env = "CRM_KAFKA_COMPRESSION", value_enum, default_value_t = CompressionArg::Lz4)]
+    pub kafka_compression: CompressionArg,
+    /// How long an append waits for broker acknowledgement before answering 503.
+    #[arg(long, env = "CRM_KAFKA_DELIVERY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub kafka_delivery_timeout_ms: u64,
+    /// Records buffered in the producer; beyond it the collector answers 503.
+    #[arg(long, env = "CRM_KAFKA_MAX_QUEUED", default_value_t = 100_000)]
+    pub kafka_max_queued: usize,
+    /// Events older than this go to the historical topic.
+    #[arg(long, env = "CRM_KAFKA_HISTORICAL_AFTER_HOURS", default_value_t = 48)]
+    pub kafka_historical_after_hours: u64,
+    /// Events per second for one visitor beyond which they go to the overflow topic; 0 disables.
+    #[arg(long, env = "CRM_KAFKA_OVERFLOW_RATE", default_value_t = 500)]
+    pub kafka_overflow_rate: u32,
 }
 
 #[derive(Args, Debug, Clone)]

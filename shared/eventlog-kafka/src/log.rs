@@ -112,13 +112,6 @@ impl KafkaLog {
         *self.last_error.lock() = Some((Instant::now(), message));
     }
 
-    /// Forgets idle overflow-limiter keys; call periodically.
-    pub fn housekeeping(&self) {
-        if let Some(limiter) = &self.overflow {
-            limiter.retain_recent();
-        }
-    }
-
     pub(crate) fn config(&self) -> &KafkaConfig {
         &self.config
     }
@@ -191,5 +184,11 @@ impl EventLog for KafkaLog {
             .map_err(|e| backend(e, true))?;
         tracing::info!("kafka producer flushed");
         Ok(())
+    }
+
+    fn housekeeping(&self) {
+        if let Some(limiter) = &self.overflow {
+            limiter.retain_recent();
+        }
     }
 }

@@ -145,6 +145,9 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Stops accepting appends, finishes those in flight and releases resources.
     async fn shutdown(&self) -> Result<(), LogError>;
+
+    /// Periodic upkeep (forgetting idle per-key state); called about once a minute.
+    fn housekeeping(&self) {}
 }
 
 #[async_trait]
