@@ -176,6 +176,51 @@ def main():
     results["ingest_rss_mb"] = ingest.peak_rss_mb()
     ingest.stop()
 
+    kafka = os.environ.get("CRM_BENCH_KAFKA_BROKERS")
+    if kafka:
+        log("collector → Kafka (tansu, acks=all, idempotent)")
+        kafka_dir = str(work / "kafka-ingest")
+        bootstrap(kafka_dir)
+        prefix = f"bench{int(time.time())}"
+        kafka_ingest = Server([str(BIN / "crm"), "ingest", "--listen", "127.0.0.1:0", "--data-dir", kafka_dir,
+                               "--event-log", "kafka", "--kafka-brokers", kafka, "--kafka-topic-prefix", prefix,
+                               "--kafka-partitions", "4", "--rate-limit-ip", "0", "--rate-limit-site", "0"])
+        results["kafka"] = loadgen(kafka_ingest.address)
+        results["kafka_half"] = loadgen(kafka_ingest.address, rate=max(int(results["kafka"]["requests_per_sec"] / 2), 1))
+        results["kafka_rss_mb"] = kafka_ingest.peak_rss_mb()
+        kafka_ingest.stop()
+    else:
+        notes.append("Kafka not measured: CRM_BENCH_KAFKA_BROKERS unset (scripts/bench.sh starts tansu)")
+
+    clickhouse_url = os.environ.get("CRM_BENCH_CLICKHOUSE_URL")
+    if kafka and clickhouse_url:
+        log("end to end over Kafka + ClickHouse (separate ingest, process and api processes)")
+        run_id = f"{int(time.time())}"
+        store_args = ["--store", "clickhouse", "--clickhouse-url", clickhouse_url, "--clickhouse-database", f"bench_e2e_{run_id}"]
+        log_args = ["--event-log", "kafka", "--kafka-brokers", kafka, "--kafka-topic-prefix", f"e2e{run_id}", "--kafka-partitions", "4"]
+        api = Server([str(BIN / "crm"), "api", "--listen", "127.0.0.1:0", "--data-dir", str(work / "k-api")] + store_args)
+        scaled_ingest = Server([str(BIN / "crm"), "ingest", "--listen", "127.0.0.1:0", "--data-dir", str(work / "k-ingest"),
+                                "--rate-limit-ip", "0", "--rate-limit-site", "0"] + store_args + log_args)
+        scaled_process = Server([str(BIN / "crm"), "process", "--listen", "127.0.0.1:0", "--data-dir", str(work / "k-process")] + store_args + log_args)
+        scaled_probe = {}
+
+        def run_scaled_probe():
+            out = subprocess.run(CLIENT_CPU + [str(BIN / "probe"), "--target", f"http://{scaled_ingest.address}", "--api", f"http://{api.address}",
+                                  "--password", PASSWORD, "--site", "demo", "queryable", "--count", "60", "--interval-ms", "50"],
+                                 capture_output=True, text=True)
+            if out.returncode == 0:
+                scaled_probe.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            else:
+                notes.append(f"Kafka + ClickHouse queryable probe failed: {out.stderr.strip()[-300:]}")
+
+        probe_thread = threading.Thread(target=run_scaled_probe)
+        probe_thread.start()
+        results["kafka_e2e_load"] = loadgen(scaled_ingest.address, mix="batch", connections=16, rate=300, duration=DURATION, pool=100_000)
+        probe_thread.join()
+        results["kafka_e2e_queryable"] = scaled_probe
+        for server in (scaled_ingest, scaled_process, api):
+            server.stop()
+
     log("end to end: crm up under sustained batch load, with the queryable probe")
     up_dir = str(work / "up")
     up = Server([str(BIN / "crm"), "up", "--listen", "127.0.0.1:0", "--data-dir", up_dir,
@@ -233,7 +278,6 @@ def main():
 
     log("stores: bulk write and overview latency (embedded vs ClickHouse)")
     results["stores"] = []
-    clickhouse_url = os.environ.get("CRM_BENCH_CLICKHOUSE_URL")
     if not clickhouse_url:
         notes.append("ClickHouse store not measured: CRM_BENCH_CLICKHOUSE_URL unset (scripts/bench.sh starts a server)")
     for events in [1_000_000] + ([10_000_000] if FULL else []):
@@ -321,6 +365,11 @@ def write_results():
     add(f"| collector at half its max rate ({half['target_rate']} req/s) | {half['requests_per_sec']:.0f} | {half['events_per_sec']:.0f} | "
         f"{ratio(half['requests_per_sec'], floor)} | {percentile_ms(half['latency'], 'p50_us')} ms | {percentile_ms(half['latency'], 'p99_us')} ms | "
         f"{percentile_ms(half['latency'], 'p999_us')} ms |")
+    if "kafka" in results:
+        for label, key in [("collector → Kafka (tansu, acks=all), single events", "kafka"), ("collector → Kafka at half its max rate", "kafka_half")]:
+            r = results[key]
+            add(f"| {label} | {r['requests_per_sec']:.0f} | {r['events_per_sec']:.0f} | {ratio(r['requests_per_sec'], floor)} | "
+                f"{percentile_ms(r['latency'], 'p50_us')} ms | {percentile_ms(r['latency'], 'p99_us')} ms | {percentile_ms(r['latency'], 'p999_us')} ms |")
     add("")
     add(f"Outside view (`wrk -t1 -c64`, one 300-byte pageview): floor {results['floor_wrk'] or 'n/a'} req/s, "
         f"collector {results['ingest_wrk'] or 'n/a'} req/s (ratio {ratio(results['ingest_wrk'], results['floor_wrk'])}).")
@@ -335,7 +384,14 @@ def write_results():
     if q:
         add(f"- Beacon → queryable (202 until the visitor is readable through the API), {q.get('samples')} probes under that load: "
             f"p50 {percentile_ms(q['latency'], 'p50_us')} ms, p99 {percentile_ms(q['latency'], 'p99_us')} ms, max {percentile_ms(q['latency'], 'max_us')} ms.")
-    add(f"- Peak RSS: collector alone {results['ingest_rss_mb']:.0f} MB under max load; `crm up` {results['up_rss_mb']:.0f} MB.")
+    add(f"- Peak RSS: collector alone {results['ingest_rss_mb']:.0f} MB under max load; `crm up` {results['up_rss_mb']:.0f} MB"
+        + (f"; collector on Kafka {results['kafka_rss_mb']:.0f} MB." if "kafka_rss_mb" in results else "."))
+    kq = results.get("kafka_e2e_queryable") or {}
+    if kq:
+        load = results["kafka_e2e_load"]
+        add(f"- Scale-out shape (`crm ingest` → tansu → `crm process` → ClickHouse ← `crm api`, three processes on one core): under "
+            f"{load['events_per_sec']:.0f} events/s, beacon → queryable p50 {percentile_ms(kq['latency'], 'p50_us')} ms, "
+            f"p99 {percentile_ms(kq['latency'], 'p99_us')} ms ({kq.get('samples')} probes).")
     add("")
     add(f"## API reads with {results['api_visitors']:,} visitors in the store")
     add("")
@@ -391,7 +447,13 @@ def write_results():
     add(f"| collector RSS < 100 MB under load | {results['ingest_rss_mb']:.0f} MB | {verdict(results['ingest_rss_mb'] < 100)} |")
     size = results["tracker_min_gzip"]
     add(f"| tracker ≤ 2 KB gzipped | {size or 'n/a'} bytes | {verdict(size is not None and size <= 2048)} |")
-    add("| collector → Kafka ≥ 50 %; Kafka + ClickHouse end to end | not measured: the Kafka event log is not built yet (issue #4) | — |")
+    if "kafka" in results:
+        kafka_ratio = ratio(results["kafka"]["requests_per_sec"], floor)
+        add(f"| collector → Kafka ≥ 50 % of the floor | {kafka_ratio:.0%} | {verdict(kafka_ratio >= 0.5)} |")
+        kafka_p99 = results["kafka_half"]["latency"]["p99_us"] / 1000
+        add(f"| Kafka: p99 < 5 ms at half of max rate | {kafka_p99:.2f} ms | {verdict(kafka_p99 < 5)} |")
+    if kq:
+        add(f"| beacon → queryable p99 < 3 s (Kafka + ClickHouse) | {percentile_ms(kq['latency'], 'p99_us')} ms | {verdict(kq['latency']['p99_us'] < 3_000_000)} |")
     for note in notes:
         add(f"\nNote: {note}")
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")

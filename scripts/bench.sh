@@ -10,6 +10,7 @@ need_apt=()
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake libcurl4-openssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -28,8 +29,10 @@ fi
 cargo build --release --locked -p crm -p crm-bench --bins
 
 clickhouse_dir=target/clickhouse-bench
+kafka_dir=target/kafka-bench
+trap 'scripts/clickhouse.sh stop "$clickhouse_dir"; scripts/kafka.sh stop "$kafka_dir"' EXIT
 CRM_BENCH_CLICKHOUSE_URL="$(scripts/clickhouse.sh start "$clickhouse_dir")"
-export CRM_BENCH_CLICKHOUSE_URL
-trap 'scripts/clickhouse.sh stop "$clickhouse_dir"' EXIT
+CRM_BENCH_KAFKA_BROKERS="$(scripts/kafka.sh start "$kafka_dir")"
+export CRM_BENCH_CLICKHOUSE_URL CRM_BENCH_KAFKA_BROKERS
 
 CRM_BENCH_MMDB="$(ls "$PWD/$cache"/*ipv4*.mmdb "$PWD/$cache"/*.mmdb 2>/dev/null | head -n1 || true)" python3 bench/run.py "$@"

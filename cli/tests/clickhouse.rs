@@ -181,9 +181,12 @@ async fn clickhouse_outage_under_load_loses_and_duplicates_nothing() {
     let ports = clickhouse.ports();
     clickhouse.kill();
     let during_outage = acked.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (status, _) = get(&client, format!("{base}/readyz"), "").await;
-    assert_eq!(status, 503, "readiness reports the store outage");
+    eventually("readiness to report the store outage", || async {
+        let (status, _) = get(&client, format!("{base}/readyz"), "").await;
+        (status == 503).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(acked.lock().unwrap().len() > during_outage, "the collector keeps acknowledging into the log during the outage");
     let restarted = OwnClickHouse::start(&dir.path().join("clickhouse"), Some(ports));
     tokio::time::sleep(Duration::from_secs(2)).await;

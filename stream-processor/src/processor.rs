@@ -252,13 +252,35 @@ impl Processor {
                 }
                 Err(err) => return Err(err.into()),
             };
-            self.handle(consumer.as_mut(), delivered, &shutdown).await?;
+            // A failed batch is retried as a whole (never skipped, never committed early);
+            // the visitor cache is dropped first so no half-applied batch survives in memory.
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self.handle(consumer.as_mut(), &delivered, &shutdown).await {
+                    Ok(()) => break,
+                    Err(err) if err.is_retryable() && !shutdown.is_triggered() => {
+                        self.profiles.clear();
+                        self.metrics.store_errors.inc();
+                        *self.status.store_error.lock() = Some(err.to_string());
+                        tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = shutdown.wait() => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(err) => {
+                        self.profiles.clear();
+                        return Err(err);
+                    }
+                }
+            }
         }
         tracing::info!("stream processor stopped");
         Ok(())
     }
 
-    async fn handle(&mut self, consumer: &mut dyn LogConsumer, delivered: Vec<Delivered>, shutdown: &Shutdown) -> Result<(), ProcessorError> {
+    async fn handle(&mut self, consumer: &mut dyn LogConsumer, delivered: &[Delivered], shutdown: &Shutdown) -> Result<(), ProcessorError> {
         if consumer.rebalanced() {
             // Partitions moved: visitors we cached may now be updated by another instance.
             self.profiles.clear();
@@ -272,8 +294,8 @@ impl Processor {
         }
         let started = Instant::now();
         let source = consumer.source().to_owned();
-        let outcome = self.process(&delivered, &source, shutdown).await?;
-        consumer.commit(&delivered).await?;
+        let outcome = self.process(delivered, &source, shutdown).await?;
+        consumer.commit(delivered).await?;
         self.metrics.events.inc_by(outcome.events_written as u64);
         self.metrics.duplicates.inc_by(outcome.duplicates as u64);
         self.metrics.dead_letters.inc_by(outcome.dead_letters as u64);

@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 struct Args {
     #[arg(long, env = "PROBE_TARGET", default_value = "http://127.0.0.1:8080")]
     target: String,
+    /// API base URL when it is served apart from the collector (default: `--target`).
+    #[arg(long, env = "PROBE_API")]
+    api: Option<String>,
     #[arg(long, env = "PROBE_USERNAME", default_value = "admin")]
     username: String,
     #[arg(long, env = "PROBE_PASSWORD")]
@@ -60,7 +63,7 @@ struct Report {
 
 async fn login(client: &reqwest::Client, args: &Args) -> Result<String> {
     let reply: Value = client
-        .post(format!("{}/api/v1/auth/login", args.target))
+        .post(format!("{}/api/v1/auth/login", args.api.as_deref().unwrap_or(&args.target)))
         .json(&json!({"username": args.username, "password": args.password}))
         .send()
         .await?
@@ -72,6 +75,7 @@ async fn login(client: &reqwest::Client, args: &Args) -> Result<String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let api = args.api.clone().unwrap_or_else(|| args.target.clone());
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
     let token = login(&client, &args).await?;
     let report = match &args.mode {
@@ -95,7 +99,7 @@ async fn main() -> Result<()> {
                 let deadline = acknowledged + Duration::from_secs(60);
                 loop {
                     let status = client
-                        .get(format!("{}/api/v1/visitors/{visitor}?site_id={}", args.target, args.site))
+                        .get(format!("{api}/api/v1/visitors/{visitor}?site_id={}", args.site))
                         .bearer_auth(&token)
                         .send()
                         .await?

@@ -173,3 +173,26 @@ async fn rebalance_mid_stream_keeps_counts_exact() {
     second_stop.trigger();
     second.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_brokers_fail_appends_retryably_and_mark_the_log_unavailable() {
+    let cluster = MockKafka::start(1);
+    let mut config = cluster.config("down", 2);
+    config.delivery_timeout = Duration::from_millis(1500);
+    let log = KafkaLog::connect(config).await.unwrap();
+    log.append(vec![event("d1", &uuid::Uuid::new_v4().to_string())]).await.unwrap();
+    assert!(log.stats().unavailable.is_none());
+    cluster.broker_down(1);
+    let err = log.append(vec![event("d1", &uuid::Uuid::new_v4().to_string())]).await.expect_err("no broker to acknowledge");
+    assert!(err.is_retryable(), "{err}");
+    assert!(log.stats().unavailable.is_some(), "readiness turns red");
+    cluster.broker_up(1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if log.append(vec![event("d1", &uuid::Uuid::new_v4().to_string())]).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "appends did not recover after the broker came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
