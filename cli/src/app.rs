@@ -237,24 +237,34 @@ fn spawn_processor(processor: Processor, log: Arc<dyn EventLog>, shutdown: Shutd
     })
 }
 
+/// The collector over `log`, its metrics and readiness, and its background upkeep.
+struct CollectorParts {
+    collector: Arc<Collector>,
+    sites: Arc<SiteDirectory>,
+    metrics: Arc<MetricsRegistry>,
+    health: Arc<Health>,
+}
+
+async fn collector_parts(config: crm_ingest::CollectorConfig, store: &Arc<dyn Store>, log: &Arc<dyn EventLog>, background: &Shutdown) -> Result<CollectorParts> {
+    let metrics = Arc::new(MetricsRegistry::new());
+    let health = Health::new();
+    LogGauges::register(&metrics, log.clone());
+    log_health(&health, log.clone());
+    let sites = SiteDirectory::load(store.clone()).await?;
+    let collector = Collector::new(config, log.clone(), sites.clone(), IngestMetrics::new(&metrics));
+    spawn_housekeeping(collector.clone(), log.clone(), sites.clone(), background);
+    Ok(CollectorParts { collector, sites, metrics, health })
+}
+
 pub async fn up(args: UpArgs) -> Result<()> {
     let collector_config = args.collector.to_config()?;
     let store = open_store(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
     let log = open_log(&args.data, &args.log).await?;
-    let metrics = Arc::new(MetricsRegistry::new());
-    let health = Health::new();
-    LogGauges::register(&metrics, log.clone());
-    log_health(&health, log.clone());
-
-    let sites = SiteDirectory::load(store.clone()).await?;
-    let collector = Collector::new(collector_config, log.clone(), sites.clone(), IngestMetrics::new(&metrics));
-    let directory = sites.clone();
-    let api_state = ApiState::new(store.clone(), keys).with_site_listener(Arc::new(move |site| directory.upsert(site.clone())));
-    let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
-
     let background = Shutdown::new();
-    spawn_housekeeping(collector.clone(), log.clone(), sites, &background);
+    let CollectorParts { collector, sites, metrics, health } = collector_parts(collector_config, &store, &log, &background).await?;
+    let api_state = ApiState::new(store.clone(), keys).with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
+    let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
     let processor_task = spawn_processor(processor, log.clone(), background.clone());
 
     let listener = bind(args.http.listen, "crm up").await?;
@@ -272,14 +282,8 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     let collector_config = args.collector.to_config()?;
     let store = open_store(&args.data, &args.store).await?;
     let log = open_log(&args.data, &args.log).await?;
-    let metrics = Arc::new(MetricsRegistry::new());
-    let health = Health::new();
-    LogGauges::register(&metrics, log.clone());
-    log_health(&health, log.clone());
-    let sites = SiteDirectory::load(store.clone()).await?;
-    let collector = Collector::new(collector_config, log.clone(), sites.clone(), IngestMetrics::new(&metrics));
     let background = Shutdown::new();
-    spawn_housekeeping(collector.clone(), log.clone(), sites, &background);
+    let CollectorParts { collector, metrics, health, .. } = collector_parts(collector_config, &store, &log, &background).await?;
     let listener = bind(args.http.listen, "crm ingest").await?;
     let dispatch = Dispatch { collector: Some(collector), api: None, health, metrics };
     serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;

@@ -92,6 +92,16 @@ fn require_admin(user: &AuthUser) -> Result<(), ApiError> {
     }
 }
 
+/// Copies the editable settings of `input` onto `site`.
+fn apply(site: &mut Site, input: SiteInput) {
+    site.name = input.name.trim().to_owned();
+    site.allowed_origins = input.allowed_origins;
+    site.page_rules = input.page_rules;
+    if let Some(half_life) = input.intent_half_life_days {
+        site.intent_half_life_days = half_life;
+    }
+}
+
 fn notify(state: &ApiState, site: &Site) {
     if let Some(listener) = &state.site_listener {
         listener(site);
@@ -116,12 +126,8 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
     if state.store.site(&site_id).await?.is_some() {
         return Err(ApiError::Conflict { code: "site_exists", message: format!("site {site_id} already exists"), details: None });
     }
-    let mut site = Site::new(site_id, input.name.trim(), now_ms());
-    site.allowed_origins = input.allowed_origins;
-    site.page_rules = input.page_rules;
-    if let Some(half_life) = input.intent_half_life_days {
-        site.intent_half_life_days = half_life;
-    }
+    let mut site = Site::new(site_id, "", now_ms());
+    apply(&mut site, input);
     state.store.put_site(&site).await?;
     notify(&state, &site);
     tracing::info!(site_id = %site.site_id, by = %user.username, "site created");
@@ -135,12 +141,7 @@ pub async fn replace(State(state): State<ApiState>, user: AuthUser, Path(site_id
         return Err(ApiError::Validation(vec![("site_id".into(), "cannot be changed".into())]));
     }
     let mut site = state.store.site(&site_id).await?.ok_or_else(|| ApiError::NotFound(format!("site {site_id}")))?;
-    site.name = input.name.trim().to_owned();
-    site.allowed_origins = input.allowed_origins;
-    site.page_rules = input.page_rules;
-    if let Some(half_life) = input.intent_half_life_days {
-        site.intent_half_life_days = half_life;
-    }
+    apply(&mut site, input);
     state.store.put_site(&site).await?;
     notify(&state, &site);
     Ok(reply::ok(site))

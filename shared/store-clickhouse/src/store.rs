@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{DeadLetter, Session, Site, StoredEvent, User, VisitorProfile};
 use crm_store::{
-    BotFilter, Count, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
+    rank_value, BotFilter, Count, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,17 +57,6 @@ fn decode<T: DeserializeOwned>(text: &str) -> Result<T> {
 
 fn valid_identifier(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// Same descending sort key as the embedded store: higher score first, then more recent.
-fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
-    let recency = (profile.last_seen_ms.max(0) as u64) & ((1 << 48) - 1);
-    let value = match sort {
-        VisitorSort::Intent => (u64::from(profile.intent_score) << 48) | recency,
-        VisitorSort::Engagement => (u64::from(profile.engagement_score) << 48) | recency,
-        VisitorSort::LastSeen => recency,
-    };
-    u64::MAX - value
 }
 
 fn rank_column(sort: VisitorSort) -> &'static str {
@@ -215,6 +204,30 @@ impl ClickHouseStore {
         self.bodies(self.client.query(&format!("SELECT body FROM {table} FINAL ORDER BY key"))).await
     }
 
+    /// A newest-first page of JSON bodies keyed by (time, id), resuming after `cursor`.
+    async fn newest_first<T: DeserializeOwned>(&self, source: &NewestFirst, filter_values: &[&str], limit: usize, cursor: Option<&str>) -> Result<Page<T>> {
+        let NewestFirst { table, time, id, filter } = source;
+        let after = if cursor.is_some() { format!(" AND ({time}, {id}) < (fromUnixTimestamp64Milli(toInt64(?), 'UTC'), ?)") } else { String::new() };
+        let sql = format!(
+            "SELECT body, toUnixTimestamp64Milli({time}) AS ts_ms, {id} AS id FROM {table} WHERE {filter}{after} ORDER BY {time} DESC, {id} DESC LIMIT ?"
+        );
+        let mut query = self.client.query(&sql);
+        for value in filter_values {
+            query = query.bind(*value);
+        }
+        if let Some(cursor) = cursor {
+            let (ts, last_id) = split_cursor(cursor)?;
+            let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
+            query = query.bind(ts).bind(last_id);
+        }
+        let rows: Vec<TimedRow> = query.bind(limit as u64 + 1).fetch_all().await.map_err(ch_err)?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<T>>>()?;
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
     async fn counts(&self, sql: &str, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Vec<Count>> {
         let rows: Vec<CountRow> = self
             .client
@@ -274,6 +287,14 @@ fn session_row(session: &Session) -> Result<SessionRow> {
         utm_source: session.utm.source.clone().unwrap_or_default(),
         body: encode(session)?,
     })
+}
+
+/// Where a newest-first listing reads from.
+struct NewestFirst {
+    table: &'static str,
+    time: &'static str,
+    id: &'static str,
+    filter: &'static str,
 }
 
 const RANGE: &str = "site_id = ? AND {col} >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND {col} < fromUnixTimestamp64Milli(toInt64(?), 'UTC')";
@@ -391,37 +412,8 @@ impl Store for ClickHouseStore {
     }
 
     async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
-        let select = "SELECT body, toUnixTimestamp64Milli(ts) AS ts_ms, event_id AS id FROM events WHERE site_id = ? AND visitor_id = ?";
-        let rows: Vec<TimedRow> = match cursor {
-            Some(cursor) => {
-                let (ts, id) = split_cursor(cursor)?;
-                let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
-                self.client
-                    .query(&format!("{select} AND (ts, event_id) < (fromUnixTimestamp64Milli(toInt64(?), 'UTC'), ?) ORDER BY ts DESC, event_id DESC LIMIT ?"))
-                    .bind(site_id)
-                    .bind(visitor_id)
-                    .bind(ts)
-                    .bind(id)
-                    .bind(limit as u64 + 1)
-                    .fetch_all()
-                    .await
-            }
-            None => {
-                self.client
-                    .query(&format!("{select} ORDER BY ts DESC, event_id DESC LIMIT ?"))
-                    .bind(site_id)
-                    .bind(visitor_id)
-                    .bind(limit as u64 + 1)
-                    .fetch_all()
-                    .await
-            }
-        }
-        .map_err(ch_err)?;
-        let more = rows.len() > limit;
-        let rows = &rows[..rows.len().min(limit)];
-        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<StoredEvent>>>()?;
-        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
-        Ok(Page { items, next_cursor })
+        let source = NewestFirst { table: "events", time: "ts", id: "event_id", filter: "site_id = ? AND visitor_id = ?" };
+        self.newest_first(&source, &[site_id, visitor_id], limit, cursor).await
     }
 
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
@@ -508,35 +500,8 @@ impl Store for ClickHouseStore {
     }
 
     async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
-        let select = "SELECT body, toUnixTimestamp64Milli(received) AS ts_ms, id FROM dead_letters FINAL WHERE site_id = ?";
-        let rows: Vec<TimedRow> = match cursor {
-            Some(cursor) => {
-                let (ts, id) = split_cursor(cursor)?;
-                let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
-                self.client
-                    .query(&format!("{select} AND (received, id) < (fromUnixTimestamp64Milli(toInt64(?), 'UTC'), ?) ORDER BY received DESC, id DESC LIMIT ?"))
-                    .bind(site_id)
-                    .bind(ts)
-                    .bind(id)
-                    .bind(limit as u64 + 1)
-                    .fetch_all()
-                    .await
-            }
-            None => {
-                self.client
-                    .query(&format!("{select} ORDER BY received DESC, id DESC LIMIT ?"))
-                    .bind(site_id)
-                    .bind(limit as u64 + 1)
-                    .fetch_all()
-                    .await
-            }
-        }
-        .map_err(ch_err)?;
-        let more = rows.len() > limit;
-        let rows = &rows[..rows.len().min(limit)];
-        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<DeadLetter>>>()?;
-        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
-        Ok(Page { items, next_cursor })
+        let source = NewestFirst { table: "dead_letters FINAL", time: "received", id: "id", filter: "site_id = ?" };
+        self.newest_first(&source, &[site_id], limit, cursor).await
     }
 
     async fn put_site(&self, site: &Site) -> Result<()> {

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    BotFilter, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    rank_value, BotFilter, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
     WriteOutcome,
 };
 
@@ -70,17 +70,6 @@ fn sort_code(sort: VisitorSort) -> u8 {
         VisitorSort::Engagement => 1,
         VisitorSort::LastSeen => 2,
     }
-}
-
-/// Descending sort key: higher score first, then more recent first.
-fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
-    let recency = (profile.last_seen_ms.max(0) as u64) & ((1 << 48) - 1);
-    let value = match sort {
-        VisitorSort::Intent => (u64::from(profile.intent_score) << 48) | recency,
-        VisitorSort::Engagement => (u64::from(profile.engagement_score) << 48) | recency,
-        VisitorSort::LastSeen => recency,
-    };
-    u64::MAX - value
 }
 
 fn rank_kind(sort: VisitorSort, is_bot: bool) -> u8 {

@@ -106,6 +106,18 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// The sort key every backend indexes visitors by, ascending = best first: the score in the top
+/// bits, then recency (ms, 48 bits), inverted. Cursors carry it, so they mean the same everywhere.
+pub fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
+    let recency = (profile.last_seen_ms.max(0) as u64) & ((1 << 48) - 1);
+    let value = match sort {
+        VisitorSort::Intent => (u64::from(profile.intent_score) << 48) | recency,
+        VisitorSort::Engagement => (u64::from(profile.engagement_score) << 48) | recency,
+        VisitorSort::LastSeen => recency,
+    };
+    u64::MAX - value
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which of `ids` are not stored yet.
