@@ -64,8 +64,9 @@ CRM_TEST_KAFKA_BROKERS="$(scripts/kafka.sh start "$kafka_dir")"
 export CRM_TEST_KAFKA_BROKERS
 echo "Kafka (tansu) at $CRM_TEST_KAFKA_BROKERS"
 
-log "checking widgets/tracking.js"
+log "checking widgets/tracking.js and its built copy"
 node --check widgets/tracking.js
+node --check widgets/dist/tracking.min.js
 
 log "building every target"
 cargo build --workspace --all-targets --locked

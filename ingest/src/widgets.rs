@@ -1,16 +1,20 @@
 //! Serves the tracking script and the demo page from the collector's origin, so the default
-//! `data-api` (the script's own origin) points back at this collector.
+//! `data-api` (the script's own origin) points back at this collector. Websites get the
+//! minified build (`widgets/build.sh` → `widgets/dist/tracking.min.js`); the readable source is
+//! served too, for debugging.
 
 use bytes::Bytes;
 use crm_service::{error_response, text_response, Body};
 use http::{header, HeaderValue, Response, StatusCode};
 
-const TRACKING_JS: &str = include_str!("../../widgets/tracking.js");
+const TRACKING_MIN_JS: &str = include_str!("../../widgets/dist/tracking.min.js");
+const TRACKING_SOURCE_JS: &str = include_str!("../../widgets/tracking.js");
 const DEMO_HTML: &str = include_str!("../../widgets/demo.html");
 
 pub fn serve(path: &str) -> Response<Body> {
     let (content_type, body, cache) = match path {
-        "/widgets/tracking.js" => ("application/javascript; charset=utf-8", TRACKING_JS, "public, max-age=300"),
+        "/widgets/tracking.js" | "/widgets/tracking.min.js" => ("application/javascript; charset=utf-8", TRACKING_MIN_JS, "public, max-age=300"),
+        "/widgets/tracking.src.js" => ("application/javascript; charset=utf-8", TRACKING_SOURCE_JS, "public, max-age=300"),
         "/widgets/demo.html" => ("text/html; charset=utf-8", DEMO_HTML, "no-cache"),
         _ => return error_response(StatusCode::NOT_FOUND, "not_found", "no such widget file", None),
     };
