@@ -118,6 +118,28 @@ impl Processor {
         Ok(rules)
     }
 
+    /// Loads every profile the batch needs and the cache lacks, in one store call.
+    async fn prefetch_profiles(&mut self, pending: &[Pending]) -> Result<(), StoreError> {
+        let mut missing: Vec<(String, String)> = Vec::new();
+        let mut asked: HashSet<(&str, &str)> = HashSet::new();
+        for p in pending {
+            let (Some(visitor), site) = (p.event.visitor_id.as_deref(), p.event.site_id.as_str()) else { continue };
+            if asked.insert((site, visitor)) && !self.profiles.contains_key(&(site.to_owned(), visitor.to_owned())) {
+                missing.push((site.to_owned(), visitor.to_owned()));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for profile in self.store.visitors(&missing).await? {
+            self.profiles.insert((profile.site_id.clone(), profile.visitor_id.clone()), profile);
+        }
+        for key in missing {
+            self.profiles.entry(key).or_default();
+        }
+        Ok(())
+    }
+
     /// Makes sure the visitor's profile is in the cache (loading it from the store).
     async fn load_profile(&mut self, key: &(String, String)) -> Result<(), StoreError> {
         if !self.profiles.contains_key(key) {
@@ -173,6 +195,7 @@ impl Processor {
         if self.profiles.len() >= self.config.profile_cache_capacity {
             self.profiles.clear();
         }
+        self.prefetch_profiles(&pending).await?;
         let mut dirty: Vec<(String, String)> = Vec::new();
         let mut dirty_set: HashSet<(String, String)> = HashSet::new();
         let mut sessions = HashMap::new();

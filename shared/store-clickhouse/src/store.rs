@@ -363,6 +363,16 @@ impl Store for ClickHouseStore {
         Ok(self.bodies(query).await?.into_iter().next())
     }
 
+    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(2_000) {
+            let pairs: Vec<(&str, &str)> = chunk.iter().map(|(s, v)| (s.as_str(), v.as_str())).collect();
+            let query = self.client.query("SELECT profile AS body FROM visitors FINAL WHERE (site_id, visitor_id) IN ?").bind(pairs);
+            found.extend(self.bodies::<VisitorProfile>(query).await?);
+        }
+        Ok(found)
+    }
+
     async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
         let query = self.client.query("SELECT profile AS body FROM visitors FINAL WHERE visitor_id = ? ORDER BY site_id").bind(visitor_id);
         self.bodies(query).await

@@ -234,6 +234,19 @@ pub async fn visitor_is_found_by_id_alone(harness: &dyn StoreHarness) {
     assert!(store.find_visitor("nobody").await.expect("find").is_empty());
     assert_eq!(store.visitor("s2", "shared").await.expect("get").expect("present").intent_score, 2);
     assert!(store.visitor("s2", "solo").await.expect("get").is_none());
+    let keys: Vec<(String, String)> = [("s1", "shared"), ("s2", "shared"), ("s2", "solo"), ("s1", "solo")]
+        .iter()
+        .map(|(s, v)| (s.to_string(), v.to_string()))
+        .collect();
+    let mut batch: Vec<(String, String, u8)> = store
+        .visitors(&keys)
+        .await
+        .expect("batch lookup")
+        .into_iter()
+        .map(|p| (p.site_id, p.visitor_id, p.intent_score))
+        .collect();
+    batch.sort();
+    assert_eq!(batch, vec![("s1".into(), "shared".into(), 1), ("s1".into(), "solo".into(), 3), ("s2".into(), "shared".into(), 2)]);
 }
 
 pub async fn overview_counts_humans_in_the_window(harness: &dyn StoreHarness) {

@@ -126,6 +126,17 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome>;
 
     async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>>;
+    /// Several profiles at once, keyed (site, visitor); missing ones are absent. Remote stores
+    /// answer in one round trip (the processor loads a batch's visitors with it).
+    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for (site_id, visitor_id) in keys {
+            if let Some(profile) = self.visitor(site_id, visitor_id).await? {
+                found.push(profile);
+            }
+        }
+        Ok(found)
+    }
     /// The visitor's profiles on every site it was seen on.
     async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>>;
     async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>>;
