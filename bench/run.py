@@ -242,7 +242,7 @@ def main():
         else:
             notes.append(f"queryable probe failed: {(out.stderr.strip().splitlines() or ['(no output)'])[0]}")
 
-    e2e_rate = 1500 if QUICK else 2500
+    e2e_rate = 1000 if QUICK else 2500
     started = time.time()
     probe_thread = threading.Thread(target=run_probe)
     probe_thread.start()
@@ -251,7 +251,7 @@ def main():
     after = up.metrics()
     probe_thread.join()
     drain_started = time.time()
-    while after.get("crm_eventlog_consumer_lag", 0) > 0 and time.time() - drain_started < 60:
+    while after.get("crm_eventlog_consumer_lag", 0) > 0 and time.time() - drain_started < (15 if QUICK else 60):
         time.sleep(0.5)
         after = up.metrics()
     processed = after.get("crm_processor_events_total", 0) - before.get("crm_processor_events_total", 0)
@@ -285,7 +285,7 @@ def main():
     results["stores"] = []
     if not clickhouse_url:
         notes.append("ClickHouse store not measured: CRM_BENCH_CLICKHOUSE_URL unset (scripts/bench.sh starts a server)")
-    for events in [1_000_000] + ([10_000_000] if FULL else []):
+    for events in ([200_000] if QUICK else [1_000_000]) + ([10_000_000] if FULL else []):
         args = [str(BIN / "store_bench"), "--events", str(events), "--queries", "10"]
         if events <= 1_000_000:
             args += ["--embedded-dir", str(work / f"store-{events}")]
