@@ -49,15 +49,7 @@ case "$cmd" in
     exit 1
     ;;
   stop)
-    if [ -f "$dir/server.pid" ]; then
-      kill "$(cat "$dir/server.pid")" 2>/dev/null || true
-      for _ in $(seq 1 20); do
-        kill -0 "$(cat "$dir/server.pid")" 2>/dev/null || break
-        sleep 0.25
-      done
-      kill -9 "$(cat "$dir/server.pid")" 2>/dev/null || true
-      rm -f "$dir/server.pid" "$dir/url"
-    fi
+    stop_pidfile "$dir/server.pid" "$dir/url"
     ;;
   *)
     echo "usage: $0 start|stop [DIR]" >&2

@@ -54,12 +54,7 @@ case "$cmd" in
     exit 1
     ;;
   stop)
-    if [ -f "$dir/broker.pid" ]; then
-      kill "$(cat "$dir/broker.pid")" 2>/dev/null || true
-      sleep 0.5
-      kill -9 "$(cat "$dir/broker.pid")" 2>/dev/null || true
-      rm -f "$dir/broker.pid" "$dir/address"
-    fi
+    stop_pidfile "$dir/broker.pid" "$dir/address"
     ;;
   *)
     echo "usage: $0 start|stop [DIR]" >&2

@@ -15,3 +15,20 @@ ensure_venv_package() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
+
+# Stops the process in pid file $1 (TERM, up to 5 s, then KILL) and removes the pid file and
+# any further files given.
+stop_pidfile() {
+  local pidfile="$1"
+  shift
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid="$(cat "$pidfile")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile" "$@"
+}
