@@ -1,5 +1,5 @@
-//! Site analytics: the overview (visitors, sessions, pageviews, bounce, duration, top lists) over
-//! a date range, and the dead letters refused for a site.
+//! Site analytics: the overview (visitors, sessions, pageviews, bounce, duration, top lists) and
+//! the lead-form funnels over a date range, and the dead letters refused for a site.
 
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -12,21 +12,41 @@ use crate::{reply, ApiError, ApiState};
 const DAY_MS: i64 = 86_400_000;
 const MAX_RANGE_MS: i64 = 366 * DAY_MS;
 
-pub async fn overview(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
-    let site_id = params::required(&query, "site_id")?;
+/// The `from`/`to` window of an analytics query: the last 7 days by default, at most 366 days.
+fn window(query: &params::Query) -> Result<(i64, i64), ApiError> {
     let now = crate::auth::now_ms();
-    let to = params::timestamp_ms(&query, "to")?.unwrap_or(now + 1);
-    let from = params::timestamp_ms(&query, "from")?.unwrap_or(to - 7 * DAY_MS);
+    let to = params::timestamp_ms(query, "to")?.unwrap_or(now + 1);
+    let from = params::timestamp_ms(query, "from")?.unwrap_or(to - 7 * DAY_MS);
     if from >= to {
         return Err(ApiError::InvalidParameter { name: "from".into(), message: "must be before `to`".into() });
     }
     if to - from > MAX_RANGE_MS {
         return Err(ApiError::InvalidParameter { name: "to".into(), message: "the range may span at most 366 days".into() });
     }
-    let top = params::limit(&query, 10, 100)?;
-    if state.store.site(site_id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("site {site_id}")));
+    Ok((from, to))
+}
+
+async fn require_site(state: &ApiState, site_id: &str) -> Result<(), ApiError> {
+    match state.store.site(site_id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound(format!("site {site_id}"))),
     }
+}
+
+/// The lead-form funnel per form: views, starts, submissions, conversion rate (submissions/views).
+pub async fn forms(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    let site_id = params::required(&query, "site_id")?;
+    let (from, to) = window(&query)?;
+    require_site(&state, site_id).await?;
+    let items = state.store.form_stats(site_id, from, to).await?;
+    Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "items": items })))
+}
+
+pub async fn overview(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    let site_id = params::required(&query, "site_id")?;
+    let (from, to) = window(&query)?;
+    let top = params::limit(&query, 10, 100)?;
+    require_site(&state, site_id).await?;
     let overview = state.store.overview(site_id, from, to, top).await?;
     Ok(reply::ok(json!({
         "site_id": site_id,

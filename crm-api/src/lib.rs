@@ -1,11 +1,12 @@
 //! The CRM API (`/api/v1/…`): login with JWT access tokens, sites, visitors with their scores and
-//! timelines, the analytics overview and dead letters. Every answer uses the JSON envelope
+//! timelines, lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
 //! (`{"success":true,"data":…,"meta":…}` or the typed error) and every input is validated into
 //! a typed value before it reaches the store.
 
 mod analytics;
 mod auth;
 mod error;
+mod forms;
 mod params;
 mod reply;
 mod sites;
@@ -28,7 +29,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/visitors", get(visitors::list))
         .route("/api/v1/visitors/{visitor_id}", get(visitors::get_one))
         .route("/api/v1/visitors/{visitor_id}/events", get(visitors::events))
+        .route("/api/v1/forms", get(forms::list).post(forms::create))
+        .route("/api/v1/forms/{site_id}/{form_id}", get(forms::get_one).put(forms::replace).delete(forms::delete))
         .route("/api/v1/analytics/overview", get(analytics::overview))
+        .route("/api/v1/analytics/forms", get(analytics::forms))
         .route("/api/v1/dead-letters", get(analytics::dead_letters))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -238,3 +238,85 @@ async fn expired_tokens_are_refused() {
     let (status, body) = api.get("/api/v1/sites", &old).await;
     assert_eq!((status, body["error"]["message"].as_str()), (401, Some("token expired")));
 }
+
+#[tokio::test]
+async fn forms_crud_validation_roles_and_funnel() {
+    let api = start().await;
+    let admin = api.login("admin").await;
+    let rep = api.login("rep").await;
+    let post = |token: String, body: Value| {
+        let api = &api;
+        async move { api.call(reqwest::Method::POST, "/api/v1/forms", Some(&token), Some(body)).await }
+    };
+    api.call(reqwest::Method::POST, "/api/v1/sites", Some(&admin), Some(json!({"site_id": "s1", "name": "One"}))).await;
+    let form = json!({"site_id": "s1", "form_id": "demo", "name": "Request a demo",
+        "fields": [{"name": "email", "label": "Email", "type": "email", "required": true, "company_email": true},
+                   {"name": "size", "label": "Size", "type": "select", "options": ["1-10", "11-50"]}]});
+
+    let (status, body) = post(admin.clone(), form.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["submit_label"], "Submit", "defaults filled in");
+    let (status, body) = post(admin.clone(), form.clone()).await;
+    assert_eq!((status, code(&body)), (409, "form_exists"));
+    let (status, body) = post(rep.clone(), json!({"site_id": "s1", "form_id": "other", "name": "x", "fields": form["fields"]})).await;
+    assert_eq!((status, code(&body)), (403, "forbidden"), "sales reps read forms, they don't edit them");
+    let (status, body) = post(admin.clone(), json!({"site_id": "nope", "name": "x", "fields": form["fields"]})).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+
+    // Every problem of a broken definition at once; wrong types and unknown keys are typed errors.
+    let broken = json!({"site_id": "s1", "form_id": "bad id", "name": "", "fields": [
+        {"name": "a", "label": "A", "type": "radio"},
+        {"name": "a", "label": "B", "type": "text", "show_if": {"field": "zzz", "equals": "1"}}]});
+    let (status, body) = post(admin.clone(), broken).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"), "{body}");
+    let fields = body["error"]["details"]["fields"].as_object().unwrap();
+    for key in ["form_id", "name", "fields[0].options", "fields[1].name", "fields[1].show_if"] {
+        assert!(fields.contains_key(key), "{key} missing in {body}");
+    }
+    for hostile in [
+        json!({"site_id": "s1", "name": "x", "fields": [{"name": "a", "type": "file"}]}),
+        json!({"site_id": "s1", "name": "x", "fields": "email"}),
+        json!({"site_id": "s1", "name": "x", "fields": [], "script": "<b>"}),
+    ] {
+        let (status, body) = post(admin.clone(), hostile).await;
+        assert_eq!((status, code(&body)), (400, "malformed_json"), "{body}");
+    }
+
+    let (status, body) = api.get("/api/v1/forms?site_id=s1", &rep).await;
+    assert_eq!((status, body["data"].as_array().map(Vec::len)), (200, Some(1)));
+    let mut changed = form.clone();
+    changed["name"] = json!("Book a demo");
+    let (status, body) = api.call(reqwest::Method::PUT, "/api/v1/forms/s1/demo", Some(&admin), Some(changed.clone())).await;
+    assert_eq!((status, body["data"]["name"].as_str()), (200, Some("Book a demo")));
+    changed["form_id"] = json!("renamed");
+    let (status, _) = api.call(reqwest::Method::PUT, "/api/v1/forms/s1/demo", Some(&admin), Some(changed)).await;
+    assert_eq!(status, 422, "ids are immutable");
+
+    // The funnel over events the processor stored.
+    let view = |v: &str, t: i64| sample_event("s1", v, t, EventBody::FormView { form_id: "demo".into() }, "/contact");
+    let now = crm_api_now();
+    let events = vec![
+        view("v1", now - 3000),
+        view("v2", now - 2000),
+        sample_event("s1", "v1", now - 1000, EventBody::FormSubmit { form_id: "demo".into(), traits: BTreeMap::new() }, "/contact"),
+    ];
+    api.store.write(WriteBatch { events, ..WriteBatch::default() }).await.unwrap();
+    let (status, body) = api.get("/api/v1/analytics/forms?site_id=s1", &rep).await;
+    assert_eq!(status, 200, "{body}");
+    let demo = &body["data"]["items"][0];
+    assert_eq!((demo["form_id"].as_str(), demo["views"].as_u64(), demo["submissions"].as_u64()), (Some("demo"), Some(2), Some(1)));
+    assert_eq!(demo["conversion_rate"].as_f64(), Some(0.5));
+    let (status, body) = api.get("/api/v1/analytics/forms?site_id=s1&from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z", &rep).await;
+    assert_eq!((status, code(&body)), (400, "invalid_parameter"));
+
+    let (status, _) = api.call(reqwest::Method::DELETE, "/api/v1/forms/s1/demo", Some(&rep), None).await;
+    assert_eq!(status, 403);
+    let (status, _) = api.call(reqwest::Method::DELETE, "/api/v1/forms/s1/demo", Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (status, body) = api.get("/api/v1/forms/s1/demo", &admin).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+}
+
+fn crm_api_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}

@@ -22,6 +22,8 @@ use uuid::Uuid;
 use crate::body::{check_content_type, read_body};
 use crate::{CollectorConfig, CookielessIds, IngestError, IngestMetrics, SiteDirectory};
 
+mod forms;
+
 /// The transparent 1×1 GIF answered by the pixel endpoint.
 const PIXEL_GIF: &[u8] = &[
     0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
@@ -36,6 +38,7 @@ pub struct Collector {
     log: Arc<dyn EventLog>,
     sites: Arc<SiteDirectory>,
     ids: CookielessIds,
+    forms: forms::FormCache,
     metrics: IngestMetrics,
     ip_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     site_limiter: Option<DefaultKeyedRateLimiter<String>>,
@@ -106,6 +109,7 @@ impl Collector {
             log,
             sites,
             ids: CookielessIds::new(),
+            forms: forms::FormCache::default(),
             metrics,
             clock: DefaultClock::default(),
         })
@@ -134,6 +138,7 @@ impl Collector {
             (Method::POST, "/v1/events") => self.post_events(request).await.unwrap_or_else(|e| self.error(e)),
             (Method::GET, "/v1/p.gif") => self.pixel(request).await.unwrap_or_else(|e| self.error(e)),
             (Method::OPTIONS, "/v1/events" | "/v1/p.gif") => preflight(),
+            (method, path) if path.starts_with("/v1/forms/") => self.forms_route(method, request).await.unwrap_or_else(|e| self.error(e)),
             (Method::GET | Method::HEAD, path) if path.starts_with("/widgets/") => crate::widgets::serve(path),
             (_, "/v1/events" | "/v1/p.gif") => {
                 error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST /v1/events or GET /v1/p.gif", None)
@@ -157,7 +162,7 @@ impl Collector {
         if matches!(err, IngestError::LogUnavailable(_) | IngestError::Internal(_)) {
             tracing::warn!(error = %err, "collector could not accept events");
         }
-        let mut response = error_response(err.status(), err.code(), &err.to_string(), None);
+        let mut response = error_response(err.status(), err.code(), &err.to_string(), err.details());
         if let Some(secs) = err.retry_after_secs() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crm_schemas::{FieldError, ValidationError};
 use http::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,14 @@ pub enum IngestError {
     RateLimited { retry_after: Duration },
     #[error("failed to read the request body: {0}")]
     BodyRead(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("origin {0} may not use this site's forms")]
+    OriginNotAllowed(String),
+    #[error("some fields need attention")]
+    InvalidFields(Vec<FieldError>),
+    #[error("{0}")]
+    InvalidEvent(ValidationError),
     #[error("event log unavailable: {0}")]
     LogUnavailable(String),
     #[error("internal error: {0}")]
@@ -43,6 +52,10 @@ impl IngestError {
             | IngestError::EmptyBatch
             | IngestError::BodyRead(_) => StatusCode::BAD_REQUEST,
             IngestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IngestError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngestError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            IngestError::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::InvalidEvent(_) => StatusCode::BAD_REQUEST,
             IngestError::LogUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -60,6 +73,10 @@ impl IngestError {
             IngestError::EmptyBatch => "empty_batch",
             IngestError::RateLimited { .. } => "rate_limited",
             IngestError::BodyRead(_) => "body_read_failed",
+            IngestError::NotFound(_) => "not_found",
+            IngestError::OriginNotAllowed(_) => "origin_not_allowed",
+            IngestError::InvalidFields(_) => "invalid_fields",
+            IngestError::InvalidEvent(error) => error.code,
             IngestError::LogUnavailable(_) => "log_unavailable",
             IngestError::Internal(_) => "internal",
         }
@@ -68,6 +85,16 @@ impl IngestError {
     /// Whether a client should retry the same request later.
     pub fn is_retryable(&self) -> bool {
         matches!(self, IngestError::RateLimited { .. } | IngestError::LogUnavailable(_))
+    }
+
+    /// Structured detail for the error envelope: the per-field errors of a form submission, the
+    /// offending field of an invalid event.
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            IngestError::InvalidFields(fields) => Some(serde_json::json!({ "fields": fields })),
+            IngestError::InvalidEvent(error) => error.field.as_ref().map(|f| serde_json::json!({ "field": f })),
+            _ => None,
+        }
     }
 
     /// Seconds for `Retry-After`, where one applies.

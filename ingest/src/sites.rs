@@ -27,6 +27,12 @@ impl SiteDirectory {
         Ok(directory)
     }
 
+    /// The store the directory reads from (the collector also reads lead forms and the known
+    /// traits of a visitor through it).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let sites = self.store.sites().await?;
         let map = sites.into_iter().map(|s| (s.site_id.clone(), Arc::new(s))).collect();

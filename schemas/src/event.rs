@@ -50,6 +50,8 @@ pub enum EventKind {
     Click,
     Identify,
     FormSubmit,
+    FormView,
+    FormStart,
     Custom,
 }
 
@@ -61,6 +63,8 @@ impl EventKind {
             EventKind::Click => "click",
             EventKind::Identify => "identify",
             EventKind::FormSubmit => "form_submit",
+            EventKind::FormView => "form_view",
+            EventKind::FormStart => "form_start",
             EventKind::Custom => "custom",
         }
     }
@@ -135,6 +139,10 @@ pub enum EventBody {
     Click { target: ClickTarget },
     Identify { traits: BTreeMap<String, Scalar> },
     FormSubmit { form_id: String, traits: BTreeMap<String, Scalar> },
+    /// A lead form was rendered (forms-embed.js).
+    FormView { form_id: String },
+    /// First interaction with a rendered lead form.
+    FormStart { form_id: String },
     Custom { name: String },
 }
 
@@ -146,6 +154,8 @@ impl EventBody {
             EventBody::Click { .. } => EventKind::Click,
             EventBody::Identify { .. } => EventKind::Identify,
             EventBody::FormSubmit { .. } => EventKind::FormSubmit,
+            EventBody::FormView { .. } => EventKind::FormView,
+            EventBody::FormStart { .. } => EventKind::FormStart,
             EventBody::Custom { .. } => EventKind::Custom,
         }
     }
@@ -309,12 +319,7 @@ fn required<T>(value: Option<T>, field: &str, kind: EventKind) -> Result<T, Vali
 
 fn check_email(traits: &BTreeMap<String, Scalar>) -> Result<(), ValidationError> {
     if let Some(email) = traits.get("email") {
-        let ok = email.as_str().is_some_and(|e| {
-            let mut parts = e.splitn(2, '@');
-            let local = parts.next().unwrap_or("");
-            let domain = parts.next().unwrap_or("");
-            !local.is_empty() && domain.contains('.') && e.len() <= 254 && !e.contains(char::is_whitespace)
-        });
+        let ok = email.as_str().is_some_and(crate::is_email);
         if !ok {
             return Err(ValidationError::new(
                 "invalid_email",
@@ -414,6 +419,15 @@ impl WireEvent {
                     EventBody::Identify { traits }
                 }
             }
+            EventKind::FormView | EventKind::FormStart => {
+                let form_id = required(self.form_id, "form_id", kind)?;
+                check_id(&Some(form_id.clone()), "form_id", limits)?;
+                if kind == EventKind::FormView {
+                    EventBody::FormView { form_id }
+                } else {
+                    EventBody::FormStart { form_id }
+                }
+            }
             EventKind::Custom => {
                 let name = required(self.name, "name", kind)?;
                 if name.is_empty() || name.len() > limits.max_name_len {
@@ -469,6 +483,7 @@ impl From<&Event> for WireEvent {
                 wire.form_id = Some(form_id.clone());
                 wire.traits = Some(traits.clone());
             }
+            EventBody::FormView { form_id } | EventBody::FormStart { form_id } => wire.form_id = Some(form_id.clone()),
             EventBody::Custom { name } => wire.name = Some(name.clone()),
         }
         wire

@@ -5,12 +5,17 @@
 //! serde/uuid/thiserror: no transport, storage or query engine leaks into it.
 
 mod event;
+mod forms;
 mod records;
 mod scalar;
 
 pub use event::{
     classify_serde_error, parse_event, ClickTarget, CollectedEvent, Event, EventBody, EventKind,
     Limits, ValidationError, Viewport, WireEvent, SCHEMA_VERSION,
+};
+pub use forms::{
+    is_email, is_free_email, valid_key, FieldError, FieldKind, FormDefinition, FormField, ShowIf,
+    FREE_EMAIL_DOMAINS,
 };
 pub use records::{
     DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,

@@ -167,7 +167,9 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
             points += credit("form_submit", scoring::FORM_SUBMIT_POINTS, session, &mut profile.intent_signals);
             event.intent_signal = Some("form_submit".into());
         }
-        EventBody::Custom { .. } => {}
+        // Form views and starts are funnel analytics (per form), not intent: only a submission
+        // says something about the visitor.
+        EventBody::FormView { .. } | EventBody::FormStart { .. } | EventBody::Custom { .. } => {}
     }
     profile.intent_points += points;
 

@@ -64,6 +64,22 @@ pub struct KeyedRow {
     pub body: String,
 }
 
+/// A keyed row with ReplacingMergeTree's is_deleted flag (the `forms` table).
+#[derive(Row, Serialize, Deserialize)]
+pub struct DeletableRow {
+    pub key: String,
+    pub version: u64,
+    pub deleted: u8,
+    pub body: String,
+}
+
+#[derive(Row, Deserialize)]
+pub struct FormCountRow {
+    pub form_id: String,
+    pub kind: String,
+    pub count: u64,
+}
+
 #[derive(Row, Deserialize)]
 pub struct BodyRow {
     pub body: String,

@@ -6,7 +6,7 @@
 //!   overview scans one site's date range and a timeline reads one visitor's granules; a bloom
 //!   filter on `event_id` serves the processor's replay check. Replays never reach it: the
 //!   processor drops stored ids and inserts each batch's events in one atomic insert, last.
-//! * `visitors`, `sessions`, `sites`, `users`, `meta` — ReplacingMergeTree keyed by identity
+//! * `visitors`, `sessions`, `sites`, `users`, `meta`, `forms` — ReplacingMergeTree keyed by identity
 //!   with a version column; reads use FINAL so they are exact before merges.
 //! * Retention — `TTL` on events, sessions and dead letters (`retention_days`), whole parts
 //!   dropped; none by default, like the embedded store.
@@ -79,6 +79,12 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
         "CREATE TABLE IF NOT EXISTS users (key String, version UInt64, body String) ENGINE = ReplacingMergeTree(version) ORDER BY key",
         "CREATE TABLE IF NOT EXISTS meta (key String, version UInt64, body String) ENGINE = ReplacingMergeTree(version) ORDER BY key",
     ],
+), (
+    2,
+    "lead forms",
+    // `deleted` is ReplacingMergeTree's is_deleted column: a delete is a newer row with 1.
+    &["CREATE TABLE IF NOT EXISTS forms (key String, version UInt64, deleted UInt8 DEFAULT 0, body String)
+       ENGINE = ReplacingMergeTree(version, deleted) ORDER BY key"],
 )];
 
 /// Renders a migration statement for the configured retention.

@@ -6,16 +6,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use clickhouse::Client;
-use crm_schemas::{DeadLetter, Session, Site, StoredEvent, User, VisitorProfile};
+use crm_schemas::{DeadLetter, FormDefinition, Session, Site, StoredEvent, User, VisitorProfile};
 use crm_store::{
-    rank_value, BotFilter, Count, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
+    rank_value, BotFilter, Count, FormStats, FormStatsBuilder, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::rows::{
-    BodyRow, CountRow, DeadLetterRow, EventRow, IdRow, KeyedRow, RankedRow, Scalar64, SessionRow, SessionTotals, TimedRow,
+    BodyRow, CountRow, DeadLetterRow, DeletableRow, FormCountRow, EventRow, IdRow, KeyedRow, RankedRow, Scalar64, SessionRow, SessionTotals, TimedRow,
     VisitorRow,
 };
 use crate::schema::{render, MIGRATIONS};
@@ -299,6 +299,10 @@ struct NewestFirst {
 
 const RANGE: &str = "site_id = ? AND {col} >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND {col} < fromUnixTimestamp64Milli(toInt64(?), 'UTC')";
 
+fn form_key(site_id: &str, form_id: &str) -> String {
+    format!("{site_id}/{form_id}")
+}
+
 fn range(column: &str) -> String {
     RANGE.replace("{col}", column)
 }
@@ -536,6 +540,56 @@ impl Store for ClickHouseStore {
 
     async fn users(&self) -> Result<Vec<User>> {
         self.all_keyed("users").await
+    }
+
+    async fn put_form(&self, form: &FormDefinition) -> Result<()> {
+        let row = DeletableRow { key: form_key(&form.site_id, &form.form_id), version: now_nanos(), deleted: 0, body: encode(form)? };
+        self.insert_rows("forms", &[row]).await
+    }
+
+    async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>> {
+        let query = self.client.query("SELECT body FROM forms FINAL WHERE key = ? AND deleted = 0").bind(form_key(site_id, form_id));
+        Ok(self.bodies(query).await?.into_iter().next())
+    }
+
+    async fn forms(&self, site_id: &str) -> Result<Vec<FormDefinition>> {
+        let query = self.client.query("SELECT body FROM forms FINAL WHERE startsWith(key, ?) AND deleted = 0 ORDER BY key").bind(format!("{site_id}/"));
+        self.bodies(query).await
+    }
+
+    async fn delete_form(&self, site_id: &str, form_id: &str) -> Result<bool> {
+        if self.form(site_id, form_id).await?.is_none() {
+            return Ok(false);
+        }
+        let row = DeletableRow { key: form_key(site_id, form_id), version: now_nanos(), deleted: 1, body: String::new() };
+        self.insert_rows("forms", &[row]).await?;
+        Ok(true)
+    }
+
+    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
+        let rows: Vec<FormCountRow> = self
+            .client
+            .query(&format!(
+                "SELECT JSONExtractString(body, 'form_id') AS form_id, toString(kind) AS kind, count() AS count FROM events
+                 WHERE {} AND kind IN ('form_view', 'form_start', 'form_submit') AND is_bot = 0 GROUP BY form_id, kind",
+                range("ts")
+            ))
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        let mut builder = FormStatsBuilder::default();
+        for row in rows {
+            let slot: fn(&mut FormStats) -> &mut u64 = match row.kind.as_str() {
+                "form_view" => |s| &mut s.views,
+                "form_start" => |s| &mut s.starts,
+                _ => |s| &mut s.submissions,
+            };
+            builder.add_count(&row.form_id, slot, row.count);
+        }
+        Ok(builder.finish())
     }
 
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    DeadLetter, Device, EventBody, Geo, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
+    DeadLetter, Device, EventBody, FieldKind, FormDefinition, FormField, Geo, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
 };
 use uuid::Uuid;
 
@@ -35,7 +35,9 @@ macro_rules! store_conformance_suite {
             dead_letters_are_listed_newest_first,
             sites_users_and_meta_round_trip,
             data_survives_reopen,
-            invalid_cursor_is_an_error
+            invalid_cursor_is_an_error,
+            forms_round_trip_replace_and_delete,
+            form_stats_count_each_funnel_step
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -349,4 +351,83 @@ pub async fn invalid_cursor_is_an_error(harness: &dyn StoreHarness) {
         .await;
     assert!(matches!(bad, Err(crate::StoreError::InvalidCursor)));
     assert!(matches!(store.visitor_events("s1", "v", 5, Some("x:y")).await, Err(crate::StoreError::InvalidCursor)));
+}
+
+pub fn sample_form(site: &str, form: &str) -> FormDefinition {
+    FormDefinition {
+        site_id: site.into(),
+        form_id: form.into(),
+        name: format!("Form {form}"),
+        fields: vec![FormField {
+            name: "email".into(),
+            label: "Email".into(),
+            kind: FieldKind::Email,
+            required: true,
+            placeholder: None,
+            options: vec![],
+            min_length: None,
+            max_length: None,
+            company_email: true,
+            show_if: None,
+            progressive: false,
+            value: None,
+        }],
+        submit_label: "Send".into(),
+        success_message: "Thanks".into(),
+        created_at_ms: T0,
+        updated_at_ms: T0,
+    }
+}
+
+pub async fn forms_round_trip_replace_and_delete(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    store.put_form(&sample_form("s1", "b")).await.expect("put");
+    store.put_form(&sample_form("s1", "a")).await.expect("put");
+    store.put_form(&sample_form("s10", "a")).await.expect("put"); // a site id with s1 as prefix
+    store.put_form(&sample_form("s", "z")).await.expect("put");
+    let mut changed = sample_form("s1", "b");
+    changed.name = "Renamed".into();
+    changed.updated_at_ms = T0 + 1;
+    store.put_form(&changed).await.expect("replace");
+    assert_eq!(store.form("s1", "b").await.expect("get"), Some(changed));
+    assert!(store.form("s2", "b").await.expect("get").is_none());
+    let ids: Vec<String> = store.forms("s1").await.expect("list").into_iter().map(|f| f.form_id).collect();
+    assert_eq!(ids, vec!["a", "b"]);
+    assert!(store.delete_form("s1", "a").await.expect("delete"));
+    assert!(!store.delete_form("s1", "a").await.expect("delete again"));
+    assert!(store.form("s1", "a").await.expect("get").is_none());
+    drop(store);
+    let store = harness.open().await;
+    let ids: Vec<String> = store.forms("s1").await.expect("list").into_iter().map(|f| f.form_id).collect();
+    assert_eq!(ids, vec!["b"], "deletes and replaces survive reopen");
+    assert_eq!(store.forms("s10").await.expect("list").len(), 1);
+}
+
+pub async fn form_stats_count_each_funnel_step(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let view = |f: &str| EventBody::FormView { form_id: f.into() };
+    let start = |f: &str| EventBody::FormStart { form_id: f.into() };
+    let submit = |f: &str| EventBody::FormSubmit { form_id: f.into(), traits: BTreeMap::new() };
+    let mut events = vec![
+        sample_event("s1", "v1", T0, view("demo"), "/contact"),
+        sample_event("s1", "v1", T0 + 1, start("demo"), "/contact"),
+        sample_event("s1", "v1", T0 + 2, submit("demo"), "/contact"),
+        sample_event("s1", "v2", T0 + 3, view("demo"), "/contact"),
+        sample_event("s1", "v2", T0 + 4, view("demo"), "/contact"),
+        sample_event("s1", "v3", T0 + 5, view("newsletter"), "/blog"),
+        sample_event("s1", "v3", T0 + 6, EventBody::Pageview, "/blog"),
+        sample_event("s1", "v4", T0 + 7, view("demo"), "/contact"),
+        sample_event("s1", "v1", T0 + 10_000, view("demo"), "/contact"), // outside the window
+        sample_event("s2", "v1", T0, view("demo"), "/contact"),          // another site
+    ];
+    events[7].is_bot = true;
+    store.write(WriteBatch { events, ..WriteBatch::default() }).await.expect("write");
+    let stats = store.form_stats("s1", T0, T0 + 10_000).await.expect("stats");
+    assert_eq!(stats.len(), 2);
+    let demo = &stats[0];
+    assert_eq!((demo.form_id.as_str(), demo.views, demo.starts, demo.submissions), ("demo", 3, 1, 1));
+    assert!((demo.conversion_rate - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!((stats[1].form_id.as_str(), stats[1].views, stats[1].submissions), ("newsletter", 1, 0));
+    assert_eq!(stats[1].conversion_rate, 0.0);
+    assert!(store.form_stats("s3", T0, T0 + 10_000).await.expect("stats").is_empty());
 }

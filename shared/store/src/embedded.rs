@@ -7,7 +7,7 @@
 //!   visitor) as top-N indexes kept in step with every profile write, `visitor_sites` for lookup
 //!   by id alone;
 //! * `sessions` (site, start, session) → session JSON; `dead_letters` (site, received, id);
-//! * `sites`, `users`, `meta` keyed by name.
+//! * `sites`, `users`, `meta` keyed by name; `forms` keyed by `site/form`.
 //!
 //! One write transaction per [`WriteBatch`] makes dedupe, events, profiles and sessions change
 //! together, which is what makes replays after a crash exact.
@@ -18,13 +18,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use crm_schemas::{DeadLetter, Session, Site, StoredEvent, User, VisitorProfile};
+use crm_schemas::{DeadLetter, FormDefinition, Session, Site, StoredEvent, User, VisitorProfile};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    rank_value, BotFilter, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    rank_value, BotFilter, FormStats, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
     WriteOutcome,
 };
 
@@ -43,6 +43,8 @@ const DEAD_LETTERS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("dea
 const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Lead forms keyed `"{site_id}/{form_id}"` (ids never contain `/`).
+const FORMS: TableDefinition<&str, &[u8]> = TableDefinition::new("forms");
 
 const BOT_FLAG: u8 = 0x80;
 /// redb's page cache; its own default (1 GiB) dominates the process's memory.
@@ -122,6 +124,7 @@ impl EmbeddedStore {
             txn.open_table(SITES).map_err(db_err)?;
             txn.open_table(USERS).map_err(db_err)?;
             txn.open_table(META).map_err(db_err)?;
+            txn.open_table(FORMS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -484,6 +487,61 @@ impl Store for EmbeddedStore {
         self.blocking(|db| all_json(db, USERS)).await
     }
 
+    async fn put_form(&self, form: &FormDefinition) -> Result<()> {
+        let form = form.clone();
+        self.blocking(move |db| put_json(db, FORMS, &format!("{}/{}", form.site_id, form.form_id), &form)).await
+    }
+
+    async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>> {
+        let key = format!("{site_id}/{form_id}");
+        self.blocking(move |db| get_json(db, FORMS, &key)).await
+    }
+
+    async fn forms(&self, site_id: &str) -> Result<Vec<FormDefinition>> {
+        // '0' follows '/' in ASCII: the range covers exactly the "{site}/" prefix.
+        let (from, to) = (format!("{site_id}/"), format!("{site_id}0"));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(FORMS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in table.range::<&str>(from.as_str()..to.as_str()).map_err(db_err)? {
+                out.push(decode(row.map_err(db_err)?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_form(&self, site_id: &str, form_id: &str) -> Result<bool> {
+        let key = format!("{site_id}/{form_id}");
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            let existed = txn.open_table(FORMS).map_err(db_err)?.remove(key.as_str()).map_err(db_err)?.is_some();
+            txn.commit().map_err(db_err)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let events = txn.open_table(EVENTS).map_err(db_err)?;
+            let mut builder = FormStatsBuilder::default();
+            let s = site.as_str();
+            for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
+                let (_, value) = row.map_err(db_err)?;
+                let bytes = value.value();
+                if contains(bytes, br#""type":"form_"#) {
+                    builder.add(&decode::<StoredEvent>(bytes)?);
+                }
+            }
+            Ok(builder.finish())
+        })
+        .await
+    }
+
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let key = key.to_owned();
         self.blocking(move |db| {
@@ -511,8 +569,11 @@ impl Store for EmbeddedStore {
 
 /// True when the JSON bytes contain `"type":"pageview"` (the serializer writes it compactly).
 fn memchr_pageview(bytes: &[u8]) -> bool {
-    const NEEDLE: &[u8] = br#""type":"pageview""#;
-    bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+    contains(bytes, br#""type":"pageview""#)
+}
+
+fn contains(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!   sessions, dead letters) atomically where the backend allows it, ignoring events whose
 //!   `event_id` is already stored, so replays after a crash never double-count.
 //! * Query side: point lookups and top-N listings of visitors, per-visitor timelines, the
-//!   analytics overview, dead letters; and the small configuration entities (sites, users, meta).
+//!   analytics overview and form funnels, dead letters; and the small configuration entities
+//!   (sites, lead forms, users, meta).
 //!
 //! Implementations: [`embedded::EmbeddedStore`] (redb under the data dir, the default) and, with
 //! the ClickHouse issue, ClickHouse. Both must pass the shared [`conformance`] suite.
@@ -12,7 +13,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use crm_schemas::{DeadLetter, Session, Site, StoredEvent, User, VisitorProfile};
+use crm_schemas::{DeadLetter, FormDefinition, Session, Site, StoredEvent, User, VisitorProfile};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -21,7 +22,7 @@ pub mod embedded;
 mod overview;
 
 pub use embedded::EmbeddedStore;
-pub use overview::{Count, Overview, OverviewBuilder};
+pub use overview::{Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -155,6 +156,16 @@ pub trait Store: Send + Sync + 'static {
     async fn put_user(&self, user: &User) -> Result<()>;
     async fn user(&self, username: &str) -> Result<Option<User>>;
     async fn users(&self) -> Result<Vec<User>>;
+    /// Creates or replaces a lead form (keyed by site and form id).
+    async fn put_form(&self, form: &FormDefinition) -> Result<()>;
+    async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>>;
+    /// A site's forms, ordered by form id.
+    async fn forms(&self, site_id: &str) -> Result<Vec<FormDefinition>>;
+    /// Deletes a form; false when there was none. Its events stay (they are history).
+    async fn delete_form(&self, site_id: &str, form_id: &str) -> Result<bool>;
+    /// The funnel of every form with events in `[from_ms, to_ms)`, bots excluded.
+    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>>;
+
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
 

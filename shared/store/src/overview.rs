@@ -1,9 +1,10 @@
 //! Backend-neutral aggregation of the analytics overview from sessions and pageviews, so every
-//! store computes bounce, duration and top-N lists with the same definitions.
+//! store computes bounce, duration and top-N lists with the same definitions; and of the lead-form
+//! funnel (views → starts → submissions) from form events.
 
 use std::collections::{HashMap, HashSet};
 
-use crm_schemas::{Session, StoredEvent};
+use crm_schemas::{EventBody, Session, StoredEvent};
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -106,5 +107,57 @@ impl OverviewBuilder {
             browsers: top(self.browsers, top_n),
             utm_sources: top(self.utm_sources, top_n),
         }
+    }
+}
+
+/// One lead form's funnel over a time window (bots excluded).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FormStats {
+    pub form_id: String,
+    pub views: u64,
+    pub starts: u64,
+    pub submissions: u64,
+    /// Submissions / views (0 without views); can exceed 1 when submits come from elsewhere.
+    pub conversion_rate: f64,
+}
+
+/// Counts form events per form; `finish` orders by submissions, then views, then id.
+#[derive(Default)]
+pub struct FormStatsBuilder {
+    forms: HashMap<String, FormStats>,
+}
+
+impl FormStatsBuilder {
+    /// Counts the event if it is a form event of a human visitor.
+    pub fn add(&mut self, event: &StoredEvent) {
+        if event.is_bot {
+            return;
+        }
+        let (form_id, slot): (&str, fn(&mut FormStats) -> &mut u64) = match &event.body {
+            EventBody::FormView { form_id } => (form_id, |s| &mut s.views),
+            EventBody::FormStart { form_id } => (form_id, |s| &mut s.starts),
+            EventBody::FormSubmit { form_id, .. } => (form_id, |s| &mut s.submissions),
+            _ => return,
+        };
+        self.add_count(form_id, slot, 1);
+    }
+
+    /// Adds `n` to one counter of a form (stores that aggregate in SQL feed counts directly).
+    pub fn add_count(&mut self, form_id: &str, slot: fn(&mut FormStats) -> &mut u64, n: u64) {
+        let stats = self.forms.entry(form_id.to_owned()).or_insert_with(|| FormStats { form_id: form_id.to_owned(), ..FormStats::default() });
+        *slot(stats) += n;
+    }
+
+    pub fn finish(self) -> Vec<FormStats> {
+        let mut all: Vec<FormStats> = self
+            .forms
+            .into_values()
+            .map(|mut s| {
+                s.conversion_rate = if s.views == 0 { 0.0 } else { s.submissions as f64 / s.views as f64 };
+                s
+            })
+            .collect();
+        all.sort_by(|a, b| b.submissions.cmp(&a.submissions).then(b.views.cmp(&a.views)).then_with(|| a.form_id.cmp(&b.form_id)));
+        all
     }
 }
