@@ -141,7 +141,7 @@ fn log_health(health: &Health, log: Arc<dyn EventLog>) {
     health.add_check("event_log", move || log.stats().unavailable);
 }
 
-/// First start: token secret, admin user (password printed once) and the `demo` site.
+/// First start: token secret, admin user (password printed once), the `demo` site and its lead form.
 async fn bootstrap(store: &Arc<dyn Store>, auth: &AuthArgs) -> Result<crm_api::JwtKeys> {
     auth.validate()?;
     let first_start = store.users().await?.is_empty();
@@ -156,6 +156,8 @@ async fn bootstrap(store: &Arc<dyn Store>, auth: &AuthArgs) -> Result<crm_api::J
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         store.put_site(&Site::new("demo", "Demo site", now)).await?;
         println!("created site 'demo' (any origin may send events; restrict it with PUT /api/v1/sites/demo)");
+        store.put_form(&crate::demo::demo_form("demo", now)).await?;
+        println!("created lead form 'demo-request' on site 'demo' (embed: /widgets/forms-embed.js)");
     }
     Ok(boot.keys)
 }

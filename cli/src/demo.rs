@@ -88,6 +88,28 @@ fn persona(rng: &mut StdRng) -> Persona {
     }
 }
 
+/// The lead form `crm up` creates for the demo site on first start (what widgets/demo-site's
+/// contact page embeds and `crm demo` traffic submits).
+pub const DEMO_FORM_ID: &str = "demo-request";
+
+pub fn demo_form(site_id: &str, now_ms: i64) -> crm_schemas::FormDefinition {
+    let definition = json!({
+        "site_id": site_id, "form_id": DEMO_FORM_ID, "name": "Request a demo",
+        "submit_label": "Request a demo", "success_message": "Thanks! We'll be in touch within one business day.",
+        "created_at_ms": now_ms, "updated_at_ms": now_ms,
+        "fields": [
+            {"name": "email", "label": "Work email", "type": "email", "required": true, "company_email": true, "placeholder": "you@company.com"},
+            {"name": "name", "label": "Full name", "type": "text", "required": true, "progressive": true, "max_length": 120},
+            {"name": "company", "label": "Company", "type": "text", "required": true, "progressive": true, "max_length": 120},
+            {"name": "team_size", "label": "Team size", "type": "select", "options": ["1-10", "11-50", "51-200", "201-1000", "1000+"]},
+            {"name": "use_case", "label": "What would you like to see?", "type": "textarea", "max_length": 256},
+            {"name": "newsletter", "label": "Send me product news", "type": "checkbox"},
+            {"name": "source", "type": "hidden", "value": "demo-request-form"}
+        ]
+    });
+    serde_json::from_value(definition).expect("the demo form definition is valid JSON for FormDefinition")
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -179,11 +201,25 @@ fn plan_visitor(rng: &mut StdRng, args: &DemoArgs, index: usize, now: i64) -> Ve
             }
             ts += dwell + rng.gen_range(500..3_000);
         }
-        if persona == Persona::Buyer && n > 0 && rng.gen_bool(0.6) {
+        let submits = persona == Persona::Buyer && n > 0 && rng.gen_bool(0.6);
+        // The demo-request form sits on /demo: everyone who reaches it sees it (a view), buyers
+        // who submit start it first; some others start and abandon it.
+        if persona != Persona::Bot && (submits || pages.iter().any(|p| *p == "/demo")) {
+            let form_event = |kind: &str, at: i64| {
+                let mut event = base(&args.site, kind, &visitor, &session, at, &format!("{host}/demo"));
+                event["form_id"] = json!(DEMO_FORM_ID);
+                event
+            };
+            events.push(form_event("form_view", ts - 400));
+            if submits || rng.gen_bool(0.3) {
+                events.push(form_event("form_start", ts - 200));
+            }
+        }
+        if submits {
             let (domain, company) = *COMPANIES.choose(rng).expect("companies");
             let first = *FIRST_NAMES.choose(rng).expect("names");
             let mut submit = base(&args.site, "form_submit", &visitor, &session, ts, &format!("{host}/demo"));
-            submit["form_id"] = json!("demo-request");
+            submit["form_id"] = json!(DEMO_FORM_ID);
             submit["traits"] = json!({"email": format!("{first}.{index}@{domain}"), "name": first, "company": company});
             events.push(submit);
         }
@@ -280,7 +316,14 @@ mod tests {
                 }
             }
         }
-        assert!(kinds.len() >= 4, "{kinds:?}");
+        for kind in ["FormView", "FormStart", "FormSubmit", "Pageview", "Engagement", "Click"] {
+            assert!(kinds.contains(&format!("Some({kind})")), "{kind} missing from {kinds:?}");
+        }
         assert!(bots > 0, "bots are part of the mix");
+    }
+
+    #[test]
+    fn demo_form_is_a_valid_definition() {
+        assert_eq!(demo_form("demo", 0).check(), vec![]);
     }
 }
