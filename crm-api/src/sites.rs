@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use crm_schemas::{PageRule, Role, Site};
+use crm_schemas::{IdealCustomerProfile, PageRule, Role, Site};
 use serde::Deserialize;
 
 use crate::auth::{now_ms, AuthUser};
@@ -19,6 +19,8 @@ struct SiteInput {
     #[serde(default)]
     page_rules: Vec<PageRule>,
     intent_half_life_days: Option<f64>,
+    /// What lead "company fit" is scored against.
+    icp: Option<IdealCustomerProfile>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -71,6 +73,19 @@ fn validate(input: &SiteInput) -> Vec<(String, String)> {
             problems.push(("intent_half_life_days".into(), "must be between 0.5 and 365".into()));
         }
     }
+    if let Some(icp) = &input.icp {
+        if let (Some(min), Some(max)) = (icp.min_employees, icp.max_employees) {
+            if min > max {
+                problems.push(("icp.min_employees".into(), "must not exceed icp.max_employees".into()));
+            }
+        }
+        if icp.industries.len() > 100 || icp.tech.len() > 100 {
+            problems.push(("icp".into(), "at most 100 industries and 100 technologies".into()));
+        }
+        if icp.min_revenue.is_some_and(|r| !r.is_finite() || r < 0.0) {
+            problems.push(("icp.min_revenue".into(), "must be a non-negative number".into()));
+        }
+    }
     problems
 }
 
@@ -99,6 +114,9 @@ fn apply(site: &mut Site, input: SiteInput) {
     site.page_rules = input.page_rules;
     if let Some(half_life) = input.intent_half_life_days {
         site.intent_half_life_days = half_life;
+    }
+    if let Some(icp) = input.icp {
+        site.icp = icp;
     }
 }
 
@@ -155,7 +173,8 @@ mod tests {
     fn validation_reports_every_field() {
         let input: SiteInput = serde_json::from_str(
             r#"{"site_id":"bad id","name":"","allowed_origins":["https://ok.example","ftp://x","https://a.example/path"],
-                "page_rules":[{"pattern":"","signal":"Bad Signal","points":500}],"intent_half_life_days":0}"#,
+                "page_rules":[{"pattern":"","signal":"Bad Signal","points":500}],"intent_half_life_days":0,
+                "icp":{"min_employees":500,"max_employees":50,"min_revenue":-1}}"#,
         )
         .unwrap();
         let fields: Vec<String> = validate(&input).into_iter().map(|(f, _)| f).collect();
@@ -169,7 +188,9 @@ mod tests {
                 "page_rules[0].pattern",
                 "page_rules[0].signal",
                 "page_rules[0].points",
-                "intent_half_life_days"
+                "intent_half_life_days",
+                "icp.min_employees",
+                "icp.min_revenue"
             ]
         );
         let fine: SiteInput = serde_json::from_str(r#"{"name":"Acme","allowed_origins":["*","http://localhost:3000"]}"#).unwrap();

@@ -6,6 +6,7 @@
 
 mod event;
 mod forms;
+mod leads;
 mod records;
 mod scalar;
 
@@ -16,6 +17,10 @@ pub use event::{
 pub use forms::{
     is_email, is_free_email, valid_key, FieldError, FieldKind, FormDefinition, FormField, ShowIf,
     FREE_EMAIL_DOMAINS,
+};
+pub use leads::{
+    company_domain, lead_id_for, normalize_email, IdealCustomerProfile, IdentityConflict, Lead, LeadActivity,
+    LeadAudit, LeadCrm, LeadStatus, Outcome, OutcomeRecord, ScoreBreakdown, ScorePoint,
 };
 pub use records::{
     DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,

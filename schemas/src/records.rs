@@ -223,6 +223,9 @@ pub struct Site {
     /// Half-life of intent points in days.
     #[serde(default = "default_half_life")]
     pub intent_half_life_days: f64,
+    /// What lead "company fit" is scored against.
+    #[serde(default)]
+    pub icp: crate::IdealCustomerProfile,
     pub created_at_ms: i64,
 }
 
@@ -238,6 +241,7 @@ impl Site {
             allowed_origins: Vec::new(),
             page_rules: Vec::new(),
             intent_half_life_days: default_half_life(),
+            icp: crate::IdealCustomerProfile::default(),
             created_at_ms: now_ms,
         }
     }
