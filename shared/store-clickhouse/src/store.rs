@@ -6,9 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use clickhouse::Client;
-use crm_schemas::{DeadLetter, FormDefinition, Session, Site, StoredEvent, User, VisitorProfile};
+use crm_schemas::{
+    DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    VisitorProfile,
+};
 use crm_store::{
-    rank_value, BotFilter, Count, FormStats, FormStatsBuilder, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
+    rank_value, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -36,6 +39,10 @@ impl ClickHouseConfig {
         ClickHouseConfig { url: url.into(), database: database.into(), user: None, password: None, retention_days: None }
     }
 }
+
+mod leads;
+
+pub(crate) use leads::MIGRATION as LEADS_MIGRATION;
 
 #[derive(Clone)]
 pub struct ClickHouseStore {
@@ -344,6 +351,7 @@ impl Store for ClickHouseStore {
             .map(|d| Ok(DeadLetterRow { site_id: d.site_id.clone(), received: d.received_at_ms, id: d.id.to_string(), body: encode(d)? }))
             .collect::<Result<_>>()?;
         self.insert_rows("dead_letters", &letters).await?;
+        self.write_leads(&batch).await?;
 
         let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
         let mut unseen = self.unseen_event_ids(&ids).await?;
@@ -540,6 +548,34 @@ impl Store for ClickHouseStore {
 
     async fn users(&self) -> Result<Vec<User>> {
         self.all_keyed("users").await
+    }
+
+    async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>> {
+        self.get_leads(keys).await
+    }
+
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>> {
+        self.query_leads(query).await
+    }
+
+    async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>> {
+        self.get_lead_crm(site_id, lead_id).await
+    }
+
+    async fn put_lead_crm(&self, crm: &LeadCrm, audit: &[LeadAudit]) -> Result<()> {
+        self.save_lead_crm(crm, audit).await
+    }
+
+    async fn lead_audit(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<LeadAudit>> {
+        self.get_lead_audit(site_id, lead_id, limit).await
+    }
+
+    async fn score_history(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<ScorePoint>> {
+        self.get_score_history(site_id, lead_id, limit).await
+    }
+
+    async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>> {
+        self.get_conflicts(site_id, unresolved_only, limit).await
     }
 
     async fn put_form(&self, form: &FormDefinition) -> Result<()> {

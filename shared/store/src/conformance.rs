@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    DeadLetter, Device, EventBody, FieldKind, FormDefinition, FormField, Geo, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
+    DeadLetter, Device, EventBody, FieldKind, FormDefinition, FormField, Geo, IdentityConflict, Lead, LeadAudit, LeadCrm,
+    LeadStatus, Role, ScorePoint, Session, Site, StoredEvent, User, Utm, VisitorProfile,
 };
 use uuid::Uuid;
 
-use crate::{BotFilter, Store, VisitorQuery, VisitorSort, WriteBatch};
+use crate::{BotFilter, LeadQuery, LeadSort, Store, VisitorQuery, VisitorSort, WriteBatch};
 
 #[async_trait]
 pub trait StoreHarness: Send + Sync {
@@ -37,7 +38,9 @@ macro_rules! store_conformance_suite {
             data_survives_reopen,
             invalid_cursor_is_an_error,
             forms_round_trip_replace_and_delete,
-            form_stats_count_each_funnel_step
+            form_stats_count_each_funnel_step,
+            leads_filter_sort_and_page,
+            lead_crm_audit_scores_and_conflicts
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -430,4 +433,131 @@ pub async fn form_stats_count_each_funnel_step(harness: &dyn StoreHarness) {
     assert_eq!((stats[1].form_id.as_str(), stats[1].views, stats[1].submissions), ("newsletter", 1, 0));
     assert_eq!(stats[1].conversion_rate, 0.0);
     assert!(store.form_stats("s3", T0, T0 + 10_000).await.expect("stats").is_empty());
+}
+
+pub fn sample_lead(site: &str, email: &str, score: u8, last_activity_ms: i64) -> Lead {
+    Lead {
+        site_id: site.into(),
+        lead_id: crm_schemas::lead_id_for(site, email),
+        email: email.into(),
+        visitor_ids: vec![format!("v-{email}")],
+        company_domain: crm_schemas::company_domain(email),
+        source: "direct".into(),
+        first_seen_ms: T0,
+        last_activity_ms,
+        created_at_ms: last_activity_ms - 1000,
+        score,
+        ..Lead::default()
+    }
+}
+
+pub async fn leads_filter_sort_and_page(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let mut google = sample_lead("s1", "bo@globex.example", 80, T0 + 3);
+    google.source = "google".into();
+    google.traits.insert("company".into(), crm_schemas::Scalar::Str("Globex Corporation".into()));
+    let leads = vec![
+        sample_lead("s1", "ada@acme.example", 90, T0 + 1),
+        google,
+        sample_lead("s1", "cy@gmail.com", 80, T0 + 5),
+        sample_lead("s1", "di@initech.example", 10, T0 + 4),
+        sample_lead("s2", "ada@acme.example", 99, T0),
+    ];
+    store.write(WriteBatch { leads: leads.clone(), ..WriteBatch::default() }).await.expect("write");
+    let query = |f: &dyn Fn(&mut LeadQuery)| {
+        let mut q = LeadQuery { site_id: "s1".into(), limit: 10, ..LeadQuery::default() };
+        f(&mut q);
+        q
+    };
+    let emails = |page: &crate::Page<crate::LeadRecord>| page.items.iter().map(|r| r.lead.email.clone()).collect::<Vec<_>>();
+    let all = store.list_leads(&query(&|_| {})).await.expect("list");
+    assert_eq!(emails(&all), vec!["ada@acme.example", "cy@gmail.com", "bo@globex.example", "di@initech.example"], "score, then recency");
+    let by_recency = store.list_leads(&query(&|q| q.sort = LeadSort::LastActivity)).await.expect("list");
+    assert_eq!(emails(&by_recency)[0], "cy@gmail.com");
+    let first = store.list_leads(&query(&|q| q.limit = 3)).await.expect("page 1");
+    let rest = store.list_leads(&query(&|q| q.cursor = first.next_cursor.clone())).await.expect("page 2");
+    assert_eq!(emails(&rest), vec!["di@initech.example"]);
+    assert!(rest.next_cursor.is_none());
+    let band = store.list_leads(&query(&|q| { q.min_score = Some(50); q.max_score = Some(85); })).await.expect("band");
+    assert_eq!(emails(&band), vec!["cy@gmail.com", "bo@globex.example"]);
+    let company = store.list_leads(&query(&|q| q.company = Some("globex".into()))).await.expect("company");
+    assert_eq!(emails(&company), vec!["bo@globex.example"]);
+    let domain = store.list_leads(&query(&|q| q.company = Some("acme.example".into()))).await.expect("domain");
+    assert_eq!(emails(&domain), vec!["ada@acme.example"]);
+    let source = store.list_leads(&query(&|q| q.source = Some("google".into()))).await.expect("source");
+    assert_eq!(emails(&source), vec!["bo@globex.example"]);
+    let recent = store.list_leads(&query(&|q| q.active_since_ms = Some(T0 + 4))).await.expect("recent");
+    assert_eq!(emails(&recent), vec!["cy@gmail.com", "di@initech.example"]);
+    let keys = vec![("s1".to_owned(), leads[0].lead_id.clone()), ("s2".to_owned(), leads[4].lead_id.clone()), ("s1".into(), "lead_missing".into())];
+    let mut found = store.leads(&keys).await.expect("get");
+    found.sort_by_key(|l| l.site_id.clone());
+    assert_eq!(found, vec![leads[0].clone(), leads[4].clone()]);
+    let bad = store.list_leads(&query(&|q| q.cursor = Some("nonsense".into()))).await;
+    assert!(matches!(bad, Err(crate::StoreError::InvalidCursor)));
+}
+
+pub async fn lead_crm_audit_scores_and_conflicts(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let ada = sample_lead("s1", "ada@acme.example", 70, T0);
+    let bo = sample_lead("s1", "bo@acme.example", 20, T0);
+    let point = |lead: &Lead, at: i64, score: u8| ScorePoint { site_id: "s1".into(), lead_id: lead.lead_id.clone(), at_ms: at, score };
+    let conflict = IdentityConflict {
+        site_id: "s1".into(),
+        visitor_id: "shared".into(),
+        lead_id: ada.lead_id.clone(),
+        other_lead_id: bo.lead_id.clone(),
+        other_email: bo.email.clone(),
+        event_id: Uuid::new_v4(),
+        at_ms: T0 + 5,
+        resolved: false,
+    };
+    let batch = WriteBatch {
+        leads: vec![ada.clone(), bo.clone()],
+        score_points: vec![point(&ada, T0, 40), point(&ada, T0 + 10, 70), point(&bo, T0, 20)],
+        conflicts: vec![conflict.clone()],
+        ..WriteBatch::default()
+    };
+    store.write(batch.clone()).await.expect("write");
+    store.write(batch).await.expect("replayed write is harmless");
+    let history = store.score_history("s1", &ada.lead_id, 10).await.expect("history");
+    assert_eq!(history.iter().map(|p| (p.at_ms, p.score)).collect::<Vec<_>>(), vec![(T0, 40), (T0 + 10, 70)]);
+    assert_eq!(store.score_history("s1", &ada.lead_id, 1).await.expect("history")[0].score, 70, "the newest points");
+    assert_eq!(store.identity_conflicts("s1", true, 10).await.expect("conflicts"), vec![conflict]);
+    assert!(store.identity_conflicts("s2", false, 10).await.expect("conflicts").is_empty());
+
+    assert!(store.lead_crm("s1", &ada.lead_id).await.expect("crm").is_none());
+    let fields = LeadCrm {
+        site_id: "s1".into(),
+        lead_id: ada.lead_id.clone(),
+        status: LeadStatus::Working,
+        owner: Some("rep".into()),
+        updated_at_ms: T0 + 20,
+        ..LeadCrm::default()
+    };
+    let audit = |at: i64, field: &str, old: Option<&str>, new: &str| LeadAudit {
+        site_id: "s1".into(),
+        lead_id: ada.lead_id.clone(),
+        at_ms: at,
+        by: "admin".into(),
+        field: field.into(),
+        old: old.map(str::to_owned),
+        new: Some(new.into()),
+    };
+    store.put_lead_crm(&fields, &[audit(T0 + 20, "status", Some("new"), "working"), audit(T0 + 20, "owner", None, "rep")]).await.expect("put");
+    let deleted = LeadCrm { deleted_at_ms: Some(T0 + 30), updated_at_ms: T0 + 30, ..fields.clone() };
+    store.put_lead_crm(&deleted, &[audit(T0 + 30, "deleted", None, "true")]).await.expect("put");
+    assert_eq!(store.lead_crm("s1", &ada.lead_id).await.expect("crm"), Some(deleted));
+    let trail = store.lead_audit("s1", &ada.lead_id, 10).await.expect("audit");
+    assert_eq!(trail.len(), 3);
+    assert_eq!(trail[0].field, "deleted", "newest first");
+    assert!(store.lead_audit("s1", &bo.lead_id, 10).await.expect("audit").is_empty());
+
+    let store_ref = &store;
+    let listed = |q: LeadQuery| async move { store_ref.list_leads(&q).await.expect("list").items.into_iter().map(|r| r.lead.email).collect::<Vec<_>>() };
+    let base = LeadQuery { site_id: "s1".into(), limit: 10, ..LeadQuery::default() };
+    assert_eq!(listed(base.clone()).await, vec!["bo@acme.example"], "soft-deleted leads are hidden");
+    assert_eq!(listed(LeadQuery { include_deleted: true, ..base.clone() }).await.len(), 2);
+    assert_eq!(listed(LeadQuery { status: Some(LeadStatus::New), ..base.clone() }).await, vec!["bo@acme.example"], "no CRM row = new");
+    let working = LeadQuery { status: Some(LeadStatus::Working), owner: Some("rep".into()), include_deleted: true, ..base };
+    assert_eq!(listed(working).await, vec!["ada@acme.example"]);
 }

@@ -18,15 +18,20 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use crm_schemas::{DeadLetter, FormDefinition, Session, Site, StoredEvent, User, VisitorProfile};
+use crm_schemas::{
+    DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    VisitorProfile,
+};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    rank_value, BotFilter, FormStats, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    rank_value, BotFilter, FormStats, LeadQuery, LeadRecord, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
     WriteOutcome,
 };
+
+mod leads;
 
 type EventKey<'a> = (&'a str, i64, u128);
 const EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
@@ -125,6 +130,7 @@ impl EmbeddedStore {
             txn.open_table(USERS).map_err(db_err)?;
             txn.open_table(META).map_err(db_err)?;
             txn.open_table(FORMS).map_err(db_err)?;
+            leads::create_tables(&txn)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -197,6 +203,7 @@ impl EmbeddedStore {
                 dead.insert((letter.site_id.as_str(), letter.received_at_ms, letter.id.as_u128()), encode(letter)?.as_slice())
                     .map_err(db_err)?;
             }
+            leads::write(&txn, &batch)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(outcome)
@@ -485,6 +492,41 @@ impl Store for EmbeddedStore {
 
     async fn users(&self) -> Result<Vec<User>> {
         self.blocking(|db| all_json(db, USERS)).await
+    }
+
+    async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>> {
+        let keys = keys.to_vec();
+        self.blocking(move |db| leads::get(db, &keys)).await
+    }
+
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>> {
+        let query = query.clone();
+        self.blocking(move |db| leads::list(db, &query)).await
+    }
+
+    async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>> {
+        let (site, lead) = (site_id.to_owned(), lead_id.to_owned());
+        self.blocking(move |db| leads::crm(db, &site, &lead)).await
+    }
+
+    async fn put_lead_crm(&self, crm: &LeadCrm, audit: &[LeadAudit]) -> Result<()> {
+        let (crm, audit) = (crm.clone(), audit.to_vec());
+        self.blocking(move |db| leads::put_crm(db, &crm, &audit)).await
+    }
+
+    async fn lead_audit(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<LeadAudit>> {
+        let (site, lead) = (site_id.to_owned(), lead_id.to_owned());
+        self.blocking(move |db| leads::audit(db, &site, &lead, limit)).await
+    }
+
+    async fn score_history(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<ScorePoint>> {
+        let (site, lead) = (site_id.to_owned(), lead_id.to_owned());
+        self.blocking(move |db| leads::scores(db, &site, &lead, limit)).await
+    }
+
+    async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| leads::conflicts(db, &site, unresolved_only, limit)).await
     }
 
     async fn put_form(&self, form: &FormDefinition) -> Result<()> {

@@ -4,7 +4,8 @@
 //!   sessions, dead letters) atomically where the backend allows it, ignoring events whose
 //!   `event_id` is already stored, so replays after a crash never double-count.
 //! * Query side: point lookups and top-N listings of visitors, per-visitor timelines, the
-//!   analytics overview and form funnels, dead letters; and the small configuration entities
+//!   analytics overview and form funnels, dead letters, leads (with CRM fields, audit, score
+//!   history and identity conflicts); and the small configuration entities
 //!   (sites, lead forms, users, meta).
 //!
 //! Implementations: [`embedded::EmbeddedStore`] (redb under the data dir, the default) and, with
@@ -13,15 +14,20 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use crm_schemas::{DeadLetter, FormDefinition, Session, Site, StoredEvent, User, VisitorProfile};
+use crm_schemas::{
+    DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    VisitorProfile,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub mod conformance;
 pub mod embedded;
+mod leads;
 mod overview;
 
 pub use embedded::EmbeddedStore;
+pub use leads::{lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort};
 pub use overview::{Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +64,23 @@ pub struct WriteBatch {
     pub visitors: Vec<VisitorProfile>,
     pub sessions: Vec<Session>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Full latest states of the leads the batch touched (upserts).
+    pub leads: Vec<Lead>,
+    /// Identity conflicts found (upserts keyed by site, visitor and the other lead).
+    pub conflicts: Vec<IdentityConflict>,
+    /// Lead score changes (keyed by site, lead and time).
+    pub score_points: Vec<ScorePoint>,
 }
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.visitors.is_empty() && self.sessions.is_empty() && self.dead_letters.is_empty()
+        self.events.is_empty()
+            && self.visitors.is_empty()
+            && self.sessions.is_empty()
+            && self.dead_letters.is_empty()
+            && self.leads.is_empty()
+            && self.conflicts.is_empty()
+            && self.score_points.is_empty()
     }
 }
 
@@ -156,6 +174,20 @@ pub trait Store: Send + Sync + 'static {
     async fn put_user(&self, user: &User) -> Result<()>;
     async fn user(&self, username: &str) -> Result<Option<User>>;
     async fn users(&self) -> Result<Vec<User>>;
+    /// Several leads at once, keyed (site, lead id); missing ones are absent.
+    async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>>;
+    /// Leads with their CRM fields, filtered, sorted and cursor-paginated.
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>>;
+    async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>>;
+    /// Replaces the CRM fields of a lead and appends the audit entries of the change.
+    async fn put_lead_crm(&self, crm: &LeadCrm, audit: &[LeadAudit]) -> Result<()>;
+    /// A lead's audit trail, newest first.
+    async fn lead_audit(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<LeadAudit>>;
+    /// A lead's score history, oldest first.
+    async fn score_history(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<ScorePoint>>;
+    /// Identity conflicts of a site, newest first (`unresolved_only` hides resolved ones).
+    async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>>;
+
     /// Creates or replaces a lead form (keyed by site and form id).
     async fn put_form(&self, form: &FormDefinition) -> Result<()>;
     async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>>;
