@@ -181,6 +181,9 @@ pub struct VisitorProfile {
     /// Distinct UTC days with activity, most recent last, at most 30 kept.
     #[serde(default)]
     pub active_days: Vec<i64>,
+    /// The lead this visitor is linked to (set by the first identify / form submit with an email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
     /// The session the next event may extend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_session: Option<Session>,

@@ -77,6 +77,8 @@ pub struct Processor {
     profiles: HashMap<(String, String), VisitorProfile>,
 }
 
+mod identity;
+
 const SITE_TTL: Duration = Duration::from_secs(10);
 
 /// One decodable event record with its log position.
@@ -199,6 +201,7 @@ impl Processor {
         let mut dirty: Vec<(String, String)> = Vec::new();
         let mut dirty_set: HashSet<(String, String)> = HashSet::new();
         let mut sessions = HashMap::new();
+        let mut signals = Vec::new();
         for Pending { event, collected, position, offset } in pending {
             let (mut stored, facts) = self.enricher.enrich(event, &collected);
             let rules = self.site_rules(&stored.site_id).await?;
@@ -218,8 +221,12 @@ impl Processor {
                     dirty.push(key);
                 }
             }
+            // Identity runs on replays too: linking is idempotent and a torn write may have
+            // stored the profile's link but not the lead.
+            signals.extend(identity::Signal::from_event(&stored));
             batch.events.push(stored);
         }
+        self.update_leads(signals, &mut dirty, &mut batch).await?;
         batch.visitors = dirty.iter().filter_map(|k| self.profiles.get(k).cloned()).collect();
         batch.sessions = sessions.into_values().collect();
         outcome.dead_letters = batch.dead_letters.len();

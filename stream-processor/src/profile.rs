@@ -14,6 +14,8 @@ use crate::urls::{referrer_host, Glob, UrlFacts};
 pub struct SiteRules {
     rules: Vec<(Glob, String, f64)>,
     pub half_life_days: f64,
+    /// What lead company fit is scored against.
+    pub icp: crm_schemas::IdealCustomerProfile,
 }
 
 impl SiteRules {
@@ -21,6 +23,7 @@ impl SiteRules {
         SiteRules {
             rules: site.effective_rules().into_iter().map(|r| (Glob::new(&r.pattern), r.signal, r.points)).collect(),
             half_life_days: site.intent_half_life_days,
+            icp: site.icp.clone(),
         }
     }
 

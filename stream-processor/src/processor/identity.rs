@@ -1,0 +1,223 @@
+//! Identity stitching and lead upkeep, run once per batch after the events were applied to
+//! their visitors' profiles:
+//!
+//! 1. Every `identify` / `form_submit` carrying an email names a lead (id derived from the
+//!    normalised email, so replays land on the same lead). An unlinked visitor is linked to it,
+//!    and its whole anonymous history becomes the lead's (the lead aggregates its visitors'
+//!    profiles). Another visitor identifying with the same email joins the same lead: devices
+//!    roll up.
+//! 2. A visitor already linked to a *different* lead is never re-linked or merged: the event
+//!    is recorded as an [`IdentityConflict`] for a person to resolve; the other identity still
+//!    gets (or updates) its own lead from the event's traits.
+//! 3. Every lead linked to a visitor the batch changed is recomputed from its visitors'
+//!    profiles: activity, first touch, score with breakdown and reasons; a changed score adds a
+//!    point to the history.
+//!
+//! Everything is recomputed from stored state, so re-running it after a torn write is harmless.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crm_schemas::{
+    company_domain, lead_id_for, normalize_email, EventBody, IdentityConflict, Lead, LeadActivity, Scalar, ScorePoint, StoredEvent,
+};
+use crm_store::{StoreError, WriteBatch};
+
+use super::Processor;
+use crate::lead_score;
+
+/// At most this many visitor ids per lead (cookie churn); the oldest links are dropped.
+const MAX_VISITORS_PER_LEAD: usize = 100;
+const MAX_ACTIVE_DAYS: usize = 30;
+
+/// An identify / form submit with a usable email, as seen in the batch.
+pub(super) struct Signal {
+    site_id: String,
+    visitor_id: String,
+    email: String,
+    traits: BTreeMap<String, Scalar>,
+    event_id: uuid::Uuid,
+    at_ms: i64,
+}
+
+impl Signal {
+    /// The identity an event carries, if any.
+    pub(super) fn from_event(event: &StoredEvent) -> Option<Signal> {
+        let traits = match &event.body {
+            EventBody::Identify { traits } | EventBody::FormSubmit { traits, .. } => traits,
+            _ => return None,
+        };
+        let email = normalize_email(traits.get("email")?.as_str()?)?;
+        Some(Signal {
+            site_id: event.site_id.clone(),
+            visitor_id: event.visitor_id.clone(),
+            email,
+            traits: traits.clone(),
+            event_id: event.event_id,
+            at_ms: event.ts_ms,
+        })
+    }
+}
+
+/// What the batch says about one lead.
+#[derive(Default)]
+struct LeadChanges {
+    email: Option<String>,
+    first_at_ms: Option<i64>,
+    new_visitors: Vec<String>,
+    traits: Vec<BTreeMap<String, Scalar>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Processor {
+    /// Links identified visitors to leads and recomputes every lead the batch touched. Profiles
+    /// it links are added to `dirty`; leads, conflicts and score points go into `batch`.
+    pub(super) async fn update_leads(&mut self, signals: Vec<Signal>, dirty: &mut Vec<(String, String)>, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        let mut changes: BTreeMap<(String, String), LeadChanges> = BTreeMap::new();
+        for signal in signals {
+            let lead_id = lead_id_for(&signal.site_id, &signal.email);
+            let key = (signal.site_id.clone(), signal.visitor_id.clone());
+            let profile = self.profiles.get_mut(&key).expect("signal visitors are loaded");
+            let change = changes.entry((signal.site_id.clone(), lead_id.clone())).or_default();
+            change.email = Some(signal.email.clone());
+            change.first_at_ms = Some(change.first_at_ms.map_or(signal.at_ms, |t| t.min(signal.at_ms)));
+            match profile.lead_id.as_deref() {
+                None => {
+                    profile.lead_id = Some(lead_id.clone());
+                    // The visitor's earlier traits (identify calls without an email) are this person's.
+                    change.traits.push(profile.traits.clone());
+                    change.new_visitors.push(signal.visitor_id.clone());
+                    if !dirty.contains(&key) {
+                        dirty.push(key);
+                    }
+                }
+                Some(linked) if linked == lead_id => {}
+                Some(linked) => {
+                    tracing::info!(site_id = %signal.site_id, visitor_id = %signal.visitor_id, "identity conflict recorded");
+                    batch.conflicts.push(IdentityConflict {
+                        site_id: signal.site_id.clone(),
+                        visitor_id: signal.visitor_id.clone(),
+                        lead_id: linked.to_owned(),
+                        other_lead_id: lead_id.clone(),
+                        other_email: signal.email.clone(),
+                        event_id: signal.event_id,
+                        at_ms: signal.at_ms,
+                        resolved: false,
+                    });
+                }
+            }
+            change.traits.push(signal.traits);
+        }
+        // Leads of every visitor the batch changed: their activity moved.
+        for key in dirty.iter() {
+            if let Some(lead_id) = self.profiles.get(key).and_then(|p| p.lead_id.clone()) {
+                changes.entry((key.0.clone(), lead_id)).or_default();
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(String, String)> = changes.keys().cloned().collect();
+        let mut stored: HashMap<(String, String), Lead> =
+            self.store.leads(&keys).await?.into_iter().map(|l| ((l.site_id.clone(), l.lead_id.clone()), l)).collect();
+        let now = now_ms();
+        for ((site_id, lead_id), change) in changes {
+            let existing = stored.remove(&(site_id.clone(), lead_id.clone()));
+            let old_score = existing.as_ref().map(|l| l.score);
+            let mut lead = match (existing, &change.email) {
+                (Some(lead), _) => lead,
+                (None, Some(email)) => Lead {
+                    site_id: site_id.clone(),
+                    lead_id: lead_id.clone(),
+                    email: email.clone(),
+                    company_domain: company_domain(email),
+                    created_at_ms: change.first_at_ms.unwrap_or(now),
+                    first_seen_ms: change.first_at_ms.unwrap_or(now),
+                    last_activity_ms: change.first_at_ms.unwrap_or(now),
+                    source: "direct".into(),
+                    ..Lead::default()
+                },
+                // A profile points at a lead the store lost (never expected): skip, don't invent.
+                (None, None) => {
+                    tracing::warn!(%site_id, %lead_id, "visitor linked to a missing lead");
+                    continue;
+                }
+            };
+            for visitor in change.new_visitors {
+                if !lead.visitor_ids.contains(&visitor) {
+                    lead.visitor_ids.push(visitor);
+                }
+            }
+            if lead.visitor_ids.len() > MAX_VISITORS_PER_LEAD {
+                let excess = lead.visitor_ids.len() - MAX_VISITORS_PER_LEAD;
+                lead.visitor_ids.drain(..excess);
+            }
+            for traits in change.traits {
+                lead.traits.extend(traits);
+            }
+            lead.traits.insert("email".into(), Scalar::Str(lead.email.clone()));
+            if let Some(at) = change.first_at_ms {
+                lead.last_activity_ms = lead.last_activity_ms.max(at);
+            }
+            self.aggregate(&mut lead).await?;
+            let rules = self.site_rules(&site_id).await?;
+            let (score, breakdown, reasons) = lead_score::score(&lead, &rules.icp, now);
+            lead.score = score;
+            lead.breakdown = breakdown;
+            lead.reasons = reasons;
+            if old_score != Some(score) {
+                batch.score_points.push(ScorePoint { site_id: site_id.clone(), lead_id: lead_id.clone(), at_ms: now, score });
+            }
+            batch.leads.push(lead);
+        }
+        Ok(())
+    }
+
+    /// Recomputes the lead's activity and first touch from its (human) visitors' profiles.
+    async fn aggregate(&mut self, lead: &mut Lead) -> Result<(), StoreError> {
+        let missing: Vec<(String, String)> = lead
+            .visitor_ids
+            .iter()
+            .map(|v| (lead.site_id.clone(), v.clone()))
+            .filter(|k| !self.profiles.contains_key(k))
+            .collect();
+        if !missing.is_empty() {
+            for profile in self.store.visitors(&missing).await? {
+                self.profiles.insert((profile.site_id.clone(), profile.visitor_id.clone()), profile);
+            }
+        }
+        let mut activity = LeadActivity::default();
+        let mut days = BTreeSet::new();
+        let mut first: Option<&crm_schemas::VisitorProfile> = None;
+        for visitor in &lead.visitor_ids {
+            let Some(profile) = self.profiles.get(&(lead.site_id.clone(), visitor.clone())) else { continue };
+            if profile.is_bot || profile.events == 0 {
+                continue;
+            }
+            activity.visits += profile.visits;
+            activity.pageviews += profile.pageviews;
+            activity.events += profile.events;
+            activity.engaged_ms += profile.time_spent_ms;
+            activity.intent_score = activity.intent_score.max(profile.intent_score);
+            for (signal, count) in &profile.intent_signals {
+                *activity.signals.entry(signal.clone()).or_default() += count;
+            }
+            days.extend(profile.active_days.iter().copied());
+            lead.last_activity_ms = lead.last_activity_ms.max(profile.last_seen_ms);
+            if first.is_none_or(|f| profile.first_seen_ms < f.first_seen_ms) {
+                first = Some(profile);
+            }
+        }
+        activity.active_days = days.into_iter().rev().take(MAX_ACTIVE_DAYS).collect();
+        activity.active_days.reverse();
+        if let Some(first) = first {
+            lead.first_seen_ms = lead.first_seen_ms.min(first.first_seen_ms);
+            lead.first_utm = first.first_utm.clone();
+            lead.source = first.first_utm.source.clone().or_else(|| first.first_referrer.clone()).unwrap_or_else(|| "direct".into());
+        }
+        lead.activity = activity;
+        Ok(())
+    }
+}
