@@ -152,6 +152,42 @@ impl Store for TornStore {
     async fn ping(&self) -> crm_store::Result<()> {
         self.inner.ping().await
     }
+    async fn leads(&self, k: &[(String, String)]) -> crm_store::Result<Vec<crm_schemas::Lead>> {
+        self.inner.leads(k).await
+    }
+    async fn list_leads(&self, q: &crm_store::LeadQuery) -> crm_store::Result<crm_store::Page<crm_store::LeadRecord>> {
+        self.inner.list_leads(q).await
+    }
+    async fn lead_crm(&self, s: &str, l: &str) -> crm_store::Result<Option<crm_schemas::LeadCrm>> {
+        self.inner.lead_crm(s, l).await
+    }
+    async fn put_lead_crm(&self, c: &crm_schemas::LeadCrm, a: &[crm_schemas::LeadAudit]) -> crm_store::Result<()> {
+        self.inner.put_lead_crm(c, a).await
+    }
+    async fn lead_audit(&self, s: &str, l: &str, n: usize) -> crm_store::Result<Vec<crm_schemas::LeadAudit>> {
+        self.inner.lead_audit(s, l, n).await
+    }
+    async fn score_history(&self, s: &str, l: &str, n: usize) -> crm_store::Result<Vec<crm_schemas::ScorePoint>> {
+        self.inner.score_history(s, l, n).await
+    }
+    async fn identity_conflicts(&self, s: &str, u: bool, n: usize) -> crm_store::Result<Vec<crm_schemas::IdentityConflict>> {
+        self.inner.identity_conflicts(s, u, n).await
+    }
+    async fn put_form(&self, f: &crm_schemas::FormDefinition) -> crm_store::Result<()> {
+        self.inner.put_form(f).await
+    }
+    async fn form(&self, s: &str, f: &str) -> crm_store::Result<Option<crm_schemas::FormDefinition>> {
+        self.inner.form(s, f).await
+    }
+    async fn forms(&self, s: &str) -> crm_store::Result<Vec<crm_schemas::FormDefinition>> {
+        self.inner.forms(s).await
+    }
+    async fn delete_form(&self, s: &str, f: &str) -> crm_store::Result<bool> {
+        self.inner.delete_form(s, f).await
+    }
+    async fn form_stats(&self, s: &str, f: i64, t: i64) -> crm_store::Result<Vec<crm_store::FormStats>> {
+        self.inner.form_stats(s, f, t).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
