@@ -116,6 +116,9 @@ impl Store for TornStore {
     async fn visitor_events(&self, s: &str, v: &str, l: usize, c: Option<&str>) -> crm_store::Result<crm_store::Page<crm_schemas::StoredEvent>> {
         self.inner.visitor_events(s, v, l, c).await
     }
+    async fn events_of_visitors(&self, s: &str, v: &[String], l: usize, c: Option<&str>) -> crm_store::Result<crm_store::Page<crm_schemas::StoredEvent>> {
+        self.inner.events_of_visitors(s, v, l, c).await
+    }
     async fn sessions_between(&self, s: &str, f: i64, t: i64, l: usize) -> crm_store::Result<Vec<crm_schemas::Session>> {
         self.inner.sessions_between(s, f, t, l).await
     }

@@ -438,6 +438,10 @@ impl Store for ClickHouseStore {
         self.newest_first(&source, &[site_id, visitor_id], limit, cursor).await
     }
 
+    async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        self.visitors_timeline(site_id, visitor_ids, limit, cursor).await
+    }
+
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
         let query = self
             .client

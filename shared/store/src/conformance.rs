@@ -40,7 +40,8 @@ macro_rules! store_conformance_suite {
             forms_round_trip_replace_and_delete,
             form_stats_count_each_funnel_step,
             leads_filter_sort_and_page,
-            lead_crm_audit_scores_and_conflicts
+            lead_crm_audit_scores_and_conflicts,
+            events_of_several_visitors_merge_newest_first
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -560,4 +561,22 @@ pub async fn lead_crm_audit_scores_and_conflicts(harness: &dyn StoreHarness) {
     assert_eq!(listed(LeadQuery { status: Some(LeadStatus::New), ..base.clone() }).await, vec!["bo@acme.example"], "no CRM row = new");
     let working = LeadQuery { status: Some(LeadStatus::Working), owner: Some("rep".into()), include_deleted: true, ..base };
     assert_eq!(listed(working).await, vec!["ada@acme.example"]);
+}
+
+pub async fn events_of_several_visitors_merge_newest_first(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let events: Vec<StoredEvent> = (0..5)
+        .map(|i| sample_event("s1", if i % 2 == 0 { "laptop" } else { "phone" }, T0 + i * 1000, EventBody::Pageview, &format!("/p{i}")))
+        .chain([sample_event("s1", "stranger", T0 + 10_000, EventBody::Pageview, "/x"), sample_event("s2", "laptop", T0 + 20_000, EventBody::Pageview, "/y")])
+        .collect();
+    store.write(WriteBatch { events, ..WriteBatch::default() }).await.expect("write");
+    let visitors = vec!["laptop".to_owned(), "phone".to_owned()];
+    let first = store.events_of_visitors("s1", &visitors, 3, None).await.expect("page 1");
+    let paths = |page: &crate::Page<StoredEvent>| page.items.iter().map(|e| e.path.clone().unwrap_or_default()).collect::<Vec<_>>();
+    assert_eq!(paths(&first), vec!["/p4", "/p3", "/p2"]);
+    let rest = store.events_of_visitors("s1", &visitors, 3, first.next_cursor.as_deref()).await.expect("page 2");
+    assert_eq!(paths(&rest), vec!["/p1", "/p0"]);
+    assert!(rest.next_cursor.is_none());
+    assert!(store.events_of_visitors("s1", &[], 3, None).await.expect("none").items.is_empty());
+    assert!(matches!(store.events_of_visitors("s1", &visitors, 3, Some("12:not-a-uuid")).await, Err(crate::StoreError::InvalidCursor)));
 }

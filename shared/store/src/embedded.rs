@@ -412,6 +412,51 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        let (site, visitors) = (site_id.to_owned(), visitor_ids.to_vec());
+        let upper = match cursor {
+            Some(c) => {
+                let (ts, id) = c.split_once(':').ok_or(StoreError::InvalidCursor)?;
+                let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
+                Some((ts, Uuid::parse_str(id).map_err(|_| StoreError::InvalidCursor)?.as_u128()))
+            }
+            None => None,
+        };
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
+            let events = txn.open_table(EVENTS).map_err(db_err)?;
+            let s = site.as_str();
+            // The newest `limit + 1` keys of each visitor, merged: enough to fill the page.
+            let mut keys: Vec<(i64, u128)> = Vec::new();
+            for v in &visitors {
+                let v = v.as_str();
+                let high = match upper {
+                    Some((ts, id)) => Bound::Excluded((s, v, ts, id)),
+                    None => Bound::Included((s, v, i64::MAX, u128::MAX)),
+                };
+                let range = timeline.range::<(&str, &str, i64, u128)>((Bound::Included((s, v, i64::MIN, 0u128)), high)).map_err(db_err)?;
+                for row in range.rev().take(limit + 1) {
+                    let (key, _) = row.map_err(db_err)?;
+                    let (_, _, ts, id) = key.value();
+                    keys.push((ts, id));
+                }
+            }
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            let more = keys.len() > limit;
+            keys.truncate(limit);
+            let mut items = Vec::with_capacity(keys.len());
+            for (ts, id) in keys {
+                if let Some(bytes) = events.get((s, ts, id)).map_err(db_err)? {
+                    items.push(decode::<StoredEvent>(bytes.value())?);
+                }
+            }
+            let next_cursor = if more { items.last().map(|e| format!("{}:{}", e.ts_ms, e.event_id)) } else { None };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
         let site = site_id.to_owned();
         self.blocking(move |db| {

@@ -161,6 +161,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>>;
     /// A visitor's events, newest first.
     async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
+    /// The events of several visitors (a lead's devices), newest first, merged. The cursor is
+    /// `"{ts_ms}:{event uuid}"` on every backend.
+    async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
     /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>>;
     /// Analytics over `[from_ms, to_ms)`, bots excluded.

@@ -4,11 +4,12 @@
 //! as the embedded store.
 
 use clickhouse::Row;
-use crm_schemas::{IdentityConflict, Lead, LeadAudit, LeadCrm, LeadStatus, ScorePoint};
+use crm_schemas::{IdentityConflict, Lead, LeadAudit, LeadCrm, LeadStatus, ScorePoint, StoredEvent};
 use crm_store::{lead_cursor, lead_rank, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, Page, Result, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{ch_err, decode, encode, now_nanos, ClickHouseStore};
+use super::{ch_err, decode, encode, now_nanos, split_cursor, ClickHouseStore};
+use crate::rows::TimedRow;
 
 #[derive(Row, Serialize)]
 struct LeadRow {
@@ -299,5 +300,30 @@ impl ClickHouseStore {
             .bind(site_id)
             .bind(limit as u64);
         self.bodies(query).await
+    }
+
+    /// Several visitors' events, newest first (a lead's timeline).
+    pub(super) async fn visitors_timeline(&self, site_id: &str, visitors: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        if visitors.is_empty() {
+            return Ok(Page { items: Vec::new(), next_cursor: None });
+        }
+        let after = if cursor.is_some() { " AND (ts, event_id) < (fromUnixTimestamp64Milli(toInt64(?), 'UTC'), ?)" } else { "" };
+        let sql = format!(
+            "SELECT body, toUnixTimestamp64Milli(ts) AS ts_ms, event_id AS id FROM events
+             WHERE site_id = ? AND visitor_id IN ?{after} ORDER BY ts DESC, event_id DESC LIMIT ?"
+        );
+        let mut query = self.client.query(&sql).bind(site_id).bind(visitors);
+        if let Some(cursor) = cursor {
+            let (ts, id) = split_cursor(cursor)?;
+            let ts: i64 = ts.parse().map_err(|_| crm_store::StoreError::InvalidCursor)?;
+            uuid::Uuid::parse_str(id).map_err(|_| crm_store::StoreError::InvalidCursor)?;
+            query = query.bind(ts).bind(id);
+        }
+        let rows: Vec<TimedRow> = query.bind(limit as u64 + 1).fetch_all().await.map_err(ch_err)?;
+        let more = rows.len() > limit;
+        let rows = &rows[..rows.len().min(limit)];
+        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<StoredEvent>>>()?;
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
+        Ok(Page { items, next_cursor })
     }
 }
