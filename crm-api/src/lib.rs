@@ -1,5 +1,5 @@
 //! The CRM API (`/api/v1/…`): login with JWT access tokens, sites, visitors with their scores and
-//! timelines, lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
+//! timelines, leads (CRM fields, audit, score history, timelines, feedback), lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
 //! (`{"success":true,"data":…,"meta":…}` or the typed error) and every input is validated into
 //! a typed value before it reaches the store.
 
@@ -7,6 +7,7 @@ mod analytics;
 mod auth;
 mod error;
 mod forms;
+mod leads;
 mod params;
 mod reply;
 mod sites;
@@ -29,6 +30,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/visitors", get(visitors::list))
         .route("/api/v1/visitors/{visitor_id}", get(visitors::get_one))
         .route("/api/v1/visitors/{visitor_id}/events", get(visitors::events))
+        .route("/api/v1/leads", get(leads::list).post(leads::create))
+        .route("/api/v1/leads/{lead_id}", get(leads::get_one).patch(leads::patch).delete(leads::delete))
+        .route("/api/v1/leads/{lead_id}/timeline", get(leads::timeline))
+        .route("/api/v1/leads/{lead_id}/audit", get(leads::audit))
+        .route("/api/v1/leads/{lead_id}/outcome", post(leads::outcome))
+        .route("/api/v1/reports/score-feedback", get(leads::score_feedback))
+        .route("/api/v1/identity-conflicts", get(leads::conflicts))
         .route("/api/v1/forms", get(forms::list).post(forms::create))
         .route("/api/v1/forms/{site_id}/{form_id}", get(forms::get_one).put(forms::replace).delete(forms::delete))
         .route("/api/v1/analytics/overview", get(analytics::overview))

@@ -6,6 +6,7 @@
 
 mod event;
 mod forms;
+pub mod lead_score;
 mod leads;
 mod records;
 mod scalar;

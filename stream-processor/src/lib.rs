@@ -10,7 +10,6 @@ mod enrich;
 mod geo;
 mod metrics;
 mod processor;
-mod lead_score;
 mod profile;
 pub mod scoring;
 mod urls;

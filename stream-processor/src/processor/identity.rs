@@ -23,7 +23,7 @@ use crm_schemas::{
 use crm_store::{StoreError, WriteBatch};
 
 use super::Processor;
-use crate::lead_score;
+use crm_schemas::lead_score;
 
 /// At most this many visitor ids per lead (cookie churn); the oldest links are dropped.
 const MAX_VISITORS_PER_LEAD: usize = 100;

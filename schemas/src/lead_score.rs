@@ -13,7 +13,7 @@
 //! Total = round(Σ weight · factor). An ICP criterion left empty accepts any value, but the lead
 //! must have the trait: unknown data earns nothing.
 
-use crm_schemas::{company_domain, IdealCustomerProfile, Lead, Scalar, ScoreBreakdown, DAY_MS};
+use crate::{company_domain, IdealCustomerProfile, Lead, Scalar, ScoreBreakdown, DAY_MS};
 
 pub const WEIGHTS: [(&str, f64); 5] = [("fit", 0.30), ("behavioural", 0.25), ("engagement", 0.20), ("intent", 0.15), ("timing", 0.10)];
 

@@ -1,0 +1,201 @@
+//! The leads API on a real server: listing with every filter, the CRM fields with RBAC and an
+//! audit trail, soft delete, the multi-device timeline, outcomes and the score-feedback report,
+//! identity conflicts, and typed errors for bad input.
+
+mod support;
+
+use crm_schemas::{EventBody, IdentityConflict, Lead};
+use crm_store::conformance::{sample_event, sample_lead};
+use crm_store::WriteBatch;
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::{code, start, Api};
+
+const T0: i64 = 1_790_000_000_000;
+
+async fn seeded() -> (Api, String) {
+    let api = start().await;
+    let admin = api.login("admin").await;
+    api.call(Method::POST, "/api/v1/sites", Some(&admin), Some(json!({"site_id": "s1", "name": "One"}))).await;
+    let mut ada = sample_lead("s1", "ada@acme.example", 90, T0 + 5);
+    ada.visitor_ids = vec!["laptop".into(), "phone".into()];
+    let mut bo = sample_lead("s1", "bo@globex.example", 60, T0 + 4);
+    bo.source = "google".into();
+    let leads: Vec<Lead> = vec![ada, bo, sample_lead("s1", "cy@initech.example", 20, T0 + 3)];
+    let events = vec![
+        sample_event("s1", "laptop", T0, EventBody::Pageview, "/pricing"),
+        sample_event("s1", "phone", T0 + 1000, EventBody::Pageview, "/demo"),
+        sample_event("s1", "laptop", T0 + 2000, EventBody::Pageview, "/contact"),
+        sample_event("s1", "stranger", T0 + 3000, EventBody::Pageview, "/"),
+    ];
+    let conflict = IdentityConflict {
+        site_id: "s1".into(),
+        visitor_id: "kiosk".into(),
+        lead_id: leads[1].lead_id.clone(),
+        other_lead_id: leads[2].lead_id.clone(),
+        other_email: "cy@initech.example".into(),
+        event_id: uuid::Uuid::new_v4(),
+        at_ms: T0,
+        resolved: false,
+    };
+    api.store.write(WriteBatch { leads, events, conflicts: vec![conflict], ..WriteBatch::default() }).await.unwrap();
+    (api, admin)
+}
+
+fn emails(body: &Value) -> Vec<String> {
+    body["data"].as_array().unwrap().iter().map(|l| l["email"].as_str().unwrap().to_owned()).collect()
+}
+
+fn lead_id(email: &str) -> String {
+    crm_schemas::lead_id_for("s1", email)
+}
+
+#[tokio::test]
+async fn list_filters_sorts_and_pages() {
+    let (api, admin) = seeded().await;
+    let (status, body) = api.get("/api/v1/leads?site_id=s1", &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(emails(&body), vec!["ada@acme.example", "bo@globex.example", "cy@initech.example"]);
+    assert_eq!(body["data"][0]["company"], "acme.example");
+    let (_, body) = api.get("/api/v1/leads?site_id=s1&min_score=50&max_score=80", &admin).await;
+    assert_eq!(emails(&body), vec!["bo@globex.example"]);
+    let (_, body) = api.get("/api/v1/leads?site_id=s1&source=google", &admin).await;
+    assert_eq!(emails(&body), vec!["bo@globex.example"]);
+    let (_, body) = api.get("/api/v1/leads?site_id=s1&sort=created&limit=2", &admin).await;
+    assert_eq!(emails(&body), vec!["ada@acme.example", "bo@globex.example"]);
+    let cursor = body["meta"]["next_cursor"].as_str().unwrap().to_owned();
+    let (_, body) = api.get(&format!("/api/v1/leads?site_id=s1&sort=created&limit=2&cursor={cursor}"), &admin).await;
+    assert_eq!(emails(&body), vec!["cy@initech.example"]);
+    for (query, parameter) in [
+        ("min_score=101", "min_score"),
+        ("status=hot", "status"),
+        ("sort=name", "sort"),
+        ("include_deleted=yes", "include_deleted"),
+        ("active_since=yesterday", "active_since"),
+        ("cursor=%%%", "cursor"),
+    ] {
+        let (status, body) = api.get(&format!("/api/v1/leads?site_id=s1&{query}"), &admin).await;
+        assert_eq!((status, code(&body)), (400, "invalid_parameter"), "{query}: {body}");
+        assert_eq!(body["error"]["details"]["parameter"], parameter);
+    }
+    let (status, body) = api.get("/api/v1/leads", &admin).await;
+    assert_eq!((status, code(&body)), (400, "missing_parameter"));
+}
+
+#[tokio::test]
+async fn crm_fields_are_audited_and_guarded_by_role() {
+    let (api, admin) = seeded().await;
+    let rep = api.login("rep").await;
+    let rep2 = api.login("rep2").await;
+    let cs = api.login("cs").await;
+    let path = format!("/api/v1/leads/{}?site_id=s1", lead_id("bo@globex.example"));
+    let patch = |token: String, body: Value| {
+        let (api, path) = (&api, path.clone());
+        async move { api.call(Method::PATCH, &path, Some(&token), Some(body)).await }
+    };
+    let (status, body) = patch(rep.clone(), json!({"status": "working", "owner": "rep"})).await;
+    assert_eq!((status, body["data"]["status"].as_str(), body["data"]["owner"].as_str()), (200, Some("working"), Some("rep")), "{body}");
+    assert_eq!(patch(rep2.clone(), json!({"status": "lost"})).await.0, 403, "owned by someone else");
+    assert_eq!(patch(cs.clone(), json!({"notes": "x"})).await.0, 403, "customer success reads");
+    assert_eq!(patch(rep.clone(), json!({"owner": "rep2"})).await.0, 403, "reps assign only to themselves");
+    let (status, body) = patch(admin.clone(), json!({"owner": "ghost"})).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    for hostile in [json!({"status": "hot"}), json!({"owner": 5}), json!({"score": 100}), json!([1])] {
+        let (status, body) = patch(admin.clone(), hostile.clone()).await;
+        assert_eq!((status, code(&body)), (400, "malformed_json"), "{hostile}");
+    }
+    let (status, body) = patch(admin.clone(), json!({"owner": null, "notes": "met at the conference"})).await;
+    assert_eq!((status, body["data"]["owner"].clone()), (200, Value::Null));
+
+    let audit_path = format!("/api/v1/leads/{}/audit?site_id=s1", lead_id("bo@globex.example"));
+    let (_, body) = api.get(&audit_path, &cs).await;
+    let trail: Vec<(String, String, Value, Value)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["by"].as_str().unwrap().into(), a["field"].as_str().unwrap().into(), a["old"].clone(), a["new"].clone()))
+        .collect();
+    assert_eq!(trail.len(), 4, "{body}");
+    assert!(trail.contains(&("rep".into(), "status".into(), json!("new"), json!("working"))));
+    assert!(trail.contains(&("admin".into(), "owner".into(), json!("rep"), Value::Null)));
+    assert!(trail.contains(&("admin".into(), "notes".into(), Value::Null, json!("met at the conference"))));
+
+    // Soft delete: gone from lists and lookups of live leads, kept (and audited) underneath.
+    assert_eq!(api.call(Method::DELETE, &path, Some(&rep), None).await.0, 403);
+    assert_eq!(api.call(Method::DELETE, &path, Some(&admin), None).await.0, 204);
+    assert_eq!(api.call(Method::DELETE, &path, Some(&admin), None).await.0, 404);
+    let (_, body) = api.get("/api/v1/leads?site_id=s1", &admin).await;
+    assert!(!emails(&body).contains(&"bo@globex.example".to_owned()));
+    let (_, body) = api.get("/api/v1/leads?site_id=s1&include_deleted=true&status=working", &admin).await;
+    assert!(emails(&body).contains(&"bo@globex.example".to_owned()));
+    let (_, body) = api.get(&audit_path, &admin).await;
+    assert_eq!(body["data"][0]["field"], "deleted_at");
+}
+
+#[tokio::test]
+async fn timeline_spans_every_device_and_manual_leads_are_scored() {
+    let (api, admin) = seeded().await;
+    let (status, body) = api.get(&format!("/api/v1/leads/{}/timeline?site_id=s1&limit=2", lead_id("ada@acme.example")), &admin).await;
+    assert_eq!(status, 200, "{body}");
+    let paths = |b: &Value| b["data"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(paths(&body), vec!["/contact", "/demo"]);
+    let cursor = body["meta"]["next_cursor"].as_str().unwrap().to_owned();
+    let (_, body) = api.get(&format!("/api/v1/leads/{}/timeline?site_id=s1&limit=2&cursor={cursor}", lead_id("ada@acme.example")), &admin).await;
+    assert_eq!(paths(&body), vec!["/pricing"]);
+    let (status, _) = api.get("/api/v1/leads/lead_nope/timeline?site_id=s1", &admin).await;
+    assert_eq!(status, 404);
+
+    let input = json!({"site_id": "s1", "email": "Dee@Umbrella.example", "traits": {"name": "Dee", "employees": 120}});
+    let (status, body) = api.call(Method::POST, "/api/v1/leads", Some(&admin), Some(input.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["data"]["email"].as_str(), body["data"]["source"].as_str()), (Some("dee@umbrella.example"), Some("manual")));
+    assert_eq!(body["data"]["score_breakdown"]["fit"], 50.0, "business email + size with an open ICP");
+    let (status, body) = api.call(Method::POST, "/api/v1/leads", Some(&admin), Some(input)).await;
+    assert_eq!((status, code(&body)), (409, "lead_exists"));
+    let (status, body) = api.call(Method::POST, "/api/v1/leads", Some(&admin), Some(json!({"site_id": "s1", "email": "nope"}))).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    let (status, _) = api.call(Method::POST, "/api/v1/leads", Some(&api.login("cs").await), Some(json!({"site_id": "s1", "email": "e@f.example"}))).await;
+    assert_eq!(status, 403);
+    let (_, body) = api.get(&format!("/api/v1/leads/{}?site_id=s1", lead_id("dee@umbrella.example")), &admin).await;
+    assert_eq!(body["data"]["score_history"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn outcomes_feed_the_win_rate_by_score_band() {
+    let api = start().await;
+    let admin = api.login("admin").await;
+    api.call(Method::POST, "/api/v1/sites", Some(&admin), Some(json!({"site_id": "s1", "name": "One"}))).await;
+    // Fixture: scores and outcomes; expected High 1/2, Medium 1/2, Low 0/1, plus one lead without an outcome.
+    let fixture = [("a@x.example", 90, "won"), ("b@x.example", 85, "lost"), ("c@x.example", 60, "won"), ("d@x.example", 55, "unqualified"), ("e@x.example", 20, "lost")];
+    let mut leads: Vec<Lead> = fixture.iter().map(|(email, score, _)| sample_lead("s1", email, *score, T0)).collect();
+    leads.push(sample_lead("s1", "f@x.example", 95, T0));
+    api.store.write(WriteBatch { leads, ..WriteBatch::default() }).await.unwrap();
+    for (email, _, outcome) in fixture {
+        let (status, body) = api.call(Method::POST, &format!("/api/v1/leads/{}/outcome?site_id=s1", lead_id(email)), Some(&admin), Some(json!({"outcome": outcome}))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, body) = api.get(&format!("/api/v1/leads/{}?site_id=s1", lead_id("a@x.example")), &admin).await;
+    assert_eq!((body["data"]["status"].as_str(), body["data"]["outcome"]["score"].as_u64()), (Some("customer"), Some(90)));
+    let (status, body) = api.get("/api/v1/reports/score-feedback?site_id=s1", &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["bands"],
+        json!([
+            {"band": "high", "leads_with_outcome": 2, "won": 1, "win_rate": 0.5},
+            {"band": "medium", "leads_with_outcome": 2, "won": 1, "win_rate": 0.5},
+            {"band": "low", "leads_with_outcome": 1, "won": 0, "win_rate": 0.0},
+        ])
+    );
+    let (status, body) = api.call(Method::POST, &format!("/api/v1/leads/{}/outcome?site_id=s1", lead_id("a@x.example")), Some(&admin), Some(json!({"outcome": "maybe"}))).await;
+    assert_eq!((status, code(&body)), (400, "malformed_json"));
+}
+
+#[tokio::test]
+async fn identity_conflicts_are_listed_for_a_human() {
+    let (api, admin) = seeded().await;
+    let (status, body) = api.get("/api/v1/identity-conflicts?site_id=s1", &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["data"][0]["other_email"], "cy@initech.example");
+    assert_eq!(body["data"][0]["lead_id"], lead_id("bo@globex.example"));
+}

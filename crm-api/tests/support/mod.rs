@@ -1,0 +1,70 @@
+//! The API served for real on port 0 over the embedded store (shared by the API test files).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use crm_api::{bootstrap, hash_password, ApiState};
+use crm_schemas::{Role, User};
+use crm_store::{EmbeddedStore, Store};
+use serde_json::{json, Value};
+
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    _shutdown: crm_service::Shutdown,
+}
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+pub async fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let boot = bootstrap(store.as_ref(), None, Some(PASSWORD)).await.unwrap();
+    assert!(boot.generated_admin.is_none());
+    for (username, role) in [("rep", Role::SalesRep), ("rep2", Role::SalesRep), ("manager", Role::SalesManager), ("cs", Role::CustomerSuccess)] {
+        let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0 };
+        store.put_user(&user).await.unwrap();
+    }
+    let router = crm_api::router(ApiState::new(store.clone(), boot.keys));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = crm_service::Shutdown::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(async move { stop.wait().await }).await.unwrap();
+    });
+    Api { base, client: reqwest::Client::new(), store, _dir: dir, _shutdown: shutdown }
+}
+
+impl Api {
+    pub async fn login(&self, username: &str) -> String {
+        let (status, body) = self.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"username": username, "password": PASSWORD}))).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string()).header("content-type", "application/json");
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None).await
+    }
+}
+
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
