@@ -4,6 +4,7 @@
 //! This crate is the vocabulary every other crate speaks. It deliberately depends on nothing but
 //! serde/uuid/thiserror: no transport, storage or query engine leaks into it.
 
+mod alerts;
 mod event;
 mod forms;
 pub mod lead_score;
@@ -11,6 +12,9 @@ mod leads;
 mod records;
 mod scalar;
 
+pub use alerts::{
+    alert_id_for, retry_delay_ms, Alert, AlertCondition, AlertRule, DeliveryAttempt, DeliveryStatus, MAX_DELIVERY_ATTEMPTS,
+};
 pub use event::{
     classify_serde_error, parse_event, ClickTarget, CollectedEvent, Event, EventBody, EventKind,
     Limits, ValidationError, Viewport, WireEvent, SCHEMA_VERSION,

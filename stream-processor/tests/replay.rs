@@ -176,6 +176,24 @@ impl Store for TornStore {
     async fn identity_conflicts(&self, s: &str, u: bool, n: usize) -> crm_store::Result<Vec<crm_schemas::IdentityConflict>> {
         self.inner.identity_conflicts(s, u, n).await
     }
+    async fn put_alert_rule(&self, r: &crm_schemas::AlertRule) -> crm_store::Result<()> {
+        self.inner.put_alert_rule(r).await
+    }
+    async fn alert_rules(&self, s: &str) -> crm_store::Result<Vec<crm_schemas::AlertRule>> {
+        self.inner.alert_rules(s).await
+    }
+    async fn delete_alert_rule(&self, s: &str, r: &str) -> crm_store::Result<bool> {
+        self.inner.delete_alert_rule(s, r).await
+    }
+    async fn due_alerts(&self, n: i64, l: usize) -> crm_store::Result<Vec<crm_schemas::Alert>> {
+        self.inner.due_alerts(n, l).await
+    }
+    async fn update_alert(&self, a: &crm_schemas::Alert) -> crm_store::Result<()> {
+        self.inner.update_alert(a).await
+    }
+    async fn alerts(&self, s: &str, l: usize) -> crm_store::Result<Vec<crm_schemas::Alert>> {
+        self.inner.alerts(s, l).await
+    }
     async fn put_form(&self, f: &crm_schemas::FormDefinition) -> crm_store::Result<()> {
         self.inner.put_form(f).await
     }

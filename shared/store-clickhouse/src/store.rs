@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
-    DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use crm_store::{
@@ -40,8 +40,10 @@ impl ClickHouseConfig {
     }
 }
 
+mod alerts;
 mod leads;
 
+pub(crate) use alerts::MIGRATION as ALERTS_MIGRATION;
 pub(crate) use leads::MIGRATION as LEADS_MIGRATION;
 
 #[derive(Clone)]
@@ -352,6 +354,7 @@ impl Store for ClickHouseStore {
             .collect::<Result<_>>()?;
         self.insert_rows("dead_letters", &letters).await?;
         self.write_leads(&batch).await?;
+        self.insert_new_alerts(&batch.alerts).await?;
 
         let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
         let mut unseen = self.unseen_event_ids(&ids).await?;
@@ -580,6 +583,30 @@ impl Store for ClickHouseStore {
 
     async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>> {
         self.get_conflicts(site_id, unresolved_only, limit).await
+    }
+
+    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {
+        self.save_alert_rule(rule).await
+    }
+
+    async fn alert_rules(&self, site_id: &str) -> Result<Vec<AlertRule>> {
+        self.get_alert_rules(site_id).await
+    }
+
+    async fn delete_alert_rule(&self, site_id: &str, rule_id: &str) -> Result<bool> {
+        self.remove_alert_rule(site_id, rule_id).await
+    }
+
+    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Alert>> {
+        self.get_due_alerts(now_ms, limit).await
+    }
+
+    async fn update_alert(&self, alert: &Alert) -> Result<()> {
+        self.save_alert(alert).await
+    }
+
+    async fn alerts(&self, site_id: &str, limit: usize) -> Result<Vec<Alert>> {
+        self.get_alerts(site_id, limit).await
     }
 
     async fn put_form(&self, form: &FormDefinition) -> Result<()> {

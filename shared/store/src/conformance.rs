@@ -41,7 +41,8 @@ macro_rules! store_conformance_suite {
             form_stats_count_each_funnel_step,
             leads_filter_sort_and_page,
             lead_crm_audit_scores_and_conflicts,
-            events_of_several_visitors_merge_newest_first
+            events_of_several_visitors_merge_newest_first,
+            alert_rules_and_deliveries
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -579,4 +580,80 @@ pub async fn events_of_several_visitors_merge_newest_first(harness: &dyn StoreHa
     assert!(rest.next_cursor.is_none());
     assert!(store.events_of_visitors("s1", &[], 3, None).await.expect("none").items.is_empty());
     assert!(matches!(store.events_of_visitors("s1", &visitors, 3, Some("12:not-a-uuid")).await, Err(crate::StoreError::InvalidCursor)));
+}
+
+pub fn sample_alert(site: &str, id: &str, fired_at_ms: i64, next_attempt_ms: i64) -> crm_schemas::Alert {
+    crm_schemas::Alert {
+        site_id: site.into(),
+        alert_id: id.into(),
+        rule_id: "r1".into(),
+        rule_name: "Hot lead".into(),
+        lead_id: "lead_1".into(),
+        lead_email: "ada@acme.example".into(),
+        lead_score: 85,
+        message: "score crossed 80".into(),
+        fired_at_ms,
+        status: crm_schemas::DeliveryStatus::Pending,
+        next_attempt_ms,
+        attempts: vec![],
+    }
+}
+
+pub async fn alert_rules_and_deliveries(harness: &dyn StoreHarness) {
+    use crm_schemas::{AlertCondition, AlertRule, DeliveryAttempt, DeliveryStatus};
+    let store = harness.open().await;
+    let rule = |site: &str, id: &str| AlertRule {
+        site_id: site.into(),
+        rule_id: id.into(),
+        name: format!("rule {id}"),
+        condition: AlertCondition::ScoreCrossed { threshold: 80 },
+        webhook_url: "http://127.0.0.1:9/hook".into(),
+        secret: "s3cret".into(),
+        window_hours: 24,
+        enabled: true,
+        created_at_ms: T0,
+    };
+    store.put_alert_rule(&rule("s1", "b")).await.expect("put");
+    store.put_alert_rule(&rule("s1", "a")).await.expect("put");
+    store.put_alert_rule(&rule("s10", "a")).await.expect("put");
+    let ids: Vec<String> = store.alert_rules("s1").await.expect("rules").into_iter().map(|r| r.rule_id).collect();
+    assert_eq!(ids, vec!["a", "b"]);
+    assert!(store.delete_alert_rule("s1", "a").await.expect("delete"));
+    assert!(!store.delete_alert_rule("s1", "a").await.expect("delete again"));
+    assert_eq!(store.alert_rules("s1").await.expect("rules").len(), 1);
+
+    let first = sample_alert("s1", "alert_a", T0, T0);
+    let second = sample_alert("s2", "alert_b", T0 + 1, T0 + 5);
+    store.write(WriteBatch { alerts: vec![first.clone(), second.clone()], ..WriteBatch::default() }).await.expect("write");
+    let due = |now: i64| async move { store_due(&*harness.open().await, now).await };
+    drop(store);
+    assert_eq!(due(T0 + 10).await, vec!["alert_a", "alert_b"], "oldest due first, all sites");
+    assert_eq!(due(T0 + 1).await, vec!["alert_a"]);
+    let store = harness.open().await;
+
+    // A delivery attempt failed: retry later. Then it succeeds: no longer due.
+    let mut retry = first.clone();
+    retry.attempts.push(DeliveryAttempt { at_ms: T0 + 10, status_code: Some(500), error: None });
+    retry.next_attempt_ms = T0 + 1000;
+    store.update_alert(&retry).await.expect("update");
+    drop(store);
+    assert_eq!(due(T0 + 10).await, vec!["alert_b"]);
+    let store = harness.open().await;
+    // The same firing written again (a replay) changes nothing.
+    store.write(WriteBatch { alerts: vec![first.clone()], ..WriteBatch::default() }).await.expect("replay");
+    let listed = store.alerts("s1", 10).await.expect("alerts");
+    assert_eq!(listed, vec![retry.clone()], "the replay did not reset the delivery state");
+    let mut delivered = retry.clone();
+    delivered.status = DeliveryStatus::Delivered;
+    delivered.attempts.push(DeliveryAttempt { at_ms: T0 + 1000, status_code: Some(200), error: None });
+    store.update_alert(&delivered).await.expect("update");
+    drop(store);
+    assert_eq!(due(T0 + 10_000).await, vec!["alert_b"]);
+    let store = harness.open().await;
+    assert_eq!(store.alerts("s1", 10).await.expect("alerts")[0].status, DeliveryStatus::Delivered);
+    assert!(store.alerts("s3", 10).await.expect("alerts").is_empty());
+}
+
+async fn store_due(store: &dyn Store, now: i64) -> Vec<String> {
+    store.due_alerts(now, 10).await.expect("due").into_iter().map(|a| a.alert_id).collect()
 }

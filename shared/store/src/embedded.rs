@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use redb::{Database, ReadableTable, TableDefinition};
@@ -31,6 +31,7 @@ use crate::{
     WriteOutcome,
 };
 
+mod alerts;
 mod leads;
 
 type EventKey<'a> = (&'a str, i64, u128);
@@ -131,6 +132,7 @@ impl EmbeddedStore {
             txn.open_table(META).map_err(db_err)?;
             txn.open_table(FORMS).map_err(db_err)?;
             leads::create_tables(&txn)?;
+            alerts::create_tables(&txn)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -204,6 +206,7 @@ impl EmbeddedStore {
                     .map_err(db_err)?;
             }
             leads::write(&txn, &batch)?;
+            alerts::insert_new(&txn, &batch.alerts)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(outcome)
@@ -572,6 +575,35 @@ impl Store for EmbeddedStore {
     async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>> {
         let site = site_id.to_owned();
         self.blocking(move |db| leads::conflicts(db, &site, unresolved_only, limit)).await
+    }
+
+    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {
+        let rule = rule.clone();
+        self.blocking(move |db| alerts::put_rule(db, &rule)).await
+    }
+
+    async fn alert_rules(&self, site_id: &str) -> Result<Vec<AlertRule>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| alerts::rules(db, &site)).await
+    }
+
+    async fn delete_alert_rule(&self, site_id: &str, rule_id: &str) -> Result<bool> {
+        let (site, rule) = (site_id.to_owned(), rule_id.to_owned());
+        self.blocking(move |db| alerts::delete_rule(db, &site, &rule)).await
+    }
+
+    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Alert>> {
+        self.blocking(move |db| alerts::due(db, now_ms, limit)).await
+    }
+
+    async fn update_alert(&self, alert: &Alert) -> Result<()> {
+        let alert = alert.clone();
+        self.blocking(move |db| alerts::update(db, &alert)).await
+    }
+
+    async fn alerts(&self, site_id: &str, limit: usize) -> Result<Vec<Alert>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| alerts::list(db, &site, limit)).await
     }
 
     async fn put_form(&self, form: &FormDefinition) -> Result<()> {

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,8 @@ pub struct WriteBatch {
     pub conflicts: Vec<IdentityConflict>,
     /// Lead score changes (keyed by site, lead and time).
     pub score_points: Vec<ScorePoint>,
+    /// Alerts fired (inserted only if their id is new: a rule fires once per lead and window).
+    pub alerts: Vec<Alert>,
 }
 
 impl WriteBatch {
@@ -81,6 +83,7 @@ impl WriteBatch {
             && self.leads.is_empty()
             && self.conflicts.is_empty()
             && self.score_points.is_empty()
+            && self.alerts.is_empty()
     }
 }
 
@@ -190,6 +193,17 @@ pub trait Store: Send + Sync + 'static {
     async fn score_history(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<ScorePoint>>;
     /// Identity conflicts of a site, newest first (`unresolved_only` hides resolved ones).
     async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>>;
+
+    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()>;
+    /// A site's alert rules, ordered by id.
+    async fn alert_rules(&self, site_id: &str) -> Result<Vec<AlertRule>>;
+    async fn delete_alert_rule(&self, site_id: &str, rule_id: &str) -> Result<bool>;
+    /// Pending alerts whose next delivery attempt is due, on every site, oldest due first.
+    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Alert>>;
+    /// Stores an alert's delivery progress (status, attempts, next attempt).
+    async fn update_alert(&self, alert: &Alert) -> Result<()>;
+    /// A site's alerts, newest first.
+    async fn alerts(&self, site_id: &str, limit: usize) -> Result<Vec<Alert>>;
 
     /// Creates or replaces a lead form (keyed by site and form id).
     async fn put_form(&self, form: &FormDefinition) -> Result<()>;
