@@ -6,6 +6,7 @@
 //! is written to the store in one call and only then committed on the log, and events already
 //! stored are skipped by `event_id`, so a crash anywhere replays without double counting.
 
+mod alerts;
 mod enrich;
 mod geo;
 mod metrics;
@@ -15,6 +16,7 @@ pub mod scoring;
 mod urls;
 mod useragent;
 
+pub use alerts::{signature as alert_signature, AlertDispatcher, DispatcherConfig};
 pub use enrich::{Enricher, IpStorage};
 pub use geo::{GeoError, GeoLookup};
 pub use metrics::ProcessorMetrics;

@@ -75,9 +75,12 @@ pub struct Processor {
     status: Arc<ProcessorStatus>,
     sites: HashMap<String, (Arc<SiteRules>, Instant)>,
     profiles: HashMap<(String, String), VisitorProfile>,
+    alert_rules: HashMap<String, (Arc<Vec<crm_schemas::AlertRule>>, Instant)>,
 }
 
+mod alerting;
 mod identity;
+
 
 const SITE_TTL: Duration = Duration::from_secs(10);
 
@@ -100,6 +103,7 @@ impl Processor {
             status: Arc::new(ProcessorStatus::default()),
             sites: HashMap::new(),
             profiles: HashMap::new(),
+            alert_rules: HashMap::new(),
         }
     }
 

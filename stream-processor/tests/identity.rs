@@ -3,72 +3,15 @@
 //! anonymous browsing then a form → a lead carrying the pre-form history; a second device → the
 //! same lead; two people on one device → a conflict, no merge; replays change nothing.
 
+mod support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, LogConsumer, Record, Topic};
-use crm_schemas::{lead_id_for, CollectedEvent, IdealCustomerProfile, Scalar, Site, WireEvent};
-use crm_service::{MetricsRegistry, Shutdown};
+use crm_schemas::{lead_id_for, Scalar};
+use crm_service::Shutdown;
 use crm_store::{EmbeddedStore, LeadQuery, Store};
-use crm_stream_processor::{Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
 use serde_json::json;
-
-const UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn record(event: serde_json::Value) -> Record {
-    let wire: WireEvent = serde_json::from_value(event).unwrap();
-    let collected = CollectedEvent { event: wire, received_at_ms: now_ms(), ip: Some("198.51.100.7".into()), user_agent: Some(UA.into()) };
-    Record::new(Topic::Events, Bytes::from_static(b"k"), serde_json::to_vec(&collected).unwrap())
-}
-
-fn page(visitor: &str, ts: i64, path: &str) -> Record {
-    record(json!({"v": 1, "type": "pageview", "site_id": "s1", "visitor_id": visitor, "ts": ts, "url": format!("https://acme.example{path}")}))
-}
-
-fn identify(visitor: &str, ts: i64, traits: serde_json::Value) -> Record {
-    record(json!({"v": 1, "type": "identify", "site_id": "s1", "visitor_id": visitor, "ts": ts, "traits": traits}))
-}
-
-struct Pipeline {
-    log: Arc<EmbeddedLog>,
-    consumer: Box<dyn LogConsumer>,
-    store: Arc<dyn Store>,
-    delivered: Vec<crm_eventlog::Delivered>,
-    _dir: tempfile::TempDir,
-}
-
-impl Pipeline {
-    async fn new(store: Arc<dyn Store>) -> Pipeline {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
-        let consumer = log.subscribe("identity-test", &Topic::ALL).await.unwrap();
-        let mut site = Site::new("s1", "Acme", 0);
-        site.icp = IdealCustomerProfile { min_employees: Some(50), ..IdealCustomerProfile::default() };
-        store.put_site(&site).await.unwrap();
-        Pipeline { log, consumer, store, delivered: Vec::new(), _dir: dir }
-    }
-
-    fn processor(&self) -> Processor {
-        let enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
-        Processor::new(ProcessorConfig::default(), self.store.clone(), enricher, ProcessorMetrics::new(&MetricsRegistry::new()))
-    }
-
-    /// Appends the records and processes them as one batch with a fresh processor.
-    async fn run(&mut self, records: Vec<Record>) {
-        let count = records.len();
-        self.log.append(records).await.unwrap();
-        let delivered = self.consumer.poll(1000, Duration::from_secs(2)).await.unwrap();
-        assert_eq!(delivered.len(), count);
-        let source = self.consumer.source().to_owned();
-        self.processor().process(&delivered, &source, &Shutdown::new()).await.unwrap();
-        self.delivered.extend(delivered);
-    }
-}
+use support::{identify, now_ms, page, record, Pipeline};
 
 async fn identity_scenarios(store: Arc<dyn Store>) {
     let mut p = Pipeline::new(store.clone()).await;
@@ -142,8 +85,5 @@ async fn identity_stitching_on_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_stitching_on_clickhouse() {
-    let url = std::env::var("CRM_TEST_CLICKHOUSE_URL")
-        .expect("CRM_TEST_CLICKHOUSE_URL is not set: start a server with scripts/clickhouse.sh (scripts/test.sh does)");
-    let config = crm_store_clickhouse::ClickHouseConfig::new(url, format!("crm_identity_{}", uuid::Uuid::new_v4().simple()));
-    identity_scenarios(Arc::new(crm_store_clickhouse::ClickHouseStore::connect(&config).await.unwrap())).await;
+    identity_scenarios(support::clickhouse_store("crm_identity").await).await;
 }

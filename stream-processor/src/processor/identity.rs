@@ -123,6 +123,7 @@ impl Processor {
         let mut stored: HashMap<(String, String), Lead> =
             self.store.leads(&keys).await?.into_iter().map(|l| ((l.site_id.clone(), l.lead_id.clone()), l)).collect();
         let now = now_ms();
+        let mut old_scores = HashMap::new();
         for ((site_id, lead_id), change) in changes {
             let existing = stored.remove(&(site_id.clone(), lead_id.clone()));
             let old_score = existing.as_ref().map(|l| l.score);
@@ -167,12 +168,13 @@ impl Processor {
             lead.score = score;
             lead.breakdown = breakdown;
             lead.reasons = reasons;
+            old_scores.insert(lead_id.clone(), old_score);
             if old_score != Some(score) {
                 batch.score_points.push(ScorePoint { site_id: site_id.clone(), lead_id: lead_id.clone(), at_ms: now, score });
             }
             batch.leads.push(lead);
         }
-        Ok(())
+        self.evaluate_alerts(batch, &old_scores, now).await
     }
 
     /// Recomputes the lead's activity and first touch from its (human) visitors' profiles.
