@@ -15,7 +15,7 @@ use crm_schemas::Site;
 use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, Shutdown};
 use crm_store::{EmbeddedStore, Store};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
-use crm_stream_processor::{Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
+use crm_stream_processor::{AlertDispatcher, DispatcherConfig, Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -231,11 +231,16 @@ fn spawn_housekeeping(collector: Arc<Collector>, log: Arc<dyn EventLog>, sites: 
     });
 }
 
-fn spawn_processor(processor: Processor, log: Arc<dyn EventLog>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+/// The stream processor and, beside it, the alert webhook dispatcher (alerts are fired by the
+/// processor; whoever runs it delivers them).
+fn spawn_processor(processor: Processor, store: Arc<dyn Store>, log: Arc<dyn EventLog>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    let dispatcher = AlertDispatcher::new(store, DispatcherConfig::default());
+    let alerts = tokio::spawn(dispatcher.run(shutdown.clone()));
     tokio::spawn(async move {
         if let Err(err) = processor.run(log, shutdown).await {
             tracing::error!(error = %err, "stream processor stopped with an error");
         }
+        let _ = alerts.await;
     })
 }
 
@@ -267,7 +272,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let CollectorParts { collector, sites, metrics, health } = collector_parts(collector_config, &store, &log, &background).await?;
     let api_state = ApiState::new(store.clone(), keys).with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
     let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
-    let processor_task = spawn_processor(processor, log.clone(), background.clone());
+    let processor_task = spawn_processor(processor, store.clone(), log.clone(), background.clone());
 
     let listener = bind(args.http.listen, "crm up").await?;
     let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
@@ -299,9 +304,9 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
     let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
-    let processor = processor(&args.processor, store, &metrics, &health)?;
+    let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
     let background = Shutdown::new();
-    let processor_task = spawn_processor(processor, log.clone(), background.clone());
+    let processor_task = spawn_processor(processor, store, log.clone(), background.clone());
     let listener = bind(args.listen, "crm process (health and metrics)").await?;
     let dispatch = Dispatch { collector: None, api: None, health, metrics };
     serve_until_signal(listener, dispatch, Duration::from_secs(5)).await;

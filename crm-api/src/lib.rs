@@ -1,8 +1,9 @@
 //! The CRM API (`/api/v1/…`): login with JWT access tokens, sites, visitors with their scores and
-//! timelines, leads (CRM fields, audit, score history, timelines, feedback), lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
+//! timelines, leads (CRM fields, audit, score history, timelines, feedback), alert rules and alerts, lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
 //! (`{"success":true,"data":…,"meta":…}` or the typed error) and every input is validated into
 //! a typed value before it reaches the store.
 
+mod alerts;
 mod analytics;
 mod auth;
 mod error;
@@ -37,6 +38,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/leads/{lead_id}/outcome", post(leads::outcome))
         .route("/api/v1/reports/score-feedback", get(leads::score_feedback))
         .route("/api/v1/identity-conflicts", get(leads::conflicts))
+        .route("/api/v1/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
+        .route("/api/v1/alert-rules/{site_id}/{rule_id}", axum::routing::delete(alerts::delete_rule))
+        .route("/api/v1/alerts", get(alerts::list_alerts))
         .route("/api/v1/forms", get(forms::list).post(forms::create))
         .route("/api/v1/forms/{site_id}/{form_id}", get(forms::get_one).put(forms::replace).delete(forms::delete))
         .route("/api/v1/analytics/overview", get(analytics::overview))

@@ -199,3 +199,38 @@ async fn identity_conflicts_are_listed_for_a_human() {
     assert_eq!(body["data"][0]["other_email"], "cy@initech.example");
     assert_eq!(body["data"][0]["lead_id"], lead_id("bo@globex.example"));
 }
+
+#[tokio::test]
+async fn alert_rules_show_the_secret_once_and_alerts_list_their_deliveries() {
+    let (api, admin) = seeded().await;
+    let rule = json!({"site_id": "s1", "rule_id": "hot", "name": "Hot lead", "webhook_url": "https://hooks.example/crm",
+                      "condition": {"type": "score_crossed", "threshold": 80}});
+    let (status, body) = api.call(Method::POST, "/api/v1/alert-rules", Some(&admin), Some(rule.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["secret"].as_str().map(str::len), Some(64));
+    let (_, listed) = api.get("/api/v1/alert-rules?site_id=s1", &admin).await;
+    assert_eq!(listed["data"][0]["secret"], "(redacted)");
+    let (status, body) = api.call(Method::POST, "/api/v1/alert-rules", Some(&admin), Some(rule)).await;
+    assert_eq!((status, code(&body)), (409, "rule_exists"));
+    let (status, _) = api.call(Method::POST, "/api/v1/alert-rules", Some(&api.login("rep").await), Some(json!({}))).await;
+    assert_eq!(status, 403);
+    let broken = json!({"site_id": "s1", "name": "", "webhook_url": "ftp://x", "window_hours": 0,
+                        "condition": {"type": "page_views", "path": "", "min_count": 0, "within_days": 900}});
+    let (status, body) = api.call(Method::POST, "/api/v1/alert-rules", Some(&admin), Some(broken)).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"), "{body}");
+    let fields = body["error"]["details"]["fields"].as_object().unwrap();
+    for key in ["name", "webhook_url", "window_hours", "condition.path", "condition.min_count", "condition.within_days"] {
+        assert!(fields.contains_key(key), "{key}: {body}");
+    }
+    let (status, body) = api.call(Method::POST, "/api/v1/alert-rules", Some(&admin), Some(json!({"site_id": "s1", "name": "x", "webhook_url": "https://a.example", "condition": {"type": "psychic"}}))).await;
+    assert_eq!((status, code(&body)), (400, "malformed_json"));
+
+    let mut alert = crm_store::conformance::sample_alert("s1", "alert_1", T0, T0);
+    alert.attempts.push(crm_schemas::DeliveryAttempt { at_ms: T0 + 1, status_code: Some(500), error: None });
+    api.store.write(WriteBatch { alerts: vec![alert], ..WriteBatch::default() }).await.unwrap();
+    let (status, body) = api.get("/api/v1/alerts?site_id=s1", &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["data"][0]["status"].as_str(), body["data"][0]["attempts"][0]["status_code"].as_u64()), (Some("pending"), Some(500)));
+    assert_eq!(api.call(Method::DELETE, "/api/v1/alert-rules/s1/hot", Some(&admin), None).await.0, 204);
+    assert_eq!(api.call(Method::DELETE, "/api/v1/alert-rules/s1/hot", Some(&admin), None).await.0, 404);
+}
