@@ -38,13 +38,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Node.js checks the tracking script's syntax; install it from Debian when missing.
-if ! command -v node >/dev/null 2>&1; then
+# Node.js and npm build and check the widgets; Debian's Chromium runs their browser tests.
+need_apt=()
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    log "installing nodejs"
-    apt-get update -qq && apt-get install -y -qq nodejs >/dev/null
+    log "installing ${need_apt[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
-    echo "node is required to check widgets/tracking.js" >&2
+    echo "missing: ${need_apt[*]} (needed for the widget build and browser tests)" >&2
     exit 1
   fi
 fi
@@ -64,19 +68,37 @@ CRM_TEST_KAFKA_BROKERS="$(scripts/kafka.sh start "$kafka_dir")"
 export CRM_TEST_KAFKA_BROKERS
 echo "Kafka (tansu) at $CRM_TEST_KAFKA_BROKERS"
 
-log "checking widgets/tracking.js and its built copy"
+log "checking the widgets: syntax, size budgets, committed builds up to date"
 node --check widgets/tracking.js
-node --check widgets/dist/tracking.min.js
+node --check widgets/forms-embed.js
+widgets/build.sh --check
 
 log "building every target"
 cargo build --workspace --all-targets --locked
 
 log "running the test suites"
+set +e
 cargo test --workspace --locked --no-fail-fast --lib --bins --tests 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
+set -e
 
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' target/test-output.txt | awk '{s+=$6} END {print s+0}')
+
+log "running the widget tests in headless Chromium (screenshots: target/widget-screenshots/)"
+set +e
+CRM_BIN=target/debug/crm widgets/test/run.sh 2>&1 | tee target/widget-test-output.txt
+widget_status=${PIPESTATUS[0]}
+set -e
+widget_passed=$(grep -Eo '^# pass [0-9]+' target/widget-test-output.txt | awk '{s+=$3} END {print s+0}')
+widget_failed=$(grep -Eo '^# fail [0-9]+' target/widget-test-output.txt | awk '{s+=$3} END {print s+0}')
+if [ "$widget_status" -ne 0 ] && [ "$widget_failed" -eq 0 ]; then
+  widget_failed=1 # the runner itself failed (missing browser, npm…)
+fi
+
 echo
-echo "${passed} passed, ${failed} failed"
-exit "$status"
+echo "rust: ${passed} passed, ${failed} failed; widgets (Chromium): ${widget_passed} passed, ${widget_failed} failed"
+echo "$((passed + widget_passed)) passed, $((failed + widget_failed)) failed"
+if [ "$status" -ne 0 ] || [ "$widget_status" -ne 0 ]; then
+  exit 1
+fi

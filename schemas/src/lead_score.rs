@@ -13,7 +13,9 @@
 //! Total = round(Σ weight · factor). An ICP criterion left empty accepts any value, but the lead
 //! must have the trait: unknown data earns nothing.
 
-use crate::{company_domain, IdealCustomerProfile, Lead, Scalar, ScoreBreakdown, DAY_MS};
+use std::collections::BTreeSet;
+
+use crate::{company_domain, IdealCustomerProfile, Lead, LeadActivity, Scalar, ScoreBreakdown, VisitorProfile, DAY_MS};
 
 pub const WEIGHTS: [(&str, f64); 5] = [("fit", 0.30), ("behavioural", 0.25), ("engagement", 0.20), ("intent", 0.15), ("timing", 0.10)];
 
@@ -112,6 +114,45 @@ fn behaviour_parts(lead: &Lead, now_ms: i64, parts: &mut Vec<Part>) {
             parts.push(Part { factor: 4, points: 40.0, reason: "activity is picking up".into() });
         }
     }
+}
+
+/// Recomputes the lead's activity and first touch from its (human) visitors' profiles.
+pub fn aggregate(lead: &mut Lead, profiles: &[&VisitorProfile]) {
+    let mut activity = LeadActivity::default();
+    let mut days = BTreeSet::new();
+    let mut first: Option<&VisitorProfile> = None;
+    for profile in profiles.iter().filter(|p| !p.is_bot && p.events > 0) {
+        activity.visits += profile.visits;
+        activity.pageviews += profile.pageviews;
+        activity.events += profile.events;
+        activity.engaged_ms += profile.time_spent_ms;
+        activity.intent_score = activity.intent_score.max(profile.intent_score);
+        for (signal, count) in &profile.intent_signals {
+            *activity.signals.entry(signal.clone()).or_default() += count;
+        }
+        days.extend(profile.active_days.iter().copied());
+        lead.last_activity_ms = lead.last_activity_ms.max(profile.last_seen_ms);
+        if first.is_none_or(|f| profile.first_seen_ms < f.first_seen_ms) {
+            first = Some(profile);
+        }
+    }
+    activity.active_days = days.into_iter().rev().take(30).collect();
+    activity.active_days.reverse();
+    if let Some(first) = first {
+        lead.first_seen_ms = lead.first_seen_ms.min(first.first_seen_ms);
+        lead.first_utm = first.first_utm.clone();
+        lead.source = first.first_utm.source.clone().or_else(|| first.first_referrer.clone()).unwrap_or_else(|| "direct".into());
+    }
+    lead.activity = activity;
+}
+
+/// Aggregates and scores in one go; returns the score before.
+pub fn recompute(lead: &mut Lead, profiles: &[&VisitorProfile], icp: &IdealCustomerProfile, now_ms: i64) -> u8 {
+    let before = lead.score;
+    aggregate(lead, profiles);
+    let (total, breakdown, reasons) = score(lead, icp, now_ms);
+    (lead.score, lead.breakdown, lead.reasons) = (total, breakdown, reasons);
+    before
 }
 
 /// The score, its per-factor breakdown and the top three reasons.

@@ -195,6 +195,89 @@ pub struct IdentityConflict {
     pub resolved: bool,
 }
 
+/// An explicit identity decision by a person; authoritative over what the pipeline derives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OverrideKind {
+    /// Lead `from_lead_id` is the same person as `into_lead_id`: its visitors and traits fold in.
+    Merge { from_lead_id: String, into_lead_id: String },
+    /// The visitor belongs to `to_lead_id` (or to nobody: `None`), whatever it identified as.
+    MoveVisitor { visitor_id: String, to_lead_id: Option<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdentityOverride {
+    pub site_id: String,
+    pub kind: OverrideKind,
+    pub by: String,
+    pub at_ms: i64,
+}
+
+impl IdentityOverride {
+    /// Storage key within the site: a later decision about the same lead or visitor replaces
+    /// the earlier one.
+    pub fn key(&self) -> String {
+        match &self.kind {
+            OverrideKind::Merge { from_lead_id, .. } => format!("merge/{from_lead_id}"),
+            OverrideKind::MoveVisitor { visitor_id, .. } => format!("visitor/{visitor_id}"),
+        }
+    }
+}
+
+/// A site's overrides, resolved: which lead a lead id or a visitor really belongs to.
+#[derive(Clone, Debug, Default)]
+pub struct IdentityMap {
+    merges: BTreeMap<String, String>,
+    moves: BTreeMap<String, Option<String>>,
+}
+
+impl IdentityMap {
+    pub fn new(overrides: &[IdentityOverride]) -> IdentityMap {
+        let mut map = IdentityMap::default();
+        for o in overrides {
+            match &o.kind {
+                OverrideKind::Merge { from_lead_id, into_lead_id } => {
+                    map.merges.insert(from_lead_id.clone(), into_lead_id.clone());
+                }
+                OverrideKind::MoveVisitor { visitor_id, to_lead_id } => {
+                    map.moves.insert(visitor_id.clone(), to_lead_id.clone());
+                }
+            }
+        }
+        map
+    }
+
+    /// The lead a lead id resolves to after merges (cycles stop where they would repeat).
+    pub fn canonical(&self, lead_id: &str) -> String {
+        let mut current = lead_id.to_owned();
+        for _ in 0..32 {
+            match self.merges.get(&current) {
+                Some(next) if next != lead_id => current = next.clone(),
+                _ => break,
+            }
+        }
+        current
+    }
+
+    /// The lead a visitor belongs to, given the lead the pipeline linked it to.
+    pub fn lead_of(&self, visitor_id: &str, linked: Option<&str>) -> Option<String> {
+        match self.moves.get(visitor_id) {
+            Some(moved) => moved.as_deref().map(|l| self.canonical(l)),
+            None => linked.map(|l| self.canonical(l)),
+        }
+    }
+
+    /// Leads merged (directly or transitively) into `lead_id`.
+    pub fn merged_into(&self, lead_id: &str) -> Vec<String> {
+        self.merges.keys().filter(|from| from.as_str() != lead_id && self.canonical(from) == lead_id).cloned().collect()
+    }
+
+    /// Visitors moved to `lead_id` by hand.
+    pub fn moved_to(&self, lead_id: &str) -> Vec<String> {
+        self.moves.iter().filter(|(_, to)| to.as_deref().map(|t| self.canonical(t)).as_deref() == Some(lead_id)).map(|(v, _)| v.clone()).collect()
+    }
+}
+
 /// A lead score at a point in time (kept whenever it changes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScorePoint {
@@ -216,6 +299,32 @@ mod tests {
         assert_eq!(a, lead_id_for("s1", "ada@acme.example"));
         assert_ne!(a, lead_id_for("s2", "ada@acme.example"));
         assert!(a.starts_with("lead_") && a.len() == 37);
+    }
+
+    #[test]
+    fn overrides_resolve_merges_transitively_and_moves_win() {
+        let at = |kind| IdentityOverride { site_id: "s".into(), kind, by: "admin".into(), at_ms: 0 };
+        let map = IdentityMap::new(&[
+            at(OverrideKind::Merge { from_lead_id: "b".into(), into_lead_id: "a".into() }),
+            at(OverrideKind::Merge { from_lead_id: "c".into(), into_lead_id: "b".into() }),
+            at(OverrideKind::MoveVisitor { visitor_id: "kiosk".into(), to_lead_id: Some("c".into()) }),
+            at(OverrideKind::MoveVisitor { visitor_id: "shared".into(), to_lead_id: None }),
+        ]);
+        assert_eq!(map.canonical("c"), "a");
+        assert_eq!(map.canonical("z"), "z");
+        assert_eq!(map.lead_of("kiosk", Some("z")).as_deref(), Some("a"));
+        assert_eq!(map.lead_of("shared", Some("a")), None);
+        assert_eq!(map.lead_of("other", Some("b")).as_deref(), Some("a"));
+        let mut merged = map.merged_into("a");
+        merged.sort();
+        assert_eq!(merged, vec!["b", "c"]);
+        assert_eq!(map.moved_to("a"), vec!["kiosk"]);
+        // A cycle (a→b, b→a) terminates.
+        let cycle = IdentityMap::new(&[
+            at(OverrideKind::Merge { from_lead_id: "a".into(), into_lead_id: "b".into() }),
+            at(OverrideKind::Merge { from_lead_id: "b".into(), into_lead_id: "a".into() }),
+        ]);
+        assert_eq!(cycle.canonical("a"), "b");
     }
 
     #[test]

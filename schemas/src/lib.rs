@@ -24,7 +24,8 @@ pub use forms::{
     FREE_EMAIL_DOMAINS,
 };
 pub use leads::{
-    company_domain, lead_id_for, normalize_email, IdealCustomerProfile, IdentityConflict, Lead, LeadActivity,
+    company_domain, lead_id_for, normalize_email, IdealCustomerProfile, IdentityConflict, IdentityMap, IdentityOverride,
+    Lead, LeadActivity, OverrideKind,
     LeadAudit, LeadCrm, LeadStatus, Outcome, OutcomeRecord, ScoreBreakdown, ScorePoint,
 };
 pub use records::{

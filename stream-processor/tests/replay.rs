@@ -176,6 +176,15 @@ impl Store for TornStore {
     async fn identity_conflicts(&self, s: &str, u: bool, n: usize) -> crm_store::Result<Vec<crm_schemas::IdentityConflict>> {
         self.inner.identity_conflicts(s, u, n).await
     }
+    async fn put_identity_override(&self, d: &crm_schemas::IdentityOverride) -> crm_store::Result<()> {
+        self.inner.put_identity_override(d).await
+    }
+    async fn identity_overrides(&self, s: &str) -> crm_store::Result<Vec<crm_schemas::IdentityOverride>> {
+        self.inner.identity_overrides(s).await
+    }
+    async fn resolve_conflict(&self, s: &str, v: &str, o: &str) -> crm_store::Result<bool> {
+        self.inner.resolve_conflict(s, v, o).await
+    }
     async fn put_alert_rule(&self, r: &crm_schemas::AlertRule) -> crm_store::Result<()> {
         self.inner.put_alert_rule(r).await
     }

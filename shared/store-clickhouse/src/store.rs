@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use crm_store::{
@@ -583,6 +583,18 @@ impl Store for ClickHouseStore {
 
     async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>> {
         self.get_conflicts(site_id, unresolved_only, limit).await
+    }
+
+    async fn put_identity_override(&self, decision: &IdentityOverride) -> Result<()> {
+        self.save_override(decision).await
+    }
+
+    async fn identity_overrides(&self, site_id: &str) -> Result<Vec<IdentityOverride>> {
+        self.get_overrides(site_id).await
+    }
+
+    async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool> {
+        self.mark_resolved(site_id, visitor_id, other_lead_id).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

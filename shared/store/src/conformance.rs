@@ -524,7 +524,22 @@ pub async fn lead_crm_audit_scores_and_conflicts(harness: &dyn StoreHarness) {
     let history = store.score_history("s1", &ada.lead_id, 10).await.expect("history");
     assert_eq!(history.iter().map(|p| (p.at_ms, p.score)).collect::<Vec<_>>(), vec![(T0, 40), (T0 + 10, 70)]);
     assert_eq!(store.score_history("s1", &ada.lead_id, 1).await.expect("history")[0].score, 70, "the newest points");
-    assert_eq!(store.identity_conflicts("s1", true, 10).await.expect("conflicts"), vec![conflict]);
+    assert_eq!(store.identity_conflicts("s1", true, 10).await.expect("conflicts"), vec![conflict.clone()]);
+    assert!(store.resolve_conflict("s1", "shared", &bo.lead_id).await.expect("resolve"));
+    assert!(!store.resolve_conflict("s1", "nobody", &bo.lead_id).await.expect("resolve"));
+    assert!(store.identity_conflicts("s1", true, 10).await.expect("conflicts").is_empty());
+    assert!(store.identity_conflicts("s1", false, 10).await.expect("conflicts")[0].resolved);
+    store.write(WriteBatch { conflicts: vec![conflict.clone()], ..WriteBatch::default() }).await.expect("replayed detection");
+    assert!(store.identity_conflicts("s1", true, 10).await.expect("conflicts").is_empty(), "a replay does not reopen it");
+    let decide = |kind| crm_schemas::IdentityOverride { site_id: "s1".into(), kind, by: "admin".into(), at_ms: T0 };
+    store.put_identity_override(&decide(crm_schemas::OverrideKind::Merge { from_lead_id: "b".into(), into_lead_id: "a".into() })).await.expect("put");
+    store.put_identity_override(&decide(crm_schemas::OverrideKind::MoveVisitor { visitor_id: "v".into(), to_lead_id: None })).await.expect("put");
+    let later = decide(crm_schemas::OverrideKind::MoveVisitor { visitor_id: "v".into(), to_lead_id: Some("a".into()) });
+    store.put_identity_override(&later).await.expect("replace");
+    let decisions = store.identity_overrides("s1").await.expect("overrides");
+    assert_eq!(decisions.len(), 2);
+    assert!(decisions.contains(&later));
+    assert!(store.identity_overrides("s2").await.expect("overrides").is_empty());
     assert!(store.identity_conflicts("s2", false, 10).await.expect("conflicts").is_empty());
 
     assert!(store.lead_crm("s1", &ada.lead_id).await.expect("crm").is_none());

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use redb::{Database, ReadableTable, TableDefinition};
@@ -575,6 +575,21 @@ impl Store for EmbeddedStore {
     async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>> {
         let site = site_id.to_owned();
         self.blocking(move |db| leads::conflicts(db, &site, unresolved_only, limit)).await
+    }
+
+    async fn put_identity_override(&self, decision: &IdentityOverride) -> Result<()> {
+        let decision = decision.clone();
+        self.blocking(move |db| leads::put_override(db, &decision)).await
+    }
+
+    async fn identity_overrides(&self, site_id: &str) -> Result<Vec<IdentityOverride>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| leads::overrides(db, &site)).await
+    }
+
+    async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool> {
+        let (site, visitor, other) = (site_id.to_owned(), visitor_id.to_owned(), other_lead_id.to_owned());
+        self.blocking(move |db| leads::resolve(db, &site, &visitor, &other)).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use serde::{Deserialize, Serialize};
@@ -193,6 +193,13 @@ pub trait Store: Send + Sync + 'static {
     async fn score_history(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<ScorePoint>>;
     /// Identity conflicts of a site, newest first (`unresolved_only` hides resolved ones).
     async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>>;
+
+    /// Stores a person's identity decision (replacing an earlier one about the same lead or
+    /// visitor); the processor and the API apply them over what the pipeline derived.
+    async fn put_identity_override(&self, decision: &IdentityOverride) -> Result<()>;
+    async fn identity_overrides(&self, site_id: &str) -> Result<Vec<IdentityOverride>>;
+    /// Marks a conflict resolved; false when there is no such conflict.
+    async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool>;
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()>;
     /// A site's alert rules, ordered by id.

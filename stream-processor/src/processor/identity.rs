@@ -15,10 +15,10 @@
 //!
 //! Everything is recomputed from stored state, so re-running it after a torn write is harmless.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use crm_schemas::{
-    company_domain, lead_id_for, normalize_email, EventBody, IdentityConflict, Lead, LeadActivity, Scalar, ScorePoint, StoredEvent,
+    company_domain, lead_id_for, normalize_email, EventBody, IdentityConflict, Lead, Scalar, ScorePoint, StoredEvent,
 };
 use crm_store::{StoreError, WriteBatch};
 
@@ -27,7 +27,6 @@ use crm_schemas::lead_score;
 
 /// At most this many visitor ids per lead (cookie churn); the oldest links are dropped.
 const MAX_VISITORS_PER_LEAD: usize = 100;
-const MAX_ACTIVE_DAYS: usize = 30;
 
 /// An identify / form submit with a usable email, as seen in the batch.
 pub(super) struct Signal {
@@ -177,7 +176,7 @@ impl Processor {
         self.evaluate_alerts(batch, &old_scores, now).await
     }
 
-    /// Recomputes the lead's activity and first touch from its (human) visitors' profiles.
+    /// Recomputes the lead's activity and first touch from its visitors' profiles.
     async fn aggregate(&mut self, lead: &mut Lead) -> Result<(), StoreError> {
         let missing: Vec<(String, String)> = lead
             .visitor_ids
@@ -190,36 +189,9 @@ impl Processor {
                 self.profiles.insert((profile.site_id.clone(), profile.visitor_id.clone()), profile);
             }
         }
-        let mut activity = LeadActivity::default();
-        let mut days = BTreeSet::new();
-        let mut first: Option<&crm_schemas::VisitorProfile> = None;
-        for visitor in &lead.visitor_ids {
-            let Some(profile) = self.profiles.get(&(lead.site_id.clone(), visitor.clone())) else { continue };
-            if profile.is_bot || profile.events == 0 {
-                continue;
-            }
-            activity.visits += profile.visits;
-            activity.pageviews += profile.pageviews;
-            activity.events += profile.events;
-            activity.engaged_ms += profile.time_spent_ms;
-            activity.intent_score = activity.intent_score.max(profile.intent_score);
-            for (signal, count) in &profile.intent_signals {
-                *activity.signals.entry(signal.clone()).or_default() += count;
-            }
-            days.extend(profile.active_days.iter().copied());
-            lead.last_activity_ms = lead.last_activity_ms.max(profile.last_seen_ms);
-            if first.is_none_or(|f| profile.first_seen_ms < f.first_seen_ms) {
-                first = Some(profile);
-            }
-        }
-        activity.active_days = days.into_iter().rev().take(MAX_ACTIVE_DAYS).collect();
-        activity.active_days.reverse();
-        if let Some(first) = first {
-            lead.first_seen_ms = lead.first_seen_ms.min(first.first_seen_ms);
-            lead.first_utm = first.first_utm.clone();
-            lead.source = first.first_utm.source.clone().or_else(|| first.first_referrer.clone()).unwrap_or_else(|| "direct".into());
-        }
-        lead.activity = activity;
+        let profiles: Vec<&crm_schemas::VisitorProfile> =
+            lead.visitor_ids.iter().filter_map(|v| self.profiles.get(&(lead.site_id.clone(), v.clone()))).collect();
+        lead_score::aggregate(lead, &profiles);
         Ok(())
     }
 }

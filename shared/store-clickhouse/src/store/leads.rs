@@ -4,7 +4,7 @@
 //! as the embedded store.
 
 use clickhouse::Row;
-use crm_schemas::{IdentityConflict, Lead, LeadAudit, LeadCrm, LeadStatus, ScorePoint, StoredEvent};
+use crm_schemas::{IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, LeadStatus, ScorePoint, StoredEvent};
 use crm_store::{lead_cursor, lead_rank, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, Page, Result, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +91,8 @@ pub(crate) const MIGRATION: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS identity_conflicts (site_id LowCardinality(String), visitor_id String, other_lead_id String,
         version UInt64, at DateTime64(3, 'UTC'), resolved UInt8, body String)
      ENGINE = ReplacingMergeTree(version) ORDER BY (site_id, visitor_id, other_lead_id)",
+    "CREATE TABLE IF NOT EXISTS identity_overrides (site_id LowCardinality(String), key String, version UInt64, body String)
+     ENGINE = ReplacingMergeTree(version) ORDER BY (site_id, key)",
 ];
 
 fn status_text(status: LeadStatus) -> String {
@@ -326,4 +328,43 @@ impl ClickHouseStore {
         let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
         Ok(Page { items, next_cursor })
     }
+
+    pub(super) async fn save_override(&self, decision: &IdentityOverride) -> Result<()> {
+        let row = OverrideRow { site_id: decision.site_id.clone(), key: decision.key(), version: now_nanos(), body: encode(decision)? };
+        self.insert_rows("identity_overrides", &[row]).await
+    }
+
+    pub(super) async fn get_overrides(&self, site_id: &str) -> Result<Vec<IdentityOverride>> {
+        self.bodies(self.client.query("SELECT body FROM identity_overrides FINAL WHERE site_id = ? ORDER BY key").bind(site_id)).await
+    }
+
+    pub(super) async fn mark_resolved(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool> {
+        let query = self
+            .client
+            .query("SELECT body FROM identity_conflicts FINAL WHERE site_id = ? AND visitor_id = ? AND other_lead_id = ?")
+            .bind(site_id)
+            .bind(visitor_id)
+            .bind(other_lead_id);
+        let Some(mut conflict) = self.bodies::<IdentityConflict>(query).await?.into_iter().next() else { return Ok(false) };
+        conflict.resolved = true;
+        let row = ConflictRow {
+            site_id: conflict.site_id.clone(),
+            visitor_id: conflict.visitor_id.clone(),
+            other_lead_id: conflict.other_lead_id.clone(),
+            version: now_nanos(),
+            at: conflict.at_ms,
+            resolved: 1,
+            body: encode(&conflict)?,
+        };
+        self.insert_rows("identity_conflicts", &[row]).await?;
+        Ok(true)
+    }
+}
+
+#[derive(Row, Serialize)]
+struct OverrideRow {
+    site_id: String,
+    key: String,
+    version: u64,
+    body: String,
 }

@@ -1,7 +1,7 @@
 //! The embedded store's lead tables: pipeline-owned leads, CRM fields, audit trail, score
 //! history and identity conflicts, each keyed so a site's rows are one range.
 
-use crm_schemas::{IdentityConflict, Lead, LeadAudit, LeadCrm, ScorePoint};
+use crm_schemas::{IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{db_err, decode, encode};
@@ -16,7 +16,11 @@ pub(super) const SCORES: TableDefinition<(&str, &str, i64), u8> = TableDefinitio
 /// (site, visitor, other lead) → conflict.
 pub(super) const CONFLICTS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("identity_conflicts");
 
+/// (site, override key) → identity override.
+pub(super) const OVERRIDES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("identity_overrides");
+
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
+    txn.open_table(OVERRIDES).map_err(db_err)?;
     txn.open_table(LEADS).map_err(db_err)?;
     txn.open_table(LEAD_CRM).map_err(db_err)?;
     txn.open_table(LEAD_AUDIT).map_err(db_err)?;
@@ -136,4 +140,45 @@ pub(super) fn conflicts(db: &Database, site: &str, unresolved_only: bool, limit:
     out.sort_by(|a, b| b.at_ms.cmp(&a.at_ms).then_with(|| a.visitor_id.cmp(&b.visitor_id)));
     out.truncate(limit);
     Ok(out)
+}
+
+pub(super) fn put_override(db: &Database, decision: &IdentityOverride) -> Result<()> {
+    let txn = db.begin_write().map_err(db_err)?;
+    txn.open_table(OVERRIDES)
+        .map_err(db_err)?
+        .insert((decision.site_id.as_str(), decision.key().as_str()), encode(decision)?.as_slice())
+        .map_err(db_err)?;
+    txn.commit().map_err(db_err)
+}
+
+pub(super) fn overrides(db: &Database, site: &str) -> Result<Vec<IdentityOverride>> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(OVERRIDES).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in table.range::<(&str, &str)>((site, "")..).map_err(db_err)? {
+        let (key, value) = row.map_err(db_err)?;
+        if key.value().0 != site {
+            break;
+        }
+        out.push(decode(value.value())?);
+    }
+    Ok(out)
+}
+
+pub(super) fn resolve(db: &Database, site: &str, visitor: &str, other: &str) -> Result<bool> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let found = {
+        let mut table = txn.open_table(CONFLICTS).map_err(db_err)?;
+        let existing: Option<IdentityConflict> = table.get((site, visitor, other)).map_err(db_err)?.map(|v| decode(v.value())).transpose()?;
+        match existing {
+            Some(mut conflict) => {
+                conflict.resolved = true;
+                table.insert((site, visitor, other), encode(&conflict)?.as_slice()).map_err(db_err)?;
+                true
+            }
+            None => false,
+        }
+    };
+    txn.commit().map_err(db_err)?;
+    Ok(found)
 }
