@@ -21,7 +21,7 @@ use crate::params::{self, rfc3339};
 use crate::{reply, ApiError, ApiState};
 
 /// The API's view of a lead: pipeline facts and CRM fields side by side.
-fn view(record: &LeadRecord) -> Value {
+pub(crate) fn view(record: &LeadRecord) -> Value {
     let (lead, crm) = (&record.lead, record.crm.as_ref());
     let text = |key: &str| lead.traits.get(key).map(Scalar::to_text);
     json!({

@@ -8,6 +8,7 @@ mod analytics;
 mod auth;
 mod error;
 mod forms;
+mod identity;
 mod leads;
 mod params;
 mod reply;
@@ -37,7 +38,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/leads/{lead_id}/audit", get(leads::audit))
         .route("/api/v1/leads/{lead_id}/outcome", post(leads::outcome))
         .route("/api/v1/reports/score-feedback", get(leads::score_feedback))
+        .route("/api/v1/leads/{lead_id}/merge", post(identity::merge))
+        .route("/api/v1/leads/{lead_id}/split", post(identity::split))
         .route("/api/v1/identity-conflicts", get(leads::conflicts))
+        .route("/api/v1/identity-conflicts/resolve", post(identity::resolve_conflict))
         .route("/api/v1/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
         .route("/api/v1/alert-rules/{site_id}/{rule_id}", axum::routing::delete(alerts::delete_rule))
         .route("/api/v1/alerts", get(alerts::list_alerts))

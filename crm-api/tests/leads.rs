@@ -234,3 +234,51 @@ async fn alert_rules_show_the_secret_once_and_alerts_list_their_deliveries() {
     assert_eq!(api.call(Method::DELETE, "/api/v1/alert-rules/s1/hot", Some(&admin), None).await.0, 204);
     assert_eq!(api.call(Method::DELETE, "/api/v1/alert-rules/s1/hot", Some(&admin), None).await.0, 404);
 }
+
+#[tokio::test]
+async fn people_merge_and_split_leads_and_resolve_conflicts() {
+    let (api, admin) = seeded().await;
+    let profiles = ["laptop", "phone", "kiosk"].iter().map(|v| crm_store::conformance::sample_profile("s1", v, 30, 20, T0)).collect();
+    api.store.write(WriteBatch { visitors: profiles, ..WriteBatch::default() }).await.unwrap();
+    let (ada, bo, cy) = (lead_id("ada@acme.example"), lead_id("bo@globex.example"), lead_id("cy@initech.example"));
+    let rep = api.login("rep").await;
+    let post = |token: &str, path: String, body: Value| {
+        let (api, token) = (&api, token.to_owned());
+        async move { api.call(Method::POST, &path, Some(&token), Some(body)).await }
+    };
+
+    assert_eq!(post(&rep, format!("/api/v1/leads/{bo}/merge?site_id=s1"), json!({"lead_id": cy})).await.0, 403);
+    let (status, body) = post(&admin, format!("/api/v1/leads/{bo}/merge?site_id=s1"), json!({"lead_id": bo})).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    let (status, _) = post(&admin, format!("/api/v1/leads/{bo}/merge?site_id=s1"), json!({"lead_id": "lead_nope"})).await;
+    assert_eq!(status, 404);
+    let (status, body) = post(&admin, format!("/api/v1/leads/{bo}/merge?site_id=s1"), json!({"id": cy})).await;
+    assert_eq!((status, code(&body)), (400, "malformed_json"));
+
+    // Resolve the kiosk conflict by merging: cy folds into bo and disappears from the list.
+    let (status, body) = post(&admin, "/api/v1/identity-conflicts/resolve?site_id=s1".into(), json!({"visitor_id": "kiosk", "other_lead_id": cy, "action": "merge"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = api.get("/api/v1/leads?site_id=s1", &admin).await;
+    assert!(!emails(&body).contains(&"cy@initech.example".to_owned()));
+    let (_, body) = api.get("/api/v1/identity-conflicts?site_id=s1", &admin).await;
+    assert!(body["data"].as_array().unwrap().is_empty(), "resolved: {body}");
+    let (_, body) = api.get(&format!("/api/v1/leads/{bo}/audit?site_id=s1"), &admin).await;
+    assert_eq!((body["data"][0]["field"].as_str(), body["data"][0]["new"].as_str()), (Some("merged"), Some("cy@initech.example")));
+    let (status, body) = post(&admin, format!("/api/v1/leads/{bo}/merge?site_id=s1"), json!({"lead_id": cy})).await;
+    assert_eq!((status, code(&body)), (409, "already_merged"));
+
+    // Split: the phone was someone else's device.
+    let (status, body) = post(&admin, format!("/api/v1/leads/{ada}/split?site_id=s1"), json!({"visitor_id": "tv"})).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    let (status, body) = post(&admin, format!("/api/v1/leads/{ada}/split?site_id=s1"), json!({"visitor_id": "phone", "to_lead_id": bo})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = api.get(&format!("/api/v1/leads/{ada}?site_id=s1"), &admin).await;
+    assert_eq!(body["data"]["visitor_ids"], json!(["laptop"]));
+    assert_eq!(body["data"]["activity"]["visits"], 1, "recomputed from the remaining visitor's profile");
+    let (_, body) = api.get(&format!("/api/v1/leads/{bo}?site_id=s1"), &admin).await;
+    assert_eq!(body["data"]["visitor_ids"], json!(["v-bo@globex.example", "v-cy@initech.example", "phone"]), "its own, the merged lead's, the moved one");
+    let (_, body) = api.get("/api/v1/identity-conflicts?site_id=s1&all=true", &admin).await;
+    assert_eq!(body["data"][0]["resolved"], true);
+    let (status, _) = post(&admin, "/api/v1/identity-conflicts/resolve?site_id=s1".into(), json!({"visitor_id": "x", "other_lead_id": cy, "action": "keep"})).await;
+    assert_eq!(status, 404);
+}

@@ -272,6 +272,35 @@ impl IdentityMap {
         self.merges.keys().filter(|from| from.as_str() != lead_id && self.canonical(from) == lead_id).cloned().collect()
     }
 
+    /// Whether a person decided where this visitor belongs (then identities never re-link it).
+    pub fn is_moved(&self, visitor_id: &str) -> bool {
+        self.moves.contains_key(visitor_id)
+    }
+
+    /// Applies the decisions to a lead: its visitors become its own, those of the leads merged
+    /// into it and those moved to it by hand, minus those moved away; merged leads' traits fill
+    /// in what the lead lacks.
+    pub fn resolve(&self, lead: &mut Lead, merged_from: &[Lead]) {
+        let moved = self.moved_to(&lead.lead_id);
+        let mut visitors: Vec<String> = Vec::new();
+        let candidates = lead.visitor_ids.iter().chain(merged_from.iter().flat_map(|m| m.visitor_ids.iter())).chain(moved.iter());
+        for visitor in candidates {
+            if !visitors.contains(visitor) && self.lead_of(visitor, Some(&lead.lead_id)).as_deref() == Some(lead.lead_id.as_str()) {
+                visitors.push(visitor.clone());
+            }
+        }
+        lead.visitor_ids = visitors;
+        for other in merged_from {
+            for (key, value) in &other.traits {
+                if key != "email" {
+                    lead.traits.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+            lead.first_seen_ms = lead.first_seen_ms.min(other.first_seen_ms);
+            lead.last_activity_ms = lead.last_activity_ms.max(other.last_activity_ms);
+        }
+    }
+
     /// Visitors moved to `lead_id` by hand.
     pub fn moved_to(&self, lead_id: &str) -> Vec<String> {
         self.moves.iter().filter(|(_, to)| to.as_deref().map(|t| self.canonical(t)).as_deref() == Some(lead_id)).map(|(v, _)| v.clone()).collect()

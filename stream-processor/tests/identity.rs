@@ -77,6 +77,48 @@ async fn identity_scenarios(store: Arc<dyn Store>) {
     assert!(!store.score_history("s1", &ada, 10).await.unwrap().is_empty());
 }
 
+/// People's decisions stick: after a merge, the processor keeps folding the merged lead in; a
+/// visitor moved away by hand is never re-linked by a later identify.
+async fn decisions_scenario(store: Arc<dyn Store>) {
+    use crm_schemas::{IdentityOverride, OverrideKind};
+    let mut p = Pipeline::new(store.clone()).await;
+    let t = now_ms() - 3_600_000;
+    let (work, home) = (lead_id_for("s1", "ada@acme.example"), lead_id_for("s1", "ada.home@acme.example"));
+    p.run(vec![identify("laptop", t, json!({"email": "ada@acme.example"})), identify("phone", t + 1000, json!({"email": "ada.home@acme.example", "city": "Oslo"}))]).await;
+    let decide = |kind| IdentityOverride { site_id: "s1".into(), kind, by: "admin".into(), at_ms: t };
+    store.put_identity_override(&decide(OverrideKind::Merge { from_lead_id: home.clone(), into_lead_id: work.clone() })).await.unwrap();
+    p.run(vec![page("phone", t + 2000, "/pricing")]).await;
+    let leads = store.leads(&[("s1".into(), work.clone()), ("s1".into(), home.clone())]).await.unwrap();
+    let get = |id: &str| leads.iter().find(|l| l.lead_id == id).unwrap().clone();
+    assert_eq!(get(&work).visitor_ids, vec!["laptop", "phone"]);
+    assert_eq!(get(&work).traits.get("city"), Some(&Scalar::Str("Oslo".into())), "merged traits fill in");
+    assert_eq!(get(&work).activity.signals.get("pricing"), Some(&1));
+    assert_eq!(get(&home).merged_into.as_deref(), Some(work.as_str()));
+    let listed = store.list_leads(&LeadQuery { site_id: "s1".into(), limit: 10, ..LeadQuery::default() }).await.unwrap();
+    assert_eq!(listed.items.iter().map(|r| r.lead.lead_id.clone()).collect::<Vec<_>>(), vec![work.clone()], "merged leads are not listed");
+    // The home email again, from a new device: lands on the merged lead.
+    p.run(vec![identify("tablet", t + 3000, json!({"email": "ada.home@acme.example"}))]).await;
+    let merged = store.leads(&[("s1".into(), work.clone())]).await.unwrap().pop().unwrap();
+    assert_eq!(merged.visitor_ids, vec!["laptop", "phone", "tablet"]);
+
+    store.put_identity_override(&decide(OverrideKind::MoveVisitor { visitor_id: "phone".into(), to_lead_id: None })).await.unwrap();
+    p.run(vec![page("phone", t + 4000, "/"), identify("phone", t + 5000, json!({"email": "ada@acme.example"}))]).await;
+    let merged = store.leads(&[("s1".into(), work.clone())]).await.unwrap().pop().unwrap();
+    assert_eq!(merged.visitor_ids, vec!["laptop", "tablet"], "the phone was moved away and stays away");
+    assert_eq!(store.visitor("s1", "phone").await.unwrap().unwrap().lead_id, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_stick_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    decisions_scenario(Arc::new(EmbeddedStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_stick_on_clickhouse() {
+    decisions_scenario(support::clickhouse_store("crm_decisions").await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_stitching_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();

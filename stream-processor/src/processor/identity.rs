@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crm_schemas::{
-    company_domain, lead_id_for, normalize_email, EventBody, IdentityConflict, Lead, Scalar, ScorePoint, StoredEvent,
+    company_domain, lead_id_for, IdentityMap, normalize_email, EventBody, IdentityConflict, Lead, Scalar, ScorePoint, StoredEvent,
 };
 use crm_store::{StoreError, WriteBatch};
 
@@ -74,16 +74,24 @@ impl Processor {
     /// Links identified visitors to leads and recomputes every lead the batch touched. Profiles
     /// it links are added to `dirty`; leads, conflicts and score points go into `batch`.
     pub(super) async fn update_leads(&mut self, signals: Vec<Signal>, dirty: &mut Vec<(String, String)>, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        // People's decisions (merges, moved visitors) win over what identities say.
+        let mut maps: HashMap<String, IdentityMap> = HashMap::new();
+        for site in signals.iter().map(|s| &s.site_id).chain(dirty.iter().map(|k| &k.0)) {
+            if !maps.contains_key(site) {
+                maps.insert(site.clone(), IdentityMap::new(&self.store.identity_overrides(site).await?));
+            }
+        }
         let mut changes: BTreeMap<(String, String), LeadChanges> = BTreeMap::new();
         for signal in signals {
-            let lead_id = lead_id_for(&signal.site_id, &signal.email);
+            let map = &maps[&signal.site_id];
+            let lead_id = map.canonical(&lead_id_for(&signal.site_id, &signal.email));
             let key = (signal.site_id.clone(), signal.visitor_id.clone());
             let profile = self.profiles.get_mut(&key).expect("signal visitors are loaded");
             let change = changes.entry((signal.site_id.clone(), lead_id.clone())).or_default();
             change.email = Some(signal.email.clone());
             change.first_at_ms = Some(change.first_at_ms.map_or(signal.at_ms, |t| t.min(signal.at_ms)));
-            match profile.lead_id.as_deref() {
-                None => {
+            match map.lead_of(&signal.visitor_id, profile.lead_id.as_deref()) {
+                None if !map.is_moved(&signal.visitor_id) => {
                     profile.lead_id = Some(lead_id.clone());
                     // The visitor's earlier traits (identify calls without an email) are this person's.
                     change.traits.push(profile.traits.clone());
@@ -92,13 +100,15 @@ impl Processor {
                         dirty.push(key);
                     }
                 }
+                // A person detached this visitor from everyone: identities don't re-link it.
+                None => {}
                 Some(linked) if linked == lead_id => {}
                 Some(linked) => {
                     tracing::info!(site_id = %signal.site_id, visitor_id = %signal.visitor_id, "identity conflict recorded");
                     batch.conflicts.push(IdentityConflict {
                         site_id: signal.site_id.clone(),
                         visitor_id: signal.visitor_id.clone(),
-                        lead_id: linked.to_owned(),
+                        lead_id: linked,
                         other_lead_id: lead_id.clone(),
                         other_email: signal.email.clone(),
                         event_id: signal.event_id,
@@ -109,9 +119,19 @@ impl Processor {
             }
             change.traits.push(signal.traits);
         }
-        // Leads of every visitor the batch changed: their activity moved.
+        // Leads of every visitor the batch changed: their activity moved. Profiles follow the
+        // people's decisions; a lead a visitor was moved away from is recomputed too.
         for key in dirty.iter() {
-            if let Some(lead_id) = self.profiles.get(key).and_then(|p| p.lead_id.clone()) {
+            let map = &maps[&key.0];
+            let Some(profile) = self.profiles.get_mut(key) else { continue };
+            let effective = map.lead_of(&key.1, profile.lead_id.as_deref());
+            if let Some(previous) = profile.lead_id.as_deref().map(|l| map.canonical(l)) {
+                if Some(&previous) != effective.as_ref() {
+                    changes.entry((key.0.clone(), previous)).or_default();
+                }
+            }
+            profile.lead_id = effective.clone();
+            if let Some(lead_id) = effective {
                 changes.entry((key.0.clone(), lead_id)).or_default();
             }
         }
@@ -148,6 +168,16 @@ impl Processor {
             for visitor in change.new_visitors {
                 if !lead.visitor_ids.contains(&visitor) {
                     lead.visitor_ids.push(visitor);
+                }
+            }
+            let map = &maps[&site_id];
+            let merged_keys: Vec<(String, String)> = map.merged_into(&lead_id).into_iter().map(|l| (site_id.clone(), l)).collect();
+            let merged_from = if merged_keys.is_empty() { Vec::new() } else { self.store.leads(&merged_keys).await? };
+            map.resolve(&mut lead, &merged_from);
+            for mut other in merged_from {
+                if other.merged_into.as_deref() != Some(lead_id.as_str()) {
+                    other.merged_into = Some(lead_id.clone());
+                    batch.leads.push(other);
                 }
             }
             if lead.visitor_ids.len() > MAX_VISITORS_PER_LEAD {
