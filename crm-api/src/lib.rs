@@ -1,8 +1,9 @@
 //! The CRM API (`/api/v1/…`): login with JWT access tokens, sites, visitors with their scores and
-//! timelines, leads (CRM fields, audit, score history, timelines, feedback), alert rules and alerts, lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
+//! timelines, leads (CRM fields, audit, score history, timelines, feedback, merge/split), accounts, alert rules and alerts, lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
 //! (`{"success":true,"data":…,"meta":…}` or the typed error) and every input is validated into
 //! a typed value before it reaches the store.
 
+mod accounts;
 mod alerts;
 mod analytics;
 mod auth;
@@ -40,6 +41,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/reports/score-feedback", get(leads::score_feedback))
         .route("/api/v1/leads/{lead_id}/merge", post(identity::merge))
         .route("/api/v1/leads/{lead_id}/split", post(identity::split))
+        .route("/api/v1/accounts", get(accounts::list))
+        .route("/api/v1/accounts/{account_id}", get(accounts::get_one))
         .route("/api/v1/identity-conflicts", get(leads::conflicts))
         .route("/api/v1/identity-conflicts/resolve", post(identity::resolve_conflict))
         .route("/api/v1/alert-rules", get(alerts::list_rules).post(alerts::create_rule))

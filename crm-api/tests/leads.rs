@@ -282,3 +282,24 @@ async fn people_merge_and_split_leads_and_resolve_conflicts() {
     let (status, _) = post(&admin, "/api/v1/identity-conflicts/resolve?site_id=s1".into(), json!({"visitor_id": "x", "other_lead_id": cy, "action": "keep"})).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn accounts_group_leads_by_domain_and_visitors_by_organisation() {
+    let (api, admin) = seeded().await;
+    let mut anonymous = crm_store::conformance::sample_profile("s1", "anon", 10, 10, T0 + 9);
+    anonymous.geo.org = Some("Umbrella Corp".into());
+    let mut isp = crm_store::conformance::sample_profile("s1", "home", 10, 10, T0 + 9);
+    isp.geo.org = Some("Comcast Cable Communications".into());
+    api.store.write(WriteBatch { visitors: vec![anonymous, isp], ..WriteBatch::default() }).await.unwrap();
+    let (status, body) = api.get("/api/v1/accounts?site_id=s1", &admin).await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|a| a["account_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["acme.example", "globex.example", "initech.example", "org:Umbrella Corp"]);
+    let (status, body) = api.get("/api/v1/accounts/acme.example?site_id=s1", &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["data"]["leads"].as_u64(), body["data"]["lead_list"][0]["email"].as_str()), (Some(1), Some("ada@acme.example")));
+    let (_, body) = api.get("/api/v1/accounts/org:Umbrella%20Corp?site_id=s1", &admin).await;
+    assert_eq!((body["data"]["anonymous_visitors"].as_u64(), body["data"]["anonymous_visitor_sample"][0].as_str()), (Some(1), Some("anon")));
+    assert_eq!(api.get("/api/v1/accounts/nowhere.example?site_id=s1", &admin).await.0, 404);
+    assert_eq!(api.get("/api/v1/accounts", &admin).await.0, 400);
+}

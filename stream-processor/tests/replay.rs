@@ -161,6 +161,9 @@ impl Store for TornStore {
     async fn list_leads(&self, q: &crm_store::LeadQuery) -> crm_store::Result<crm_store::Page<crm_store::LeadRecord>> {
         self.inner.list_leads(q).await
     }
+    async fn visitor_orgs(&self, s: &str, l: usize) -> crm_store::Result<Vec<crm_store::OrgVisitors>> {
+        self.inner.visitor_orgs(s, l).await
+    }
     async fn lead_crm(&self, s: &str, l: &str) -> crm_store::Result<Option<crm_schemas::LeadCrm>> {
         self.inner.lead_crm(s, l).await
     }

@@ -11,7 +11,7 @@ use crm_schemas::{
     VisitorProfile,
 };
 use crm_store::{
-    rank_value, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
+    rank_value, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -563,6 +563,10 @@ impl Store for ClickHouseStore {
 
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>> {
         self.query_leads(query).await
+    }
+
+    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
+        self.get_visitor_orgs(site_id, limit).await
     }
 
     async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>> {

@@ -42,7 +42,8 @@ macro_rules! store_conformance_suite {
             leads_filter_sort_and_page,
             lead_crm_audit_scores_and_conflicts,
             events_of_several_visitors_merge_newest_first,
-            alert_rules_and_deliveries
+            alert_rules_and_deliveries,
+            unidentified_visitors_group_by_organisation
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -671,4 +672,33 @@ pub async fn alert_rules_and_deliveries(harness: &dyn StoreHarness) {
 
 async fn store_due(store: &dyn Store, now: i64) -> Vec<String> {
     store.due_alerts(now, 10).await.expect("due").into_iter().map(|a| a.alert_id).collect()
+}
+
+pub async fn unidentified_visitors_group_by_organisation(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let profile = |visitor: &str, org: Option<&str>, intent: u8, seen: i64| {
+        let mut p = sample_profile("s1", visitor, intent, 10, seen);
+        p.geo.org = org.map(str::to_owned);
+        p
+    };
+    let mut identified = profile("v4", Some("Acme Corp"), 99, T0 + 9);
+    identified.lead_id = Some("lead_x".into());
+    let mut bot = profile("v5", Some("Acme Corp"), 99, T0 + 9);
+    bot.is_bot = true;
+    let visitors = vec![
+        profile("v2", Some("Acme Corp"), 40, T0 + 2),
+        profile("v1", Some("Acme Corp"), 70, T0 + 1),
+        profile("v3", Some("Globex"), 10, T0 + 3),
+        profile("v6", None, 50, T0),
+        identified,
+        bot,
+    ];
+    store.write(WriteBatch { visitors, ..WriteBatch::default() }).await.expect("write");
+    let orgs = store.visitor_orgs("s1", 10).await.expect("orgs");
+    assert_eq!(orgs.len(), 2);
+    assert_eq!((orgs[0].org.as_str(), orgs[0].visitors, orgs[0].last_seen_ms, orgs[0].max_intent), ("Acme Corp", 2, T0 + 2, 70));
+    assert_eq!(orgs[0].sample_visitor_ids, vec!["v1", "v2"]);
+    assert_eq!((orgs[1].org.as_str(), orgs[1].visitors), ("Globex", 1));
+    assert_eq!(store.visitor_orgs("s1", 1).await.expect("orgs").len(), 1);
+    assert!(store.visitor_orgs("s2", 10).await.expect("orgs").is_empty());
 }

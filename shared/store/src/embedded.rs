@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    rank_value, BotFilter, FormStats, LeadQuery, LeadRecord, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    group_orgs, rank_value, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
     WriteOutcome,
 };
 
@@ -550,6 +550,24 @@ impl Store for EmbeddedStore {
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>> {
         let query = query.clone();
         self.blocking(move |db| leads::list(db, &query)).await
+    }
+
+    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(VISITORS).map_err(db_err)?;
+            let mut profiles = Vec::new();
+            for row in table.range::<(&str, &str)>((site.as_str(), "")..).map_err(db_err)? {
+                let (key, value) = row.map_err(db_err)?;
+                if key.value().0 != site {
+                    break;
+                }
+                profiles.push(decode::<VisitorProfile>(value.value())?);
+            }
+            Ok(group_orgs(profiles.iter(), limit))
+        })
+        .await
     }
 
     async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>> {

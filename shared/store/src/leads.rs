@@ -106,3 +106,41 @@ pub fn page_leads(mut records: Vec<LeadRecord>, query: &LeadQuery) -> crate::Res
     let next_cursor = if more { records.last().map(|r| lead_cursor(&r.lead, query.sort)) } else { None };
     Ok(crate::Page { items: records, next_cursor })
 }
+
+/// Unidentified human visitors of one IP organisation (from the ASN database), for accounts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OrgVisitors {
+    pub org: String,
+    pub visitors: u64,
+    pub last_seen_ms: i64,
+    pub max_intent: u8,
+    /// Up to 20 of the visitor ids, sorted.
+    pub sample_visitor_ids: Vec<String>,
+}
+
+/// Groups profiles by organisation (the embedded store's way; ClickHouse does it in SQL).
+pub fn group_orgs<'a>(profiles: impl Iterator<Item = &'a crm_schemas::VisitorProfile>, limit: usize) -> Vec<OrgVisitors> {
+    let mut orgs: std::collections::BTreeMap<String, OrgVisitors> = std::collections::BTreeMap::new();
+    for profile in profiles.filter(|p| !p.is_bot && p.lead_id.is_none()) {
+        let Some(org) = profile.geo.org.as_deref().filter(|o| !o.is_empty()) else { continue };
+        let entry = orgs.entry(org.to_owned()).or_insert_with(|| OrgVisitors {
+            org: org.to_owned(),
+            visitors: 0,
+            last_seen_ms: i64::MIN,
+            max_intent: 0,
+            sample_visitor_ids: Vec::new(),
+        });
+        entry.visitors += 1;
+        entry.last_seen_ms = entry.last_seen_ms.max(profile.last_seen_ms);
+        entry.max_intent = entry.max_intent.max(profile.intent_score);
+        entry.sample_visitor_ids.push(profile.visitor_id.clone());
+    }
+    let mut all: Vec<OrgVisitors> = orgs.into_values().collect();
+    for org in &mut all {
+        org.sample_visitor_ids.sort();
+        org.sample_visitor_ids.truncate(20);
+    }
+    all.sort_by(|a, b| b.visitors.cmp(&a.visitors).then_with(|| a.org.cmp(&b.org)));
+    all.truncate(limit);
+    all
+}

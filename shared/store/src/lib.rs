@@ -27,7 +27,7 @@ mod leads;
 mod overview;
 
 pub use embedded::EmbeddedStore;
-pub use leads::{lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort};
+pub use leads::{group_orgs, lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, OrgVisitors};
 pub use overview::{Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +185,8 @@ pub trait Store: Send + Sync + 'static {
     /// Leads with their CRM fields, filtered, sorted and cursor-paginated.
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>>;
     async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>>;
+    /// Unidentified human visitors grouped by IP organisation, largest first.
+    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>>;
     /// Replaces the CRM fields of a lead and appends the audit entries of the change.
     async fn put_lead_crm(&self, crm: &LeadCrm, audit: &[LeadAudit]) -> Result<()>;
     /// A lead's audit trail, newest first.

@@ -5,7 +5,7 @@
 
 use clickhouse::Row;
 use crm_schemas::{IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, LeadStatus, ScorePoint, StoredEvent};
-use crm_store::{lead_cursor, lead_rank, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, Page, Result, WriteBatch};
+use crm_store::{OrgVisitors, lead_cursor, lead_rank, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, Page, Result, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{ch_err, decode, encode, now_nanos, split_cursor, ClickHouseStore};
@@ -359,6 +359,44 @@ impl ClickHouseStore {
         self.insert_rows("identity_conflicts", &[row]).await?;
         Ok(true)
     }
+
+    pub(super) async fn get_visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
+        let rows: Vec<OrgRow> = self
+            .client
+            .query(
+                "SELECT JSONExtractString(profile, 'geo', 'org') AS org, count() AS visitors,
+                        max(JSONExtractInt(profile, 'last_seen_ms')) AS last_seen_ms,
+                        toUInt8(max(JSONExtractUInt(profile, 'intent_score'))) AS max_intent,
+                        arraySort(groupArray(visitor_id)) AS sample
+                 FROM visitors FINAL
+                 WHERE site_id = ? AND is_bot = 0 AND org != '' AND JSONExtractString(profile, 'lead_id') = ''
+                 GROUP BY org ORDER BY visitors DESC, org LIMIT ?",
+            )
+            .bind(site_id)
+            .bind(limit as u64)
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OrgVisitors {
+                org: r.org,
+                visitors: r.visitors,
+                last_seen_ms: r.last_seen_ms,
+                max_intent: r.max_intent,
+                sample_visitor_ids: r.sample.into_iter().take(20).collect(),
+            })
+            .collect())
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct OrgRow {
+    org: String,
+    visitors: u64,
+    last_seen_ms: i64,
+    max_intent: u8,
+    sample: Vec<String>,
 }
 
 #[derive(Row, Serialize)]
