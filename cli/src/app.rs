@@ -15,7 +15,7 @@ use crm_schemas::Site;
 use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, Shutdown};
 use crm_store::{EmbeddedStore, Store};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
-use crm_stream_processor::{AlertDispatcher, DispatcherConfig, Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
+use crm_stream_processor::{AiConfig, AlertDispatcher, DispatcherConfig, InsightWorker, Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -103,7 +103,11 @@ fn enricher(args: &ProcessorArgs) -> Result<Enricher> {
 }
 
 fn processor(args: &ProcessorArgs, store: Arc<dyn Store>, metrics: &MetricsRegistry, health: &Health) -> Result<Processor> {
-    let config = ProcessorConfig { batch_size: args.processor_batch.clamp(1, 100_000), ..ProcessorConfig::default() };
+    let config = ProcessorConfig {
+        batch_size: args.processor_batch.clamp(1, 100_000),
+        request_insights: args.ai()?.is_some(),
+        ..ProcessorConfig::default()
+    };
     let processor = Processor::new(config, store, enricher(args)?, ProcessorMetrics::new(metrics));
     let status = processor.status();
     health.add_check("store", move || status.store_error.lock().clone());
@@ -233,9 +237,13 @@ fn spawn_housekeeping(collector: Arc<Collector>, log: Arc<dyn EventLog>, sites: 
 
 /// The stream processor and, beside it, the alert webhook dispatcher (alerts are fired by the
 /// processor; whoever runs it delivers them).
-fn spawn_processor(processor: Processor, store: Arc<dyn Store>, log: Arc<dyn EventLog>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-    let dispatcher = AlertDispatcher::new(store, DispatcherConfig::default());
+fn spawn_processor(processor: Processor, store: Arc<dyn Store>, log: Arc<dyn EventLog>, ai: Option<AiConfig>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default());
     let alerts = tokio::spawn(dispatcher.run(shutdown.clone()));
+    if let Some(ai) = ai {
+        tracing::info!(model = %ai.model, "ai lead insights enabled");
+        tokio::spawn(InsightWorker::new(store, ai).run(shutdown.clone()));
+    }
     tokio::spawn(async move {
         if let Err(err) = processor.run(log, shutdown).await {
             tracing::error!(error = %err, "stream processor stopped with an error");
@@ -272,7 +280,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let CollectorParts { collector, sites, metrics, health } = collector_parts(collector_config, &store, &log, &background).await?;
     let api_state = ApiState::new(store.clone(), keys).with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
     let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
-    let processor_task = spawn_processor(processor, store.clone(), log.clone(), background.clone());
+    let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
 
     let listener = bind(args.http.listen, "crm up").await?;
     let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
@@ -306,7 +314,7 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
     let health = Health::new();
     let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
     let background = Shutdown::new();
-    let processor_task = spawn_processor(processor, store, log.clone(), background.clone());
+    let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, background.clone());
     let listener = bind(args.listen, "crm process (health and metrics)").await?;
     let dispatch = Dispatch { collector: None, api: None, health, metrics };
     serve_until_signal(listener, dispatch, Duration::from_secs(5)).await;

@@ -263,6 +263,38 @@ pub struct ProcessorArgs {
     pub ip_storage: IpStorageArg,
     #[arg(long, env = "CRM_PROCESSOR_BATCH", default_value_t = 2000)]
     pub processor_batch: usize,
+    /// OpenAI-compatible API base (e.g. `https://api.openai.com/v1`); enables AI lead insights.
+    #[arg(long, env = "CRM_AI_BASE_URL")]
+    pub ai_base_url: Option<String>,
+    /// Bearer key for the AI endpoint.
+    #[arg(long, env = "CRM_AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<String>,
+    #[arg(long, env = "CRM_AI_MODEL", default_value = "gpt-4o-mini")]
+    pub ai_model: String,
+    /// Per-request timeout of the AI endpoint.
+    #[arg(long, env = "CRM_AI_TIMEOUT_SECS", default_value_t = 30)]
+    pub ai_timeout_secs: u64,
+}
+
+impl ProcessorArgs {
+    /// The AI insight configuration, when an endpoint is set (checked: an absolute http(s) URL).
+    pub fn ai(&self) -> Result<Option<crm_stream_processor::AiConfig>> {
+        let Some(base_url) = &self.ai_base_url else { return Ok(None) };
+        match url::Url::parse(base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => bail!("--ai-base-url must be an absolute http(s) URL, got {base_url:?}"),
+        }
+        if self.ai_timeout_secs == 0 || self.ai_model.trim().is_empty() {
+            bail!("--ai-timeout-secs must be positive and --ai-model non-empty");
+        }
+        Ok(Some(crm_stream_processor::AiConfig {
+            base_url: base_url.clone(),
+            api_key: self.ai_api_key.clone(),
+            model: self.ai_model.clone(),
+            timeout: std::time::Duration::from_secs(self.ai_timeout_secs),
+            poll_interval: std::time::Duration::from_secs(1),
+        }))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -390,5 +422,20 @@ mod tests {
         assert!(Cli::try_parse_from(["crm", "up", "--listen", "not-an-address"]).is_err());
         let weak = AuthArgs { jwt_secret: Some("short".into()), admin_password: None, no_demo_site: false };
         assert!(weak.validate().is_err());
+    }
+
+    #[test]
+    fn ai_insights_are_off_unless_an_endpoint_is_set() {
+        let processor = |args: &[&str]| {
+            let mut all = vec!["crm", "up"];
+            all.extend_from_slice(args);
+            let Command::Up(up) = Cli::try_parse_from(all).unwrap().command else { panic!("up") };
+            up.processor.ai()
+        };
+        assert!(processor(&[]).unwrap().is_none());
+        let ai = processor(&["--ai-base-url", "http://127.0.0.1:11434/v1", "--ai-model", "llama3"]).unwrap().expect("on");
+        assert_eq!((ai.model.as_str(), ai.timeout.as_secs()), ("llama3", 30));
+        assert!(processor(&["--ai-base-url", "not a url"]).is_err());
+        assert!(processor(&["--ai-base-url", "http://x.example/v1", "--ai-timeout-secs", "0"]).is_err());
     }
 }

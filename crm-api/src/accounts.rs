@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use crm_schemas::Scalar;
+use crm_schemas::{is_network_provider, Scalar};
 use crm_store::{LeadQuery, LeadRecord, OrgVisitors};
 use serde::Serialize;
 use serde_json::json;
@@ -15,19 +15,6 @@ use serde_json::json;
 use crate::auth::AuthUser;
 use crate::params::{self, rfc3339};
 use crate::{reply, ApiError, ApiState};
-
-/// Words that mark an IP organisation as a network or hosting provider rather than a company.
-const NETWORK_PROVIDERS: &[&str] = &[
-    "telecom", "telekom", "broadband", "cable", "communications", "mobile", "wireless", "internet", "isp", "hosting", "cloud",
-    "datacenter", "data center", "colocation", "vps", "server", "amazon", "google", "microsoft", "digitalocean", "ovh", "hetzner",
-    "linode", "akamai", "cloudflare", "comcast", "verizon", "at&t", "vodafone", "orange", "t-mobile", "charter", "spectrum",
-    "level 3", "cogent", "telefonica", "british telecommunications", "tencent", "alibaba",
-];
-
-pub fn is_network_provider(org: &str) -> bool {
-    let lower = org.to_lowercase();
-    NETWORK_PROVIDERS.iter().any(|word| lower.contains(word))
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Account {
@@ -56,11 +43,12 @@ pub fn build_accounts(leads: &[LeadRecord], orgs: &[OrgVisitors]) -> Vec<Account
     let mut names: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
     for record in leads {
         let lead = &record.lead;
-        let Some(domain) = lead.company_domain.clone() else { continue };
+        // A business email names the company; failing that, where the lead browses from.
+        let Some(domain) = lead.company_domain.clone().or_else(|| lead.ip_org.as_ref().map(|o| format!("org:{o}"))) else { continue };
         let account = accounts.entry(domain.clone()).or_insert_with(|| Account {
             account_id: domain.clone(),
-            name: domain.clone(),
-            domain: Some(domain.clone()),
+            name: domain.strip_prefix("org:").unwrap_or(&domain).to_owned(),
+            domain: (!domain.starts_with("org:")).then(|| domain.clone()),
             leads: 0,
             top_score: 0,
             visits: 0,
@@ -193,6 +181,15 @@ mod tests {
         let acme = &accounts[0];
         assert_eq!((acme.name.as_str(), acme.leads, acme.top_score, acme.anonymous_visitors), ("Acme", 2, 80, 3));
         assert_eq!(accounts[2].anonymous_visitors, 2);
+    }
+
+    #[test]
+    fn leads_without_business_email_group_by_their_organisation() {
+        let mut lead = record("cy@gmail.com", 50, None);
+        lead.lead.ip_org = Some("Initech LLC".into());
+        let accounts = build_accounts(&[lead], &[org("Initech LLC", 2)]);
+        assert_eq!(accounts.len(), 1);
+        assert_eq!((accounts[0].account_id.as_str(), accounts[0].leads, accounts[0].anonymous_visitors), ("org:Initech LLC", 1, 2));
     }
 
     #[test]

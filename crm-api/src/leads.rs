@@ -29,8 +29,9 @@ pub(crate) fn view(record: &LeadRecord) -> Value {
         "site_id": lead.site_id,
         "email": lead.email,
         "name": text("name"),
-        "company": text("company").or_else(|| lead.company_domain.clone()),
+        "company": text("company").or_else(|| lead.company_domain.clone()).or_else(|| lead.ip_org.clone()),
         "company_domain": lead.company_domain,
+        "ip_org": lead.ip_org,
         "status": record.status(),
         "owner": crm.and_then(|c| c.owner.clone()),
         "notes": crm.and_then(|c| c.notes.clone()),
@@ -155,7 +156,13 @@ pub async fn get_one(State(state): State<ApiState>, _user: AuthUser, Path(lead_i
     let site_id = site_param(&query)?;
     let record = load(&state, &site_id, &lead_id).await?;
     let history = state.store.score_history(&site_id, &lead_id, 100).await?;
+    let insight = state.store.insight(&site_id, &lead_id).await?;
     let mut body = view(&record);
+    body["ai_insight"] = match insight {
+        Some(i) => json!({ "generated_at": rfc3339(i.generated_at_ms), "model": i.model, "score": i.score,
+                           "key_factors": i.key_factors, "next_actions": i.next_actions, "objections": i.objections }),
+        None => Value::Null,
+    };
     body["score_history"] = history.iter().map(|p| json!({ "at": rfc3339(p.at_ms), "score": p.score })).collect();
     Ok(reply::ok(body))
 }

@@ -138,6 +138,14 @@ pub fn aggregate(lead: &mut Lead, profiles: &[&VisitorProfile]) {
     }
     activity.active_days = days.into_iter().rev().take(30).collect();
     activity.active_days.reverse();
+    // The organisation most visits come from, unless it is a network provider.
+    let mut orgs: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for profile in profiles.iter().filter(|p| !p.is_bot) {
+        if let Some(org) = profile.geo.org.as_deref().filter(|o| !o.is_empty() && !crate::is_network_provider(o)) {
+            *orgs.entry(org).or_default() += profile.visits.max(1);
+        }
+    }
+    lead.ip_org = orgs.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|(org, _)| org.to_owned());
     if let Some(first) = first {
         lead.first_seen_ms = lead.first_seen_ms.min(first.first_seen_ms);
         lead.first_utm = first.first_utm.clone();
@@ -254,6 +262,28 @@ mod tests {
         let lead = Lead { email: "x@gmail.com".into(), last_activity_ms: NOW - 60 * DAY_MS, ..Lead::default() };
         let (total, b, reasons) = score(&lead, &IdealCustomerProfile::default(), NOW);
         assert_eq!((total, b, reasons.len()), (0, ScoreBreakdown::default(), 0));
+    }
+
+    #[test]
+    fn aggregation_sums_human_visitors_and_picks_the_company_network() {
+        let visitor = |visits: u32, org: &str, bot: bool, first_seen: i64| VisitorProfile {
+            visits,
+            pageviews: u64::from(visits) * 2,
+            events: 5,
+            first_seen_ms: first_seen,
+            last_seen_ms: first_seen + 10,
+            is_bot: bot,
+            active_days: vec![TODAY - 1, TODAY],
+            geo: crate::Geo { org: Some(org.into()), ..crate::Geo::default() },
+            ..VisitorProfile::default()
+        };
+        let (office, home, crawler) = (visitor(3, "Acme Corp", false, 100), visitor(5, "Comcast Cable", false, 50), visitor(9, "Acme Corp", true, 10));
+        let mut lead = Lead { first_seen_ms: i64::MAX, ..Lead::default() };
+        aggregate(&mut lead, &[&office, &home, &crawler]);
+        assert_eq!((lead.activity.visits, lead.activity.pageviews), (8, 16), "bots left out");
+        assert_eq!(lead.activity.active_days, vec![TODAY - 1, TODAY], "days are a union");
+        assert_eq!(lead.first_seen_ms, 50);
+        assert_eq!(lead.ip_org.as_deref(), Some("Acme Corp"), "the ISP is not a company");
     }
 
     #[test]

@@ -35,6 +35,20 @@ pub fn company_domain(email: &str) -> Option<String> {
     (!crate::is_free_email(&email.to_lowercase()) && domain.contains('.')).then_some(domain)
 }
 
+/// Words that mark an IP organisation as a network or hosting provider rather than a company
+/// whose staff the visitors are.
+const NETWORK_PROVIDERS: &[&str] = &[
+    "telecom", "telekom", "broadband", "cable", "communications", "mobile", "wireless", "internet", "isp", "hosting", "cloud",
+    "datacenter", "data center", "colocation", "vps", "server", "amazon", "google", "microsoft", "digitalocean", "ovh", "hetzner",
+    "linode", "akamai", "cloudflare", "comcast", "verizon", "at&t", "vodafone", "orange", "t-mobile", "charter", "spectrum",
+    "level 3", "cogent", "telefonica", "british telecommunications", "tencent", "alibaba",
+];
+
+pub fn is_network_provider(org: &str) -> bool {
+    let lower = org.to_lowercase();
+    NETWORK_PROVIDERS.iter().any(|word| lower.contains(word))
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadStatus {
@@ -117,6 +131,10 @@ pub struct Lead {
     pub traits: BTreeMap<String, Scalar>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_domain: Option<String>,
+    /// The organisation most of the lead's visits come from (ASN database), unless it is an
+    /// ISP, carrier or hosting provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_org: Option<String>,
     /// First touch: UTM source, else referrer host, else "direct".
     pub source: String,
     #[serde(default)]

@@ -7,6 +7,7 @@
 mod alerts;
 mod event;
 mod forms;
+mod insights;
 pub mod lead_score;
 mod leads;
 mod records;
@@ -24,10 +25,11 @@ pub use forms::{
     FREE_EMAIL_DOMAINS,
 };
 pub use leads::{
-    company_domain, lead_id_for, normalize_email, IdealCustomerProfile, IdentityConflict, IdentityMap, IdentityOverride,
+    company_domain, is_network_provider, lead_id_for, normalize_email, IdealCustomerProfile, IdentityConflict, IdentityMap, IdentityOverride,
     Lead, LeadActivity, OverrideKind,
     LeadAudit, LeadCrm, LeadStatus, Outcome, OutcomeRecord, ScoreBreakdown, ScorePoint,
 };
+pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use records::{
     DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
     DEFAULT_PAGE_RULES,

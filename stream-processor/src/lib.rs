@@ -9,6 +9,7 @@
 mod alerts;
 mod enrich;
 mod geo;
+mod insights;
 mod metrics;
 mod processor;
 mod profile;
@@ -18,6 +19,7 @@ mod useragent;
 
 pub use alerts::{signature as alert_signature, AlertDispatcher, DispatcherConfig};
 pub use enrich::{Enricher, IpStorage};
+pub use insights::{prompt as insight_prompt, AiConfig, InsightWorker};
 pub use geo::{GeoError, GeoLookup};
 pub use metrics::ProcessorMetrics;
 pub use processor::{BatchOutcome, Processor, ProcessorConfig, ProcessorError, ProcessorStatus};

@@ -39,6 +39,9 @@ pub struct ProcessorConfig {
     pub batch_size: usize,
     pub poll_wait: Duration,
     pub profile_cache_capacity: usize,
+    /// Queue an AI insight when a lead is new or its score changes band (Low < 50 ≤ Medium < 80
+    /// ≤ High). Only when an insight worker is configured.
+    pub request_insights: bool,
 }
 
 impl Default for ProcessorConfig {
@@ -48,6 +51,7 @@ impl Default for ProcessorConfig {
             batch_size: 2000,
             poll_wait: Duration::from_millis(100),
             profile_cache_capacity: 50_000,
+            request_insights: false,
         }
     }
 }

@@ -188,6 +188,18 @@ impl Store for TornStore {
     async fn resolve_conflict(&self, s: &str, v: &str, o: &str) -> crm_store::Result<bool> {
         self.inner.resolve_conflict(s, v, o).await
     }
+    async fn due_insight_requests(&self, n: i64, l: usize) -> crm_store::Result<Vec<crm_schemas::InsightRequest>> {
+        self.inner.due_insight_requests(n, l).await
+    }
+    async fn update_insight_request(&self, r: &crm_schemas::InsightRequest) -> crm_store::Result<()> {
+        self.inner.update_insight_request(r).await
+    }
+    async fn put_insight(&self, i: &crm_schemas::LeadInsight) -> crm_store::Result<()> {
+        self.inner.put_insight(i).await
+    }
+    async fn insight(&self, s: &str, l: &str) -> crm_store::Result<Option<crm_schemas::LeadInsight>> {
+        self.inner.insight(s, l).await
+    }
     async fn put_alert_rule(&self, r: &crm_schemas::AlertRule) -> crm_store::Result<()> {
         self.inner.put_alert_rule(r).await
     }

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use crm_store::{
@@ -41,9 +41,11 @@ impl ClickHouseConfig {
 }
 
 mod alerts;
+mod insights;
 mod leads;
 
 pub(crate) use alerts::MIGRATION as ALERTS_MIGRATION;
+pub(crate) use insights::MIGRATION as INSIGHTS_MIGRATION;
 pub(crate) use leads::MIGRATION as LEADS_MIGRATION;
 
 #[derive(Clone)]
@@ -355,6 +357,7 @@ impl Store for ClickHouseStore {
         self.insert_rows("dead_letters", &letters).await?;
         self.write_leads(&batch).await?;
         self.insert_new_alerts(&batch.alerts).await?;
+        self.upsert_insight_requests(&batch.insight_requests).await?;
 
         let ids: Vec<Uuid> = batch.events.iter().map(|e| e.event_id).collect();
         let mut unseen = self.unseen_event_ids(&ids).await?;
@@ -599,6 +602,22 @@ impl Store for ClickHouseStore {
 
     async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool> {
         self.mark_resolved(site_id, visitor_id, other_lead_id).await
+    }
+
+    async fn due_insight_requests(&self, now_ms: i64, limit: usize) -> Result<Vec<InsightRequest>> {
+        self.get_due_insight_requests(now_ms, limit).await
+    }
+
+    async fn update_insight_request(&self, request: &InsightRequest) -> Result<()> {
+        self.upsert_insight_requests(std::slice::from_ref(request)).await
+    }
+
+    async fn put_insight(&self, insight: &LeadInsight) -> Result<()> {
+        self.save_insight(insight).await
+    }
+
+    async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>> {
+        self.get_insight(site_id, lead_id).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

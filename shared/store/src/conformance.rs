@@ -43,7 +43,8 @@ macro_rules! store_conformance_suite {
             lead_crm_audit_scores_and_conflicts,
             events_of_several_visitors_merge_newest_first,
             alert_rules_and_deliveries,
-            unidentified_visitors_group_by_organisation
+            unidentified_visitors_group_by_organisation,
+            insight_requests_queue_and_answers
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -701,4 +702,45 @@ pub async fn unidentified_visitors_group_by_organisation(harness: &dyn StoreHarn
     assert_eq!((orgs[1].org.as_str(), orgs[1].visitors), ("Globex", 1));
     assert_eq!(store.visitor_orgs("s1", 1).await.expect("orgs").len(), 1);
     assert!(store.visitor_orgs("s2", 10).await.expect("orgs").is_empty());
+}
+
+pub async fn insight_requests_queue_and_answers(harness: &dyn StoreHarness) {
+    use crm_schemas::{InsightRequest, LeadInsight};
+    let store = harness.open().await;
+    let request = |lead: &str, due: i64| InsightRequest {
+        site_id: "s1".into(),
+        lead_id: lead.into(),
+        requested_at_ms: T0,
+        next_attempt_ms: due,
+        attempts: 0,
+        last_error: None,
+        failed: false,
+    };
+    store.write(WriteBatch { insight_requests: vec![request("a", T0 + 5), request("b", T0)], ..WriteBatch::default() }).await.expect("write");
+    let due = |now: i64| {
+        let store = &store;
+        async move { store.due_insight_requests(now, 10).await.expect("due").into_iter().map(|r| r.lead_id).collect::<Vec<_>>() }
+    };
+    assert_eq!(due(T0 + 10).await, vec!["b", "a"]);
+    assert_eq!(due(T0).await, vec!["b"]);
+    let retry = InsightRequest { attempts: 1, next_attempt_ms: T0 + 100, last_error: Some("timeout".into()), ..request("b", T0) };
+    store.update_insight_request(&retry).await.expect("retry");
+    assert_eq!(due(T0 + 10).await, vec!["a"]);
+    let failed = InsightRequest { failed: true, ..request("a", T0 + 5) };
+    store.update_insight_request(&failed).await.expect("fail");
+    assert!(due(T0 + 1000).await == vec!["b"], "failed requests are not due");
+    let insight = LeadInsight {
+        site_id: "s1".into(),
+        lead_id: "b".into(),
+        generated_at_ms: T0 + 200,
+        model: "m".into(),
+        score: 70,
+        key_factors: vec!["pricing views".into()],
+        next_actions: vec!["call".into()],
+        objections: vec![],
+    };
+    store.put_insight(&insight).await.expect("insight");
+    assert!(due(T0 + 1000).await.is_empty(), "answered requests leave the queue");
+    assert_eq!(store.insight("s1", "b").await.expect("get"), Some(insight));
+    assert!(store.insight("s1", "a").await.expect("get").is_none());
 }

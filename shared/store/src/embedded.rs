@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use redb::{Database, ReadableTable, TableDefinition};
@@ -32,6 +32,7 @@ use crate::{
 };
 
 mod alerts;
+mod insights;
 mod leads;
 
 type EventKey<'a> = (&'a str, i64, u128);
@@ -133,6 +134,7 @@ impl EmbeddedStore {
             txn.open_table(FORMS).map_err(db_err)?;
             leads::create_tables(&txn)?;
             alerts::create_tables(&txn)?;
+            insights::create_tables(&txn)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -207,6 +209,7 @@ impl EmbeddedStore {
             }
             leads::write(&txn, &batch)?;
             alerts::insert_new(&txn, &batch.alerts)?;
+            insights::upsert(&txn, &batch.insight_requests)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(outcome)
@@ -608,6 +611,25 @@ impl Store for EmbeddedStore {
     async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool> {
         let (site, visitor, other) = (site_id.to_owned(), visitor_id.to_owned(), other_lead_id.to_owned());
         self.blocking(move |db| leads::resolve(db, &site, &visitor, &other)).await
+    }
+
+    async fn due_insight_requests(&self, now_ms: i64, limit: usize) -> Result<Vec<InsightRequest>> {
+        self.blocking(move |db| insights::due(db, now_ms, limit)).await
+    }
+
+    async fn update_insight_request(&self, request: &InsightRequest) -> Result<()> {
+        let request = request.clone();
+        self.blocking(move |db| insights::update(db, &request)).await
+    }
+
+    async fn put_insight(&self, insight: &LeadInsight) -> Result<()> {
+        let insight = insight.clone();
+        self.blocking(move |db| insights::put(db, &insight)).await
+    }
+
+    async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>> {
+        let (site, lead) = (site_id.to_owned(), lead_id.to_owned());
+        self.blocking(move |db| insights::get(db, &site, &lead)).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

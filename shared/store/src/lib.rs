@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use serde::{Deserialize, Serialize};
@@ -72,6 +72,8 @@ pub struct WriteBatch {
     pub score_points: Vec<ScorePoint>,
     /// Alerts fired (inserted only if their id is new: a rule fires once per lead and window).
     pub alerts: Vec<Alert>,
+    /// AI insight requests (upserts keyed by site and lead).
+    pub insight_requests: Vec<InsightRequest>,
 }
 
 impl WriteBatch {
@@ -84,6 +86,7 @@ impl WriteBatch {
             && self.conflicts.is_empty()
             && self.score_points.is_empty()
             && self.alerts.is_empty()
+            && self.insight_requests.is_empty()
     }
 }
 
@@ -202,6 +205,14 @@ pub trait Store: Send + Sync + 'static {
     async fn identity_overrides(&self, site_id: &str) -> Result<Vec<IdentityOverride>>;
     /// Marks a conflict resolved; false when there is no such conflict.
     async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool>;
+
+    /// Insight requests whose next attempt is due (not failed), on every site.
+    async fn due_insight_requests(&self, now_ms: i64, limit: usize) -> Result<Vec<InsightRequest>>;
+    /// Stores a request's retry state (or its failure).
+    async fn update_insight_request(&self, request: &InsightRequest) -> Result<()>;
+    /// Stores the insight and removes the request it answers.
+    async fn put_insight(&self, insight: &LeadInsight) -> Result<()>;
+    async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>>;
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()>;
     /// A site's alert rules, ordered by id.

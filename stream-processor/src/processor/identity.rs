@@ -198,6 +198,18 @@ impl Processor {
             lead.breakdown = breakdown;
             lead.reasons = reasons;
             old_scores.insert(lead_id.clone(), old_score);
+            let band = |score: u8| (score >= 50) as u8 + (score >= 80) as u8;
+            if self.config.request_insights && old_score.is_none_or(|old| band(old) != band(score)) {
+                batch.insight_requests.push(crm_schemas::InsightRequest {
+                    site_id: site_id.clone(),
+                    lead_id: lead_id.clone(),
+                    requested_at_ms: now,
+                    next_attempt_ms: now,
+                    attempts: 0,
+                    last_error: None,
+                    failed: false,
+                });
+            }
             if old_score != Some(score) {
                 batch.score_points.push(ScorePoint { site_id: site_id.clone(), lead_id: lead_id.clone(), at_ms: now, score });
             }

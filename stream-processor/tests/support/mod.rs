@@ -39,6 +39,8 @@ pub struct Pipeline {
     pub consumer: Box<dyn LogConsumer>,
     pub store: Arc<dyn Store>,
     pub delivered: Vec<crm_eventlog::Delivered>,
+    /// Whether the processor queues AI insight requests.
+    pub insights: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -50,12 +52,12 @@ impl Pipeline {
         let mut site = Site::new("s1", "Acme", 0);
         site.icp = IdealCustomerProfile { min_employees: Some(50), ..IdealCustomerProfile::default() };
         store.put_site(&site).await.unwrap();
-        Pipeline { log, consumer, store, delivered: Vec::new(), _dir: dir }
+        Pipeline { log, consumer, store, delivered: Vec::new(), insights: false, _dir: dir }
     }
 
     pub fn processor(&self) -> Processor {
         let enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
-        Processor::new(ProcessorConfig::default(), self.store.clone(), enricher, ProcessorMetrics::new(&MetricsRegistry::new()))
+        Processor::new(ProcessorConfig { request_insights: self.insights, ..ProcessorConfig::default() }, self.store.clone(), enricher, ProcessorMetrics::new(&MetricsRegistry::new()))
     }
 
     /// Appends the records and processes them as one batch with a fresh processor.
