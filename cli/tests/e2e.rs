@@ -225,3 +225,72 @@ async fn sigterm_drains_and_exits_cleanly() {
     })
     .await;
 }
+
+/// A webhook receiver on port 0 recording (signature header, body) of every POST.
+async fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let record = record.clone();
+            async move {
+                let signature = headers.get("x-crm-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                record.lock().unwrap().push((signature, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lead_form_submission_becomes_a_scored_lead_and_fires_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &[]);
+    let client = reqwest::Client::new();
+    let base = &server.base;
+    let token = token(&client, base).await;
+    let (hook, seen) = webhook_receiver().await;
+    let rule = json!({"site_id": "demo", "name": "New lead", "webhook_url": hook, "condition": {"type": "score_crossed", "threshold": 5}});
+    let created: Value = client.post(format!("{base}/api/v1/alert-rules")).bearer_auth(&token).json(&rule).send().await.unwrap().json().await.unwrap();
+    assert_eq!(created["success"], true, "{created}");
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let view = json!({"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": "vis-lead", "ts": now, "url": "https://www.example.com/pricing"});
+    let response = client.post(format!("{base}/v1/events")).header("user-agent", CHROME).body(view.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    // The demo site's lead form exists from the first start; submit it like forms-embed.js does.
+    let definition: Value = client.get(format!("{base}/v1/forms/demo/demo-request?visitor_id=vis-lead")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(definition["form_id"], "demo-request");
+    let submission = json!({"visitor_id": "vis-lead", "url": "https://www.example.com/demo", "hp": "",
+        "values": {"email": "ada@acme.example", "name": "Ada", "company": "Acme", "team_size": "51-200", "newsletter": true}});
+    let response = client.post(format!("{base}/v1/forms/demo/demo-request/submit")).header("user-agent", CHROME).body(submission.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+
+    let lead = eventually("the lead", || async {
+        let (status, body) = get(&client, format!("{base}/api/v1/leads?site_id=demo"), &token).await;
+        (status == 200 && body["data"].as_array().is_some_and(|l| !l.is_empty())).then(|| body["data"][0].clone())
+    })
+    .await;
+    assert_eq!((lead["email"].as_str(), lead["company"].as_str()), (Some("ada@acme.example"), Some("Acme")));
+    assert_eq!(lead["visitor_ids"], json!(["vis-lead"]));
+    assert_eq!(lead["activity"]["signals"]["pricing"], 1, "the pre-form history is the lead's");
+    assert!(lead["score"].as_u64().unwrap() >= 5, "{lead}");
+    assert_eq!(lead["traits"]["source"], "demo-request-form", "hidden field");
+
+    let delivered = eventually("the alert webhook", || async { seen.lock().unwrap().first().cloned() }).await;
+    assert!(delivered.0.starts_with("sha256="));
+    assert_eq!(delivered.1["lead"]["email"], "ada@acme.example");
+    let alerts = eventually("the delivered alert", || async {
+        let (_, body) = get(&client, format!("{base}/api/v1/alerts?site_id=demo"), &token).await;
+        (body["data"][0]["status"] == "delivered").then_some(body)
+    })
+    .await;
+    assert_eq!(alerts["data"][0]["attempts"][0]["status_code"], 200);
+    let (_, funnel) = get(&client, format!("{base}/api/v1/analytics/forms?site_id=demo"), &token).await;
+    assert_eq!(funnel["data"]["items"][0]["submissions"], 1, "{funnel}");
+}
