@@ -1,6 +1,9 @@
-//! Batch jobs that read the store as a whole. This release ships the daily rollup job
-//! (`crm batch rollups`); the customer-health and churn jobs on DataFusion join it with their
-//! issue and will read the same store seam.
+//! Batch jobs that read the store as a whole: daily rollups (`crm batch rollups`) and the
+//! customer health model (the DataFusion health and churn jobs build on it).
+
+pub mod health;
+pub mod health_job;
+pub mod usage;
 
 use crm_schemas::{utc_day, DAY_MS};
 use crm_store::{Store, StoreError};
@@ -12,6 +15,8 @@ pub enum BatchError {
     Store(#[from] StoreError),
     #[error("invalid job parameter: {0}")]
     InvalidParameter(String),
+    #[error("query engine error: {0}")]
+    Engine(String),
 }
 
 impl BatchError {

@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::{
-    ApiArgs, AuthArgs, CompressionArg, RollupArgs, DataArgs, EventLogKind, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
-    ProcessorArgs, StoreArgs, StoreKind, UpArgs,
+    ApiArgs, AuthArgs, CompressionArg, DataArgs, EventLogKind, HealthJobArgs, ImportArgs, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
+    ProcessorArgs, RollupArgs, StoreArgs, StoreKind, UpArgs,
 };
 
 const STORE_SCHEMA_VERSION: &str = "1";
@@ -69,7 +69,13 @@ pub async fn open_log(data: &DataArgs, args: &LogArgs) -> Result<Arc<dyn EventLo
 }
 
 pub async fn open_store(data: &DataArgs, args: &StoreArgs) -> Result<Arc<dyn Store>> {
+    Ok(open_stores(data, args).await?.0)
+}
+
+/// The store, and the same store as ClickHouse when it is one (batch jobs export from it).
+pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn Store>, Option<Arc<ClickHouseStore>>)> {
     args.validate()?;
+    let mut clickhouse = None;
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Embedded => Arc::new(
             EmbeddedStore::open_with_cache(&data.data_dir, args.store_cache_mb.max(8) * 1024 * 1024).context("opening the embedded store")?,
@@ -82,11 +88,56 @@ pub async fn open_store(data: &DataArgs, args: &StoreArgs) -> Result<Arc<dyn Sto
                 password: args.clickhouse_password.clone(),
                 retention_days: args.retention_days,
             };
-            Arc::new(ClickHouseStore::connect(&config).await.with_context(|| format!("connecting to ClickHouse at {}", args.clickhouse_url))?)
+            let connected = Arc::new(ClickHouseStore::connect(&config).await.with_context(|| format!("connecting to ClickHouse at {}", args.clickhouse_url))?);
+            clickhouse = Some(connected.clone());
+            connected
         }
     };
     store.put_meta("schema_version", STORE_SCHEMA_VERSION.as_bytes()).await?;
-    Ok(store)
+    Ok((store, clickhouse))
+}
+
+/// Runs the health job for one site or every site; returns the number of accounts scored.
+pub async fn health_all(store: &Arc<dyn Store>, clickhouse: Option<&Arc<ClickHouseStore>>, site: Option<&str>) -> Result<Vec<crm_schemas::AccountHealth>> {
+    let sites: Vec<String> = match site {
+        Some(id) => vec![id.to_owned()],
+        None => store.sites().await?.into_iter().map(|s| s.site_id).collect(),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let mut all = Vec::new();
+    for site in sites {
+        let source = match clickhouse {
+            Some(ch) => crm_batch_jobs::usage::UsageSource::ClickHouse(ch.as_ref()),
+            None => crm_batch_jobs::usage::UsageSource::Scan(store.as_ref()),
+        };
+        all.extend(crm_batch_jobs::health_job::run_health(store.as_ref(), source, &site, now).await?);
+    }
+    Ok(all)
+}
+
+/// `crm batch health`: scores every account once and prints the results as JSON lines.
+pub async fn batch_health(args: HealthJobArgs) -> Result<()> {
+    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
+    for result in health_all(&store, clickhouse.as_ref(), args.site.as_deref()).await? {
+        println!("{}", serde_json::to_string(&result)?);
+    }
+    Ok(())
+}
+
+/// Re-runs the health job every `interval` inside `crm up` (each run replaces the day's results).
+fn spawn_health_schedule(store: Arc<dyn Store>, clickhouse: Option<Arc<ClickHouseStore>>, interval: Duration, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait() => return,
+            }
+            match health_all(&store, clickhouse.as_ref(), None).await {
+                Ok(results) => tracing::info!(accounts = results.len(), "scheduled health run done"),
+                Err(err) => tracing::warn!(error = %err, "scheduled health run failed"),
+            }
+        }
+    });
 }
 
 fn enricher(args: &ProcessorArgs) -> Result<Enricher> {
@@ -273,7 +324,7 @@ async fn collector_parts(config: crm_ingest::CollectorConfig, store: &Arc<dyn St
 
 pub async fn up(args: UpArgs) -> Result<()> {
     let collector_config = args.collector.to_config()?;
-    let store = open_store(&args.data, &args.store).await?;
+    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
@@ -281,6 +332,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let api_state = ApiState::new(store.clone(), keys).with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
     let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
     let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
+    if args.health_interval_mins > 0 {
+        spawn_health_schedule(store.clone(), clickhouse, Duration::from_secs(args.health_interval_mins * 60), background.clone());
+    }
 
     let listener = bind(args.http.listen, "crm up").await?;
     let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
@@ -355,5 +409,28 @@ pub async fn batch_rollups(args: RollupArgs) -> Result<()> {
     for row in rows {
         println!("{}", serde_json::to_string(&row)?);
     }
+    Ok(())
+}
+
+/// `crm import`: parses the whole file first; any bad row → every problem printed, nothing stored.
+pub async fn import(args: ImportArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let kind = args.kind.kind();
+    let batch = match crm_api::import::parse_csv(kind, &args.site, &bytes) {
+        Ok(batch) => batch,
+        Err(crm_api::import::ImportError::Rows(rows)) => {
+            for row in &rows {
+                eprintln!("{}:{}: {}{}", args.file.display(), row.line, row.column.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), row.message);
+            }
+            anyhow::bail!("{} row(s) are invalid; nothing was imported", rows.len());
+        }
+        Err(other) => anyhow::bail!("{}: {other}", args.file.display()),
+    };
+    let store = open_store(&args.data, &args.store).await?;
+    if store.site(&args.site).await?.is_none() {
+        anyhow::bail!("site {:?} does not exist", args.site);
+    }
+    store.import(&args.site, &batch).await?;
+    println!("imported {} {} rows into site {}", batch.len(), kind.as_str(), args.site);
     Ok(())
 }

@@ -35,6 +35,44 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run a batch job once.
     Batch(BatchArgs),
+    /// Import business data (accounts, invoices, tickets, relationships) from a CSV file.
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// What the file holds.
+    #[arg(value_enum, env = "CRM_IMPORT_KIND")]
+    pub kind: ImportKindArg,
+    /// The CSV file (header row with the kind's columns; see `crm import --help`).
+    #[arg(env = "CRM_IMPORT_FILE")]
+    pub file: std::path::PathBuf,
+    /// The site the data belongs to.
+    #[arg(long, env = "CRM_IMPORT_SITE", default_value = "demo")]
+    pub site: String,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImportKindArg {
+    Accounts,
+    Invoices,
+    Tickets,
+    Relationships,
+}
+
+impl ImportKindArg {
+    pub fn kind(self) -> crm_schemas::ImportKind {
+        match self {
+            ImportKindArg::Accounts => crm_schemas::ImportKind::Accounts,
+            ImportKindArg::Invoices => crm_schemas::ImportKind::Invoices,
+            ImportKindArg::Tickets => crm_schemas::ImportKind::Tickets,
+            ImportKindArg::Relationships => crm_schemas::ImportKind::Relationships,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -47,6 +85,19 @@ pub struct BatchArgs {
 pub enum BatchJob {
     /// Print per-site daily traffic rollups as JSON lines.
     Rollups(RollupArgs),
+    /// Score every customer account's health (DataFusion), store it and print it as JSON lines.
+    Health(HealthJobArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HealthJobArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this site (default: every site).
+    #[arg(long, env = "CRM_BATCH_SITE")]
+    pub site: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -338,6 +389,9 @@ pub struct UpArgs {
     pub processor: ProcessorArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Re-run the customer health job this often (minutes; 0 = never, run `crm batch health`).
+    #[arg(long, env = "CRM_HEALTH_INTERVAL_MINS", default_value_t = 60)]
+    pub health_interval_mins: u64,
 }
 
 #[derive(Args, Debug)]

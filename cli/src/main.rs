@@ -25,8 +25,10 @@ fn main() -> anyhow::Result<()> {
             Command::Api(args) => app::api(args).await,
             Command::Migrate(args) => app::migrate(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Import(args) => app::import(args).await,
             Command::Batch(batch) => match batch.job {
                 BatchJob::Rollups(args) => app::batch_rollups(args).await,
+                BatchJob::Health(args) => app::batch_health(args).await,
             },
         }
     })

@@ -294,3 +294,23 @@ async fn a_lead_form_submission_becomes_a_scored_lead_and_fires_an_alert() {
     let (_, funnel) = get(&client, format!("{base}/api/v1/analytics/forms?site_id=demo"), &token).await;
     assert_eq!(funnel["data"]["items"][0]["submissions"], 1, "{funnel}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_import_reports_bad_rows_by_line_and_imports_good_files_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(start(&data, &[])); // first start: creates the demo site; then the server is gone
+    let import = |file: &Path| Command::new(env!("CARGO_BIN_EXE_crm")).args(["import", "tickets"]).arg(file).arg("--data-dir").arg(&data).output().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "ticket_id,account_id,opened_at,priority\nt1,acme,2026-01-01,high\nt2,acme,never,high\n").unwrap();
+    let output = import(&bad);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.csv:3: opened_at"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "ticket_id,account_id,opened_at,priority,escalated\nt1,acme,2026-01-01,high,yes\nt2,acme,2026-01-02,low,no\n").unwrap();
+    let output = import(&good);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("imported 2 tickets rows into site demo"));
+}

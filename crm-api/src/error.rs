@@ -20,6 +20,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String, details: Option<serde_json::Value> },
+    /// Well-formed input that cannot be applied, with structured details (e.g. import rows).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String, details: Option<serde_json::Value> },
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("validation failed")]
@@ -42,7 +45,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } | ApiError::MissingParameter(_) => StatusCode::BAD_REQUEST,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation(_) | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -55,7 +58,7 @@ impl ApiError {
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. } => code,
+            ApiError::Conflict { code, .. } | ApiError::Unprocessable { code, .. } => code,
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::Validation(_) => "validation_failed",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
@@ -74,7 +77,7 @@ impl ApiError {
             }
             ApiError::InvalidParameter { name, .. } => Some(json!({ "parameter": name })),
             ApiError::MissingParameter(name) => Some(json!({ "parameter": name })),
-            ApiError::Conflict { details, .. } => details.clone(),
+            ApiError::Conflict { details, .. } | ApiError::Unprocessable { details, .. } => details.clone(),
             _ => None,
         }
     }

@@ -9,7 +9,9 @@ mod analytics;
 mod auth;
 mod error;
 mod forms;
+mod health;
 mod identity;
+pub mod import;
 mod leads;
 mod params;
 mod reply;
@@ -43,11 +45,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/leads/{lead_id}/split", post(identity::split))
         .route("/api/v1/accounts", get(accounts::list))
         .route("/api/v1/accounts/{account_id}", get(accounts::get_one))
+        .route("/api/v1/accounts/{account_id}/health", get(health::account))
+        .route("/api/v1/health", get(health::list))
         .route("/api/v1/identity-conflicts", get(leads::conflicts))
         .route("/api/v1/identity-conflicts/resolve", post(identity::resolve_conflict))
         .route("/api/v1/alert-rules", get(alerts::list_rules).post(alerts::create_rule))
         .route("/api/v1/alert-rules/{site_id}/{rule_id}", axum::routing::delete(alerts::delete_rule))
         .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route(
+            "/api/v1/import/{kind}",
+            post(import::handle).layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024)),
+        )
         .route("/api/v1/forms", get(forms::list).post(forms::create))
         .route("/api/v1/forms/{site_id}/{form_id}", get(forms::get_one).put(forms::replace).delete(forms::delete))
         .route("/api/v1/analytics/overview", get(analytics::overview))

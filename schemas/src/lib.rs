@@ -5,6 +5,7 @@
 //! serde/uuid/thiserror: no transport, storage or query engine leaks into it.
 
 mod alerts;
+mod business;
 mod event;
 mod forms;
 mod insights;
@@ -15,6 +16,10 @@ mod scalar;
 
 pub use alerts::{
     alert_id_for, retry_delay_ms, Alert, AlertCondition, AlertRule, DeliveryAttempt, DeliveryStatus, MAX_DELIVERY_ATTEMPTS,
+};
+pub use business::{
+    AccountHealth, BusinessData, CustomerAccount, ImportBatch, ImportKind, Invoice, InvoiceKind, InvoiceStatus, Priority, Relationship,
+    Sentiment, Ticket,
 };
 pub use event::{
     classify_serde_error, parse_event, ClickTarget, CollectedEvent, Event, EventBody, EventKind,

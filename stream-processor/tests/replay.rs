@@ -119,6 +119,9 @@ impl Store for TornStore {
     async fn events_of_visitors(&self, s: &str, v: &[String], l: usize, c: Option<&str>) -> crm_store::Result<crm_store::Page<crm_schemas::StoredEvent>> {
         self.inner.events_of_visitors(s, v, l, c).await
     }
+    async fn scan_events(&self, s: &str, f: i64, t: i64, l: usize, c: Option<&str>) -> crm_store::Result<crm_store::Page<crm_schemas::StoredEvent>> {
+        self.inner.scan_events(s, f, t, l, c).await
+    }
     async fn sessions_between(&self, s: &str, f: i64, t: i64, l: usize) -> crm_store::Result<Vec<crm_schemas::Session>> {
         self.inner.sessions_between(s, f, t, l).await
     }
@@ -199,6 +202,21 @@ impl Store for TornStore {
     }
     async fn insight(&self, s: &str, l: &str) -> crm_store::Result<Option<crm_schemas::LeadInsight>> {
         self.inner.insight(s, l).await
+    }
+    async fn import(&self, s: &str, b: &crm_schemas::ImportBatch) -> crm_store::Result<()> {
+        self.inner.import(s, b).await
+    }
+    async fn business_data(&self, s: &str) -> crm_store::Result<crm_schemas::BusinessData> {
+        self.inner.business_data(s).await
+    }
+    async fn put_health(&self, r: &[crm_schemas::AccountHealth]) -> crm_store::Result<()> {
+        self.inner.put_health(r).await
+    }
+    async fn health_history(&self, s: &str, a: &str, l: usize) -> crm_store::Result<Vec<crm_schemas::AccountHealth>> {
+        self.inner.health_history(s, a, l).await
+    }
+    async fn latest_health(&self, s: &str) -> crm_store::Result<Vec<crm_schemas::AccountHealth>> {
+        self.inner.latest_health(s).await
     }
     async fn put_alert_rule(&self, r: &crm_schemas::AlertRule) -> crm_store::Result<()> {
         self.inner.put_alert_rule(r).await

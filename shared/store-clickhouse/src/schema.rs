@@ -85,7 +85,9 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
     // `deleted` is ReplacingMergeTree's is_deleted column: a delete is a newer row with 1.
     &["CREATE TABLE IF NOT EXISTS forms (key String, version UInt64, deleted UInt8 DEFAULT 0, body String)
        ENGINE = ReplacingMergeTree(version, deleted) ORDER BY key"],
-), (3, "leads", crate::store::LEADS_MIGRATION), (4, "alerts", crate::store::ALERTS_MIGRATION), (5, "ai insights", crate::store::INSIGHTS_MIGRATION)];
+), (3, "leads", crate::store::LEADS_MIGRATION), (4, "alerts", crate::store::ALERTS_MIGRATION), (5, "ai insights", crate::store::INSIGHTS_MIGRATION),
+    (6, "business data", crate::store::BUSINESS_MIGRATION),
+];
 
 /// Renders a migration statement for the configured retention.
 pub fn render(statement: &str, retention_days: Option<u32>) -> String {

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use crm_store::{
@@ -41,10 +41,13 @@ impl ClickHouseConfig {
 }
 
 mod alerts;
+mod business;
+mod export;
 mod insights;
 mod leads;
 
 pub(crate) use alerts::MIGRATION as ALERTS_MIGRATION;
+pub(crate) use business::MIGRATION as BUSINESS_MIGRATION;
 pub(crate) use insights::MIGRATION as INSIGHTS_MIGRATION;
 pub(crate) use leads::MIGRATION as LEADS_MIGRATION;
 
@@ -448,6 +451,10 @@ impl Store for ClickHouseStore {
         self.visitors_timeline(site_id, visitor_ids, limit, cursor).await
     }
 
+    async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        self.scan_window(site_id, from_ms, to_ms, limit, cursor).await
+    }
+
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
         let query = self
             .client
@@ -618,6 +625,26 @@ impl Store for ClickHouseStore {
 
     async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>> {
         self.get_insight(site_id, lead_id).await
+    }
+
+    async fn import(&self, site_id: &str, batch: &ImportBatch) -> Result<()> {
+        self.import_business(site_id, batch).await
+    }
+
+    async fn business_data(&self, site_id: &str) -> Result<BusinessData> {
+        self.read_business(site_id).await
+    }
+
+    async fn put_health(&self, results: &[AccountHealth]) -> Result<()> {
+        self.save_health(results).await
+    }
+
+    async fn health_history(&self, site_id: &str, account_id: &str, limit: usize) -> Result<Vec<AccountHealth>> {
+        self.get_health_history(site_id, account_id, limit).await
+    }
+
+    async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>> {
+        self.get_latest_health(site_id).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

@@ -44,7 +44,9 @@ macro_rules! store_conformance_suite {
             events_of_several_visitors_merge_newest_first,
             alert_rules_and_deliveries,
             unidentified_visitors_group_by_organisation,
-            insight_requests_queue_and_answers
+            insight_requests_queue_and_answers,
+            business_imports_upsert_per_site,
+            health_runs_are_kept_per_day
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -597,6 +599,14 @@ pub async fn events_of_several_visitors_merge_newest_first(harness: &dyn StoreHa
     assert!(rest.next_cursor.is_none());
     assert!(store.events_of_visitors("s1", &[], 3, None).await.expect("none").items.is_empty());
     assert!(matches!(store.events_of_visitors("s1", &visitors, 3, Some("12:not-a-uuid")).await, Err(crate::StoreError::InvalidCursor)));
+    // Whole-window scans, oldest first, a page at a time.
+    let first = store.scan_events("s1", T0 + 1000, T0 + 10_001, 2, None).await.expect("scan");
+    assert_eq!(paths(&first), vec!["/p1", "/p2"]);
+    let second = store.scan_events("s1", T0 + 1000, T0 + 10_001, 2, first.next_cursor.as_deref()).await.expect("scan");
+    assert_eq!(paths(&second), vec!["/p3", "/p4"]);
+    let last = store.scan_events("s1", T0 + 1000, T0 + 10_001, 2, second.next_cursor.as_deref()).await.expect("scan");
+    assert_eq!(paths(&last), vec!["/x"]);
+    assert!(last.next_cursor.is_none());
 }
 
 pub fn sample_alert(site: &str, id: &str, fired_at_ms: i64, next_attempt_ms: i64) -> crm_schemas::Alert {
@@ -743,4 +753,89 @@ pub async fn insight_requests_queue_and_answers(harness: &dyn StoreHarness) {
     assert!(due(T0 + 1000).await.is_empty(), "answered requests leave the queue");
     assert_eq!(store.insight("s1", "b").await.expect("get"), Some(insight));
     assert!(store.insight("s1", "a").await.expect("get").is_none());
+}
+
+pub async fn business_imports_upsert_per_site(harness: &dyn StoreHarness) {
+    use crm_schemas::{CustomerAccount, ImportBatch, Invoice, InvoiceKind, InvoiceStatus, Priority, Relationship, Ticket};
+    let store = harness.open().await;
+    let account = |id: &str, mrr: f64| CustomerAccount {
+        site_id: "s1".into(),
+        account_id: id.into(),
+        name: format!("Account {id}"),
+        plan: "pro".into(),
+        seats: Some(10),
+        mrr,
+        contract_start_ms: Some(T0),
+        renewal_ms: None,
+    };
+    store.import("s1", &ImportBatch::Accounts(vec![account("a", 100.0), account("b", 200.0)])).await.expect("import");
+    store.import("s1", &ImportBatch::Accounts(vec![account("a", 150.0)])).await.expect("re-import updates");
+    store.import("s2", &ImportBatch::Accounts(vec![account("z", 1.0)])).await.expect("other site");
+    let invoice = Invoice {
+        site_id: "s1".into(),
+        account_id: "a".into(),
+        invoice_id: "inv-1".into(),
+        issued_ms: T0,
+        amount: 150.0,
+        mrr: Some(150.0),
+        status: InvoiceStatus::Paid,
+        kind: InvoiceKind::Renewal,
+    };
+    store.import("s1", &ImportBatch::Invoices(vec![invoice.clone()])).await.expect("invoices");
+    let ticket = Ticket {
+        site_id: "s1".into(),
+        account_id: "a".into(),
+        ticket_id: "t-1".into(),
+        opened_ms: T0,
+        closed_ms: None,
+        priority: Priority::High,
+        sentiment: None,
+        escalated: true,
+    };
+    store.import("s1", &ImportBatch::Tickets(vec![ticket.clone()])).await.expect("tickets");
+    let relationship =
+        Relationship { site_id: "s1".into(), account_id: "a".into(), nps: Some(9.0), executive_sponsor: true, reference_willing: false, stakeholders: 3 };
+    store.import("s1", &ImportBatch::Relationships(vec![relationship.clone()])).await.expect("relationships");
+    let data = store.business_data("s1").await.expect("read");
+    assert_eq!(data.accounts.iter().map(|a| (a.account_id.as_str(), a.mrr)).collect::<Vec<_>>(), vec![("a", 150.0), ("b", 200.0)]);
+    assert_eq!((data.invoices, data.tickets, data.relationships), (vec![invoice], vec![ticket], vec![relationship]));
+    assert_eq!(store.business_data("s2").await.expect("read").accounts.len(), 1);
+    assert!(store.business_data("s3").await.expect("read").accounts.is_empty());
+}
+
+pub fn sample_health(account: &str, day: i64, score: f64, risk: &str) -> crm_schemas::AccountHealth {
+    crm_schemas::AccountHealth {
+        site_id: "s1".into(),
+        account_id: account.into(),
+        name: account.to_uppercase(),
+        day,
+        computed_at_ms: day * 86_400_000,
+        score,
+        usage: Some(score),
+        engagement: None,
+        support: None,
+        financial: None,
+        relationship: None,
+        missing: vec!["engagement".into()],
+        risk: risk.into(),
+        change_7d: None,
+        change_30d: None,
+        change_reason: None,
+        mrr: Some(100.0),
+        inputs: serde_json::json!({"usage": {"active_users": 3}}),
+    }
+}
+
+pub async fn health_runs_are_kept_per_day(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let run = |account: &str, day: i64, score: f64| sample_health(account, day, score, "at_risk");
+    store.put_health(&[run("a", 100, 50.0), run("b", 100, 80.0)]).await.expect("day 100");
+    store.put_health(&[run("a", 101, 55.0)]).await.expect("day 101");
+    store.put_health(&[run("a", 101, 57.0)]).await.expect("re-run of day 101 replaces it");
+    let history = store.health_history("s1", "a", 10).await.expect("history");
+    assert_eq!(history.iter().map(|h| (h.day, h.score)).collect::<Vec<_>>(), vec![(101, 57.0), (100, 50.0)]);
+    assert_eq!(history[0].inputs, serde_json::json!({"usage": {"active_users": 3}}));
+    let latest = store.latest_health("s1").await.expect("latest");
+    assert_eq!(latest.iter().map(|h| (h.account_id.as_str(), h.day)).collect::<Vec<_>>(), vec![("a", 101), ("b", 100)]);
+    assert!(store.latest_health("s2").await.expect("latest").is_empty());
 }

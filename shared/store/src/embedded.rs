@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use redb::{Database, ReadableTable, TableDefinition};
@@ -32,6 +32,8 @@ use crate::{
 };
 
 mod alerts;
+mod business;
+mod timeline;
 mod insights;
 mod leads;
 
@@ -92,6 +94,13 @@ fn parse_cursor(cursor: &str) -> Result<(u64, &str)> {
     Ok((number.parse().map_err(|_| StoreError::InvalidCursor)?, rest))
 }
 
+/// `"{ts_ms}:{event uuid}"` → (ts, id).
+fn parse_event_cursor(cursor: &str) -> Result<(i64, u128)> {
+    let (ts, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
+    Ok((ts, Uuid::parse_str(id).map_err(|_| StoreError::InvalidCursor)?.as_u128()))
+}
+
 fn parse_time_cursor(cursor: &str) -> Result<(i64, u128)> {
     let (ts, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
     Ok((ts.parse().map_err(|_| StoreError::InvalidCursor)?, id.parse().map_err(|_| StoreError::InvalidCursor)?))
@@ -135,6 +144,8 @@ impl EmbeddedStore {
             leads::create_tables(&txn)?;
             alerts::create_tables(&txn)?;
             insights::create_tables(&txn)?;
+            business::create_tables(&txn)?;
+            business::create_health_table(&txn)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -238,6 +249,21 @@ fn all_json<T: DeserializeOwned>(db: &Database, table: TableDefinition<&str, &[u
     let mut out = Vec::new();
     for row in table.iter().map_err(db_err)? {
         let (_, value) = row.map_err(db_err)?;
+        out.push(decode(value.value())?);
+    }
+    Ok(out)
+}
+
+/// Every value of a (site, key) table for one site, in key order.
+fn site_rows<T: DeserializeOwned>(db: &Database, table: TableDefinition<(&str, &str), &[u8]>, site: &str) -> Result<Vec<T>> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let table = txn.open_table(table).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in table.range::<(&str, &str)>((site, "")..).map_err(db_err)? {
+        let (key, value) = row.map_err(db_err)?;
+        if key.value().0 != site {
+            break;
+        }
         out.push(decode(value.value())?);
     }
     Ok(out)
@@ -419,48 +445,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        let upper = cursor.map(parse_event_cursor).transpose()?;
         let (site, visitors) = (site_id.to_owned(), visitor_ids.to_vec());
-        let upper = match cursor {
-            Some(c) => {
-                let (ts, id) = c.split_once(':').ok_or(StoreError::InvalidCursor)?;
-                let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
-                Some((ts, Uuid::parse_str(id).map_err(|_| StoreError::InvalidCursor)?.as_u128()))
-            }
-            None => None,
-        };
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
-            let events = txn.open_table(EVENTS).map_err(db_err)?;
-            let s = site.as_str();
-            // The newest `limit + 1` keys of each visitor, merged: enough to fill the page.
-            let mut keys: Vec<(i64, u128)> = Vec::new();
-            for v in &visitors {
-                let v = v.as_str();
-                let high = match upper {
-                    Some((ts, id)) => Bound::Excluded((s, v, ts, id)),
-                    None => Bound::Included((s, v, i64::MAX, u128::MAX)),
-                };
-                let range = timeline.range::<(&str, &str, i64, u128)>((Bound::Included((s, v, i64::MIN, 0u128)), high)).map_err(db_err)?;
-                for row in range.rev().take(limit + 1) {
-                    let (key, _) = row.map_err(db_err)?;
-                    let (_, _, ts, id) = key.value();
-                    keys.push((ts, id));
-                }
-            }
-            keys.sort_unstable_by(|a, b| b.cmp(a));
-            let more = keys.len() > limit;
-            keys.truncate(limit);
-            let mut items = Vec::with_capacity(keys.len());
-            for (ts, id) in keys {
-                if let Some(bytes) = events.get((s, ts, id)).map_err(db_err)? {
-                    items.push(decode::<StoredEvent>(bytes.value())?);
-                }
-            }
-            let next_cursor = if more { items.last().map(|e| format!("{}:{}", e.ts_ms, e.event_id)) } else { None };
-            Ok(Page { items, next_cursor })
-        })
-        .await
+        self.blocking(move |db| timeline::events_of_visitors(db, &site, &visitors, limit, upper)).await
+    }
+
+    async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        let after = cursor.map(parse_event_cursor).transpose()?;
+        let site = site_id.to_owned();
+        self.blocking(move |db| timeline::scan(db, &site, from_ms, to_ms, limit, after)).await
     }
 
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
@@ -630,6 +623,31 @@ impl Store for EmbeddedStore {
     async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>> {
         let (site, lead) = (site_id.to_owned(), lead_id.to_owned());
         self.blocking(move |db| insights::get(db, &site, &lead)).await
+    }
+
+    async fn import(&self, site_id: &str, batch: &ImportBatch) -> Result<()> {
+        let (site, batch) = (site_id.to_owned(), batch.clone());
+        self.blocking(move |db| business::import(db, &site, &batch)).await
+    }
+
+    async fn business_data(&self, site_id: &str) -> Result<BusinessData> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| business::read(db, &site)).await
+    }
+
+    async fn put_health(&self, results: &[AccountHealth]) -> Result<()> {
+        let results = results.to_vec();
+        self.blocking(move |db| business::put_health(db, &results)).await
+    }
+
+    async fn health_history(&self, site_id: &str, account_id: &str, limit: usize) -> Result<Vec<AccountHealth>> {
+        let (site, account) = (site_id.to_owned(), account_id.to_owned());
+        self.blocking(move |db| business::health_history(db, &site, &account, limit)).await
+    }
+
+    async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| business::latest_health(db, &site)).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

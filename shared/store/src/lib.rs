@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    Alert, AlertRule, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use serde::{Deserialize, Serialize};
@@ -172,6 +172,9 @@ pub trait Store: Send + Sync + 'static {
     async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
     /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>>;
+    /// A site's events in `[from_ms, to_ms)`, oldest first, a page at a time (batch jobs read
+    /// whole windows with it). The cursor is `"{ts_ms}:{event uuid}"`.
+    async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
     /// Analytics over `[from_ms, to_ms)`, bots excluded.
     async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview>;
     /// Dead letters of a site, newest first.
@@ -213,6 +216,18 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the insight and removes the request it answers.
     async fn put_insight(&self, insight: &LeadInsight) -> Result<()>;
     async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>>;
+
+    /// Applies an import of business data (upserts by each kind's key), all rows or none.
+    async fn import(&self, site_id: &str, batch: &ImportBatch) -> Result<()>;
+    /// Everything imported for a site.
+    async fn business_data(&self, site_id: &str) -> Result<BusinessData>;
+
+    /// Stores health results (upserts keyed by site, account and day).
+    async fn put_health(&self, results: &[AccountHealth]) -> Result<()>;
+    /// An account's health runs, newest day first.
+    async fn health_history(&self, site_id: &str, account_id: &str, limit: usize) -> Result<Vec<AccountHealth>>;
+    /// The latest health of every account of a site, by account id.
+    async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>>;
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()>;
     /// A site's alert rules, ordered by id.

@@ -118,6 +118,23 @@ fn lead_row(lead: &Lead) -> Result<LeadRow> {
     })
 }
 
+/// Runs an events query whose SQL ends with an optional `(ts, event_id)` cursor condition and
+/// `LIMIT ?`, and pages its `body, ts_ms, id` rows; cursors are `"{ts_ms}:{event uuid}"`.
+async fn event_page(mut query: clickhouse::query::Query, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+    if let Some(cursor) = cursor {
+        let (ts, id) = split_cursor(cursor)?;
+        let ts: i64 = ts.parse().map_err(|_| crm_store::StoreError::InvalidCursor)?;
+        uuid::Uuid::parse_str(id).map_err(|_| crm_store::StoreError::InvalidCursor)?;
+        query = query.bind(ts).bind(id);
+    }
+    let rows: Vec<TimedRow> = query.bind(limit as u64 + 1).fetch_all().await.map_err(ch_err)?;
+    let more = rows.len() > limit;
+    let rows = &rows[..rows.len().min(limit)];
+    let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<StoredEvent>>>()?;
+    let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
+    Ok(Page { items, next_cursor })
+}
+
 /// A value bound into a dynamically built query, in order.
 enum Bind {
     Text(String),
@@ -304,6 +321,17 @@ impl ClickHouseStore {
         self.bodies(query).await
     }
 
+    /// A site's events in a window, oldest first (batch scans).
+    pub(super) async fn scan_window(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        let after = if cursor.is_some() { " AND (ts, event_id) > (fromUnixTimestamp64Milli(toInt64(?), 'UTC'), ?)" } else { "" };
+        let sql = format!(
+            "SELECT body, toUnixTimestamp64Milli(ts) AS ts_ms, event_id AS id FROM events
+             WHERE site_id = ? AND ts >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND ts < fromUnixTimestamp64Milli(toInt64(?), 'UTC'){after}
+             ORDER BY ts, event_id LIMIT ?"
+        );
+        event_page(self.client.query(&sql).bind(site_id).bind(from_ms).bind(to_ms), limit, cursor).await
+    }
+
     /// Several visitors' events, newest first (a lead's timeline).
     pub(super) async fn visitors_timeline(&self, site_id: &str, visitors: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
         if visitors.is_empty() {
@@ -314,19 +342,7 @@ impl ClickHouseStore {
             "SELECT body, toUnixTimestamp64Milli(ts) AS ts_ms, event_id AS id FROM events
              WHERE site_id = ? AND visitor_id IN ?{after} ORDER BY ts DESC, event_id DESC LIMIT ?"
         );
-        let mut query = self.client.query(&sql).bind(site_id).bind(visitors);
-        if let Some(cursor) = cursor {
-            let (ts, id) = split_cursor(cursor)?;
-            let ts: i64 = ts.parse().map_err(|_| crm_store::StoreError::InvalidCursor)?;
-            uuid::Uuid::parse_str(id).map_err(|_| crm_store::StoreError::InvalidCursor)?;
-            query = query.bind(ts).bind(id);
-        }
-        let rows: Vec<TimedRow> = query.bind(limit as u64 + 1).fetch_all().await.map_err(ch_err)?;
-        let more = rows.len() > limit;
-        let rows = &rows[..rows.len().min(limit)];
-        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<StoredEvent>>>()?;
-        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.ts_ms, r.id)) } else { None };
-        Ok(Page { items, next_cursor })
+        event_page(self.client.query(&sql).bind(site_id).bind(visitors), limit, cursor).await
     }
 
     pub(super) async fn save_override(&self, decision: &IdentityOverride) -> Result<()> {

@@ -4,7 +4,7 @@
 use crm_schemas::{Alert, AlertRule, DeliveryStatus};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{db_err, decode, encode};
+use super::{db_err, decode, encode, site_rows};
 use crate::Result;
 
 const RULES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("alert_rules");
@@ -42,17 +42,7 @@ pub(super) fn put_rule(db: &Database, rule: &AlertRule) -> Result<()> {
 }
 
 pub(super) fn rules(db: &Database, site: &str) -> Result<Vec<AlertRule>> {
-    let txn = db.begin_read().map_err(db_err)?;
-    let table = txn.open_table(RULES).map_err(db_err)?;
-    let mut out = Vec::new();
-    for row in table.range::<(&str, &str)>((site, "")..).map_err(db_err)? {
-        let (key, value) = row.map_err(db_err)?;
-        if key.value().0 != site {
-            break;
-        }
-        out.push(decode(value.value())?);
-    }
-    Ok(out)
+    site_rows(db, RULES, site)
 }
 
 pub(super) fn delete_rule(db: &Database, site: &str, rule: &str) -> Result<bool> {
@@ -96,16 +86,7 @@ pub(super) fn update(db: &Database, alert: &Alert) -> Result<()> {
 }
 
 pub(super) fn list(db: &Database, site: &str, limit: usize) -> Result<Vec<Alert>> {
-    let txn = db.begin_read().map_err(db_err)?;
-    let table = txn.open_table(ALERTS).map_err(db_err)?;
-    let mut out: Vec<Alert> = Vec::new();
-    for row in table.range::<(&str, &str)>((site, "")..).map_err(db_err)? {
-        let (key, value) = row.map_err(db_err)?;
-        if key.value().0 != site {
-            break;
-        }
-        out.push(decode(value.value())?);
-    }
+    let mut out: Vec<Alert> = site_rows(db, ALERTS, site)?;
     out.sort_by(|a, b| b.fired_at_ms.cmp(&a.fired_at_ms).then_with(|| a.alert_id.cmp(&b.alert_id)));
     out.truncate(limit);
     Ok(out)

@@ -4,7 +4,7 @@
 use crm_schemas::{IdentityConflict, IdentityOverride, Lead, LeadAudit, LeadCrm, ScorePoint};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{db_err, decode, encode};
+use super::{db_err, decode, encode, site_rows};
 use crate::{page_leads, LeadQuery, LeadRecord, Page, Result, WriteBatch};
 
 pub(super) const LEADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("leads");
@@ -152,17 +152,7 @@ pub(super) fn put_override(db: &Database, decision: &IdentityOverride) -> Result
 }
 
 pub(super) fn overrides(db: &Database, site: &str) -> Result<Vec<IdentityOverride>> {
-    let txn = db.begin_read().map_err(db_err)?;
-    let table = txn.open_table(OVERRIDES).map_err(db_err)?;
-    let mut out = Vec::new();
-    for row in table.range::<(&str, &str)>((site, "")..).map_err(db_err)? {
-        let (key, value) = row.map_err(db_err)?;
-        if key.value().0 != site {
-            break;
-        }
-        out.push(decode(value.value())?);
-    }
-    Ok(out)
+    site_rows(db, OVERRIDES, site)
 }
 
 pub(super) fn resolve(db: &Database, site: &str, visitor: &str, other: &str) -> Result<bool> {

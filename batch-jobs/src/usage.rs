@@ -1,0 +1,231 @@
+//! Product usage per customer account, aggregated with DataFusion over an Arrow `events` table:
+//! `account_id, visitor_id, ts_ms, kind, name, session_id, engaged_ms` — the events of visitors
+//! that identified with an `account_id` trait, over the last two 28-day windows.
+//!
+//! Where the table comes from depends on the store: the embedded store is scanned page by page
+//! into record batches; ClickHouse renders the joined window as Parquet (no row-by-row JSON),
+//! read here as Arrow. Product conventions: `custom` events named `login` are logins, `api_call`
+//! API calls, any other custom name a feature.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crm_schemas::{EventBody, Scalar, DAY_MS};
+use crm_store::Store;
+use crm_store_clickhouse::ClickHouseStore;
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder, Int64Builder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+
+use crate::health::UsageInputs;
+use crate::BatchError;
+
+/// Length of one usage window.
+pub const WINDOW_MS: i64 = 28 * DAY_MS;
+const PAGE: usize = 10_000;
+
+pub fn events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, false),
+        Field::new("visitor_id", DataType::Utf8, false),
+        Field::new("ts_ms", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("session_id", DataType::Utf8, true),
+        Field::new("engaged_ms", DataType::Int64, true),
+    ]))
+}
+
+/// Where the health job reads usage from.
+pub enum UsageSource<'a> {
+    /// Any store, scanned through the store seam (the embedded default).
+    Scan(&'a dyn Store),
+    /// ClickHouse, exported as Parquet.
+    ClickHouse(&'a ClickHouseStore),
+}
+
+fn df_err(err: impl std::fmt::Display) -> BatchError {
+    BatchError::Engine(err.to_string())
+}
+
+impl UsageSource<'_> {
+    /// The `events` table for `[from_ms, to_ms)`.
+    pub async fn batches(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<RecordBatch>, BatchError> {
+        match self {
+            UsageSource::Scan(store) => scan_batches(*store, site_id, from_ms, to_ms).await,
+            UsageSource::ClickHouse(store) => {
+                let bytes = store.export_account_events_parquet(site_id, from_ms, to_ms).await?;
+                parquet_batches(bytes)
+            }
+        }
+    }
+}
+
+async fn scan_batches(store: &dyn Store, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<RecordBatch>, BatchError> {
+    let mut accounts: HashMap<String, Option<String>> = HashMap::new();
+    let mut batches = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.scan_events(site_id, from_ms, to_ms, PAGE, cursor.as_deref()).await?;
+        let unknown: Vec<(String, String)> = page
+            .items
+            .iter()
+            .filter(|e| !accounts.contains_key(&e.visitor_id))
+            .map(|e| (site_id.to_owned(), e.visitor_id.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !unknown.is_empty() {
+            let found = store.visitors(&unknown).await?;
+            for (_, visitor) in &unknown {
+                accounts.insert(visitor.clone(), None);
+            }
+            for profile in found {
+                let account = profile.traits.get("account_id").map(Scalar::to_text).filter(|a| !a.is_empty() && !profile.is_bot);
+                accounts.insert(profile.visitor_id, account);
+            }
+        }
+        let (mut account, mut visitor, mut ts, mut kind, mut name, mut session, mut engaged) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            Int64Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            Int64Builder::new(),
+        );
+        for event in page.items.iter().filter(|e| !e.is_bot) {
+            let Some(Some(account_id)) = accounts.get(&event.visitor_id) else { continue };
+            account.append_value(account_id);
+            visitor.append_value(&event.visitor_id);
+            ts.append_value(event.ts_ms);
+            kind.append_value(event.body.kind().as_str());
+            match &event.body {
+                EventBody::Custom { name: n } => name.append_value(n),
+                _ => name.append_value(""),
+            }
+            session.append_value(&event.session_id);
+            engaged.append_value(match &event.body {
+                EventBody::Engagement { engaged_ms, .. } => *engaged_ms as i64,
+                _ => 0,
+            });
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(account.finish()),
+            Arc::new(visitor.finish()),
+            Arc::new(ts.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(name.finish()),
+            Arc::new(session.finish()),
+            Arc::new(engaged.finish()),
+        ];
+        let batch = RecordBatch::try_new(events_schema(), columns).map_err(df_err)?;
+        if batch.num_rows() > 0 {
+            batches.push(batch);
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(batches)
+}
+
+/// Reads a Parquet export and conforms it to [`events_schema`] (same names, cast types).
+fn parquet_batches(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, BatchError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .map_err(df_err)?
+        .build()
+        .map_err(df_err)?;
+    let schema = events_schema();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(df_err)?;
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| df_err(format!("export lacks column {}", field.name())))?;
+            columns.push(cast(column, field.data_type()).map_err(df_err)?);
+        }
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(df_err)?);
+    }
+    Ok(out)
+}
+
+fn int(batch: &RecordBatch, column: &str, row: usize) -> Result<i64, BatchError> {
+    let array = batch.column_by_name(column).ok_or_else(|| df_err(format!("missing column {column}")))?;
+    let array = cast(array, &DataType::Int64).map_err(df_err)?;
+    let ints = array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| df_err("not an integer column"))?;
+    Ok(if ints.is_null(row) { 0 } else { ints.value(row) })
+}
+
+fn text(batch: &RecordBatch, column: &str, row: usize) -> Result<String, BatchError> {
+    let array = batch.column_by_name(column).ok_or_else(|| df_err(format!("missing column {column}")))?;
+    let array = cast(array, &DataType::Utf8).map_err(df_err)?;
+    let strings = array.as_any().downcast_ref::<StringArray>().ok_or_else(|| df_err("not a text column"))?;
+    Ok(strings.value(row).to_owned())
+}
+
+/// Usage inputs per account for the 28 days before `now_ms` (and the 28 before those).
+pub async fn usage_inputs(batches: Vec<RecordBatch>, now_ms: i64) -> Result<HashMap<String, UsageInputs>, BatchError> {
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(events_schema(), vec![batches]).map_err(df_err)?;
+    ctx.register_table("events", Arc::new(table)).map_err(df_err)?;
+    let current = now_ms - WINDOW_MS;
+    let feature = "kind = 'custom' AND name NOT IN ('login', 'api_call', '')";
+    let per_account = format!(
+        "SELECT account_id,
+            COUNT(DISTINCT CASE WHEN ts_ms >= {current} THEN visitor_id END) AS active_users,
+            COUNT(DISTINCT CASE WHEN ts_ms >= {current} AND {feature} THEN name END) AS features_used,
+            SUM(CASE WHEN ts_ms >= {current} AND kind = 'custom' AND name = 'api_call' THEN 1 ELSE 0 END) AS api_calls,
+            SUM(CASE WHEN ts_ms < {current} AND kind = 'custom' AND name = 'api_call' THEN 1 ELSE 0 END) AS api_calls_previous,
+            SUM(CASE WHEN ts_ms >= {current} AND kind = 'custom' AND name = 'login' THEN 1 ELSE 0 END) AS logins,
+            SUM(CASE WHEN ts_ms >= {current} THEN engaged_ms ELSE 0 END) AS engaged_ms,
+            COUNT(DISTINCT CASE WHEN ts_ms >= {current} THEN session_id END) AS sessions,
+            SUM(CASE WHEN ts_ms >= {current} AND kind <> 'engagement' THEN 1 ELSE 0 END) AS actions
+         FROM events WHERE ts_ms < {now_ms} GROUP BY account_id"
+    );
+    let power = format!(
+        "SELECT account_id, COUNT(*) AS power_users FROM (
+            SELECT account_id, visitor_id, COUNT(DISTINCT ts_ms / {DAY_MS}) AS days FROM events
+            WHERE ts_ms >= {current} AND ts_ms < {now_ms} GROUP BY account_id, visitor_id
+         ) AS days_per_user WHERE days >= 10 GROUP BY account_id"
+    );
+    let available = format!("SELECT COUNT(DISTINCT name) AS features FROM events WHERE ts_ms >= {current} AND ts_ms < {now_ms} AND {feature}");
+
+    let features_available = match ctx.sql(&available).await.map_err(df_err)?.collect().await.map_err(df_err)?.first() {
+        Some(batch) if batch.num_rows() > 0 => int(batch, "features", 0)? as u32,
+        _ => 0,
+    };
+    let mut powers = HashMap::new();
+    for batch in ctx.sql(&power).await.map_err(df_err)?.collect().await.map_err(df_err)? {
+        for row in 0..batch.num_rows() {
+            powers.insert(text(&batch, "account_id", row)?, int(&batch, "power_users", row)? as u32);
+        }
+    }
+    let mut out = HashMap::new();
+    for batch in ctx.sql(&per_account).await.map_err(df_err)?.collect().await.map_err(df_err)? {
+        for row in 0..batch.num_rows() {
+            let account = text(&batch, "account_id", row)?;
+            let inputs = UsageInputs {
+                seats: None,
+                active_users: int(&batch, "active_users", row)? as u32,
+                features_used: int(&batch, "features_used", row)? as u32,
+                features_available,
+                api_calls: int(&batch, "api_calls", row)? as u64,
+                api_calls_previous: int(&batch, "api_calls_previous", row)? as u64,
+                logins: int(&batch, "logins", row)? as u64,
+                engaged_ms: int(&batch, "engaged_ms", row)? as u64,
+                sessions: int(&batch, "sessions", row)? as u64,
+                actions: int(&batch, "actions", row)? as u64,
+                power_users: powers.get(&account).copied().unwrap_or(0),
+            };
+            out.insert(account, inputs);
+        }
+    }
+    Ok(out)
+}
