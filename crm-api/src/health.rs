@@ -1,5 +1,6 @@
 //! Customer health (`crm batch health` results): the accounts of a site by risk, worst first,
-//! and one account's latest score with its history, components, missing inputs and reasons.
+//! one account's latest score with its history, components, missing inputs and reasons, and the
+//! executive dashboard.
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -36,4 +37,57 @@ pub async fn account(State(state): State<ApiState>, _user: AuthUser, Path(accoun
     let mut body = view(latest);
     body["history"] = history.iter().map(|h| json!({ "day": rfc3339(h.day * 86_400_000), "score": h.score, "risk": h.risk, "change_reason": h.change_reason })).collect();
     Ok(reply::ok(body))
+}
+
+/// The seed's executive dashboard over the latest health of every account. Figures that need the
+/// churn model or playbooks are `null` until those run, and say so in `not_available`.
+pub async fn dashboard(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    let site_id = params::required(&query, "site_id")?;
+    let accounts = state.store.latest_health(site_id).await?;
+    Ok(reply::ok(summarize(&accounts)))
+}
+
+pub fn summarize(accounts: &[crm_schemas::AccountHealth]) -> serde_json::Value {
+    let total = accounts.len();
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    let avg = |values: Vec<f64>| if values.is_empty() { None } else { Some(round(values.iter().sum::<f64>() / values.len() as f64)) };
+    let mrr = |keep: &dyn Fn(&crm_schemas::AccountHealth) -> bool| round(accounts.iter().filter(|a| keep(a)).filter_map(|a| a.mrr).sum::<f64>());
+    json!({
+        "total_accounts": total,
+        "avg_health_score": avg(accounts.iter().map(|a| a.score).collect()),
+        "critical_accounts": accounts.iter().filter(|a| a.risk == "critical").count(),
+        "at_risk_accounts": accounts.iter().filter(|a| a.risk == "at_risk").count(),
+        "total_mrr": mrr(&|_| true),
+        "at_risk_mrr": mrr(&|a| a.risk != "healthy"),
+        "avg_change_7d": avg(accounts.iter().filter_map(|a| a.change_7d).collect()),
+        "declining_accounts": accounts.iter().filter(|a| a.change_7d.is_some_and(|c| c < 0.0)).count(),
+        "avg_churn_risk": null,
+        "expected_churn_mrr": null,
+        "intervention_success_rate": null,
+        "not_available": ["avg_churn_risk", "expected_churn_mrr", "intervention_success_rate"],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crm_store::conformance::sample_health;
+
+    #[test]
+    fn dashboard_figures_from_hand_made_accounts() {
+        let mut a = sample_health("a", 1, 80.0, "healthy");
+        a.change_7d = Some(5.0);
+        let mut b = sample_health("b", 1, 30.0, "critical");
+        b.change_7d = Some(-10.0);
+        b.mrr = Some(250.0);
+        let c = sample_health("c", 1, 55.0, "at_risk");
+        let summary = summarize(&[a, b, c]);
+        assert_eq!(summary["total_accounts"], 3);
+        assert_eq!(summary["avg_health_score"], 55.0);
+        assert_eq!((summary["critical_accounts"].as_u64(), summary["at_risk_accounts"].as_u64()), (Some(1), Some(1)));
+        assert_eq!((summary["total_mrr"].as_f64(), summary["at_risk_mrr"].as_f64()), (Some(450.0), Some(350.0)));
+        assert_eq!((summary["avg_change_7d"].as_f64(), summary["declining_accounts"].as_u64()), (Some(-2.5), Some(1)));
+        assert!(summary["avg_churn_risk"].is_null());
+        assert_eq!(summarize(&[])["avg_health_score"], serde_json::Value::Null);
+    }
 }

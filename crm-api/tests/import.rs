@@ -70,4 +70,8 @@ async fn health_results_are_listed_by_risk_worst_first() {
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["data"]["score"].as_f64(), body["data"]["history"].as_array().map(Vec::len)), (Some(65.0), Some(2)));
     assert_eq!(api.get("/api/v1/accounts/zzz/health?site_id=s1", &admin).await.0, 404);
+    let (status, body) = api.get("/api/v1/health/dashboard?site_id=s1", &admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["data"]["total_accounts"].as_u64(), body["data"]["critical_accounts"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(body["data"]["not_available"][0], "avg_churn_risk");
 }
