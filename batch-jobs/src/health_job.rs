@@ -2,7 +2,8 @@
 //! in product usage), gather the health inputs — usage from DataFusion, support from tickets,
 //! financial from invoices and the account record, relationship facts — score them, compare with
 //! earlier runs (7 and 30 days) and store one result per account and day. Re-running on the same
-//! day replaces that day's results, so the job is idempotent per day.
+//! day replaces that day's results, so the job is idempotent per day. The playbooks then turn
+//! results into tasks (once per rule, account and window).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -99,6 +100,7 @@ pub async fn run_health(store: &dyn Store, source: UsageSource<'_>, site_id: &st
     let names: HashMap<&str, &str> = data.accounts.iter().map(|a| (a.account_id.as_str(), a.name.as_str())).collect();
     let day = utc_day(now_ms);
     let mut results = Vec::with_capacity(accounts.len());
+    let mut tasks = Vec::new();
     for account in accounts {
         let record = data.accounts.iter().find(|a| a.account_id == account);
         let usage = usage.get(&account).cloned().map(|mut u| {
@@ -134,9 +136,13 @@ pub async fn run_health(store: &dyn Store, source: UsageSource<'_>, site_id: &st
             inputs: json!({ "usage": inputs.usage, "support": inputs.support, "financial": inputs.financial, "relationship": inputs.relationship }),
         };
         result.change_reason = history.first().and_then(|previous| change_reason(previous, &result));
+        let earlier = history.iter().find(|h| h.day <= day - 7);
+        let active = usage.as_ref().map_or(0, |u| u.active_users);
+        tasks.extend(crate::playbooks::playbook_tasks(&result, earlier, record.and_then(|a| a.seats), active, now_ms));
         results.push(result);
     }
     store.put_health(&results).await?;
-    tracing::info!(site_id, accounts = results.len(), "health scores computed");
+    let added = store.add_tasks(&tasks).await?;
+    tracing::info!(site_id, accounts = results.len(), tasks_added = added, "health scores computed");
     Ok(results)
 }

@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod health_job;
+pub mod playbooks;
 pub mod usage;
 
 use crm_schemas::{utc_day, DAY_MS};

@@ -92,6 +92,11 @@ async fn scenario(store: Arc<dyn Store>, source: UsageSource<'_>) {
     assert_eq!(usage["acme"], expected_acme());
     assert_eq!((usage["globex"].active_users, usage["globex"].logins, usage["globex"].features_used), (1, 1, 0));
 
+    // A week ago acme's usage was 90: the drop to 53 triggers the declining-usage playbook.
+    let mut earlier = crm_store::conformance::sample_health("acme", crm_schemas::utc_day(now) - 8, 70.0, "healthy");
+    earlier.usage = Some(90.0);
+    store.put_health(&[earlier]).await.unwrap();
+
     let results = run_health(store.as_ref(), source, "s1", now).await.unwrap();
     assert_eq!(results.len(), 2);
     let acme = results.iter().find(|r| r.account_id == "acme").unwrap();
@@ -102,9 +107,16 @@ async fn scenario(store: Arc<dyn Store>, source: UsageSource<'_>) {
     assert_eq!(acme.inputs["usage"]["seats"], 10);
     assert!(results.iter().any(|r| r.account_id == "globex" && r.financial.is_none()));
 
-    // Same day again: replaced, not duplicated.
+    assert_eq!(acme.change_7d, Some(((acme.score - 70.0) * 10.0).round() / 10.0));
+    let declining = |tasks: &[crm_schemas::Task]| tasks.iter().filter(|t| t.account_id == "acme" && t.rule == "declining_usage").count();
+    assert_eq!(declining(&store.tasks("s1").await.unwrap()), 1);
+
+    // Same day again: replaced, not duplicated; the playbook does not fire twice in its window.
     run_health(store.as_ref(), UsageSource::Scan(store.as_ref()), "s1", now + 1000).await.unwrap();
-    assert_eq!(store.health_history("s1", "acme", 10).await.unwrap().len(), 1);
+    assert_eq!(store.health_history("s1", "acme", 10).await.unwrap().len(), 2, "today's run and the one a week ago");
+    let tasks = store.tasks("s1").await.unwrap();
+    assert_eq!(declining(&tasks), 1, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t.status == "open"));
     assert_eq!(store.latest_health("s1").await.unwrap().len(), 2);
 }
 

@@ -1,6 +1,6 @@
 //! Customer health (`crm batch health` results): the accounts of a site by risk, worst first,
-//! one account's latest score with its history, components, missing inputs and reasons, and the
-//! executive dashboard.
+//! one account's latest score with its history, components, missing inputs and reasons, the
+//! executive dashboard, and the playbook tasks.
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -66,6 +66,68 @@ pub fn summarize(accounts: &[crm_schemas::AccountHealth]) -> serde_json::Value {
         "intervention_success_rate": null,
         "not_available": ["avg_churn_risk", "expected_churn_mrr", "intervention_success_rate"],
     })
+}
+
+/// Playbook tasks, oldest due first; `status` and `account_id` filter.
+pub async fn tasks(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    let site_id = params::required(&query, "site_id")?;
+    let status = query.get("status").map(String::as_str);
+    if status.is_some_and(|s| !matches!(s, "open" | "done")) {
+        return Err(ApiError::InvalidParameter { name: "status".into(), message: "must be open or done".into() });
+    }
+    let mut tasks = state.store.tasks(site_id).await?;
+    tasks.retain(|t| status.is_none_or(|s| t.status == s) && query.get("account_id").is_none_or(|a| &t.account_id == a));
+    let items: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| {
+            let mut v = serde_json::to_value(t).unwrap_or(serde_json::Value::Null);
+            v["due"] = json!(rfc3339(t.due_ms));
+            v
+        })
+        .collect();
+    Ok(reply::ok(items))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskPatch {
+    status: Option<String>,
+    owner: Option<String>,
+}
+
+/// Closes, reopens or assigns a task (the owner must be a user).
+pub async fn patch_task(
+    State(state): State<ApiState>,
+    user: AuthUser,
+    Path(task_id): Path<String>,
+    Query(query): Query<params::Query>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if user.role == crm_schemas::Role::SalesRep {
+        return Err(ApiError::Forbidden("change customer-success tasks"));
+    }
+    let site_id = params::required(&query, "site_id")?;
+    let input: TaskPatch = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let mut task = state.store.tasks(site_id).await?.into_iter().find(|t| t.task_id == task_id).ok_or_else(|| ApiError::NotFound(format!("task {task_id}")))?;
+    let mut problems = Vec::new();
+    if let Some(status) = input.status {
+        if matches!(status.as_str(), "open" | "done") {
+            task.status = status;
+        } else {
+            problems.push(("status".to_owned(), "must be open or done".to_owned()));
+        }
+    }
+    if let Some(owner) = input.owner {
+        if state.store.user(&owner).await?.is_none() {
+            problems.push(("owner".to_owned(), format!("no user named {owner}")));
+        }
+        task.owner = Some(owner);
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    state.store.update_task(&task).await?;
+    Ok(reply::ok(task))
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/accounts/{account_id}/health", get(health::account))
         .route("/api/v1/health", get(health::list))
         .route("/api/v1/health/dashboard", get(health::dashboard))
+        .route("/api/v1/tasks", get(health::tasks))
+        .route("/api/v1/tasks/{task_id}", axum::routing::patch(health::patch_task))
         .route("/api/v1/identity-conflicts", get(leads::conflicts))
         .route("/api/v1/identity-conflicts/resolve", post(identity::resolve_conflict))
         .route("/api/v1/alert-rules", get(alerts::list_rules).post(alerts::create_rule))

@@ -75,3 +75,36 @@ async fn health_results_are_listed_by_risk_worst_first() {
     assert_eq!((body["data"]["total_accounts"].as_u64(), body["data"]["critical_accounts"].as_u64()), (Some(3), Some(1)));
     assert_eq!(body["data"]["not_available"][0], "avg_churn_risk");
 }
+
+#[tokio::test]
+async fn playbook_tasks_are_listed_closed_and_assigned() {
+    let api = start().await;
+    let admin = api.login("admin").await;
+    let task = crm_schemas::Task {
+        site_id: "s1".into(),
+        task_id: "task_1".into(),
+        account_id: "acme".into(),
+        rule: "high_risk".into(),
+        title: "Intervene at Acme: health 30".into(),
+        priority: "high".into(),
+        due_ms: 1_790_000_000_000,
+        owner: None,
+        status: "open".into(),
+        reason: "health 30.0 is below 40".into(),
+        created_at_ms: 1_789_000_000_000,
+    };
+    api.store.add_tasks(&[task]).await.unwrap();
+    let (status, body) = api.get("/api/v1/tasks?site_id=s1&status=open", &admin).await;
+    assert_eq!((status, body["data"][0]["rule"].as_str()), (200, Some("high_risk")), "{body}");
+    let path = "/api/v1/tasks/task_1?site_id=s1";
+    let (status, body) = api.call(Method::PATCH, path, Some(&admin), Some(json!({"status": "done", "owner": "cs"}))).await;
+    assert_eq!((status, body["data"]["status"].as_str(), body["data"]["owner"].as_str()), (200, Some("done"), Some("cs")), "{body}");
+    let (_, body) = api.get("/api/v1/tasks?site_id=s1&status=open", &admin).await;
+    assert!(body["data"].as_array().unwrap().is_empty());
+    let (status, body) = api.call(Method::PATCH, path, Some(&admin), Some(json!({"status": "maybe", "owner": "ghost"}))).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"));
+    assert_eq!(api.call(Method::PATCH, path, Some(&api.login("rep").await), Some(json!({"status": "open"}))).await.0, 403);
+    assert_eq!(api.call(Method::PATCH, "/api/v1/tasks/nope?site_id=s1", Some(&admin), Some(json!({}))).await.0, 404);
+    let (status, body) = api.get("/api/v1/tasks?site_id=s1&status=later", &admin).await;
+    assert_eq!((status, code(&body)), (400, "invalid_parameter"));
+}

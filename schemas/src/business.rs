@@ -184,3 +184,24 @@ pub struct AccountHealth {
     /// The inputs behind each component.
     pub inputs: serde_json::Value,
 }
+
+/// A follow-up created by a health playbook (or by a person).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub site_id: String,
+    /// Deterministic for playbook tasks (rule, account, window): a rule creates at most one task
+    /// per account and window.
+    pub task_id: String,
+    pub account_id: String,
+    /// The playbook rule (`high_risk`, `declining_usage`, `expansion_opportunity`).
+    pub rule: String,
+    pub title: String,
+    /// `high`, `medium` or `low`.
+    pub priority: String,
+    pub due_ms: i64,
+    pub owner: Option<String>,
+    /// `open` or `done`.
+    pub status: String,
+    pub reason: String,
+    pub created_at_ms: i64,
+}

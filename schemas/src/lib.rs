@@ -19,7 +19,7 @@ pub use alerts::{
 };
 pub use business::{
     AccountHealth, BusinessData, CustomerAccount, ImportBatch, ImportKind, Invoice, InvoiceKind, InvoiceStatus, Priority, Relationship,
-    Sentiment, Ticket,
+    Sentiment, Task, Ticket,
 };
 pub use event::{
     classify_serde_error, parse_event, ClickTarget, CollectedEvent, Event, EventBody, EventKind,

@@ -218,6 +218,15 @@ impl Store for TornStore {
     async fn latest_health(&self, s: &str) -> crm_store::Result<Vec<crm_schemas::AccountHealth>> {
         self.inner.latest_health(s).await
     }
+    async fn add_tasks(&self, t: &[crm_schemas::Task]) -> crm_store::Result<usize> {
+        self.inner.add_tasks(t).await
+    }
+    async fn update_task(&self, t: &crm_schemas::Task) -> crm_store::Result<()> {
+        self.inner.update_task(t).await
+    }
+    async fn tasks(&self, s: &str) -> crm_store::Result<Vec<crm_schemas::Task>> {
+        self.inner.tasks(s).await
+    }
     async fn put_alert_rule(&self, r: &crm_schemas::AlertRule) -> crm_store::Result<()> {
         self.inner.put_alert_rule(r).await
     }

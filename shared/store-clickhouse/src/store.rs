@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
-    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use crm_store::{
@@ -645,6 +645,18 @@ impl Store for ClickHouseStore {
 
     async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>> {
         self.get_latest_health(site_id).await
+    }
+
+    async fn add_tasks(&self, tasks: &[Task]) -> Result<usize> {
+        self.insert_new_tasks(tasks).await
+    }
+
+    async fn update_task(&self, task: &Task) -> Result<()> {
+        self.save_task(task).await
+    }
+
+    async fn tasks(&self, site_id: &str) -> Result<Vec<Task>> {
+        self.get_tasks(site_id).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

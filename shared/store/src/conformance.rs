@@ -46,7 +46,8 @@ macro_rules! store_conformance_suite {
             unidentified_visitors_group_by_organisation,
             insight_requests_queue_and_answers,
             business_imports_upsert_per_site,
-            health_runs_are_kept_per_day
+            health_runs_are_kept_per_day,
+            tasks_are_added_once_and_updated
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -838,4 +839,31 @@ pub async fn health_runs_are_kept_per_day(harness: &dyn StoreHarness) {
     let latest = store.latest_health("s1").await.expect("latest");
     assert_eq!(latest.iter().map(|h| (h.account_id.as_str(), h.day)).collect::<Vec<_>>(), vec![("a", 101), ("b", 100)]);
     assert!(store.latest_health("s2").await.expect("latest").is_empty());
+}
+
+pub async fn tasks_are_added_once_and_updated(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let task = |id: &str, due: i64| crm_schemas::Task {
+        site_id: "s1".into(),
+        task_id: id.into(),
+        account_id: "acme".into(),
+        rule: "declining_usage".into(),
+        title: "Usage is declining at Acme".into(),
+        priority: "medium".into(),
+        due_ms: due,
+        owner: None,
+        status: "open".into(),
+        reason: "usage fell by 25 points".into(),
+        created_at_ms: T0,
+    };
+    assert_eq!(store.add_tasks(&[task("t2", T0 + 5), task("t1", T0 + 9)]).await.expect("add"), 2);
+    let mut done = task("t1", T0 + 9);
+    done.status = "done".into();
+    done.owner = Some("cs".into());
+    store.update_task(&done).await.expect("update");
+    assert_eq!(store.add_tasks(&[task("t1", T0 + 9), task("t3", T0 + 1)]).await.expect("add again"), 1, "t1 exists");
+    let tasks = store.tasks("s1").await.expect("tasks");
+    assert_eq!(tasks.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), vec!["t3", "t2", "t1"], "oldest due first");
+    assert_eq!(tasks[2], done, "re-adding did not reset the person's update");
+    assert!(store.tasks("s2").await.expect("tasks").is_empty());
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use redb::{Database, ReadableTable, TableDefinition};
@@ -146,6 +146,7 @@ impl EmbeddedStore {
             insights::create_tables(&txn)?;
             business::create_tables(&txn)?;
             business::create_health_table(&txn)?;
+            business::create_task_table(&txn)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -648,6 +649,21 @@ impl Store for EmbeddedStore {
     async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>> {
         let site = site_id.to_owned();
         self.blocking(move |db| business::latest_health(db, &site)).await
+    }
+
+    async fn add_tasks(&self, tasks: &[Task]) -> Result<usize> {
+        let tasks = tasks.to_vec();
+        self.blocking(move |db| business::add_tasks(db, &tasks)).await
+    }
+
+    async fn update_task(&self, task: &Task) -> Result<()> {
+        let task = task.clone();
+        self.blocking(move |db| business::update_task(db, &task)).await
+    }
+
+    async fn tasks(&self, site_id: &str) -> Result<Vec<Task>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| business::tasks(db, &site)).await
     }
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {

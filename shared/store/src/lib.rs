@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use serde::{Deserialize, Serialize};
@@ -228,6 +228,13 @@ pub trait Store: Send + Sync + 'static {
     async fn health_history(&self, site_id: &str, account_id: &str, limit: usize) -> Result<Vec<AccountHealth>>;
     /// The latest health of every account of a site, by account id.
     async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>>;
+    /// Inserts the tasks whose id is new (a playbook fires once per account and window) and
+    /// returns how many were new.
+    async fn add_tasks(&self, tasks: &[Task]) -> Result<usize>;
+    /// Replaces a task (status, owner).
+    async fn update_task(&self, task: &Task) -> Result<()>;
+    /// A site's tasks, oldest due first.
+    async fn tasks(&self, site_id: &str) -> Result<Vec<Task>>;
 
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()>;
     /// A site's alert rules, ordered by id.

@@ -3,7 +3,7 @@
 //! set here), so it lands whole or not at all.
 
 use clickhouse::Row;
-use crm_schemas::{AccountHealth, BusinessData, ImportBatch};
+use crm_schemas::{AccountHealth, BusinessData, ImportBatch, Task};
 use crm_store::Result;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,7 +17,18 @@ pub(crate) const MIGRATION: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS account_health (site_id LowCardinality(String), account_id String, day Int64, version UInt64,
         body String CODEC(ZSTD(3)))
      ENGINE = ReplacingMergeTree(version) ORDER BY (site_id, account_id, day)",
+    "CREATE TABLE IF NOT EXISTS tasks (site_id LowCardinality(String), task_id String, version UInt64, due Int64, body String)
+     ENGINE = ReplacingMergeTree(version) ORDER BY (site_id, task_id)",
 ];
+
+#[derive(Row, Serialize)]
+struct TaskRow {
+    site_id: String,
+    task_id: String,
+    version: u64,
+    due: i64,
+    body: String,
+}
 
 #[derive(Row, Serialize)]
 struct HealthRow {
@@ -118,6 +129,45 @@ impl ClickHouseStore {
             .client
             .query("SELECT argMax(body, day) AS body FROM account_health FINAL WHERE site_id = ? GROUP BY account_id ORDER BY account_id")
             .bind(site_id);
+        self.bodies(query).await
+    }
+
+    /// New tasks are version 0: re-adding one never overrides a person's later update.
+    pub(super) async fn insert_new_tasks(&self, tasks: &[Task]) -> Result<usize> {
+        let existing: std::collections::HashSet<String> = self.get_tasks_of(tasks).await?;
+        let rows: Vec<TaskRow> = tasks
+            .iter()
+            .filter(|t| !existing.contains(&t.task_id))
+            .map(|t| Ok(TaskRow { site_id: t.site_id.clone(), task_id: t.task_id.clone(), version: 0, due: t.due_ms, body: encode(t)? }))
+            .collect::<Result<_>>()?;
+        let added = rows.len();
+        self.insert_rows("tasks", &rows).await?;
+        Ok(added)
+    }
+
+    async fn get_tasks_of(&self, tasks: &[Task]) -> Result<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for task in tasks {
+            let ids: Vec<String> = self
+                .client
+                .query("SELECT task_id FROM tasks FINAL WHERE site_id = ? AND task_id = ?")
+                .bind(&task.site_id)
+                .bind(&task.task_id)
+                .fetch_all::<String>()
+                .await
+                .map_err(ch_err)?;
+            found.extend(ids);
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn save_task(&self, task: &Task) -> Result<()> {
+        let row = TaskRow { site_id: task.site_id.clone(), task_id: task.task_id.clone(), version: now_nanos(), due: task.due_ms, body: encode(task)? };
+        self.insert_rows("tasks", &[row]).await
+    }
+
+    pub(super) async fn get_tasks(&self, site_id: &str) -> Result<Vec<Task>> {
+        let query = self.client.query("SELECT body FROM tasks FINAL WHERE site_id = ? ORDER BY due, task_id").bind(site_id);
         self.bodies(query).await
     }
 }

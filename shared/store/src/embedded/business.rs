@@ -2,7 +2,7 @@
 //! an import is one write transaction, so it lands whole or not at all.
 
 use crm_schemas::{BusinessData, ImportBatch};
-use redb::{Database, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::Serialize;
 
 use super::{db_err, decode, encode, site_rows};
@@ -95,4 +95,41 @@ pub(super) fn latest_health(db: &Database, site: &str) -> Result<Vec<crm_schemas
         }
     }
     Ok(latest)
+}
+
+/// (site, task id) → task.
+const TASKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tasks");
+
+pub(super) fn create_task_table(txn: &WriteTransaction) -> Result<()> {
+    txn.open_table(TASKS).map_err(db_err)?;
+    Ok(())
+}
+
+pub(super) fn add_tasks(db: &Database, tasks: &[crm_schemas::Task]) -> Result<usize> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let mut added = 0;
+    {
+        let mut table = txn.open_table(TASKS).map_err(db_err)?;
+        for task in tasks {
+            let key = (task.site_id.as_str(), task.task_id.as_str());
+            if table.get(key).map_err(db_err)?.is_none() {
+                table.insert(key, encode(task)?.as_slice()).map_err(db_err)?;
+                added += 1;
+            }
+        }
+    }
+    txn.commit().map_err(db_err)?;
+    Ok(added)
+}
+
+pub(super) fn update_task(db: &Database, task: &crm_schemas::Task) -> Result<()> {
+    let txn = db.begin_write().map_err(db_err)?;
+    txn.open_table(TASKS).map_err(db_err)?.insert((task.site_id.as_str(), task.task_id.as_str()), encode(task)?.as_slice()).map_err(db_err)?;
+    txn.commit().map_err(db_err)
+}
+
+pub(super) fn tasks(db: &Database, site: &str) -> Result<Vec<crm_schemas::Task>> {
+    let mut all: Vec<crm_schemas::Task> = site_rows(db, TASKS, site)?;
+    all.sort_by(|a, b| a.due_ms.cmp(&b.due_ms).then_with(|| a.task_id.cmp(&b.task_id)));
+    Ok(all)
 }
