@@ -1,6 +1,7 @@
 //! Batch jobs that read the store as a whole: daily rollups (`crm batch rollups`) and the
 //! customer health model (the DataFusion health and churn jobs build on it).
 
+pub mod churn;
 pub mod health;
 pub mod health_job;
 pub mod playbooks;
