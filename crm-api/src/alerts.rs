@@ -98,7 +98,7 @@ pub async fn list_rules(State(state): State<ApiState>, _user: AuthUser, Query(qu
 
 pub async fn create_rule(State(state): State<ApiState>, user: AuthUser, body: Bytes) -> Result<Response, ApiError> {
     require_editor(&user)?;
-    let input: RuleInput = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: RuleInput = params::json(&body)?;
     let problems = validate(&input);
     if !problems.is_empty() {
         return Err(ApiError::Validation(problems));

@@ -126,7 +126,7 @@ struct LoginRequest {
 }
 
 pub async fn login(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
-    let request: LoginRequest = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let request: LoginRequest = crate::params::json(&body)?;
     if request.username.len() > 128 || request.password.len() > 1024 {
         return Err(ApiError::BadCredentials);
     }

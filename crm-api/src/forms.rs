@@ -32,7 +32,7 @@ fn require_editor(user: &AuthUser) -> Result<(), ApiError> {
 }
 
 fn parse_input(body: &Bytes) -> Result<FormInput, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    params::json(body)
 }
 
 /// Builds the definition from `input` (keeping `created_at_ms` of an existing one) and checks it.

@@ -107,7 +107,7 @@ pub async fn patch_task(
         return Err(ApiError::Forbidden("change customer-success tasks"));
     }
     let site_id = params::required(&query, "site_id")?;
-    let input: TaskPatch = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: TaskPatch = params::json(&body)?;
     let mut task = state.store.tasks(site_id).await?.into_iter().find(|t| t.task_id == task_id).ok_or_else(|| ApiError::NotFound(format!("task {task_id}")))?;
     let mut problems = Vec::new();
     if let Some(status) = input.status {

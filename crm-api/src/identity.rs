@@ -101,7 +101,7 @@ pub async fn merge(
 ) -> Result<Response, ApiError> {
     require_manager(&user)?;
     let site_id = params::required(&query, "site_id")?.to_owned();
-    let input: MergeInput = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: MergeInput = params::json(&body)?;
     if input.lead_id == into {
         return Err(ApiError::Validation(vec![("lead_id".into(), "a lead cannot be merged into itself".into())]));
     }
@@ -140,7 +140,7 @@ pub async fn split(
 ) -> Result<Response, ApiError> {
     require_manager(&user)?;
     let site_id = params::required(&query, "site_id")?.to_owned();
-    let input: SplitInput = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: SplitInput = params::json(&body)?;
     let source = lead(&state, &site_id, &from).await?;
     if !source.visitor_ids.contains(&input.visitor_id) {
         return Err(ApiError::Validation(vec![("visitor_id".into(), format!("is not one of lead {from}'s visitors"))]));
@@ -193,7 +193,7 @@ struct ResolveInput {
 pub async fn resolve_conflict(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>, body: Bytes) -> Result<Response, ApiError> {
     require_manager(&user)?;
     let site_id = params::required(&query, "site_id")?.to_owned();
-    let input: ResolveInput = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: ResolveInput = params::json(&body)?;
     let conflict = state
         .store
         .identity_conflicts(&site_id, false, 10_000)

@@ -120,7 +120,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
     if user.role == Role::CustomerSuccess {
         return Err(ApiError::Forbidden("create leads"));
     }
-    let input: CreateInput = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: CreateInput = params::json(&body)?;
     let email = normalize_email(&input.email).ok_or_else(|| ApiError::Validation(vec![("email".into(), "is not a valid email address".into())]))?;
     if input.traits.len() > 50 || input.traits.keys().any(|k| k.is_empty() || k.len() > 64) {
         return Err(ApiError::Validation(vec![("traits".into(), "at most 50 traits with 1-64 byte keys".into())]));
@@ -231,7 +231,7 @@ pub async fn patch(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let site_id = site_param(&query)?;
-    let input: PatchInput = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: PatchInput = params::json(&body)?;
     let record = load(&state, &site_id, &lead_id).await?;
     let old = crm_or_default(&record);
     may_edit(&user, &old)?;
@@ -334,7 +334,7 @@ pub async fn outcome(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let site_id = site_param(&query)?;
-    let input: OutcomeInput = serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: OutcomeInput = params::json(&body)?;
     let record = load(&state, &site_id, &lead_id).await?;
     let old = crm_or_default(&record);
     may_edit(&user, &old)?;

@@ -57,6 +57,12 @@ pub fn timestamp_ms(query: &Query, name: &str) -> Result<Option<i64>, ApiError> 
     Err(invalid(name, "must be YYYY-MM-DD, RFC 3339 or epoch milliseconds"))
 }
 
+/// Parses a JSON request body into `T`; any mismatch is a `malformed_json` error with serde's
+/// explanation (unknown fields, wrong types, missing fields).
+pub fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
 /// Renders epoch milliseconds as RFC 3339 (UTC).
 pub fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

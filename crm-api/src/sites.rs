@@ -90,7 +90,7 @@ fn validate(input: &SiteInput) -> Vec<(String, String)> {
 }
 
 fn parse_input(body: &Bytes) -> Result<SiteInput, ApiError> {
-    let input: SiteInput = serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let input: SiteInput = crate::params::json(body)?;
     let problems = validate(&input);
     if problems.is_empty() {
         Ok(input)
