@@ -76,7 +76,9 @@ impl Processor {
     pub(super) async fn update_leads(&mut self, signals: Vec<Signal>, dirty: &mut Vec<(String, String)>, batch: &mut WriteBatch) -> Result<(), StoreError> {
         // People's decisions (merges, moved visitors) win over what identities say.
         let mut maps: HashMap<String, IdentityMap> = HashMap::new();
-        for site in signals.iter().map(|s| &s.site_id).chain(dirty.iter().map(|k| &k.0)) {
+        // Only sites with identities in play pay the lookup (a batch of anonymous traffic doesn't).
+        let linked = dirty.iter().filter(|k| self.profiles.get(*k).is_some_and(|p| p.lead_id.is_some())).map(|k| &k.0);
+        for site in signals.iter().map(|s| &s.site_id).chain(linked) {
             if !maps.contains_key(site) {
                 maps.insert(site.clone(), IdentityMap::new(&self.store.identity_overrides(site).await?));
             }
@@ -122,7 +124,7 @@ impl Processor {
         // Leads of every visitor the batch changed: their activity moved. Profiles follow the
         // people's decisions; a lead a visitor was moved away from is recomputed too.
         for key in dirty.iter() {
-            let map = &maps[&key.0];
+            let Some(map) = maps.get(&key.0) else { continue }; // no linked visitor on that site
             let Some(profile) = self.profiles.get_mut(key) else { continue };
             let effective = map.lead_of(&key.1, profile.lead_id.as_deref());
             if let Some(previous) = profile.lead_id.as_deref().map(|l| map.canonical(l)) {
