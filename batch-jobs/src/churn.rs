@@ -18,10 +18,11 @@ pub const FEATURES: [&str; 7] =
 /// Predict churn within this many days of the observation.
 pub const HORIZON_DAYS: usize = 90;
 
-/// One account's daily activity and when (if ever) it churned.
+/// One account's daily activity and when (if ever) it churned. Days are indexes into the
+/// series; `start_day` (the first day as a customer) may lie before the series began.
 #[derive(Clone, Debug)]
-pub struct SimulatedAccount {
-    pub start_day: usize,
+pub struct AccountSeries {
+    pub start_day: i64,
     pub churn_day: Option<usize>,
     pub mrr: f64,
     pub logins: Vec<u32>,
@@ -45,7 +46,7 @@ fn poisson(rng: &mut StdRng, lambda: f64) -> u32 {
 /// `count` accounts over `days` days. Each has a latent engagement e ∈ (0, 1); the probability
 /// of churning is a logistic function of it, and a churner's activity fades over the 60 days
 /// before it leaves. Deterministic for a seed.
-pub fn simulate(count: usize, days: usize, seed: u64) -> Vec<SimulatedAccount> {
+pub fn simulate(count: usize, days: usize, seed: u64) -> Vec<AccountSeries> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..count)
         .map(|_| {
@@ -69,15 +70,15 @@ pub fn simulate(count: usize, days: usize, seed: u64) -> Vec<SimulatedAccount> {
                 let burst: f64 = rng.gen_range(0.0..1.0);
                 api_calls[day] = poisson(&mut rng, 5.0 * rate * burst);
             }
-            SimulatedAccount { start_day, churn_day, mrr, logins, features, api_calls }
+            AccountSeries { start_day: start_day as i64, churn_day, mrr, logins, features, api_calls }
         })
         .collect()
 }
 
 /// The feature row of an account observed at the end of `day`, with its label (churned within
 /// the horizon); `None` when the account is not a customer then.
-pub fn observe(account: &SimulatedAccount, day: usize) -> Option<([f64; 7], bool)> {
-    if day < account.start_day + 28 || day < 56 || account.churn_day.is_some_and(|c| c <= day) {
+pub fn observe(account: &AccountSeries, day: usize) -> Option<([f64; 7], bool)> {
+    if (day as i64) < account.start_day + 28 || day < 56 || day > account.logins.len() || account.churn_day.is_some_and(|c| c <= day) {
         return None;
     }
     let window = |series: &[u32], from: usize, to: usize| series[from..to].iter().map(|&x| f64::from(x)).sum::<f64>();
@@ -91,7 +92,7 @@ pub fn observe(account: &SimulatedAccount, day: usize) -> Option<([f64; 7], bool
         since_last,
         window(&account.features, day - 28, day),
         window(&account.api_calls, day - 28, day),
-        (day - account.start_day) as f64,
+        (day as i64 - account.start_day) as f64,
         account.mrr,
     ];
     let churned = account.churn_day.is_some_and(|c| c <= day + HORIZON_DAYS);
@@ -235,26 +236,32 @@ impl ChurnModel {
 
 /// Trains on observations at `train_day` and evaluates on the same accounts observed at
 /// `test_day` (a later time: the hold-out is in the future of the training data).
-pub fn evaluate(accounts: &[SimulatedAccount], train_day: usize, test_day: usize) -> Result<ChurnEvaluation, String> {
+pub fn evaluate(accounts: &[AccountSeries], train_day: usize, test_day: usize) -> Result<ChurnEvaluation, String> {
     let split = |day: usize| -> (Vec<[f64; 7]>, Vec<bool>) { accounts.iter().filter_map(|a| observe(a, day)).unzip() };
     let (train_x, train_y) = split(train_day);
     let (test_x, test_y) = split(test_day);
+    evaluate_rows(&train_x, &train_y, &test_x, &test_y)
+}
+
+/// Trains on one set of labelled rows and judges the model on another, next to the
+/// days-since-last-login baseline.
+pub fn evaluate_rows(train_x: &[[f64; 7]], train_y: &[bool], test_x: &[[f64; 7]], test_y: &[bool]) -> Result<ChurnEvaluation, String> {
     if train_y.iter().all(|&y| y) || train_y.iter().all(|&y| !y) {
         return Err("the training window needs churners and non-churners".into());
     }
-    let model = ChurnModel::train(&train_x, &train_y)?;
-    let probabilities = model.predict(&test_x);
+    let model = ChurnModel::train(train_x, train_y)?;
+    let probabilities = model.predict(test_x);
     let baseline: Vec<f64> = test_x.iter().map(|r| r[2]).collect(); // days since the last login
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(ChurnEvaluation {
         train_rows: train_x.len(),
         test_rows: test_x.len(),
         test_churn_rate: round(test_y.iter().filter(|&&y| y).count() as f64 / test_y.len().max(1) as f64),
-        auc: round(auc(&probabilities, &test_y)),
-        baseline_auc: round(auc(&baseline, &test_y)),
-        lift_top_decile: round(lift_top_decile(&probabilities, &test_y)),
-        baseline_lift_top_decile: round(lift_top_decile(&baseline, &test_y)),
-        calibration_error: round(calibration_error(&probabilities, &test_y)),
+        auc: round(auc(&probabilities, test_y)),
+        baseline_auc: round(auc(&baseline, test_y)),
+        lift_top_decile: round(lift_top_decile(&probabilities, test_y)),
+        baseline_lift_top_decile: round(lift_top_decile(&baseline, test_y)),
+        calibration_error: round(calibration_error(&probabilities, test_y)),
         coefficients: model.coefficients(),
     })
 }
@@ -278,7 +285,7 @@ mod tests {
 
     #[test]
     fn features_follow_the_fight_churn_definitions() {
-        let mut account = SimulatedAccount { start_day: 0, churn_day: None, mrr: 100.0, logins: vec![0; 100], features: vec![0; 100], api_calls: vec![0; 100] };
+        let mut account = AccountSeries { start_day: 0, churn_day: None, mrr: 100.0, logins: vec![0; 100], features: vec![0; 100], api_calls: vec![0; 100] };
         account.logins[40] = 3; // previous window
         account.logins[80] = 2; // current window, last login 9 days before day 90
         let (row, churned) = observe(&account, 90).unwrap();

@@ -2,12 +2,13 @@
 //! in product usage), gather the health inputs — usage from DataFusion, support from tickets,
 //! financial from invoices and the account record, relationship facts — score them, compare with
 //! earlier runs (7 and 30 days) and store one result per account and day. Re-running on the same
-//! day replaces that day's results, so the job is idempotent per day. The playbooks then turn
+//! day replaces that day's results, so the job is idempotent per day. Accounts whose latest
+//! invoice is a cancellation are former customers and are not scored. The playbooks then turn
 //! results into tasks (once per rule, account and window).
 
 use std::collections::{BTreeSet, HashMap};
 
-use crm_schemas::{utc_day, AccountHealth, BusinessData, InvoiceStatus, Sentiment, DAY_MS};
+use crm_schemas::{utc_day, AccountHealth, BusinessData, InvoiceKind, InvoiceStatus, Sentiment, DAY_MS};
 use crm_store::Store;
 use serde_json::json;
 
@@ -69,6 +70,19 @@ fn relationship_inputs(data: &BusinessData, account: &str) -> Option<Relationshi
     })
 }
 
+/// Accounts whose latest invoice so far is a cancellation: former customers, not scored.
+fn churned_accounts(data: &BusinessData, now_ms: i64) -> std::collections::HashSet<&str> {
+    let mut last: HashMap<&str, (i64, bool)> = HashMap::new();
+    for invoice in data.invoices.iter().filter(|i| i.issued_ms <= now_ms) {
+        let cancelled = invoice.kind == InvoiceKind::Cancellation;
+        let entry = last.entry(invoice.account_id.as_str()).or_insert((invoice.issued_ms, cancelled));
+        if invoice.issued_ms > entry.0 || (invoice.issued_ms == entry.0 && cancelled) {
+            *entry = (invoice.issued_ms, cancelled);
+        }
+    }
+    last.into_iter().filter(|(_, (_, cancelled))| *cancelled).map(|(account, _)| account).collect()
+}
+
 /// The earliest run at least `days` before `day` among `history` (newest first).
 fn score_before(history: &[AccountHealth], day: i64, days: i64) -> Option<f64> {
     history.iter().find(|h| h.day <= day - days).map(|h| h.score)
@@ -96,7 +110,9 @@ pub async fn run_health(store: &dyn Store, source: UsageSource<'_>, site_id: &st
     let data = store.business_data(site_id).await?;
     let batches = source.batches(site_id, now_ms - 2 * WINDOW_MS, now_ms).await?;
     let usage = usage_inputs(batches, now_ms).await?;
-    let accounts: BTreeSet<String> = data.accounts.iter().map(|a| a.account_id.clone()).chain(usage.keys().cloned()).collect();
+    let churned = churned_accounts(&data, now_ms);
+    let accounts: BTreeSet<String> =
+        data.accounts.iter().map(|a| a.account_id.clone()).chain(usage.keys().cloned()).filter(|a| !churned.contains(a.as_str())).collect();
     let names: HashMap<&str, &str> = data.accounts.iter().map(|a| (a.account_id.as_str(), a.name.as_str())).collect();
     let day = utc_day(now_ms);
     let mut results = Vec::with_capacity(accounts.len());
@@ -132,6 +148,8 @@ pub async fn run_health(store: &dyn Store, source: UsageSource<'_>, site_id: &st
             change_7d: score_before(&history, day, 7).map(|before| ((score.score - before) * 10.0).round() / 10.0),
             change_30d: score_before(&history, day, 30).map(|before| ((score.score - before) * 10.0).round() / 10.0),
             change_reason: None,
+            churn_probability: None,
+            churn_drivers: Vec::new(),
             mrr: record.map(|a| a.mrr),
             inputs: json!({ "usage": inputs.usage, "support": inputs.support, "financial": inputs.financial, "relationship": inputs.relationship }),
         };
@@ -142,7 +160,7 @@ pub async fn run_health(store: &dyn Store, source: UsageSource<'_>, site_id: &st
         results.push(result);
     }
     store.put_health(&results).await?;
-    let added = store.add_tasks(&tasks).await?;
+    let added = crate::playbooks::store_tasks(store, site_id, &tasks, now_ms).await?;
     tracing::info!(site_id, accounts = results.len(), tasks_added = added, "health scores computed");
     Ok(results)
 }

@@ -1,10 +1,14 @@
 //! Batch jobs that read the store as a whole: daily rollups (`crm batch rollups`) and the
-//! customer health model (the DataFusion health and churn jobs build on it).
+//! customer health and churn jobs on DataFusion, the playbooks they run, and the account
+//! simulator used by `crm demo accounts` and the tests.
 
 pub mod churn;
+pub mod churn_job;
 pub mod health;
 pub mod health_job;
+pub mod parquet_table;
 pub mod playbooks;
+pub mod simulator;
 pub mod usage;
 
 use crm_schemas::{utc_day, DAY_MS};

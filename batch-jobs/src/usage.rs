@@ -46,7 +46,7 @@ pub enum UsageSource<'a> {
     ClickHouse(&'a ClickHouseStore),
 }
 
-fn df_err(err: impl std::fmt::Display) -> BatchError {
+pub(crate) fn df_err(err: impl std::fmt::Display) -> BatchError {
     BatchError::Engine(err.to_string())
 }
 
@@ -156,27 +156,41 @@ fn parquet_batches(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, BatchError> {
     Ok(out)
 }
 
-fn int(batch: &RecordBatch, column: &str, row: usize) -> Result<i64, BatchError> {
+pub(crate) fn int(batch: &RecordBatch, column: &str, row: usize) -> Result<i64, BatchError> {
     let array = batch.column_by_name(column).ok_or_else(|| df_err(format!("missing column {column}")))?;
     let array = cast(array, &DataType::Int64).map_err(df_err)?;
     let ints = array.as_any().downcast_ref::<Int64Array>().ok_or_else(|| df_err("not an integer column"))?;
     Ok(if ints.is_null(row) { 0 } else { ints.value(row) })
 }
 
-fn text(batch: &RecordBatch, column: &str, row: usize) -> Result<String, BatchError> {
+pub(crate) fn text(batch: &RecordBatch, column: &str, row: usize) -> Result<String, BatchError> {
     let array = batch.column_by_name(column).ok_or_else(|| df_err(format!("missing column {column}")))?;
     let array = cast(array, &DataType::Utf8).map_err(df_err)?;
     let strings = array.as_any().downcast_ref::<StringArray>().ok_or_else(|| df_err("not a text column"))?;
     Ok(strings.value(row).to_owned())
 }
 
-/// Usage inputs per account for the 28 days before `now_ms` (and the 28 before those).
-pub async fn usage_inputs(batches: Vec<RecordBatch>, now_ms: i64) -> Result<HashMap<String, UsageInputs>, BatchError> {
+/// SQL predicate of a feature-usage event (a custom event other than a login or an API call).
+pub(crate) const FEATURE_EVENT: &str = "kind = 'custom' AND name NOT IN ('login', 'api_call', '')";
+
+/// A DataFusion session with `batches` registered as the `events` table.
+pub(crate) fn events_context(batches: Vec<RecordBatch>) -> Result<SessionContext, BatchError> {
     let ctx = SessionContext::new();
     let table = MemTable::try_new(events_schema(), vec![batches]).map_err(df_err)?;
     ctx.register_table("events", Arc::new(table)).map_err(df_err)?;
+    Ok(ctx)
+}
+
+/// Runs one query to completion.
+pub(crate) async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, BatchError> {
+    ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)
+}
+
+/// Usage inputs per account for the 28 days before `now_ms` (and the 28 before those).
+pub async fn usage_inputs(batches: Vec<RecordBatch>, now_ms: i64) -> Result<HashMap<String, UsageInputs>, BatchError> {
+    let ctx = events_context(batches)?;
     let current = now_ms - WINDOW_MS;
-    let feature = "kind = 'custom' AND name NOT IN ('login', 'api_call', '')";
+    let feature = FEATURE_EVENT;
     let per_account = format!(
         "SELECT account_id,
             COUNT(DISTINCT CASE WHEN ts_ms >= {current} THEN visitor_id END) AS active_users,
@@ -197,18 +211,18 @@ pub async fn usage_inputs(batches: Vec<RecordBatch>, now_ms: i64) -> Result<Hash
     );
     let available = format!("SELECT COUNT(DISTINCT name) AS features FROM events WHERE ts_ms >= {current} AND ts_ms < {now_ms} AND {feature}");
 
-    let features_available = match ctx.sql(&available).await.map_err(df_err)?.collect().await.map_err(df_err)?.first() {
+    let features_available = match collect(&ctx, &available).await?.first() {
         Some(batch) if batch.num_rows() > 0 => int(batch, "features", 0)? as u32,
         _ => 0,
     };
     let mut powers = HashMap::new();
-    for batch in ctx.sql(&power).await.map_err(df_err)?.collect().await.map_err(df_err)? {
+    for batch in collect(&ctx, &power).await? {
         for row in 0..batch.num_rows() {
             powers.insert(text(&batch, "account_id", row)?, int(&batch, "power_users", row)? as u32);
         }
     }
     let mut out = HashMap::new();
-    for batch in ctx.sql(&per_account).await.map_err(df_err)?.collect().await.map_err(df_err)? {
+    for batch in collect(&ctx, &per_account).await? {
         for row in 0..batch.num_rows() {
             let account = text(&batch, "account_id", row)?;
             let inputs = UsageInputs {

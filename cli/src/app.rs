@@ -12,6 +12,9 @@ use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, SyncMode};
 use crm_eventlog_kafka::{Compression, KafkaConfig, KafkaLog};
 use crm_ingest::{Collector, IngestMetrics, SiteDirectory};
 use crm_schemas::Site;
+use crm_batch_jobs::churn_job::ChurnRun;
+use crm_batch_jobs::usage::UsageSource;
+use crate::demo::AccountsArgs;
 use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, Shutdown};
 use crm_store::{EmbeddedStore, Store};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
@@ -97,22 +100,42 @@ pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn S
     Ok((store, clickhouse))
 }
 
-/// Runs the health job for one site or every site; returns the number of accounts scored.
-pub async fn health_all(store: &Arc<dyn Store>, clickhouse: Option<&Arc<ClickHouseStore>>, site: Option<&str>) -> Result<Vec<crm_schemas::AccountHealth>> {
-    let sites: Vec<String> = match site {
+fn now_ms() -> Result<i64> {
+    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64)
+}
+
+async fn site_ids(store: &Arc<dyn Store>, site: Option<&str>) -> Result<Vec<String>> {
+    Ok(match site {
         Some(id) => vec![id.to_owned()],
         None => store.sites().await?.into_iter().map(|s| s.site_id).collect(),
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    })
+}
+
+fn usage_source<'a>(store: &'a Arc<dyn Store>, clickhouse: Option<&'a Arc<ClickHouseStore>>) -> UsageSource<'a> {
+    match clickhouse {
+        Some(ch) => UsageSource::ClickHouse(ch.as_ref()),
+        None => UsageSource::Scan(store.as_ref()),
+    }
+}
+
+/// Runs the health job for one site or every site; returns every account's result.
+pub async fn health_all(store: &Arc<dyn Store>, clickhouse: Option<&Arc<ClickHouseStore>>, site: Option<&str>) -> Result<Vec<crm_schemas::AccountHealth>> {
+    let now = now_ms()?;
     let mut all = Vec::new();
-    for site in sites {
-        let source = match clickhouse {
-            Some(ch) => crm_batch_jobs::usage::UsageSource::ClickHouse(ch.as_ref()),
-            None => crm_batch_jobs::usage::UsageSource::Scan(store.as_ref()),
-        };
-        all.extend(crm_batch_jobs::health_job::run_health(store.as_ref(), source, &site, now).await?);
+    for site in site_ids(store, site).await? {
+        all.extend(crm_batch_jobs::health_job::run_health(store.as_ref(), usage_source(store, clickhouse), &site, now).await?);
     }
     Ok(all)
+}
+
+/// Runs the churn job for one site or every site.
+pub async fn churn_all(store: &Arc<dyn Store>, clickhouse: Option<&Arc<ClickHouseStore>>, site: Option<&str>) -> Result<Vec<ChurnRun>> {
+    let now = now_ms()?;
+    let mut runs = Vec::new();
+    for site in site_ids(store, site).await? {
+        runs.push(crm_batch_jobs::churn_job::run_churn(store.as_ref(), usage_source(store, clickhouse), &site, now).await?);
+    }
+    Ok(runs)
 }
 
 /// `crm batch health`: scores every account once and prints the results as JSON lines.
@@ -124,7 +147,34 @@ pub async fn batch_health(args: HealthJobArgs) -> Result<()> {
     Ok(())
 }
 
-/// Re-runs the health job every `interval` inside `crm up` (each run replaces the day's results).
+/// `crm batch churn`: one report per site as JSON lines.
+pub async fn batch_churn(args: HealthJobArgs) -> Result<()> {
+    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
+    for run in churn_all(&store, clickhouse.as_ref(), args.site.as_deref()).await? {
+        println!("{}", serde_json::to_string(&run)?);
+    }
+    Ok(())
+}
+
+/// `crm demo accounts`: simulated customers, then health and churn on them.
+pub async fn demo_accounts(args: AccountsArgs) -> Result<()> {
+    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
+    let now = now_ms()?;
+    if store.site(&args.site).await?.is_none() {
+        store.put_site(&crm_schemas::Site::new(args.site.clone(), "Demo site", now)).await?;
+    }
+    let summary = crm_batch_jobs::simulator::load_simulated_accounts(store.as_ref(), &args.site, args.accounts, args.days, now, args.seed).await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    let health = health_all(&store, clickhouse.as_ref(), Some(&args.site)).await?;
+    println!("{}", serde_json::json!({ "health_scored": health.len() }));
+    for run in churn_all(&store, clickhouse.as_ref(), Some(&args.site)).await? {
+        println!("{}", serde_json::to_string(&run)?);
+    }
+    Ok(())
+}
+
+/// Re-runs the health and churn jobs every `interval` inside `crm up` (each run replaces the
+/// day's results).
 fn spawn_health_schedule(store: Arc<dyn Store>, clickhouse: Option<Arc<ClickHouseStore>>, interval: Duration, shutdown: Shutdown) {
     tokio::spawn(async move {
         loop {
@@ -135,6 +185,10 @@ fn spawn_health_schedule(store: Arc<dyn Store>, clickhouse: Option<Arc<ClickHous
             match health_all(&store, clickhouse.as_ref(), None).await {
                 Ok(results) => tracing::info!(accounts = results.len(), "scheduled health run done"),
                 Err(err) => tracing::warn!(error = %err, "scheduled health run failed"),
+            }
+            match churn_all(&store, clickhouse.as_ref(), None).await {
+                Ok(runs) => tracing::info!(scored = runs.iter().map(|r| r.scored).sum::<usize>(), "scheduled churn run done"),
+                Err(err) => tracing::warn!(error = %err, "scheduled churn run failed"),
             }
         }
     });
@@ -404,7 +458,7 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
 
 pub async fn batch_rollups(args: RollupArgs) -> Result<()> {
     let store = open_store(&args.data, &args.store).await?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let now = now_ms()?;
     let rows = crm_batch_jobs::daily_rollups(store.as_ref(), args.site.as_deref(), args.days, now).await?;
     for row in rows {
         println!("{}", serde_json::to_string(&row)?);
@@ -412,15 +466,32 @@ pub async fn batch_rollups(args: RollupArgs) -> Result<()> {
     Ok(())
 }
 
-/// `crm import`: parses the whole file first; any bad row → every problem printed, nothing stored.
+/// `crm import`: parses the whole file (CSV or Parquet) first; any bad row → every problem
+/// printed, nothing stored.
 pub async fn import(args: ImportArgs) -> Result<()> {
+    use crm_api::import::{check_header, parse_csv, ImportError, RowParser, MAX_IMPORT_ROWS};
     let bytes = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     let kind = args.kind.kind();
-    let batch = match crm_api::import::parse_csv(kind, &args.site, &bytes) {
+    let parquet = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) || crm_batch_jobs::parquet_table::is_parquet(&bytes);
+    let parsed = if parquet {
+        let table = crm_batch_jobs::parquet_table::read_parquet_table(bytes, MAX_IMPORT_ROWS).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+        check_header(kind, &table.columns).and_then(|()| {
+            let mut parser = RowParser::new(kind, &args.site);
+            for (index, row) in table.rows.iter().enumerate() {
+                parser.push(index as u64 + 1, table.columns.iter().map(String::as_str).zip(row.iter().map(String::as_str)).collect())?;
+            }
+            parser.finish()
+        })
+    } else {
+        parse_csv(kind, &args.site, &bytes)
+    };
+    // CSV problems name the file line (header = 1); Parquet problems the 1-based row.
+    let place = if parquet { "row " } else { "" };
+    let batch = match parsed {
         Ok(batch) => batch,
-        Err(crm_api::import::ImportError::Rows(rows)) => {
+        Err(ImportError::Rows(rows)) => {
             for row in &rows {
-                eprintln!("{}:{}: {}{}", args.file.display(), row.line, row.column.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), row.message);
+                eprintln!("{}:{place}{}: {}{}", args.file.display(), row.line, row.column.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), row.message);
             }
             anyhow::bail!("{} row(s) are invalid; nothing was imported", rows.len());
         }

@@ -31,11 +31,12 @@ pub enum Command {
     Api(ApiArgs),
     /// Create or upgrade the store schema, then exit.
     Migrate(MigrateArgs),
-    /// Send realistic synthetic traffic to a running collector.
-    Demo(crate::demo::DemoArgs),
+    /// Send realistic synthetic traffic to a running collector (`crm demo accounts`: load
+    /// simulated customer accounts for the health and churn jobs).
+    Demo(crate::demo::DemoCommand),
     /// Run a batch job once.
     Batch(BatchArgs),
-    /// Import business data (accounts, invoices, tickets, relationships) from a CSV file.
+    /// Import business data (accounts, invoices, tickets, relationships) from a CSV or Parquet file.
     Import(ImportArgs),
 }
 
@@ -48,7 +49,8 @@ pub struct ImportArgs {
     /// What the file holds.
     #[arg(value_enum, env = "CRM_IMPORT_KIND")]
     pub kind: ImportKindArg,
-    /// The CSV file (header row with the kind's columns; see `crm import --help`).
+    /// The file: CSV (header row with the kind's columns) or Parquet (the same column names), told
+    /// apart by the `.parquet` extension or the Parquet magic bytes.
     #[arg(env = "CRM_IMPORT_FILE")]
     pub file: std::path::PathBuf,
     /// The site the data belongs to.
@@ -87,6 +89,9 @@ pub enum BatchJob {
     Rollups(RollupArgs),
     /// Score every customer account's health (DataFusion), store it and print it as JSON lines.
     Health(HealthJobArgs),
+    /// Train the churn model on each site's history, store 90-day churn probabilities with the
+    /// latest health results and print one report per site (run `health` first).
+    Churn(HealthJobArgs),
 }
 
 #[derive(Args, Debug)]

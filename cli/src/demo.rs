@@ -13,6 +13,41 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DemoCommand {
+    #[command(subcommand)]
+    pub command: Option<DemoSubcommand>,
+    #[command(flatten)]
+    pub traffic: DemoArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DemoSubcommand {
+    /// Write simulated customer accounts (a year of product usage, invoices with cancellations,
+    /// tickets, relationships; known churn propensity) into the store, then run the health and
+    /// churn jobs on them. Needs the store to itself: run it before `crm up` on the same data
+    /// directory (or against ClickHouse).
+    Accounts(AccountsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AccountsArgs {
+    #[command(flatten)]
+    pub data: crate::config::DataArgs,
+    #[command(flatten)]
+    pub store: crate::config::StoreArgs,
+    #[arg(long, env = "CRM_DEMO_SITE", default_value = "demo")]
+    pub site: String,
+    #[arg(long, env = "CRM_DEMO_ACCOUNTS", default_value_t = 300)]
+    pub accounts: usize,
+    /// Days of history, ending today.
+    #[arg(long, env = "CRM_DEMO_HISTORY_DAYS", default_value_t = 365)]
+    pub days: usize,
+    #[arg(long, env = "CRM_DEMO_SEED", default_value_t = 42)]
+    pub seed: u64,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Base URL of a running `crm up` or `crm ingest`.

@@ -24,11 +24,15 @@ fn main() -> anyhow::Result<()> {
             Command::Process(args) => app::process(args).await,
             Command::Api(args) => app::api(args).await,
             Command::Migrate(args) => app::migrate(args).await,
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(demo) => match demo.command {
+                Some(demo::DemoSubcommand::Accounts(args)) => app::demo_accounts(args).await,
+                None => demo::run(demo.traffic).await,
+            },
             Command::Import(args) => app::import(args).await,
             Command::Batch(batch) => match batch.job {
                 BatchJob::Rollups(args) => app::batch_rollups(args).await,
                 BatchJob::Health(args) => app::batch_health(args).await,
+                BatchJob::Churn(args) => app::batch_churn(args).await,
             },
         }
     })

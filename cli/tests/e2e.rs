@@ -314,3 +314,82 @@ async fn crm_import_reports_bad_rows_by_line_and_imports_good_files_whole() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("imported 2 tickets rows into site demo"));
 }
+
+fn parquet_file(path: &Path, columns: Vec<(&str, datafusion::arrow::array::ArrayRef)>) {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = Arc::new(Schema::new(columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>()));
+    let batch = datafusion::arrow::array::RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_import_reads_parquet_with_the_same_row_checks() {
+    use datafusion::arrow::array::{Date32Array, Float64Array, StringArray};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(start(&data, &[]));
+    let import = |file: &Path| Command::new(env!("CARGO_BIN_EXE_crm")).args(["import", "invoices"]).arg(file).arg("--data-dir").arg(&data).output().unwrap();
+    let invoices = |status: &str| -> Vec<(&str, datafusion::arrow::array::ArrayRef)> {
+        vec![
+            ("invoice_id", Arc::new(StringArray::from(vec!["i1", "i2"]))),
+            ("account_id", Arc::new(StringArray::from(vec!["acme", "acme"]))),
+            ("issued_at", Arc::new(Date32Array::from(vec![20_454, 20_485]))),
+            ("amount", Arc::new(Float64Array::from(vec![100.0, 100.0]))),
+            ("status", Arc::new(StringArray::from(vec!["paid".to_owned(), status.to_owned()]))),
+            ("kind", Arc::new(StringArray::from(vec!["new", "renewal"]))),
+        ]
+    };
+    let bad = dir.path().join("bad.parquet");
+    parquet_file(&bad, invoices("overdue"));
+    let output = import(&bad);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.parquet:row 2: status: must be one of"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    let wrong_columns = dir.path().join("wrong.parquet");
+    parquet_file(&wrong_columns, vec![("id", Arc::new(StringArray::from(vec!["x"])) as _)]);
+    let stderr = String::from_utf8_lossy(&import(&wrong_columns).stderr).to_string();
+    assert!(stderr.contains("header does not match the invoices columns"), "{stderr}");
+    let good = dir.path().join("good.parquet");
+    parquet_file(&good, invoices("late"));
+    let output = import(&good);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("imported 2 invoices rows into site demo"));
+}
+
+/// `crm demo accounts` loads simulated customers and runs health and churn; `crm up` then shows
+/// them on the executive dashboard with churn figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_accounts_feed_health_churn_and_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_crm"))
+        .args(["demo", "accounts", "--accounts", "150", "--days", "365", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["accounts"], 150, "{lines:?}");
+    let churn = &lines[2];
+    assert_eq!(churn["status"], "scored", "{churn}");
+    assert!(churn["evaluation"]["auc"].as_f64().is_some(), "{churn}");
+
+    let server = start(&data, &["--health-interval-mins", "0"]);
+    let client = reqwest::Client::new();
+    let admin = token(&client, &server.base).await;
+    let (status, dashboard) = get(&client, format!("{}/api/v1/health/dashboard?site_id=demo", server.base), &admin).await;
+    assert_eq!(status, 200, "{dashboard}");
+    let scored = lines[1]["health_scored"].as_u64().unwrap();
+    assert_eq!(dashboard["data"]["total_accounts"].as_u64(), Some(scored));
+    assert!(dashboard["data"]["avg_churn_risk"].as_f64().is_some_and(|p| p > 0.0 && p < 1.0), "{dashboard}");
+    assert!(dashboard["data"]["expected_churn_mrr"].as_f64().is_some_and(|m| m > 0.0), "{dashboard}");
+    let (_, worst) = get(&client, format!("{}/api/v1/health?site_id=demo", server.base), &admin).await;
+    let first = worst["data"][0]["account_id"].as_str().expect("accounts listed worst first").to_owned();
+    let (status, account) = get(&client, format!("{}/api/v1/accounts/{first}/health?site_id=demo", server.base), &admin).await;
+    assert_eq!(status, 200, "{account}");
+    assert!(account["data"]["churn_probability"].is_number() && account["data"]["churn_drivers"].is_array(), "{account}");
+}

@@ -71,6 +71,11 @@ fn validate(input: &RuleInput) -> Vec<(String, String)> {
                 problems.push(("condition.domains".into(), "1-1000 domain names like acme.com".into()));
             }
         }
+        AlertCondition::Playbook { rules } => {
+            if rules.iter().any(|r| !crm_schemas::PLAYBOOK_RULES.contains(&r.as_str())) {
+                problems.push(("condition.rules".into(), format!("each rule must be one of {}", crm_schemas::PLAYBOOK_RULES.join(", "))));
+            }
+        }
         AlertCondition::ScoreCrossed { .. } => {}
     }
     problems

@@ -24,7 +24,7 @@ pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): 
             return Err(ApiError::InvalidParameter { name: "risk".into(), message: "must be healthy, at_risk or critical".into() });
         }
     }
-    let mut accounts = state.store.latest_health(site_id).await?;
+    let mut accounts = current(state.store.latest_health(site_id).await?);
     accounts.retain(|h| risk.is_none_or(|r| h.risk == r));
     accounts.sort_by(|a, b| a.score.total_cmp(&b.score).then_with(|| a.account_id.cmp(&b.account_id)));
     Ok(reply::ok(accounts.iter().map(view).collect::<Vec<_>>()))
@@ -39,19 +39,64 @@ pub async fn account(State(state): State<ApiState>, _user: AuthUser, Path(accoun
     Ok(reply::ok(body))
 }
 
-/// The seed's executive dashboard over the latest health of every account. Figures that need the
-/// churn model or playbooks are `null` until those run, and say so in `not_available`.
-pub async fn dashboard(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
-    let site_id = params::required(&query, "site_id")?;
-    let accounts = state.store.latest_health(site_id).await?;
-    Ok(reply::ok(summarize(&accounts)))
+/// The latest results of the accounts scored by the latest run: an account missing from it
+/// (a cancellation, or no longer in the data) is a former customer, and its last result stays
+/// in its history only.
+fn current(mut accounts: Vec<crm_schemas::AccountHealth>) -> Vec<crm_schemas::AccountHealth> {
+    let latest_day = accounts.iter().map(|a| a.day).max().unwrap_or(0);
+    accounts.retain(|a| a.day == latest_day);
+    accounts
 }
 
-pub fn summarize(accounts: &[crm_schemas::AccountHealth]) -> serde_json::Value {
+/// Days after its creation before a closed playbook task is judged.
+pub const INTERVENTION_JUDGED_AFTER_DAYS: i64 = 14;
+
+/// The seed's executive dashboard over the current health of every account, with the churn
+/// model's figures and the success rate of closed playbook tasks. A figure without its inputs
+/// is `null` and named in `not_available`.
+pub async fn dashboard(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    let site_id = params::required(&query, "site_id")?;
+    let accounts = current(state.store.latest_health(site_id).await?);
+    let now_day = accounts.iter().map(|a| a.day).max().unwrap_or(0);
+    let mut outcomes = Vec::new();
+    for task in state.store.tasks(site_id).await? {
+        let created_day = task.created_at_ms.div_euclid(crm_schemas::DAY_MS);
+        if task.status != "done" || created_day > now_day - INTERVENTION_JUDGED_AFTER_DAYS {
+            continue;
+        }
+        let history = state.store.health_history(site_id, &task.account_id, 400).await?;
+        let Some(before) = history.iter().find(|h| h.day <= created_day) else { continue };
+        let after = accounts.iter().find(|a| a.account_id == task.account_id);
+        outcomes.push(after.is_some_and(|a| a.score > before.score));
+    }
+    Ok(reply::ok(summarize(&accounts, &outcomes)))
+}
+
+/// `outcomes`: for each judged intervention, whether the account is still a customer with a
+/// higher score than when the task was created.
+pub fn summarize(accounts: &[crm_schemas::AccountHealth], outcomes: &[bool]) -> serde_json::Value {
     let total = accounts.len();
     let round = |x: f64| (x * 10.0).round() / 10.0;
     let avg = |values: Vec<f64>| if values.is_empty() { None } else { Some(round(values.iter().sum::<f64>() / values.len() as f64)) };
     let mrr = |keep: &dyn Fn(&crm_schemas::AccountHealth) -> bool| round(accounts.iter().filter(|a| keep(a)).filter_map(|a| a.mrr).sum::<f64>());
+    let with_churn: Vec<&crm_schemas::AccountHealth> = accounts.iter().filter(|a| a.churn_probability.is_some()).collect();
+    let churn_risk = (!with_churn.is_empty()).then(|| {
+        let mean = with_churn.iter().filter_map(|a| a.churn_probability).sum::<f64>() / with_churn.len() as f64;
+        (mean * 1000.0).round() / 1000.0
+    });
+    let expected_churn_mrr = (!with_churn.is_empty()).then(|| round(with_churn.iter().map(|a| a.churn_probability.unwrap_or(0.0) * a.mrr.unwrap_or(0.0)).sum()));
+    let success_rate = (!outcomes.is_empty()).then(|| (outcomes.iter().filter(|&&o| o).count() as f64 / outcomes.len() as f64 * 1000.0).round() / 1000.0);
+    let mut not_available = Vec::new();
+    if churn_risk.is_none() {
+        not_available.push(json!({ "field": "avg_churn_risk", "reason": "no churn probabilities yet: run `crm batch churn` (needs cancellations in the imported invoices)" }));
+        not_available.push(json!({ "field": "expected_churn_mrr", "reason": "no churn probabilities yet" }));
+    }
+    if success_rate.is_none() {
+        not_available.push(json!({
+            "field": "intervention_success_rate",
+            "reason": format!("no playbook task closed at least {INTERVENTION_JUDGED_AFTER_DAYS} days ago with a health score from when it was created"),
+        }));
+    }
     json!({
         "total_accounts": total,
         "avg_health_score": avg(accounts.iter().map(|a| a.score).collect()),
@@ -61,10 +106,12 @@ pub fn summarize(accounts: &[crm_schemas::AccountHealth]) -> serde_json::Value {
         "at_risk_mrr": mrr(&|a| a.risk != "healthy"),
         "avg_change_7d": avg(accounts.iter().filter_map(|a| a.change_7d).collect()),
         "declining_accounts": accounts.iter().filter(|a| a.change_7d.is_some_and(|c| c < 0.0)).count(),
-        "avg_churn_risk": null,
-        "expected_churn_mrr": null,
-        "intervention_success_rate": null,
-        "not_available": ["avg_churn_risk", "expected_churn_mrr", "intervention_success_rate"],
+        "avg_churn_risk": churn_risk,
+        "expected_churn_mrr": expected_churn_mrr,
+        "accounts_with_churn_risk": with_churn.len(),
+        "intervention_success_rate": success_rate,
+        "interventions_judged": outcomes.len(),
+        "not_available": not_available,
     })
 }
 
@@ -143,13 +190,33 @@ mod tests {
         b.change_7d = Some(-10.0);
         b.mrr = Some(250.0);
         let c = sample_health("c", 1, 55.0, "at_risk");
-        let summary = summarize(&[a, b, c]);
+        let summary = summarize(&[a.clone(), b.clone(), c.clone()], &[]);
         assert_eq!(summary["total_accounts"], 3);
         assert_eq!(summary["avg_health_score"], 55.0);
         assert_eq!((summary["critical_accounts"].as_u64(), summary["at_risk_accounts"].as_u64()), (Some(1), Some(1)));
         assert_eq!((summary["total_mrr"].as_f64(), summary["at_risk_mrr"].as_f64()), (Some(450.0), Some(350.0)));
         assert_eq!((summary["avg_change_7d"].as_f64(), summary["declining_accounts"].as_u64()), (Some(-2.5), Some(1)));
         assert!(summary["avg_churn_risk"].is_null());
-        assert_eq!(summarize(&[])["avg_health_score"], serde_json::Value::Null);
+        assert_eq!(summary["not_available"].as_array().unwrap().len(), 3);
+        assert_eq!(summarize(&[], &[])["avg_health_score"], serde_json::Value::Null);
+
+        // With churn probabilities (b: 0.8 × 250 MRR, c: 0.2 × 200 MRR) and two judged interventions.
+        let (mut b, mut c) = (b, c);
+        b.churn_probability = Some(0.8);
+        c.churn_probability = Some(0.2);
+        c.mrr = Some(200.0);
+        let summary = summarize(&[a, b, c], &[true, false, true, true]);
+        assert_eq!(summary["avg_churn_risk"].as_f64(), Some(0.5), "mean over the two accounts with a probability");
+        assert_eq!(summary["expected_churn_mrr"].as_f64(), Some(240.0));
+        assert_eq!(summary["intervention_success_rate"].as_f64(), Some(0.75));
+        assert!(summary["not_available"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn former_customers_are_not_current() {
+        let old = sample_health("gone", 5, 20.0, "critical");
+        let kept = sample_health("kept", 9, 70.0, "healthy");
+        let accounts = current(vec![old, kept]);
+        assert_eq!(accounts.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>(), vec!["kept"]);
     }
 }

@@ -1,6 +1,8 @@
-//! CSV import of business data (`crm import <kind> <file>`, `POST /api/v1/import/{kind}`):
-//! the header must name exactly the kind's columns (any order), every row is checked, and every
-//! problem is reported with its line number. A file with any bad row imports nothing.
+//! Import of business data (`crm import <kind> <file>`, `POST /api/v1/import/{kind}`): the
+//! header must name exactly the kind's columns (any order), every row is checked, and every
+//! problem is reported with its line number. A file with any bad row imports nothing. CSV is
+//! parsed here; `crm import` reads Parquet with the batch jobs' Arrow reader and feeds the
+//! same [`RowParser`].
 
 use std::collections::HashMap;
 
@@ -167,11 +169,9 @@ impl Row<'_> {
     }
 }
 
-/// Parses and checks a whole CSV file of `kind` for `site_id`.
-pub fn parse_csv(kind: ImportKind, site_id: &str, bytes: &[u8]) -> Result<ImportBatch, ImportError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
-    let header = reader.headers().map_err(|e| ImportError::Header { kind: kind.as_str(), message: e.to_string() })?.clone();
-    let names: Vec<String> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+/// Checks a header (lower-cased, trimmed names): exactly the kind's required columns plus any of
+/// its optional ones, no unknown names, no duplicates.
+pub fn check_header(kind: ImportKind, names: &[String]) -> Result<(), ImportError> {
     let (required, optional) = columns(kind);
     let missing: Vec<&str> = required.iter().copied().filter(|c| !names.iter().any(|n| n == c)).collect();
     let unknown: Vec<&String> = names.iter().filter(|n| !required.contains(&n.as_str()) && !optional.contains(&n.as_str())).collect();
@@ -181,33 +181,53 @@ pub fn parse_csv(kind: ImportKind, site_id: &str, bytes: &[u8]) -> Result<Import
             message: format!("missing {missing:?}, unknown {unknown:?} (columns: {required:?} and optionally {optional:?}; no duplicates)"),
         });
     }
-    let mut errors = Vec::new();
-    let mut accounts = Vec::new();
-    let mut invoices = Vec::new();
-    let mut tickets = Vec::new();
-    let mut relationships = Vec::new();
-    let mut rows = 0usize;
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                if errors.len() < MAX_REPORTED {
-                    errors.push(RowError { line, column: None, message: format!("unreadable row: {e}") });
-                }
-                continue;
-            }
-        };
-        rows += 1;
-        if rows > MAX_IMPORT_ROWS {
+    Ok(())
+}
+
+/// Turns checked rows into one [`ImportBatch`], collecting every problem; the CSV and Parquet
+/// readers both feed it.
+pub struct RowParser {
+    kind: ImportKind,
+    site_id: String,
+    errors: Vec<RowError>,
+    rows: usize,
+    accounts: Vec<CustomerAccount>,
+    invoices: Vec<Invoice>,
+    tickets: Vec<Ticket>,
+    relationships: Vec<Relationship>,
+}
+
+impl RowParser {
+    pub fn new(kind: ImportKind, site_id: &str) -> RowParser {
+        RowParser {
+            kind,
+            site_id: site_id.to_owned(),
+            errors: Vec::new(),
+            rows: 0,
+            accounts: Vec::new(),
+            invoices: Vec::new(),
+            tickets: Vec::new(),
+            relationships: Vec::new(),
+        }
+    }
+
+    /// Records a row that could not be read at all.
+    pub fn unreadable(&mut self, line: u64, message: String) {
+        if self.errors.len() < MAX_REPORTED {
+            self.errors.push(RowError { line, column: None, message });
+        }
+    }
+
+    /// Checks and keeps one row (`cells` by column name).
+    pub fn push(&mut self, line: u64, cells: HashMap<&str, &str>) -> Result<(), ImportError> {
+        self.rows += 1;
+        if self.rows > MAX_IMPORT_ROWS {
             return Err(ImportError::TooLarge);
         }
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let cells: HashMap<&str, &str> = names.iter().map(String::as_str).zip(record.iter()).collect();
-        let mut row = Row { cells, line, errors: &mut errors };
-        let site = site_id.to_owned();
-        match kind {
-            ImportKind::Accounts => accounts.push(CustomerAccount {
+        let mut row = Row { cells, line, errors: &mut self.errors };
+        let site = self.site_id.clone();
+        match self.kind {
+            ImportKind::Accounts => self.accounts.push(CustomerAccount {
                 site_id: site,
                 account_id: row.id("account_id"),
                 name: row.text("name"),
@@ -217,7 +237,7 @@ pub fn parse_csv(kind: ImportKind, site_id: &str, bytes: &[u8]) -> Result<Import
                 contract_start_ms: row.date("contract_start", false),
                 renewal_ms: row.date("renewal_date", false),
             }),
-            ImportKind::Invoices => invoices.push(Invoice {
+            ImportKind::Invoices => self.invoices.push(Invoice {
                 site_id: site,
                 invoice_id: row.id("invoice_id"),
                 account_id: row.id("account_id"),
@@ -241,9 +261,9 @@ pub fn parse_csv(kind: ImportKind, site_id: &str, bytes: &[u8]) -> Result<Import
                 if ticket.closed_ms.is_some_and(|c| c < ticket.opened_ms) {
                     row.fail("closed_at", "is before opened_at");
                 }
-                tickets.push(ticket);
+                self.tickets.push(ticket);
             }
-            ImportKind::Relationships => relationships.push(Relationship {
+            ImportKind::Relationships => self.relationships.push(Relationship {
                 site_id: site,
                 account_id: row.id("account_id"),
                 nps: row.number("nps", false, 0.0, 10.0),
@@ -252,20 +272,44 @@ pub fn parse_csv(kind: ImportKind, site_id: &str, bytes: &[u8]) -> Result<Import
                 stakeholders: row.count("stakeholders", true).unwrap_or(0),
             }),
         }
+        Ok(())
     }
-    if !errors.is_empty() {
-        return Err(ImportError::Rows(errors));
+
+    /// The batch, or every problem found (nothing is returned then).
+    pub fn finish(self) -> Result<ImportBatch, ImportError> {
+        if !self.errors.is_empty() {
+            return Err(ImportError::Rows(self.errors));
+        }
+        let batch = match self.kind {
+            ImportKind::Accounts => ImportBatch::Accounts(self.accounts),
+            ImportKind::Invoices => ImportBatch::Invoices(self.invoices),
+            ImportKind::Tickets => ImportBatch::Tickets(self.tickets),
+            ImportKind::Relationships => ImportBatch::Relationships(self.relationships),
+        };
+        if batch.is_empty() {
+            return Err(ImportError::Empty);
+        }
+        Ok(batch)
     }
-    let batch = match kind {
-        ImportKind::Accounts => ImportBatch::Accounts(accounts),
-        ImportKind::Invoices => ImportBatch::Invoices(invoices),
-        ImportKind::Tickets => ImportBatch::Tickets(tickets),
-        ImportKind::Relationships => ImportBatch::Relationships(relationships),
-    };
-    if batch.is_empty() {
-        return Err(ImportError::Empty);
+}
+
+/// Parses and checks a whole CSV file of `kind` for `site_id`.
+pub fn parse_csv(kind: ImportKind, site_id: &str, bytes: &[u8]) -> Result<ImportBatch, ImportError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(bytes);
+    let header = reader.headers().map_err(|e| ImportError::Header { kind: kind.as_str(), message: e.to_string() })?.clone();
+    let names: Vec<String> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+    check_header(kind, &names)?;
+    let mut parser = RowParser::new(kind, site_id);
+    for record in reader.records() {
+        match record {
+            Ok(record) => {
+                let line = record.position().map(|p| p.line()).unwrap_or(0);
+                parser.push(line, names.iter().map(String::as_str).zip(record.iter()).collect())?;
+            }
+            Err(e) => parser.unreadable(e.position().map(|p| p.line()).unwrap_or(0), format!("unreadable row: {e}")),
+        }
     }
-    Ok(batch)
+    parser.finish()
 }
 
 #[cfg(test)]

@@ -56,8 +56,12 @@ async fn health_results_are_listed_by_risk_worst_first() {
     let api = start().await;
     let admin = api.login("admin").await;
     let result = crm_store::conformance::sample_health;
-    api.store.put_health(&[result("a", 20_000, 80.0, "healthy"), result("b", 20_000, 30.0, "critical"), result("c", 20_000, 55.0, "at_risk")]).await.unwrap();
-    api.store.put_health(&[result("a", 20_001, 65.0, "at_risk")]).await.unwrap();
+    let day_before = [result("a", 20_000, 80.0, "healthy"), result("b", 20_000, 30.0, "critical"), result("c", 20_000, 55.0, "at_risk"), result("gone", 20_000, 10.0, "critical")];
+    api.store.put_health(&day_before).await.unwrap();
+    // The latest run no longer scores `gone` (it cancelled): it is not a current account.
+    let mut b = result("b", 20_001, 30.0, "critical");
+    b.churn_probability = Some(0.9);
+    api.store.put_health(&[result("a", 20_001, 65.0, "at_risk"), b, result("c", 20_001, 55.0, "at_risk")]).await.unwrap();
     let (status, body) = api.get("/api/v1/health?site_id=s1", &admin).await;
     assert_eq!(status, 200, "{body}");
     let order: Vec<&str> = body["data"].as_array().unwrap().iter().map(|h| h["account_id"].as_str().unwrap()).collect();
@@ -69,11 +73,36 @@ async fn health_results_are_listed_by_risk_worst_first() {
     let (status, body) = api.get("/api/v1/accounts/a/health?site_id=s1", &admin).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["data"]["score"].as_f64(), body["data"]["history"].as_array().map(Vec::len)), (Some(65.0), Some(2)));
+    assert_eq!(api.get("/api/v1/accounts/gone/health?site_id=s1", &admin).await.0, 200, "a former customer's history stays readable");
     assert_eq!(api.get("/api/v1/accounts/zzz/health?site_id=s1", &admin).await.0, 404);
     let (status, body) = api.get("/api/v1/health/dashboard?site_id=s1", &admin).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["data"]["total_accounts"].as_u64(), body["data"]["critical_accounts"].as_u64()), (Some(3), Some(1)));
-    assert_eq!(body["data"]["not_available"][0], "avg_churn_risk");
+    assert_eq!(body["data"]["avg_churn_risk"].as_f64(), Some(0.9), "{body}");
+    assert_eq!(body["data"]["not_available"][0]["field"], "intervention_success_rate", "{body}");
+
+    // A playbook task for `a` closed 21 days ago, when its score was 50: now 65 → a success.
+    api.store.put_health(&[result("a", 19_980, 50.0, "at_risk")]).await.unwrap();
+    let mut task = crm_schemas::Task {
+        site_id: "s1".into(),
+        task_id: "task_a".into(),
+        account_id: "a".into(),
+        rule: "high_risk".into(),
+        title: "Intervene".into(),
+        priority: "high".into(),
+        due_ms: 19_982 * 86_400_000,
+        owner: None,
+        status: "open".into(),
+        reason: "test".into(),
+        created_at_ms: 19_980 * 86_400_000 + 5,
+    };
+    api.store.add_tasks(&[task.clone()]).await.unwrap();
+    let (_, body) = api.get("/api/v1/health/dashboard?site_id=s1", &admin).await;
+    assert!(body["data"]["intervention_success_rate"].is_null(), "open tasks are not judged: {body}");
+    task.status = "done".into();
+    api.store.update_task(&task).await.unwrap();
+    let (_, body) = api.get("/api/v1/health/dashboard?site_id=s1", &admin).await;
+    assert_eq!((body["data"]["intervention_success_rate"].as_f64(), body["data"]["interventions_judged"].as_u64()), (Some(1.0), Some(1)), "{body}");
 }
 
 #[tokio::test]

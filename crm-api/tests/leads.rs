@@ -222,6 +222,11 @@ async fn alert_rules_show_the_secret_once_and_alerts_list_their_deliveries() {
     for key in ["name", "webhook_url", "window_hours", "condition.path", "condition.min_count", "condition.within_days"] {
         assert!(fields.contains_key(key), "{key}: {body}");
     }
+    let playbook = |rules: Value| json!({"site_id": "s1", "name": "CS", "webhook_url": "https://a.example/cs", "condition": {"type": "playbook", "rules": rules}});
+    let (status, body) = api.call(Method::POST, "/api/v1/alert-rules", Some(&admin), Some(playbook(json!(["high_risk"])))).await;
+    assert_eq!(status, 201, "playbook notifications are alert rules: {body}");
+    let (status, body) = api.call(Method::POST, "/api/v1/alert-rules", Some(&admin), Some(playbook(json!(["panic"])))).await;
+    assert!(status == 422 && body["error"]["details"]["fields"]["condition.rules"].is_string(), "{body}");
     let (status, body) = api.call(Method::POST, "/api/v1/alert-rules", Some(&admin), Some(json!({"site_id": "s1", "name": "x", "webhook_url": "https://a.example", "condition": {"type": "psychic"}}))).await;
     assert_eq!((status, code(&body)), (400, "malformed_json"));
 

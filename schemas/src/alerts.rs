@@ -21,6 +21,12 @@ pub enum AlertCondition {
     ScoreCrossed { threshold: u8 },
     /// A lead from one of these company domains was active.
     TargetAccount { domains: Vec<String> },
+    /// A health playbook created a task (one of these rules; empty = any rule). Evaluated by the
+    /// health and churn jobs, not the stream processor.
+    Playbook {
+        #[serde(default)]
+        rules: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,6 +78,9 @@ pub struct Alert {
     pub next_attempt_ms: i64,
     #[serde(default)]
     pub attempts: Vec<DeliveryAttempt>,
+    /// For playbook alerts: the task the playbook created (the lead fields are then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::Task>,
 }
 
 /// The id of the firing of `rule_id` for `lead_id` in the window containing `at_ms`.

@@ -183,7 +183,26 @@ pub struct AccountHealth {
     pub mrr: Option<f64>,
     /// The inputs behind each component.
     pub inputs: serde_json::Value,
+    /// Probability of churning within 90 days, from the churn job (absent until a model could
+    /// be trained on the site's own churn history).
+    #[serde(default)]
+    pub churn_probability: Option<f64>,
+    /// The features pushing that probability up most.
+    #[serde(default)]
+    pub churn_drivers: Vec<ChurnDriver>,
 }
+
+/// One feature's push on an account's churn probability: its value and its contribution to the
+/// log-odds (coefficient × standardised value; positive = towards churn).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChurnDriver {
+    pub feature: String,
+    pub value: f64,
+    pub contribution: f64,
+}
+
+/// The health playbook rules, by name.
+pub const PLAYBOOK_RULES: [&str; 3] = ["high_risk", "declining_usage", "expansion_opportunity"];
 
 /// A follow-up created by a health playbook (or by a person).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub use alerts::{
     alert_id_for, retry_delay_ms, Alert, AlertCondition, AlertRule, DeliveryAttempt, DeliveryStatus, MAX_DELIVERY_ATTEMPTS,
 };
 pub use business::{
+    ChurnDriver, PLAYBOOK_RULES,
     AccountHealth, BusinessData, CustomerAccount, ImportBatch, ImportKind, Invoice, InvoiceKind, InvoiceStatus, Priority, Relationship,
     Sentiment, Task, Ticket,
 };

@@ -95,15 +95,21 @@ impl AlertDispatcher {
             alert.status = DeliveryStatus::Failed;
             return Ok(alert);
         };
-        let body = serde_json::to_vec(&json!({
+        let mut payload = json!({
             "alert_id": alert.alert_id,
             "rule": { "id": alert.rule_id, "name": alert.rule_name },
             "site_id": alert.site_id,
-            "lead": { "id": alert.lead_id, "email": alert.lead_email, "score": alert.lead_score },
             "message": alert.message,
             "fired_at_ms": alert.fired_at_ms,
-        }))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        });
+        match &alert.task {
+            Some(task) => {
+                payload["account_id"] = json!(task.account_id);
+                payload["task"] = json!(task);
+            }
+            None => payload["lead"] = json!({ "id": alert.lead_id, "email": alert.lead_email, "score": alert.lead_score }),
+        }
+        let body = serde_json::to_vec(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let timestamp = at_ms / 1000;
         let result = self
             .client

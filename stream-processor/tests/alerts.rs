@@ -116,3 +116,66 @@ async fn alerts_fire_once_and_are_delivered_signed_on_the_embedded_store() {
 async fn alerts_fire_once_and_are_delivered_signed_on_clickhouse() {
     alert_scenario(support::clickhouse_store("crm_alerts").await).await;
 }
+
+/// A playbook alert (queued by the health jobs with the task it announces) is delivered with the
+/// task and account instead of a lead, signed and retried like any alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playbook_alerts_carry_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let (url, seen) = receiver().await;
+    let rule = AlertRule {
+        site_id: "s1".into(),
+        rule_id: "cs".into(),
+        name: "CS channel".into(),
+        condition: AlertCondition::Playbook { rules: vec![] },
+        webhook_url: url,
+        secret: "webhook-secret".into(),
+        window_hours: 24,
+        enabled: true,
+        created_at_ms: 0,
+    };
+    store.put_alert_rule(&rule).await.unwrap();
+    let task = crm_schemas::Task {
+        site_id: "s1".into(),
+        task_id: "task_1".into(),
+        account_id: "acme".into(),
+        rule: "declining_usage".into(),
+        title: "Usage is declining at Acme".into(),
+        priority: "medium".into(),
+        due_ms: now_ms() + 5 * 86_400_000,
+        owner: None,
+        status: "open".into(),
+        reason: "usage fell from 90.0 to 53.0".into(),
+        created_at_ms: now_ms(),
+    };
+    let alert = crm_schemas::Alert {
+        site_id: "s1".into(),
+        alert_id: crm_schemas::alert_id_for("s1", "cs", "task_1", 1, 0),
+        rule_id: "cs".into(),
+        rule_name: "CS channel".into(),
+        lead_id: String::new(),
+        lead_email: String::new(),
+        lead_score: 0,
+        message: "Usage is declining at Acme".into(),
+        fired_at_ms: now_ms(),
+        status: DeliveryStatus::Pending,
+        next_attempt_ms: now_ms(),
+        attempts: vec![],
+        task: Some(task.clone()),
+    };
+    store.write(crm_store::WriteBatch { alerts: vec![alert], ..Default::default() }).await.unwrap();
+    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default());
+    assert_eq!(dispatcher.dispatch_due().await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(dispatcher.dispatch_due().await.unwrap(), 1);
+    assert_eq!(store.alerts("s1", 10).await.unwrap()[0].status, DeliveryStatus::Delivered);
+    let requests = seen.lock().clone();
+    let (timestamp, signature, body) = &requests[1];
+    assert_eq!(signature, &alert_signature("webhook-secret", timestamp.parse().unwrap(), body));
+    let payload: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(payload["account_id"], "acme");
+    assert_eq!(payload["task"]["rule"], "declining_usage");
+    assert_eq!(payload["task"]["task_id"], "task_1");
+    assert!(payload.get("lead").is_none(), "{payload}");
+}

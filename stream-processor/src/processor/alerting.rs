@@ -32,6 +32,8 @@ pub fn fires(rule: &AlertRule, lead: &Lead, old_score: Option<u8>, matching_view
             let views = matching_views?;
             (views >= *min_count).then(|| format!("viewed {path} {views} times in {within_days} days"))
         }
+        // Fired by the health jobs when a playbook creates a task, never by lead changes.
+        AlertCondition::Playbook { .. } => None,
     }
 }
 
@@ -116,6 +118,7 @@ impl Processor {
                         status: DeliveryStatus::Pending,
                         next_attempt_ms: now_ms,
                         attempts: Vec::new(),
+                        task: None,
                     });
                 }
             }

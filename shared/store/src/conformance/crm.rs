@@ -265,6 +265,7 @@ pub fn sample_alert(site: &str, id: &str, fired_at_ms: i64, next_attempt_ms: i64
         status: crm_schemas::DeliveryStatus::Pending,
         next_attempt_ms,
         attempts: vec![],
+        task: None,
     }
 }
 
@@ -463,6 +464,8 @@ pub fn sample_health(account: &str, day: i64, score: f64, risk: &str) -> crm_sch
         change_7d: None,
         change_30d: None,
         change_reason: None,
+        churn_probability: None,
+        churn_drivers: Vec::new(),
         mrr: Some(100.0),
         inputs: serde_json::json!({"usage": {"active_users": 3}}),
     }
