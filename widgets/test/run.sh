@@ -5,6 +5,7 @@
 #   widgets/test/run.sh tracking.test.mjs    # some of them
 # Environment: CRM_BIN (default <repo>/target/debug/crm), CHROMIUM_BIN (default /usr/bin/chromium),
 # WIDGETS_FROM=binary|dist|source (where pages get the widget scripts; default: the crm server).
+# DASHBOARD_FROM=binary|dist (where the dashboard test gets the dashboard; default: the crm server).
 # Screenshots: <repo>/target/widget-screenshots/. Prerequisites missing = failure, never a skip.
 set -euo pipefail
 

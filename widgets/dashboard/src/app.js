@@ -1,0 +1,234 @@
+// Entry point of the dashboard: session start (login or resume from the refresh token), the
+// application shell (sidebar navigation, site picker, user and logout), and the hash router
+// that mounts one screen at a time and cancels the previous one (requests, polling).
+
+import { get, logout, onSignedOut, resume, user } from './api.js';
+import { h, svg, replace } from './dom.js';
+import { errorBox, loading } from './ui.js';
+import { renderLogin } from './views/login.js';
+import { renderOverview } from './views/overview.js';
+import { renderVisitor, renderVisitors } from './views/visitors.js';
+import { renderLead, renderLeads } from './views/leads.js';
+import { renderAccount, renderAccounts } from './views/accounts.js';
+
+const SITE_KEY = 'crm.dashboard.site';
+const root = document.getElementById('app') || document.body;
+
+// `perm`: the permission (GET /api/v1/auth/me) a screen needs; roles without it don't see it.
+const NAV = [
+  { route: 'overview', label: 'Overview', perm: 'analytics_read', icon: 'M3 13h4v8H3zM10 8h4v13h-4zM17 3h4v18h-4z' },
+  { route: 'visitors', label: 'Visitors', perm: 'analytics_read', icon: 'M12 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-8 9c0-4 4-6 8-6s8 2 8 6' },
+  { route: 'leads', label: 'Leads', perm: 'leads_read', icon: 'M4 4h16v4H4zM4 10h16v4H4zM4 16h10v4H4z' },
+  { route: 'accounts', label: 'Accounts & health', perm: 'health_read', icon: 'M12 21s-8-5-8-11a4.5 4.5 0 0 1 8-3 4.5 4.5 0 0 1 8 3c0 6-8 11-8 11z' },
+];
+
+const ROUTES = [
+  { path: /^\/overview$/, nav: 'overview', title: 'Overview', render: renderOverview },
+  { path: /^\/visitors$/, nav: 'visitors', title: 'Visitors', render: renderVisitors },
+  { path: /^\/visitors\/([^/]+)$/, nav: 'visitors', title: 'Visitor', render: renderVisitor, detail: true },
+  { path: /^\/leads$/, nav: 'leads', title: 'Leads', render: renderLeads },
+  { path: /^\/leads\/([^/]+)$/, nav: 'leads', title: 'Lead', render: renderLead, detail: true },
+  { path: /^\/accounts$/, nav: 'accounts', title: 'Accounts & health', render: renderAccounts },
+  { path: /^\/accounts\/([^/]+)$/, nav: 'accounts', title: 'Account health', render: renderAccount, detail: true },
+];
+
+// permissions: a Set, or null when the server does not say (then every screen is shown).
+const state = { sites: [], site: null, shell: null, active: null, permissions: null };
+
+const allowed = (nav) => {
+  const item = NAV.find((n) => n.route === nav);
+  return !state.permissions || !item || state.permissions.has(item.perm);
+};
+
+function icon(d) {
+  return svg('svg', { class: 'icon', viewBox: '0 0 24 24', width: 18, height: 18, 'aria-hidden': 'true' }, svg('path', { d }));
+}
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/overview';
+  const [path, qs = ''] = raw.split('?');
+  return { path: path || '/overview', query: new URLSearchParams(qs) };
+}
+
+export function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+function stopActive() {
+  if (!state.active) return;
+  state.active.controller.abort();
+  for (const fn of state.active.cleanups) {
+    try {
+      fn();
+    } catch {
+      /* a cleanup failing must not block navigation */
+    }
+  }
+  state.active = null;
+}
+
+function showLogin(notice) {
+  stopActive();
+  state.shell = null;
+  document.title = 'Sign in · crm';
+  renderLogin(root, { notice, onSignedIn: () => start() });
+}
+
+function pickSite(sites) {
+  const ids = sites.map((s) => s.site_id);
+  let saved = null;
+  try {
+    saved = localStorage.getItem(SITE_KEY);
+  } catch {
+    /* storage blocked: keep the default */
+  }
+  if (saved && ids.includes(saved)) return saved;
+  if (ids.includes('demo')) return 'demo';
+  return ids[0] || null;
+}
+
+function buildShell() {
+  const me = user() || {};
+  const select = h(
+    'select',
+    { id: 'site-select', 'aria-label': 'Site' },
+    state.sites.map((s) => h('option', { value: s.site_id, selected: s.site_id === state.site }, s.name && s.name !== s.site_id ? `${s.name} (${s.site_id})` : s.site_id)),
+  );
+  select.addEventListener('change', () => {
+    state.site = select.value;
+    try {
+      localStorage.setItem(SITE_KEY, state.site);
+    } catch {
+      /* not persisted */
+    }
+    const current = ROUTES.find((r) => r.path.test(parseHash().path));
+    // Ids are per site: a detail page goes back to its list.
+    go(current?.detail ? `#/${current.nav}` : location.hash || '#/overview');
+  });
+  const links = NAV.filter((item) => allowed(item.route)).map((item) => h('a', { href: `#/${item.route}`, class: 'nav-link', dataset: { nav: item.route } }, icon(item.icon), h('span', item.label)));
+  const title = h('h1', { id: 'page-title' });
+  const view = h('div', { class: 'content', id: 'view' });
+  const logoutButton = h('button', { class: 'btn ghost small', type: 'button', id: 'logout' }, 'Log out');
+  logoutButton.addEventListener('click', async () => {
+    logoutButton.disabled = true;
+    await logout();
+    showLogin('You are signed out.');
+  });
+  const layout = h(
+    'div',
+    { class: 'layout' },
+    h(
+      'aside',
+      { class: 'sidebar' },
+      h('div', { class: 'brand' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'crm', h('span', { class: 'brand-sub' }, 'growth')),
+      h('nav', { class: 'nav', 'aria-label': 'Main' }, links),
+      h('div', { class: 'site-picker' }, h('label', { for: 'site-select' }, 'Site'), state.sites.length ? select : h('span', { class: 'muted' }, 'No sites')),
+      h('div', { class: 'me' }, h('div', { class: 'me-name' }, me.username || ''), h('div', { class: 'me-role muted' }, String(me.role || '').replace(/_/g, ' ')), logoutButton),
+    ),
+    h('div', { class: 'main' }, h('header', { class: 'topbar' }, title), view),
+  );
+  root.replaceChildren(layout);
+  state.shell = { title, view, links };
+}
+
+function route() {
+  if (!state.shell) return;
+  const { path, query } = parseHash();
+  const match = ROUTES.map((r) => ({ r, m: r.path.exec(path) })).find((x) => x.m);
+  if (!match) {
+    history.replaceState(null, '', '#/overview');
+    route();
+    return;
+  }
+  stopActive();
+  const { r, m } = match;
+  for (const link of state.shell.links) link.classList.toggle('active', link.dataset.nav === r.nav);
+  for (const link of state.shell.links) {
+    if (link.dataset.nav === r.nav) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  state.shell.title.textContent = r.title;
+  document.title = `${r.title} · crm`;
+  const controller = new AbortController();
+  const active = { controller, cleanups: [] };
+  state.active = active;
+  const el = h('div', { class: 'view', dataset: { view: r.nav } });
+  replace(state.shell.view, el);
+  if (!allowed(r.nav)) {
+    const first = NAV.find((n) => allowed(n.route));
+    replace(el, h('div', { class: 'state empty' }, h('strong', 'Not available for your role'), first && first.route !== r.nav ? h('a', { href: `#/${first.route}` }, `Go to ${first.label}`) : null));
+    return;
+  }
+  if (!state.site) {
+    replace(el, h('div', { class: 'state empty' }, h('strong', 'No site yet'), h('p', { class: 'muted' }, 'Create a site with POST /api/v1/sites, then reload.')));
+    return;
+  }
+  const ctx = {
+    el,
+    site: state.site,
+    params: m.slice(1).map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        return p;
+      }
+    }),
+    query,
+    signal: controller.signal,
+    onCleanup: (fn) => active.cleanups.push(fn),
+    setTitle: (text) => {
+      if (state.active === active) {
+        state.shell.title.textContent = text;
+        document.title = `${text} · crm`;
+      }
+    },
+    go,
+  };
+  Promise.resolve()
+    .then(() => r.render(ctx))
+    .catch((err) => {
+      if (controller.signal.aborted || err?.name === 'AbortError') return;
+      if (err?.status === 401) {
+        showLogin('Your session has expired. Please sign in again.');
+        return;
+      }
+      replace(el, errorBox(err, () => route()));
+    });
+}
+
+async function start() {
+  replace(root, h('div', { class: 'boot' }, loading('Loading sites…')));
+  try {
+    const [sites, me] = await Promise.all([
+      get('/api/v1/sites'),
+      get('/api/v1/auth/me').catch((err) => {
+        if (err?.status === 404) return null; // an older server: show every screen
+        throw err;
+      }),
+    ]);
+    state.sites = Array.isArray(sites.data) ? sites.data : [];
+    state.permissions = Array.isArray(me?.data?.permissions) ? new Set(me.data.permissions) : null;
+  } catch (err) {
+    if (err?.status === 401) {
+      showLogin('Please sign in.');
+      return;
+    }
+    replace(root, h('div', { class: 'boot' }, errorBox(err, () => start())));
+    return;
+  }
+  state.site = pickSite(state.sites);
+  buildShell();
+  const home = NAV.find((n) => allowed(n.route))?.route || 'overview';
+  if (!location.hash || location.hash === '#/' || location.hash === '#/login') history.replaceState(null, '', `#/${home}`);
+  route();
+}
+
+window.addEventListener('hashchange', () => route());
+onSignedOut((reason) => showLogin(reason));
+
+(async () => {
+  replace(root, h('div', { class: 'boot' }, loading('Starting…')));
+  if (await resume()) start();
+  else showLogin();
+})();

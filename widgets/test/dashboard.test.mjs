@@ -1,0 +1,363 @@
+// Acceptance test of the growth dashboard (widgets/dashboard) in Chromium against a real crm
+// server with simulated data: `crm demo accounts` (customer health and churn) on a fresh data
+// directory, then `crm up` on it, then `crm demo` traffic (visitors, leads) plus one visitor with
+// hostile traits. The dashboard is the copy the binary serves at / (index.html, /app/app.js,
+// /app/app.css); DASHBOARD_FROM=dist serves widgets/dashboard/dist/ from this checkout instead,
+// to try dashboard changes without rebuilding the binary.
+//
+// Checked: login; overview (KPIs, charts, range switch); visitors list and a visitor timeline;
+// leads list and a lead's breakdown and timeline; accounts & health (executive tiles with a
+// missing figure explained, churn risk, account detail); hostile strings shown as text; an
+// invalid access token (one shared refresh when the server has refresh tokens, else back to
+// login); reload; logout. Screenshots: target/widget-screenshots/dashboard-*.png.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+import { Api, poll } from './lib/api.mjs';
+import { USER_AGENT, launchBrowser, newContext } from './lib/browser.mjs';
+import { startCrm } from './lib/crm-server.mjs';
+import { CRM_BIN, REPO_ROOT, screenshotPath } from './lib/env.mjs';
+
+const run = promisify(execFile);
+const SITE = 'demo';
+const DASHBOARD_FROM = process.env.DASHBOARD_FROM || 'binary';
+const DIST = join(REPO_ROOT, 'widgets/dashboard/dist');
+const DIST_FILES = { '/': 'index.html', '/app/app.js': 'app.js', '/app/app.css': 'app.css' };
+const TYPES = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'application/javascript; charset=utf-8', 'app.css': 'text/css; charset=utf-8' };
+
+let crm;
+let browser;
+let context;
+let page;
+const state = { refreshRequests: 0, pageErrors: [] };
+
+function need(value, what) {
+  assert.ok(value, `cannot run: ${what} failed earlier in this file (see the first failure)`);
+  return value;
+}
+
+async function crmCommand(args, timeout = 60_000) {
+  try {
+    return await run(CRM_BIN, args, { timeout, env: { ...process.env, RUST_LOG: 'warn', RUST_BACKTRACE: '0' }, maxBuffer: 16 << 20 });
+  } catch (err) {
+    throw new Error(`${CRM_BIN} ${args.join(' ')} failed: ${err.message}\n${err.stdout || ''}\n${err.stderr || ''}`);
+  }
+}
+
+async function status(path, token) {
+  const res = await fetch(crm.url + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** Sends a visitor whose page title and traits are markup: the dashboard must show them as text. */
+async function sendHostileVisitor() {
+  const events = [
+    { v: 1, type: 'pageview', site_id: SITE, visitor_id: 'hostile-visitor', session_id: 'hostile-session', url: 'https://evil.example/pricing', title: '<img src=x onerror="window.__xss=1">' },
+    {
+      v: 1,
+      type: 'identify',
+      site_id: SITE,
+      visitor_id: 'hostile-visitor',
+      session_id: 'hostile-session',
+      url: 'https://evil.example/pricing',
+      traits: { email: 'mallory@evil.example', name: '<img src=x onerror="window.__xss=2">', company: '<script>window.__xss=3</script>' },
+    },
+  ];
+  const res = await fetch(`${crm.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': USER_AGENT }, body: JSON.stringify({ events }) });
+  assert.equal(res.status, 202, `collector refused the hostile events: ${await res.text()}`);
+}
+
+before(async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'crm-dashboard-e2e-'));
+  // The account simulator needs the store to itself: it runs before `crm up`.
+  await crmCommand(['demo', 'accounts', '--accounts', '60', '--days', '365', '--data-dir', dataDir]);
+  crm = await startCrm({ dataDir });
+  const api = await Api.login(crm.url, crm.password);
+  await api.post('/api/v1/sites', { site_id: 'e2e-empty', name: 'Empty site' });
+  await crmCommand(['demo', '--target', crm.url, '--visitors', '40', '--days', '3']);
+  await sendHostileVisitor();
+  await poll('the demo traffic to be processed into visitors and leads', async () => {
+    const overview = await api.get(`/api/v1/analytics/overview?site_id=${SITE}`);
+    const leads = await api.get(`/api/v1/leads?site_id=${SITE}&limit=200`);
+    const hostile = await api.visitor(SITE, 'hostile-visitor');
+    return overview.overview.visitors > 0 && leads.length > 1 && hostile?.traits?.email ? true : undefined;
+  }, { timeout: 30_000 });
+
+  const login = await new Api(crm.url).data('POST', '/api/v1/auth/login', { username: 'admin', password: crm.password });
+  state.refreshTokens = typeof login.refresh_token === 'string';
+  state.timeseries = (await status(`/api/v1/analytics/timeseries?site_id=${SITE}&interval=day`, login.access_token)) !== 404;
+  state.live = (await status(`/api/v1/analytics/live?site_id=${SITE}`, login.access_token)) !== 404;
+
+  browser = await launchBrowser();
+  context = await newContext(browser, { viewport: { width: 1440, height: 900 } });
+  if (DASHBOARD_FROM === 'dist') {
+    await context.route((url) => url.origin === crm.url && url.pathname in DIST_FILES, async (route) => {
+      const file = DIST_FILES[new URL(route.request().url()).pathname];
+      route.fulfill({ body: await readFile(join(DIST, file)), contentType: TYPES[file] });
+    });
+  } else if (DASHBOARD_FROM !== 'binary') {
+    throw new Error(`DASHBOARD_FROM must be binary or dist, not ${DASHBOARD_FROM}`);
+  }
+  context.on('request', (request) => {
+    if (request.url().endsWith('/api/v1/auth/refresh')) state.refreshRequests++;
+  });
+  page = await context.newPage();
+  page.on('pageerror', (err) => state.pageErrors.push(err.message));
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await crm?.stop();
+});
+
+test('the server serves the dashboard at /', async (t) => {
+  t.diagnostic(`dashboard from ${DASHBOARD_FROM}; refresh tokens: ${state.refreshTokens}; timeseries: ${state.timeseries}; live: ${state.live}`);
+  if (DASHBOARD_FROM === 'binary') {
+    const res = await fetch(`${crm.url}/`);
+    const html = await res.text();
+    assert.ok(res.ok && html.includes('/app/app.js') && html.includes('/app/app.css'),
+      `GET / must serve the dashboard's index.html (is the dashboard embedded in ${CRM_BIN}? DASHBOARD_FROM=dist tests the checkout's build instead); got HTTP ${res.status}: ${html.slice(0, 200)}`);
+    for (const file of ['app.js', 'app.css']) {
+      const served = await (await fetch(`${crm.url}/app/${file}`)).text();
+      const built = await readFile(join(DIST, file), 'utf8');
+      if (served !== built) t.diagnostic(`note: /app/${file} served by the binary differs from widgets/dashboard/dist/${file} (binary older than the build?)`);
+    }
+  }
+});
+
+test('login, then the overview shows traffic with charts', async () => {
+  await page.goto(`${crm.url}/`);
+  await page.locator('#login-username').waitFor({ timeout: 15_000 });
+  await page.screenshot({ path: screenshotPath('dashboard-login.png') });
+  await page.fill('#login-username', 'admin');
+  await page.fill('#login-password', 'wrong-password');
+  await page.click('.login-form button[type=submit]');
+  await page.locator('#login-error', { hasText: /invalid username or password/i }).waitFor({ timeout: 10_000 });
+
+  await page.fill('#login-password', crm.password);
+  await page.click('.login-form button[type=submit]');
+  const visitors = page.locator('[data-kpi=visitors] .kpi-value');
+  await visitors.waitFor({ timeout: 15_000 });
+  const count = Number((await visitors.textContent()).replace(/[^\d]/g, ''));
+  assert.ok(count > 0, `the visitors KPI shows ${await visitors.textContent()}`);
+  assert.match(await page.locator('[data-kpi=bounce_rate] .kpi-value').textContent(), /%$/);
+  await page.locator('[data-chart=top_pages] .bar-row').first().waitFor({ timeout: 10_000 });
+  assert.ok((await page.locator('[data-chart=top_referrers] .bar-row').count()) > 0, 'referrers chart has bars');
+  if (state.timeseries) {
+    await page.locator('[data-chart=traffic] svg path.line').first().waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator('[data-chart=traffic] svg path.line').count(), 2, 'a line for visitors and one for sessions');
+  } else {
+    assert.equal(await page.locator('#traffic-panel').count(), 0, 'without the timeseries endpoint the panel is hidden');
+  }
+  if (state.live) await page.locator('#live-visitors').waitFor({ timeout: 10_000 });
+  else assert.equal(await page.locator('#live-panel').count(), 0, 'without the live endpoint the panel is hidden');
+  await page.locator('[data-today=visitors]').waitFor({ timeout: 10_000 });
+  await page.screenshot({ path: screenshotPath('dashboard-overview.png'), fullPage: true });
+
+  // Another range re-renders from the route.
+  await page.click('.range-bar [data-value="30"]');
+  await page.waitForFunction(() => location.hash === '#/overview?range=30');
+  await page.locator('.range-title', { hasText: 'Last 30 days' }).waitFor();
+  await page.locator('[data-kpi=visitors] .kpi-value').waitFor();
+
+  // The site picker: a site without traffic shows empty states, then back to the demo site.
+  await page.selectOption('#site-select', 'e2e-empty');
+  await page.locator('[data-chart=top_pages].bars-empty').waitFor({ timeout: 10_000 });
+  assert.equal((await page.locator('[data-kpi=visitors] .kpi-value').textContent()).trim(), '0');
+  await page.selectOption('#site-select', SITE);
+  await page.locator('[data-chart=top_pages] .bar-row').first().waitFor({ timeout: 10_000 });
+  state.overview = true;
+});
+
+test('visitors: ranked list, hostile strings as text, a visitor timeline', async () => {
+  need(state.overview, 'login');
+  await page.click('[data-nav=visitors]');
+  const rows = page.locator('#visitors-panel tbody tr');
+  await rows.first().waitFor({ timeout: 10_000 });
+  assert.ok((await rows.count()) > 5, 'several visitors are listed');
+  // The hostile visitor identified with markup as name: shown literally, never run.
+  await page.click('.segmented [data-value="last_seen"]');
+  const hostile = page.locator('#visitors-panel .who-name', { hasText: '<img src=x onerror="window.__xss=2">' });
+  await hostile.waitFor({ timeout: 10_000 });
+  await page.screenshot({ path: screenshotPath('dashboard-visitors.png'), fullPage: true });
+  await hostile.click();
+  await page.locator('#visitor-timeline .tl-item').first().waitFor({ timeout: 10_000 });
+  await page.locator('#visitor-timeline .tl-title', { hasText: '<img src=x onerror="window.__xss=1">' }).waitFor();
+  assert.equal(await page.locator('#visitor-profile dd', { hasText: '<script>window.__xss=3</script>' }).count(), 1, 'the company trait is shown as text');
+
+  // The top-intent visitor's page.
+  await page.click('[data-nav=visitors]');
+  await page.locator('#visitors-panel tbody tr').first().click();
+  await page.locator('#visitor-timeline .tl-item').first().waitFor({ timeout: 10_000 });
+  assert.ok((await page.locator('#visitor-timeline .tl-item').count()) > 3, 'the timeline lists the visitor events');
+  await page.locator('#visitor-signals .chip').first().waitFor();
+  await page.screenshot({ path: screenshotPath('dashboard-visitor.png'), fullPage: true });
+  assert.equal(await page.evaluate(() => window.__xss), undefined, 'no markup from the data ran');
+  state.visitors = true;
+});
+
+test('leads: list by score, a lead with its breakdown and multi-device timeline', async () => {
+  need(state.overview, 'login');
+  await page.click('[data-nav=leads]');
+  const rows = page.locator('#leads-panel tbody tr');
+  await rows.first().waitFor({ timeout: 10_000 });
+  assert.ok((await rows.count()) > 1, 'leads are listed');
+  assert.match(await rows.first().locator('.score-num').textContent(), /^\d+$/);
+  await page.screenshot({ path: screenshotPath('dashboard-leads.png'), fullPage: true });
+  await rows.first().click();
+  await page.locator('#lead-breakdown .meter').first().waitFor({ timeout: 10_000 });
+  assert.ok((await page.locator('#lead-reasons li').count()) > 0, 'the lead shows why it scored');
+  await page.locator('#lead-timeline .tl-item').first().waitFor({ timeout: 10_000 });
+  assert.ok((await page.locator('#lead-timeline .tl-item').count()) > 3, 'the lead timeline lists events');
+  assert.ok((await page.locator('#lead-devices li').count()) >= 1, 'the lead lists its devices');
+  await page.screenshot({ path: screenshotPath('dashboard-lead.png'), fullPage: true });
+  state.leads = true;
+});
+
+test('accounts & health: executive tiles, churn risk, an account', async () => {
+  need(state.overview, 'login');
+  await page.click('[data-nav=accounts]');
+  const churnTile = page.locator('[data-kpi=avg_churn_risk] .kpi-value');
+  await churnTile.waitFor({ timeout: 10_000 });
+  assert.match(await churnTile.textContent(), /%$/, 'the average churn risk is a percentage');
+  // A figure the server cannot compute yet is a dash explained by a tooltip.
+  const success = page.locator('[data-kpi=intervention_success_rate]');
+  assert.equal((await success.locator('.kpi-value').textContent()).trim(), '\u2014');
+  assert.match(await success.getAttribute('title'), /playbook task/);
+  const rows = page.locator('#health-panel tbody tr');
+  await rows.first().waitFor({ timeout: 10_000 });
+  assert.ok((await rows.count()) > 10, 'the simulated accounts are listed');
+  assert.ok((await page.locator('#health-panel [data-churn]').count()) > 0, 'accounts show their churn risk');
+  await page.locator('#tasks-panel .panel-body > *').first().waitFor();
+  await page.screenshot({ path: screenshotPath('dashboard-accounts.png'), fullPage: true });
+
+  await page.click('.segmented [data-value="churn"]');
+  await page.waitForFunction(() => location.hash.includes('sort=churn'));
+  await page.locator('#health-panel tbody tr').first().click();
+  await page.locator('#account-churn .churn').waitFor({ timeout: 10_000 });
+  assert.match(await page.locator('#account-churn').textContent(), /\d%/);
+  assert.ok((await page.locator('#churn-drivers li').count()) > 0, 'the riskiest account shows its churn drivers');
+  assert.ok((await page.locator('#account-components .meter').count()) === 5, 'five health components');
+  await page.locator('[data-chart=health-history] svg circle').first().waitFor({ timeout: 5_000 });
+  await page.screenshot({ path: screenshotPath('dashboard-account.png'), fullPage: true });
+  state.accounts = true;
+});
+
+/** Makes every API request that carries the current access token carry a broken one instead. */
+async function invalidateAccessToken() {
+  let stale = null;
+  const handler = (route) => {
+    const headers = route.request().headers();
+    if (headers.authorization && !route.request().url().includes('/api/v1/auth/')) {
+      stale ||= headers.authorization;
+      if (headers.authorization === stale) return route.continue({ headers: { ...headers, authorization: `${stale}x` } });
+    }
+    return route.continue();
+  };
+  await context.route('**/api/v1/**', handler);
+  return () => context.unroute('**/api/v1/**', handler);
+}
+
+test('an invalid access token refreshes once for concurrent calls, or goes back to login', async () => {
+  need(state.overview, 'login');
+  const before = state.refreshRequests;
+  const storedBefore = await page.evaluate(() => sessionStorage.getItem('crm.dashboard.refresh_token'));
+  const restore = await invalidateAccessToken();
+  await page.click('[data-nav=overview]'); // several API calls at once, all answered 401
+  if (state.refreshTokens) {
+    assert.ok(storedBefore, 'the refresh token is kept in sessionStorage');
+    await page.locator('[data-kpi=visitors] .kpi-value').waitFor({ timeout: 15_000 });
+    assert.equal(state.refreshRequests - before, 1, 'concurrent 401s share one refresh');
+    const storedAfter = await page.evaluate(() => sessionStorage.getItem('crm.dashboard.refresh_token'));
+    assert.ok(storedAfter && storedAfter !== storedBefore, 'the rotated refresh token replaced the old one');
+    assert.equal(await page.locator('#login-username').count(), 0, 'still signed in');
+  } else {
+    await page.locator('#login-error', { hasText: /session has expired/i }).waitFor({ timeout: 15_000 });
+  }
+  await restore();
+  await page.screenshot({ path: screenshotPath('dashboard-session.png') });
+  state.session = true;
+});
+
+async function signInIfAsked() {
+  const form = page.locator('#login-username');
+  if (await form.count()) {
+    await page.fill('#login-username', 'admin');
+    await page.fill('#login-password', crm.password);
+    await page.click('.login-form button[type=submit]');
+  }
+  await page.locator('[data-kpi=visitors] .kpi-value').waitFor({ timeout: 15_000 });
+}
+
+test('reload keeps the session through the refresh token; a bad one and logout end it', async () => {
+  need(state.session, 'the session test');
+  await signInIfAsked();
+  await page.reload();
+  if (state.refreshTokens) {
+    await page.locator('[data-kpi=visitors] .kpi-value').waitFor({ timeout: 15_000 });
+    // A refresh token the server does not know: the next 401 ends the session.
+    await page.evaluate(() => sessionStorage.setItem('crm.dashboard.refresh_token', 'not-a-refresh-token'));
+    const restore = await invalidateAccessToken();
+    await page.click('[data-nav=leads]');
+    await page.locator('#login-error', { hasText: /session has expired/i }).waitFor({ timeout: 15_000 });
+    await restore();
+  } else {
+    await page.locator('#login-username').waitFor({ timeout: 15_000 });
+  }
+  await signInIfAsked();
+  const refreshToken = await page.evaluate(() => sessionStorage.getItem('crm.dashboard.refresh_token'));
+  await page.click('#logout');
+  await page.locator('#login-username').waitFor({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('crm.dashboard.refresh_token')), null, 'logout forgets the refresh token');
+  if (state.refreshTokens) {
+    const res = await fetch(`${crm.url}/api/v1/auth/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: refreshToken }) });
+    assert.equal(res.status, 401, 'the server revoked the refresh token at logout');
+  }
+  assert.deepEqual(state.pageErrors, [], 'no uncaught errors in the page');
+});
+
+test('the layout holds on a phone-sized screen', async () => {
+  need(state.overview, 'login');
+  const phone = await newContext(browser, { viewport: { width: 390, height: 844 } });
+  if (DASHBOARD_FROM === 'dist') {
+    await phone.route((url) => url.origin === crm.url && url.pathname in DIST_FILES, async (route) => {
+      const file = DIST_FILES[new URL(route.request().url()).pathname];
+      route.fulfill({ body: await readFile(join(DIST, file)), contentType: TYPES[file] });
+    });
+  }
+  const small = await phone.newPage();
+  await small.goto(`${crm.url}/`);
+  await small.fill('#login-username', 'admin');
+  await small.fill('#login-password', crm.password);
+  await small.click('.login-form button[type=submit]');
+  await small.locator('[data-chart=top_pages] .bar-row').first().waitFor({ timeout: 15_000 });
+  const overflow = await small.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow}px`);
+  await small.screenshot({ path: screenshotPath('dashboard-overview-phone.png'), fullPage: true });
+  await phone.close();
+});
+
+test('repeated failed logins show the rate limit and its wait', async (t) => {
+  need(state.overview, 'login');
+  if (!state.refreshTokens) {
+    t.diagnostic('this server has no login lockout (it predates refresh tokens): nothing to check');
+    return;
+  }
+  await page.goto(`${crm.url}/`);
+  await page.locator('#login-username').waitFor({ timeout: 10_000 });
+  let shown = '';
+  for (let attempt = 1; attempt <= 6 && !/rate limited/i.test(shown); attempt++) {
+    await page.fill('#login-username', 'e2e-nobody');
+    await page.fill('#login-password', `wrong-${attempt}`);
+    await page.click('.login-form button[type=submit]');
+    await page.waitForFunction(() => !document.querySelector('.login-form button[type=submit]').disabled);
+    shown = await page.locator('#login-error').textContent();
+  }
+  assert.match(shown, /^Rate limited, retry in \d+ s$/, 'a locked login shows the wait from Retry-After');
+  await page.screenshot({ path: screenshotPath('dashboard-rate-limited.png') });
+});
