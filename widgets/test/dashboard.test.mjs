@@ -5,11 +5,13 @@
 // /app/app.css); DASHBOARD_FROM=dist serves widgets/dashboard/dist/ from this checkout instead,
 // to try dashboard changes without rebuilding the binary.
 //
-// Checked: login; overview (KPIs, charts, range switch); visitors list and a visitor timeline;
+// Checked: login; overview (KPIs, charts, range and site switch); visitors list and a visitor timeline;
 // leads list and a lead's breakdown and timeline; accounts & health (executive tiles with a
 // missing figure explained, churn risk, account detail); hostile strings shown as text; an
 // invalid access token (one shared refresh when the server has refresh tokens, else back to
-// login); reload; logout. Screenshots: target/widget-screenshots/dashboard-*.png.
+// login); reload; logout; phone layout; a sales rep's screens; the login rate limit.
+// Checks that need a newer server (refresh tokens, roles, lockout) adapt to what it offers.
+// Screenshots: target/widget-screenshots/dashboard-*.png.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -92,17 +94,13 @@ before(async () => {
   state.refreshTokens = typeof login.refresh_token === 'string';
   state.timeseries = (await status(`/api/v1/analytics/timeseries?site_id=${SITE}&interval=day`, login.access_token)) !== 404;
   state.live = (await status(`/api/v1/analytics/live?site_id=${SITE}`, login.access_token)) !== 404;
+  state.roles = (await status('/api/v1/auth/me', login.access_token)) === 200;
+  if (state.roles) {
+    await api.post('/api/v1/users', { username: 'e2e-rep', password: 'e2e-rep-password', role: 'sales_rep' });
+  }
 
   browser = await launchBrowser();
-  context = await newContext(browser, { viewport: { width: 1440, height: 900 } });
-  if (DASHBOARD_FROM === 'dist') {
-    await context.route((url) => url.origin === crm.url && url.pathname in DIST_FILES, async (route) => {
-      const file = DIST_FILES[new URL(route.request().url()).pathname];
-      route.fulfill({ body: await readFile(join(DIST, file)), contentType: TYPES[file] });
-    });
-  } else if (DASHBOARD_FROM !== 'binary') {
-    throw new Error(`DASHBOARD_FROM must be binary or dist, not ${DASHBOARD_FROM}`);
-  }
+  context = await dashboardContext({ width: 1440, height: 900 });
   context.on('request', (request) => {
     if (request.url().endsWith('/api/v1/auth/refresh')) state.refreshRequests++;
   });
@@ -110,13 +108,27 @@ before(async () => {
   page.on('pageerror', (err) => state.pageErrors.push(err.message));
 });
 
+/** A browser context that gets the dashboard from the binary, or from dist/ (DASHBOARD_FROM). */
+async function dashboardContext(viewport) {
+  const ctx = await newContext(browser, { viewport });
+  if (DASHBOARD_FROM === 'dist') {
+    await ctx.route((url) => url.origin === crm.url && url.pathname in DIST_FILES, async (route) => {
+      const file = DIST_FILES[new URL(route.request().url()).pathname];
+      route.fulfill({ body: await readFile(join(DIST, file)), contentType: TYPES[file] });
+    });
+  } else if (DASHBOARD_FROM !== 'binary') {
+    throw new Error(`DASHBOARD_FROM must be binary or dist, not ${DASHBOARD_FROM}`);
+  }
+  return ctx;
+}
+
 after(async () => {
   await browser?.close().catch(() => {});
   await crm?.stop();
 });
 
 test('the server serves the dashboard at /', async (t) => {
-  t.diagnostic(`dashboard from ${DASHBOARD_FROM}; refresh tokens: ${state.refreshTokens}; timeseries: ${state.timeseries}; live: ${state.live}`);
+  t.diagnostic(`dashboard from ${DASHBOARD_FROM}; refresh tokens: ${state.refreshTokens}; timeseries: ${state.timeseries}; live: ${state.live}; roles: ${state.roles}`);
   if (DASHBOARD_FROM === 'binary') {
     const res = await fetch(`${crm.url}/`);
     const html = await res.text();
@@ -284,6 +296,7 @@ test('an invalid access token refreshes once for concurrent calls, or goes back 
   state.session = true;
 });
 
+/** Signs in when the form is shown; the app then returns to the screen it was on. */
 async function signInIfAsked() {
   const form = page.locator('#login-username');
   if (await form.count()) {
@@ -291,7 +304,7 @@ async function signInIfAsked() {
     await page.fill('#login-password', crm.password);
     await page.click('.login-form button[type=submit]');
   }
-  await page.locator('[data-kpi=visitors] .kpi-value').waitFor({ timeout: 15_000 });
+  await page.locator('.layout .view').waitFor({ timeout: 15_000 });
 }
 
 test('reload keeps the session through the refresh token; a bad one and logout end it', async () => {
@@ -323,13 +336,7 @@ test('reload keeps the session through the refresh token; a bad one and logout e
 
 test('the layout holds on a phone-sized screen', async () => {
   need(state.overview, 'login');
-  const phone = await newContext(browser, { viewport: { width: 390, height: 844 } });
-  if (DASHBOARD_FROM === 'dist') {
-    await phone.route((url) => url.origin === crm.url && url.pathname in DIST_FILES, async (route) => {
-      const file = DIST_FILES[new URL(route.request().url()).pathname];
-      route.fulfill({ body: await readFile(join(DIST, file)), contentType: TYPES[file] });
-    });
-  }
+  const phone = await dashboardContext({ width: 390, height: 844 });
   const small = await phone.newPage();
   await small.goto(`${crm.url}/`);
   await small.fill('#login-username', 'admin');
@@ -342,12 +349,34 @@ test('the layout holds on a phone-sized screen', async () => {
   await phone.close();
 });
 
+test('a sales rep sees leads but not accounts & health', async (t) => {
+  need(state.overview, 'login');
+  if (!state.roles) {
+    t.diagnostic('this server has no GET /api/v1/auth/me (roles): every screen is shown');
+    return;
+  }
+  const repContext = await dashboardContext({ width: 1280, height: 800 });
+  const repPage = await repContext.newPage();
+  await repPage.goto(`${crm.url}/#/accounts`);
+  await repPage.fill('#login-username', 'e2e-rep');
+  await repPage.fill('#login-password', 'e2e-rep-password');
+  await repPage.click('.login-form button[type=submit]');
+  await repPage.locator('.state', { hasText: 'Not available for your role' }).waitFor({ timeout: 15_000 });
+  assert.equal(await repPage.locator('[data-nav=accounts]').count(), 0, 'no accounts & health link');
+  await repPage.click('[data-nav=leads]');
+  await repPage.locator('#leads-panel tbody tr').first().waitFor({ timeout: 10_000 });
+  await repContext.close();
+});
+
+// Last: the lockout also locks this client address for every username for 30 s.
 test('repeated failed logins show the rate limit and its wait', async (t) => {
   need(state.overview, 'login');
   if (!state.refreshTokens) {
     t.diagnostic('this server has no login lockout (it predates refresh tokens): nothing to check');
     return;
   }
+  const fresh = await dashboardContext({ width: 1280, height: 800 }); // no session in it
+  const page = await fresh.newPage();
   await page.goto(`${crm.url}/`);
   await page.locator('#login-username').waitFor({ timeout: 10_000 });
   let shown = '';
@@ -360,4 +389,5 @@ test('repeated failed logins show the rate limit and its wait', async (t) => {
   }
   assert.match(shown, /^Rate limited, retry in \d+ s$/, 'a locked login shows the wait from Retry-After');
   await page.screenshot({ path: screenshotPath('dashboard-rate-limited.png') });
+  await fresh.close();
 });

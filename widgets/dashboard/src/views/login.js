@@ -21,8 +21,27 @@ export function renderLogin(root, { notice, onSignedIn }) {
     error,
     submit,
   );
+  // A 429 counts its Retry-After down in the message ("Rate limited, retry in N s").
+  let countdown = null;
+  const stopCountdown = () => {
+    clearInterval(countdown);
+    countdown = null;
+  };
+  const startCountdown = (seconds) => {
+    let left = seconds;
+    countdown = setInterval(() => {
+      left -= 1;
+      if (!error.isConnected || left <= 0) {
+        stopCountdown();
+        if (error.isConnected) error.textContent = 'You can try again now.';
+        return;
+      }
+      error.textContent = `Rate limited, retry in ${left} s`;
+    }, 1000);
+  };
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    stopCountdown();
     error.classList.remove('notice');
     if (!username.value.trim() || !password.value) {
       error.textContent = 'Enter your username and password.';
@@ -36,6 +55,7 @@ export function renderLogin(root, { notice, onSignedIn }) {
       onSignedIn(user);
     } catch (err) {
       error.textContent = err.message || 'Sign-in failed.';
+      if (err.status === 429 && err.retryAfter > 0) startCountdown(err.retryAfter);
       submit.disabled = false;
       submit.textContent = 'Sign in';
       password.select();
