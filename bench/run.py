@@ -462,6 +462,13 @@ def write_results():
     add("Where the missed targets' time goes, what was changed and what is next: [ANALYSIS.md](ANALYSIS.md).")
     for note in notes:
         add(f"\nNote: {note}")
+    # Sections written by other commands (the health batch benchmark, the churn evaluation) are
+    # kept: everything between <!-- section:NAME --> and <!-- /section:NAME --> markers.
+    previous = (ROOT / "bench" / "RESULTS.md").read_text() if (ROOT / "bench" / "RESULTS.md").exists() else ""
+    kept = re.findall(r"<!-- section:([\w-]+) -->.*?<!-- /section:\1 -->", previous, flags=re.S)
+    for name in kept:
+        block = re.search(rf"<!-- section:{name} -->.*?<!-- /section:{name} -->", previous, flags=re.S).group(0)
+        lines.extend(["", block])
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     log("wrote bench/RESULTS.md")

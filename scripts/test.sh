@@ -72,6 +72,7 @@ log "checking the widgets: syntax, size budgets, committed builds up to date"
 node --check widgets/tracking.js
 node --check widgets/forms-embed.js
 widgets/build.sh --check
+widgets/dashboard/build.sh --check
 
 log "building every target"
 cargo build --workspace --all-targets --locked
@@ -96,9 +97,17 @@ if [ "$widget_status" -ne 0 ] && [ "$widget_failed" -eq 0 ]; then
   widget_failed=1 # the runner itself failed (missing browser, npm…)
 fi
 
+log "fuzzing the API against its OpenAPI document (Schemathesis)"
+set +e
+scripts/schemathesis.sh target/debug/crm 2>&1 | tee target/schemathesis-output.txt
+fuzz_status=${PIPESTATUS[0]}
+set -e
+fuzz_passed=0 fuzz_failed=0
+if [ "$fuzz_status" -eq 0 ]; then fuzz_passed=1; else fuzz_failed=1; fi
+
 echo
-echo "rust: ${passed} passed, ${failed} failed; widgets (Chromium): ${widget_passed} passed, ${widget_failed} failed"
-echo "$((passed + widget_passed)) passed, $((failed + widget_failed)) failed"
-if [ "$status" -ne 0 ] || [ "$widget_status" -ne 0 ]; then
+echo "rust: ${passed} passed, ${failed} failed; widgets (Chromium): ${widget_passed} passed, ${widget_failed} failed; API fuzzing: ${fuzz_passed} passed, ${fuzz_failed} failed"
+echo "$((passed + widget_passed + fuzz_passed)) passed, $((failed + widget_failed + fuzz_failed)) failed"
+if [ "$status" -ne 0 ] || [ "$widget_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ]; then
   exit 1
 fi

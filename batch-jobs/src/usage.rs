@@ -186,43 +186,77 @@ pub(crate) async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<Recor
     ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)
 }
 
+/// The three SQL statements behind the usage inputs, over an `events` table: per-account
+/// counts, power users (active on 10+ distinct days of the window) and the number of distinct
+/// features in use across the site. Plain SQL, so the benchmark runs the very same text on DuckDB.
+pub struct UsageQueries {
+    pub per_account: String,
+    pub power: String,
+    pub available: String,
+}
+
+pub fn usage_queries(now_ms: i64) -> UsageQueries {
+    let current = now_ms - WINDOW_MS;
+    let previous = now_ms - 2 * WINDOW_MS;
+    let feature = FEATURE_EVENT;
+    UsageQueries {
+        // Distinct counts as DISTINCT subqueries joined back, rather than several
+        // COUNT(DISTINCT …) in one aggregate: engines (DataFusion in particular) run the latter
+        // with a hash set per group and column, the former as plain grouped hash aggregates.
+        per_account: format!(
+            "WITH w AS (SELECT account_id, visitor_id, ts_ms, kind, name, session_id, engaged_ms FROM events
+                        WHERE ts_ms >= {previous} AND ts_ms < {now_ms}),
+             sums AS (SELECT account_id,
+                SUM(CASE WHEN ts_ms >= {current} AND kind = 'custom' AND name = 'api_call' THEN 1 ELSE 0 END) AS api_calls,
+                SUM(CASE WHEN ts_ms < {current} AND kind = 'custom' AND name = 'api_call' THEN 1 ELSE 0 END) AS api_calls_previous,
+                SUM(CASE WHEN ts_ms >= {current} AND kind = 'custom' AND name = 'login' THEN 1 ELSE 0 END) AS logins,
+                SUM(CASE WHEN ts_ms >= {current} THEN engaged_ms ELSE 0 END) AS engaged_ms,
+                SUM(CASE WHEN ts_ms >= {current} AND kind <> 'engagement' THEN 1 ELSE 0 END) AS actions
+                FROM w GROUP BY account_id),
+             users AS (SELECT account_id, COUNT(*) AS n FROM (SELECT DISTINCT account_id, visitor_id FROM w WHERE ts_ms >= {current}) AS u GROUP BY account_id),
+             feats AS (SELECT account_id, COUNT(*) AS n FROM (SELECT DISTINCT account_id, name FROM w WHERE ts_ms >= {current} AND {feature}) AS f GROUP BY account_id),
+             sess AS (SELECT account_id, COUNT(*) AS n FROM (SELECT DISTINCT account_id, session_id FROM w WHERE ts_ms >= {current} AND session_id IS NOT NULL) AS s GROUP BY account_id)
+             SELECT sums.account_id AS account_id,
+                COALESCE(users.n, 0) AS active_users,
+                COALESCE(feats.n, 0) AS features_used,
+                sums.api_calls, sums.api_calls_previous, sums.logins, sums.engaged_ms,
+                COALESCE(sess.n, 0) AS sessions,
+                sums.actions
+             FROM sums
+             LEFT JOIN users ON users.account_id = sums.account_id
+             LEFT JOIN feats ON feats.account_id = sums.account_id
+             LEFT JOIN sess ON sess.account_id = sums.account_id"
+        ),
+        power: format!(
+            "SELECT account_id, COUNT(*) AS power_users FROM (
+                SELECT account_id, visitor_id, COUNT(DISTINCT ts_ms - ts_ms % {DAY_MS}) AS days FROM events
+                WHERE ts_ms >= {current} AND ts_ms < {now_ms} GROUP BY account_id, visitor_id
+             ) AS days_per_user WHERE days >= 10 GROUP BY account_id"
+        ),
+        available: format!("SELECT COUNT(DISTINCT name) AS features FROM events WHERE ts_ms >= {current} AND ts_ms < {now_ms} AND {feature}"),
+    }
+}
+
 /// Usage inputs per account for the 28 days before `now_ms` (and the 28 before those).
 pub async fn usage_inputs(batches: Vec<RecordBatch>, now_ms: i64) -> Result<HashMap<String, UsageInputs>, BatchError> {
-    let ctx = events_context(batches)?;
-    let current = now_ms - WINDOW_MS;
-    let feature = FEATURE_EVENT;
-    let per_account = format!(
-        "SELECT account_id,
-            COUNT(DISTINCT CASE WHEN ts_ms >= {current} THEN visitor_id END) AS active_users,
-            COUNT(DISTINCT CASE WHEN ts_ms >= {current} AND {feature} THEN name END) AS features_used,
-            SUM(CASE WHEN ts_ms >= {current} AND kind = 'custom' AND name = 'api_call' THEN 1 ELSE 0 END) AS api_calls,
-            SUM(CASE WHEN ts_ms < {current} AND kind = 'custom' AND name = 'api_call' THEN 1 ELSE 0 END) AS api_calls_previous,
-            SUM(CASE WHEN ts_ms >= {current} AND kind = 'custom' AND name = 'login' THEN 1 ELSE 0 END) AS logins,
-            SUM(CASE WHEN ts_ms >= {current} THEN engaged_ms ELSE 0 END) AS engaged_ms,
-            COUNT(DISTINCT CASE WHEN ts_ms >= {current} THEN session_id END) AS sessions,
-            SUM(CASE WHEN ts_ms >= {current} AND kind <> 'engagement' THEN 1 ELSE 0 END) AS actions
-         FROM events WHERE ts_ms < {now_ms} GROUP BY account_id"
-    );
-    let power = format!(
-        "SELECT account_id, COUNT(*) AS power_users FROM (
-            SELECT account_id, visitor_id, COUNT(DISTINCT ts_ms / {DAY_MS}) AS days FROM events
-            WHERE ts_ms >= {current} AND ts_ms < {now_ms} GROUP BY account_id, visitor_id
-         ) AS days_per_user WHERE days >= 10 GROUP BY account_id"
-    );
-    let available = format!("SELECT COUNT(DISTINCT name) AS features FROM events WHERE ts_ms >= {current} AND ts_ms < {now_ms} AND {feature}");
+    usage_inputs_in(&events_context(batches)?, now_ms).await
+}
 
-    let features_available = match collect(&ctx, &available).await?.first() {
+/// The same, over whatever `events` table `ctx` has (in memory, or Parquet files).
+pub async fn usage_inputs_in(ctx: &SessionContext, now_ms: i64) -> Result<HashMap<String, UsageInputs>, BatchError> {
+    let UsageQueries { per_account, power, available } = usage_queries(now_ms);
+    let features_available = match collect(ctx, &available).await?.first() {
         Some(batch) if batch.num_rows() > 0 => int(batch, "features", 0)? as u32,
         _ => 0,
     };
     let mut powers = HashMap::new();
-    for batch in collect(&ctx, &power).await? {
+    for batch in collect(ctx, &power).await? {
         for row in 0..batch.num_rows() {
             powers.insert(text(&batch, "account_id", row)?, int(&batch, "power_users", row)? as u32);
         }
     }
     let mut out = HashMap::new();
-    for batch in collect(&ctx, &per_account).await? {
+    for batch in collect(ctx, &per_account).await? {
         for row in 0..batch.num_rows() {
             let account = text(&batch, "account_id", row)?;
             let inputs = UsageInputs {

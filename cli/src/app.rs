@@ -383,7 +383,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
     let CollectorParts { collector, sites, metrics, health } = collector_parts(collector_config, &store, &log, &background).await?;
-    let api_state = ApiState::new(store.clone(), keys).with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
+    let api_state = ApiState::new(store.clone(), keys)
+        .with_config(&args.auth.api_config())
+        .with_dashboard_dir(args.auth.dashboard_dir.clone())
+        .with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
     let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
     let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
     if args.health_interval_mins > 0 {
@@ -438,7 +441,8 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
     let listener = bind(args.http.listen, "crm api").await?;
-    let dispatch = Dispatch { collector: None, api: Some(crm_api::router(ApiState::new(store, keys))), health, metrics };
+    let state = ApiState::new(store, keys).with_config(&args.auth.api_config()).with_dashboard_dir(args.auth.dashboard_dir.clone());
+    let dispatch = Dispatch { collector: None, api: Some(crm_api::router(state)), health, metrics };
     serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
     Ok(())
 }

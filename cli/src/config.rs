@@ -364,15 +364,51 @@ pub struct AuthArgs {
     /// Don't create the `demo` site on first start.
     #[arg(long, env = "CRM_NO_DEMO_SITE", default_value_t = false)]
     pub no_demo_site: bool,
+    /// API requests per minute per client address (0 = unlimited).
+    #[arg(long, env = "CRM_API_RATE_LIMIT_IP", default_value_t = 1_200)]
+    pub api_rate_limit_ip: u32,
+    /// API requests per minute per signed-in user (0 = unlimited).
+    #[arg(long, env = "CRM_API_RATE_LIMIT_USER", default_value_t = 600)]
+    pub api_rate_limit_user: u32,
+    /// Browser origins allowed to call the API cross-origin, comma-separated
+    /// (`https://crm.example.com`); none by default (the dashboard is same-origin).
+    #[arg(long, env = "CRM_API_CORS_ORIGINS", value_delimiter = ',')]
+    pub api_cors_origins: Vec<String>,
+    /// Take API clients' addresses from `X-Forwarded-For` (only behind a trusted proxy).
+    #[arg(long, env = "CRM_API_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub api_trust_forwarded_for: bool,
+    /// Serve the dashboard from this directory instead of the copy in the binary (development).
+    #[arg(long, env = "CRM_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<std::path::PathBuf>,
 }
 
 impl AuthArgs {
+    pub fn api_config(&self) -> crm_api::ApiConfig {
+        crm_api::ApiConfig {
+            per_ip_per_minute: Some(self.api_rate_limit_ip).filter(|n| *n > 0),
+            per_user_per_minute: Some(self.api_rate_limit_user).filter(|n| *n > 0),
+            trust_forwarded_for: self.api_trust_forwarded_for,
+            cors_origins: self.api_cors_origins.clone(),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
             bail!("--jwt-secret must be at least 32 bytes");
         }
         if self.admin_password.as_ref().is_some_and(|p| p.len() < 8) {
             bail!("--admin-password must be at least 8 characters");
+        }
+        for origin in &self.api_cors_origins {
+            match url::Url::parse(origin) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.path() == "/" && origin.matches('/').count() == 2 => {}
+                _ => bail!("--api-cors-origins: {origin:?} is not an origin like https://crm.example.com"),
+            }
+        }
+        if let Some(dir) = &self.dashboard_dir {
+            if !dir.join("index.html").is_file() {
+                bail!("--dashboard-dir {}: no index.html there", dir.display());
+            }
         }
         Ok(())
     }
@@ -479,8 +515,19 @@ mod tests {
         assert!(up.collector.to_config().is_err());
         assert!(Cli::try_parse_from(["crm", "up", "--store", "postgres"]).is_err());
         assert!(Cli::try_parse_from(["crm", "up", "--listen", "not-an-address"]).is_err());
-        let weak = AuthArgs { jwt_secret: Some("short".into()), admin_password: None, no_demo_site: false };
-        assert!(weak.validate().is_err());
+        let auth = |args: &[&str]| {
+            let mut all = vec!["crm", "up"];
+            all.extend_from_slice(args);
+            let Command::Up(up) = Cli::try_parse_from(all).unwrap().command else { panic!("up") };
+            up.auth
+        };
+        assert!(auth(&["--jwt-secret", "short"]).validate().is_err());
+        assert!(auth(&["--api-cors-origins", "https://crm.example.com,http://localhost:5173"]).validate().is_ok());
+        assert!(auth(&["--api-cors-origins", "https://crm.example.com/path"]).validate().is_err());
+        assert!(auth(&["--api-cors-origins", "*"]).validate().is_err());
+        assert!(auth(&["--dashboard-dir", "/nonexistent"]).validate().is_err());
+        let config = auth(&["--api-rate-limit-ip", "0", "--api-rate-limit-user", "30"]).api_config();
+        assert_eq!((config.per_ip_per_minute, config.per_user_per_minute), (None, Some(30)));
     }
 
     #[test]

@@ -130,7 +130,8 @@ async fn load(state: &ApiState, site_id: &str) -> Result<(Vec<LeadRecord>, Vec<A
     Ok((leads, accounts))
 }
 
-pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AccountsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let limit = params::limit(&query, 50, 500)?;
     let (_, mut accounts) = load(&state, site_id).await?;
@@ -138,7 +139,8 @@ pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): 
     Ok(reply::ok(accounts))
 }
 
-pub async fn get_one(State(state): State<ApiState>, _user: AuthUser, Path(account_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn get_one(State(state): State<ApiState>, user: AuthUser, Path(account_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AccountsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let (leads, accounts) = load(&state, site_id).await?;
     let account = accounts.into_iter().find(|a| a.account_id == account_id).ok_or_else(|| ApiError::NotFound(format!("account {account_id}")))?;

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crm_schemas::{valid_key, AlertCondition, AlertRule, Role};
+use crm_schemas::{valid_key, AlertCondition, AlertRule};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -88,21 +88,15 @@ fn redacted(rule: &AlertRule) -> Value {
     value
 }
 
-fn require_editor(user: &AuthUser) -> Result<(), ApiError> {
-    match user.role {
-        Role::Admin | Role::SalesManager => Ok(()),
-        _ => Err(ApiError::Forbidden("manage alert rules")),
-    }
-}
-
-pub async fn list_rules(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn list_rules(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AlertsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let rules = state.store.alert_rules(site_id).await?;
     Ok(reply::ok(rules.iter().map(redacted).collect::<Vec<_>>()))
 }
 
 pub async fn create_rule(State(state): State<ApiState>, user: AuthUser, body: Bytes) -> Result<Response, ApiError> {
-    require_editor(&user)?;
+    user.require(crate::rbac::Permission::AlertsManage)?;
     let input: RuleInput = params::json(&body)?;
     let problems = validate(&input);
     if !problems.is_empty() {
@@ -136,14 +130,15 @@ pub async fn create_rule(State(state): State<ApiState>, user: AuthUser, body: By
 }
 
 pub async fn delete_rule(State(state): State<ApiState>, user: AuthUser, Path((site_id, rule_id)): Path<(String, String)>) -> Result<Response, ApiError> {
-    require_editor(&user)?;
+    user.require(crate::rbac::Permission::AlertsManage)?;
     if !state.store.delete_alert_rule(&site_id, &rule_id).await? {
         return Err(ApiError::NotFound(format!("alert rule {rule_id}")));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn list_alerts(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn list_alerts(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AlertsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let limit = params::limit(&query, 100, 1000)?;
     let alerts = state.store.alerts(site_id, limit).await?;

@@ -34,7 +34,8 @@ async fn require_site(state: &ApiState, site_id: &str) -> Result<(), ApiError> {
 }
 
 /// The lead-form funnel per form: views, starts, submissions, conversion rate (submissions/views).
-pub async fn forms(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn forms(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let (from, to) = window(&query)?;
     require_site(&state, site_id).await?;
@@ -42,7 +43,8 @@ pub async fn forms(State(state): State<ApiState>, _user: AuthUser, Query(query):
     Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "items": items })))
 }
 
-pub async fn overview(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let (from, to) = window(&query)?;
     let top = params::limit(&query, 10, 100)?;
@@ -56,7 +58,64 @@ pub async fn overview(State(state): State<ApiState>, _user: AuthUser, Query(quer
     })))
 }
 
-pub async fn dead_letters(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+/// Buckets of an analytics series: at most this many per request.
+const MAX_POINTS: i64 = 400;
+
+/// Visitors, sessions, pageviews, bounce rate and average duration per day (UTC) or hour over
+/// the window — the overview's figures, one bucket at a time.
+pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
+    let site_id = params::required(&query, "site_id")?;
+    let (from, to) = window(&query)?;
+    let (interval, step) = match query.get("interval").map(String::as_str).unwrap_or("day") {
+        "day" => ("day", DAY_MS),
+        "hour" => ("hour", 3_600_000),
+        _ => return Err(ApiError::InvalidParameter { name: "interval".into(), message: "must be day or hour".into() }),
+    };
+    let first = from.div_euclid(step) * step;
+    if (to - first).div_euclid(step) + 1 > MAX_POINTS {
+        return Err(ApiError::InvalidParameter { name: "to".into(), message: format!("at most {MAX_POINTS} {interval}s per request") });
+    }
+    require_site(&state, site_id).await?;
+    let mut points = Vec::new();
+    let mut start = first;
+    while start < to {
+        let o = state.store.overview(site_id, start.max(from), (start + step).min(to), 1).await?;
+        points.push(json!({
+            "start": rfc3339(start),
+            "visitors": o.visitors,
+            "sessions": o.sessions,
+            "pageviews": o.pageviews,
+            "bounce_rate": o.bounce_rate,
+            "avg_session_duration_ms": o.avg_session_duration_ms,
+        }));
+        start += step;
+    }
+    Ok(reply::ok(json!({ "site_id": site_id, "interval": interval, "from": rfc3339(from), "to": rfc3339(to), "points": points })))
+}
+
+/// Minutes counted as "live".
+const LIVE_MINUTES: i64 = 5;
+
+/// Who is on the site now: visitors and pageviews of the last five minutes, and their pages.
+pub async fn live(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
+    let site_id = params::required(&query, "site_id")?;
+    require_site(&state, site_id).await?;
+    let now = crate::auth::now_ms();
+    let o = state.store.overview(site_id, now - LIVE_MINUTES * 60_000, now + 1, 10).await?;
+    Ok(reply::ok(json!({
+        "site_id": site_id,
+        "window_minutes": LIVE_MINUTES,
+        "visitors": o.visitors,
+        "pageviews": o.pageviews,
+        "top_pages": o.top_pages,
+        "as_of": rfc3339(now),
+    })))
+}
+
+pub async fn dead_letters(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::DeadLettersRead)?;
     let site_id = params::required(&query, "site_id")?;
     let limit = params::limit(&query, 50, 500)?;
     let cursor = crate::reply::decode_cursor(query.get("cursor"))?;

@@ -6,10 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::response::Response;
 use crm_schemas::{Role, User};
 use crm_store::Store;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -17,7 +15,7 @@ use rand::distributions::Alphanumeric;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::{reply, ApiError, ApiState};
+use crate::{ApiError, ApiState};
 
 pub const ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
 const ISSUER: &str = "crm";
@@ -88,15 +86,22 @@ impl FromRequestParts<ApiState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<AuthUser, ApiError> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-        let text = header.to_str().map_err(|_| ApiError::InvalidToken("authorization header is not text"))?;
-        let token = text
-            .strip_prefix("Bearer ")
-            .or_else(|| text.strip_prefix("bearer "))
-            .ok_or(ApiError::InvalidToken("use the Bearer scheme"))?;
-        let claims = state.keys.verify(token.trim())?;
-        Ok(AuthUser { username: claims.sub, role: claims.role })
+        let user = bearer_user(&parts.headers, state)?;
+        state.limits.check_user(&user.username)?;
+        Ok(user)
     }
+}
+
+/// The caller of a `Authorization: Bearer <jwt>` header.
+pub fn bearer_user(headers: &axum::http::HeaderMap, state: &ApiState) -> Result<AuthUser, ApiError> {
+    let header = headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+    let text = header.to_str().map_err(|_| ApiError::InvalidToken("authorization header is not text"))?;
+    let token = text
+        .strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .ok_or(ApiError::InvalidToken("use the Bearer scheme"))?;
+    let claims = state.keys.verify(token.trim())?;
+    Ok(AuthUser { username: claims.sub, role: claims.role })
 }
 
 pub fn now_secs() -> u64 {
@@ -115,47 +120,12 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()).unwrap_or(false)
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
-    username: String,
-    password: String,
-}
-
-pub async fn login(State(state): State<ApiState>, body: Bytes) -> Result<Response, ApiError> {
-    let request: LoginRequest = crate::params::json(&body)?;
-    if request.username.len() > 128 || request.password.len() > 1024 {
-        return Err(ApiError::BadCredentials);
-    }
-    let user = state.store.user(&request.username).await?;
-    // Verify against a dummy hash for unknown users so timing doesn't reveal which names exist.
-    let (hash, user) = match user {
-        Some(user) => (user.password_hash.clone(), Some(user)),
-        None => (DUMMY_HASH.to_owned(), None),
-    };
-    let password = request.password;
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let Some(user) = user.filter(|_| valid) else {
-        tracing::info!(username = %request.username, "login failed");
-        return Err(ApiError::BadCredentials);
-    };
-    let token = state.keys.issue(&user.username, user.role, now_secs())?;
-    tracing::info!(username = %user.username, "login succeeded");
-    Ok(reply::ok(serde_json::json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_TTL_SECS,
-        "user": { "username": user.username, "role": user.role },
-    })))
-}
-
 /// An argon2id hash of a random string, used to equalise timing for unknown users.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J7ELo5bUKoJJmG/ly2Rq0ZsLS5jiKtB4fYMjUo4HVKY";
+pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J7ELo5bUKoJJmG/ly2Rq0ZsLS5jiKtB4fYMjUo4HVKY";
 
 /// What the first start created, for the binary to report once.
 pub struct Bootstrap {
@@ -184,7 +154,7 @@ pub async fn bootstrap(store: &dyn Store, jwt_secret: Option<&str>, admin_passwo
             Some(password) => (password.to_owned(), false),
             None => (rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>(), true),
         };
-        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: now_ms() };
+        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: now_ms(), disabled: false };
         store.put_user(&user).await?;
         if generated {
             generated_admin = Some(("admin".to_owned(), password));

@@ -31,6 +31,9 @@ pub enum ApiError {
     InvalidParameter { name: String, message: String },
     #[error("missing parameter {0}")]
     MissingParameter(&'static str),
+    /// Too many requests (`rate_limited`) or too many failed logins (`too_many_attempts`).
+    #[error("{message}")]
+    RateLimited { code: &'static str, message: String, retry_after_secs: u64 },
     #[error("storage temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -46,6 +49,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } | ApiError::MissingParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,7 +62,7 @@ impl ApiError {
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. } | ApiError::Unprocessable { code, .. } => code,
+            ApiError::Conflict { code, .. } | ApiError::Unprocessable { code, .. } | ApiError::RateLimited { code, .. } => code,
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::Validation(_) => "validation_failed",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::InvalidParameter { name, .. } => Some(json!({ "parameter": name })),
             ApiError::MissingParameter(name) => Some(json!({ "parameter": name })),
             ApiError::Conflict { details, .. } | ApiError::Unprocessable { details, .. } => details.clone(),
+            ApiError::RateLimited { retry_after_secs, .. } => Some(json!({ "retry_after_secs": retry_after_secs })),
             _ => None,
         }
     }
@@ -102,6 +107,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(json!({ "success": false, "error": body }))).into_response();
         if matches!(self, ApiError::Unavailable(_)) {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited { retry_after_secs, .. } = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from((*retry_after_secs).max(1)));
         }
         if self.status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));

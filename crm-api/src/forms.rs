@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crm_schemas::{FormDefinition, FormField, Role};
+use crm_schemas::{FormDefinition, FormField};
 use serde::Deserialize;
 
 use crate::auth::{now_ms, AuthUser};
@@ -22,13 +22,6 @@ struct FormInput {
     fields: Vec<FormField>,
     submit_label: Option<String>,
     success_message: Option<String>,
-}
-
-fn require_editor(user: &AuthUser) -> Result<(), ApiError> {
-    match user.role {
-        Role::Admin | Role::SalesManager => Ok(()),
-        _ => Err(ApiError::Forbidden("manage lead forms")),
-    }
 }
 
 fn parse_input(body: &Bytes) -> Result<FormInput, ApiError> {
@@ -63,19 +56,21 @@ async fn require_site(state: &ApiState, site_id: &str) -> Result<(), ApiError> {
     }
 }
 
-pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::FormsRead)?;
     let site_id = params::required(&query, "site_id")?;
     require_site(&state, site_id).await?;
     Ok(reply::ok(state.store.forms(site_id).await?))
 }
 
-pub async fn get_one(State(state): State<ApiState>, _user: AuthUser, Path((site_id, form_id)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn get_one(State(state): State<ApiState>, user: AuthUser, Path((site_id, form_id)): Path<(String, String)>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::FormsRead)?;
     let form = state.store.form(&site_id, &form_id).await?.ok_or_else(|| ApiError::NotFound(format!("form {site_id}/{form_id}")))?;
     Ok(reply::ok(form))
 }
 
 pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) -> Result<Response, ApiError> {
-    require_editor(&user)?;
+    user.require(crate::rbac::Permission::FormsManage)?;
     let mut input = parse_input(&body)?;
     let site_id = input.site_id.take().ok_or(ApiError::Validation(vec![("site_id".into(), "is required".into())]))?;
     let form_id = input.form_id.take().unwrap_or_else(|| format!("form_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
@@ -95,7 +90,7 @@ pub async fn replace(
     Path((site_id, form_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_editor(&user)?;
+    user.require(crate::rbac::Permission::FormsManage)?;
     let mut input = parse_input(&body)?;
     for (name, given, path) in [("site_id", input.site_id.take(), &site_id), ("form_id", input.form_id.take(), &form_id)] {
         if given.is_some_and(|g| &g != path) {
@@ -110,7 +105,7 @@ pub async fn replace(
 }
 
 pub async fn delete(State(state): State<ApiState>, user: AuthUser, Path((site_id, form_id)): Path<(String, String)>) -> Result<Response, ApiError> {
-    require_editor(&user)?;
+    user.require(crate::rbac::Permission::FormsManage)?;
     if !state.store.delete_form(&site_id, &form_id).await? {
         return Err(ApiError::NotFound(format!("form {site_id}/{form_id}")));
     }

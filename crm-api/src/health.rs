@@ -16,7 +16,8 @@ fn view(h: &crm_schemas::AccountHealth) -> serde_json::Value {
     value
 }
 
-pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::HealthRead)?;
     let site_id = params::required(&query, "site_id")?;
     let risk = query.get("risk").map(String::as_str);
     if let Some(risk) = risk {
@@ -30,7 +31,8 @@ pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): 
     Ok(reply::ok(accounts.iter().map(view).collect::<Vec<_>>()))
 }
 
-pub async fn account(State(state): State<ApiState>, _user: AuthUser, Path(account_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn account(State(state): State<ApiState>, user: AuthUser, Path(account_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::HealthRead)?;
     let site_id = params::required(&query, "site_id")?;
     let history = state.store.health_history(site_id, &account_id, 90).await?;
     let latest = history.first().ok_or_else(|| ApiError::NotFound(format!("health of account {account_id} (run `crm batch health`)")))?;
@@ -54,7 +56,8 @@ pub const INTERVENTION_JUDGED_AFTER_DAYS: i64 = 14;
 /// The seed's executive dashboard over the current health of every account, with the churn
 /// model's figures and the success rate of closed playbook tasks. A figure without its inputs
 /// is `null` and named in `not_available`.
-pub async fn dashboard(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn dashboard(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::HealthRead)?;
     let site_id = params::required(&query, "site_id")?;
     let accounts = current(state.store.latest_health(site_id).await?);
     let now_day = accounts.iter().map(|a| a.day).max().unwrap_or(0);
@@ -116,7 +119,8 @@ pub fn summarize(accounts: &[crm_schemas::AccountHealth], outcomes: &[bool]) -> 
 }
 
 /// Playbook tasks, oldest due first; `status` and `account_id` filter.
-pub async fn tasks(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn tasks(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AccountsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let status = query.get("status").map(String::as_str);
     if status.is_some_and(|s| !matches!(s, "open" | "done")) {
@@ -150,9 +154,7 @@ pub async fn patch_task(
     Query(query): Query<params::Query>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if user.role == crm_schemas::Role::SalesRep {
-        return Err(ApiError::Forbidden("change customer-success tasks"));
-    }
+    user.require(crate::rbac::Permission::AccountsUpdate)?;
     let site_id = params::required(&query, "site_id")?;
     let input: TaskPatch = params::json(&body)?;
     let mut task = state.store.tasks(site_id).await?.into_iter().find(|t| t.task_id == task_id).ok_or_else(|| ApiError::NotFound(format!("task {task_id}")))?;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use crm_schemas::{lead_score, IdentityMap, IdentityOverride, Lead, LeadAudit, OverrideKind, Role, ScorePoint};
+use crm_schemas::{lead_score, IdentityMap, IdentityOverride, Lead, LeadAudit, OverrideKind, ScorePoint};
 use crm_store::{LeadRecord, WriteBatch};
 use serde::Deserialize;
 use serde_json::json;
@@ -16,13 +16,6 @@ use serde_json::json;
 use crate::auth::{now_ms, AuthUser};
 use crate::params;
 use crate::{reply, ApiError, ApiState};
-
-fn require_manager(user: &AuthUser) -> Result<(), ApiError> {
-    match user.role {
-        Role::Admin | Role::SalesManager => Ok(()),
-        _ => Err(ApiError::Forbidden("merge or split leads")),
-    }
-}
 
 async fn lead(state: &ApiState, site_id: &str, lead_id: &str) -> Result<Lead, ApiError> {
     state.store.leads(&[(site_id.to_owned(), lead_id.to_owned())]).await?.pop().ok_or_else(|| ApiError::NotFound(format!("lead {lead_id}")))
@@ -99,7 +92,7 @@ pub async fn merge(
     Query(query): Query<params::Query>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_manager(&user)?;
+    user.require(crate::rbac::Permission::LeadsMerge)?;
     let site_id = params::required(&query, "site_id")?.to_owned();
     let input: MergeInput = params::json(&body)?;
     if input.lead_id == into {
@@ -138,7 +131,7 @@ pub async fn split(
     Query(query): Query<params::Query>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_manager(&user)?;
+    user.require(crate::rbac::Permission::LeadsMerge)?;
     let site_id = params::required(&query, "site_id")?.to_owned();
     let input: SplitInput = params::json(&body)?;
     let source = lead(&state, &site_id, &from).await?;
@@ -191,7 +184,7 @@ struct ResolveInput {
 }
 
 pub async fn resolve_conflict(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>, body: Bytes) -> Result<Response, ApiError> {
-    require_manager(&user)?;
+    user.require(crate::rbac::Permission::LeadsMerge)?;
     let site_id = params::required(&query, "site_id")?.to_owned();
     let input: ResolveInput = params::json(&body)?;
     let conflict = state

@@ -376,10 +376,8 @@ pub async fn handle(
     axum::extract::Query(query): axum::extract::Query<crate::params::Query>,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, crate::ApiError> {
+    user.require(crate::rbac::Permission::DataImport)?;
     use crate::ApiError;
-    if !matches!(user.role, crm_schemas::Role::Admin | crm_schemas::Role::CustomerSuccess) {
-        return Err(ApiError::Forbidden("import business data"));
-    }
     let site_id = crate::params::required(&query, "site_id")?;
     let kind = ImportKind::parse(&kind).ok_or_else(|| ApiError::NotFound(format!("import kind {kind} (accounts, invoices, tickets, relationships)")))?;
     if state.store.site(site_id).await?.is_none() {

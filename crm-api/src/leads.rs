@@ -77,7 +77,8 @@ async fn load(state: &ApiState, site_id: &str, lead_id: &str) -> Result<LeadReco
     Ok(LeadRecord { lead, crm })
 }
 
-pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::LeadsRead)?;
     let limit = params::limit(&query, 50, 200)?;
     let include_deleted = match query.get("include_deleted").map(String::as_str) {
         None | Some("false") => false,
@@ -117,9 +118,7 @@ struct CreateInput {
 
 /// Adds a lead by hand (a contact met at an event). Its visitors link when they identify.
 pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) -> Result<Response, ApiError> {
-    if user.role == Role::CustomerSuccess {
-        return Err(ApiError::Forbidden("create leads"));
-    }
+    user.require(crate::rbac::Permission::LeadsCreate)?;
     let input: CreateInput = params::json(&body)?;
     let email = normalize_email(&input.email).ok_or_else(|| ApiError::Validation(vec![("email".into(), "is not a valid email address".into())]))?;
     if input.traits.len() > 50 || input.traits.keys().any(|k| k.is_empty() || k.len() > 64) {
@@ -152,7 +151,8 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
     Ok(reply::created(view(&LeadRecord { lead, crm: None })))
 }
 
-pub async fn get_one(State(state): State<ApiState>, _user: AuthUser, Path(lead_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn get_one(State(state): State<ApiState>, user: AuthUser, Path(lead_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::LeadsRead)?;
     let site_id = site_param(&query)?;
     let record = load(&state, &site_id, &lead_id).await?;
     let history = state.store.score_history(&site_id, &lead_id, 100).await?;
@@ -230,6 +230,7 @@ pub async fn patch(
     Query(query): Query<params::Query>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::LeadsUpdate)?;
     let site_id = site_param(&query)?;
     let input: PatchInput = params::json(&body)?;
     let record = load(&state, &site_id, &lead_id).await?;
@@ -272,9 +273,7 @@ pub async fn patch(
 }
 
 pub async fn delete(State(state): State<ApiState>, user: AuthUser, Path(lead_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
-    if !matches!(user.role, Role::Admin | Role::SalesManager) {
-        return Err(ApiError::Forbidden("delete leads"));
-    }
+    user.require(crate::rbac::Permission::LeadsDelete)?;
     let site_id = site_param(&query)?;
     let record = load(&state, &site_id, &lead_id).await?;
     let old = crm_or_default(&record);
@@ -289,7 +288,8 @@ pub async fn delete(State(state): State<ApiState>, user: AuthUser, Path(lead_id)
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn timeline(State(state): State<ApiState>, _user: AuthUser, Path(lead_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn timeline(State(state): State<ApiState>, user: AuthUser, Path(lead_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::LeadsRead)?;
     let site_id = site_param(&query)?;
     let limit = params::limit(&query, 100, 500)?;
     let cursor = crate::reply::decode_cursor(query.get("cursor"))?;
@@ -307,7 +307,8 @@ pub async fn timeline(State(state): State<ApiState>, _user: AuthUser, Path(lead_
     Ok(reply::page(items, page.next_cursor, limit))
 }
 
-pub async fn audit(State(state): State<ApiState>, _user: AuthUser, Path(lead_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn audit(State(state): State<ApiState>, user: AuthUser, Path(lead_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::LeadsRead)?;
     let site_id = site_param(&query)?;
     let limit = params::limit(&query, 100, 1000)?;
     load(&state, &site_id, &lead_id).await?;
@@ -333,6 +334,7 @@ pub async fn outcome(
     Query(query): Query<params::Query>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::LeadsUpdate)?;
     let site_id = site_param(&query)?;
     let input: OutcomeInput = params::json(&body)?;
     let record = load(&state, &site_id, &lead_id).await?;
@@ -355,7 +357,8 @@ pub async fn outcome(
 
 /// Win rate by score band at the time the outcome was recorded (the seed's `ai_score_feedback`):
 /// High ≥ 80, Medium ≥ 50, Low below.
-pub async fn score_feedback(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn score_feedback(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::ReportsRead)?;
     let site_id = site_param(&query)?;
     let mut bands = [("high", 0u64, 0u64), ("medium", 0, 0), ("low", 0, 0)];
     let mut lead_query = LeadQuery { site_id, include_deleted: true, limit: 1000, ..LeadQuery::default() };
@@ -386,7 +389,8 @@ pub async fn score_feedback(State(state): State<ApiState>, _user: AuthUser, Quer
     Ok(reply::ok(json!({ "bands": items })))
 }
 
-pub async fn conflicts(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn conflicts(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::LeadsMerge)?;
     let site_id = site_param(&query)?;
     let limit = params::limit(&query, 100, 1000)?;
     let all = matches!(query.get("all").map(String::as_str), Some("true"));

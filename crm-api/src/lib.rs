@@ -7,16 +7,22 @@ mod accounts;
 mod alerts;
 mod analytics;
 mod auth;
+mod dashboard;
 mod error;
 mod forms;
 mod health;
 mod identity;
 pub mod import;
 mod leads;
+mod middleware;
+mod openapi;
 mod params;
+mod rbac;
 mod reply;
+mod session;
 mod sites;
 mod state;
+mod users;
 mod visitors;
 
 use axum::routing::{get, post};
@@ -24,12 +30,23 @@ use axum::Router;
 
 pub use auth::{bootstrap, hash_password, Bootstrap, JwtKeys, ACCESS_TOKEN_TTL_SECS};
 pub use error::ApiError;
+pub use middleware::ApiConfig;
 pub use state::{ApiState, SiteListener};
 
 /// The API router; mount it at the root (paths include `/api/v1`).
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/api/v1/auth/login", post(auth::login))
+        .route("/", get(dashboard::index))
+        .route("/app/{file}", get(dashboard::file))
+        .route("/api/v1/auth/login", post(session::login))
+        .route("/api/v1/auth/refresh", post(session::refresh))
+        .route("/api/v1/auth/logout", post(session::logout))
+        .route("/api/v1/auth/me", get(session::me))
+        .route("/api/v1/openapi.json", get(openapi::json))
+        .route("/api/v1/docs", get(openapi::docs))
+        .route("/api/v1/auth/audit", get(users::audit_log))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/users/{username}", axum::routing::patch(users::patch))
         .route("/api/v1/sites", get(sites::list).post(sites::create))
         .route("/api/v1/sites/{site_id}", get(sites::get_one).put(sites::replace))
         .route("/api/v1/visitors", get(visitors::list))
@@ -62,9 +79,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/forms", get(forms::list).post(forms::create))
         .route("/api/v1/forms/{site_id}/{form_id}", get(forms::get_one).put(forms::replace).delete(forms::delete))
         .route("/api/v1/analytics/overview", get(analytics::overview))
+        .route("/api/v1/analytics/timeseries", get(analytics::timeseries))
+        .route("/api/v1/analytics/live", get(analytics::live))
         .route("/api/v1/analytics/forms", get(analytics::forms))
         .route("/api/v1/dead-letters", get(analytics::dead_letters))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::layer))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }

@@ -13,6 +13,11 @@ pub fn ok<T: Serialize>(data: T) -> Response {
     axum::Json(json!({ "success": true, "data": data })).into_response()
 }
 
+/// A bare JSON document (not enveloped), e.g. the OpenAPI document.
+pub fn raw_json(value: serde_json::Value) -> Response {
+    axum::Json(value).into_response()
+}
+
 pub fn created<T: Serialize>(data: T) -> Response {
     (StatusCode::CREATED, axum::Json(json!({ "success": true, "data": data }))).into_response()
 }

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use crm_schemas::{IdealCustomerProfile, PageRule, Role, Site};
+use crm_schemas::{IdealCustomerProfile, PageRule, Site};
 use serde::Deserialize;
 
 use crate::auth::{now_ms, AuthUser};
@@ -99,14 +99,6 @@ fn parse_input(body: &Bytes) -> Result<SiteInput, ApiError> {
     }
 }
 
-fn require_admin(user: &AuthUser) -> Result<(), ApiError> {
-    if user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("manage sites"))
-    }
-}
-
 /// Copies the editable settings of `input` onto `site`.
 fn apply(site: &mut Site, input: SiteInput) {
     site.name = input.name.trim().to_owned();
@@ -126,19 +118,21 @@ fn notify(state: &ApiState, site: &Site) {
     }
 }
 
-pub async fn list(State(state): State<ApiState>, _user: AuthUser) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<ApiState>, user: AuthUser) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::SitesRead)?;
     let mut sites = state.store.sites().await?;
     sites.sort_by(|a, b| a.site_id.cmp(&b.site_id));
     Ok(reply::ok(sites))
 }
 
-pub async fn get_one(State(state): State<ApiState>, _user: AuthUser, Path(site_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_one(State(state): State<ApiState>, user: AuthUser, Path(site_id): Path<String>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::SitesRead)?;
     let site = state.store.site(&site_id).await?.ok_or_else(|| ApiError::NotFound(format!("site {site_id}")))?;
     Ok(reply::ok(site))
 }
 
 pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) -> Result<Response, ApiError> {
-    require_admin(&user)?;
+    user.require(crate::rbac::Permission::SitesManage)?;
     let input = parse_input(&body)?;
     let site_id = input.site_id.clone().unwrap_or_else(|| format!("site_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     if state.store.site(&site_id).await?.is_some() {
@@ -153,7 +147,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
 }
 
 pub async fn replace(State(state): State<ApiState>, user: AuthUser, Path(site_id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    require_admin(&user)?;
+    user.require(crate::rbac::Permission::SitesManage)?;
     let input = parse_input(&body)?;
     if input.site_id.as_deref().is_some_and(|id| id != site_id) {
         return Err(ApiError::Validation(vec![("site_id".into(), "cannot be changed".into())]));

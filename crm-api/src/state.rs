@@ -1,11 +1,16 @@
-//! Shared API state: the store, the token keys, and who to tell when a site changes (the
-//! in-process collector's site directory, when the API and collector share a process).
+//! Shared API state: the store, the token keys, the security settings (rate limiters, login
+//! lockout counters, the refresh-rotation lock), where the dashboard's files come from, and who
+//! to tell when a site changes (the in-process collector's site directory, when the API and
+//! collector share a process).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crm_schemas::Site;
 use crm_store::Store;
 
+use crate::middleware::{ApiConfig, Limits};
+use crate::session::LoginGuard;
 use crate::JwtKeys;
 
 /// Called after a site is created or changed.
@@ -16,15 +21,38 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub keys: Arc<JwtKeys>,
     pub site_listener: Option<SiteListener>,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) login_guard: Arc<LoginGuard>,
+    pub(crate) refresh_lock: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) dashboard_dir: Option<PathBuf>,
 }
 
 impl ApiState {
     pub fn new(store: Arc<dyn Store>, keys: JwtKeys) -> ApiState {
-        ApiState { store, keys: Arc::new(keys), site_listener: None }
+        ApiState {
+            store,
+            keys: Arc::new(keys),
+            site_listener: None,
+            limits: Arc::new(Limits::new(&ApiConfig::default())),
+            login_guard: Arc::default(),
+            refresh_lock: Arc::default(),
+            dashboard_dir: None,
+        }
     }
 
     pub fn with_site_listener(mut self, listener: SiteListener) -> ApiState {
         self.site_listener = Some(listener);
+        self
+    }
+
+    pub fn with_config(mut self, config: &ApiConfig) -> ApiState {
+        self.limits = Arc::new(Limits::new(config));
+        self
+    }
+
+    /// Serve the dashboard from this directory instead of the embedded copy.
+    pub fn with_dashboard_dir(mut self, dir: Option<PathBuf>) -> ApiState {
+        self.dashboard_dir = dir;
         self
     }
 }

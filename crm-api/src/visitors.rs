@@ -74,7 +74,8 @@ struct EventView {
     event: StoredEvent,
 }
 
-pub async fn list(State(state): State<ApiState>, _user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?.to_owned();
     let limit = params::limit(&query, 50, 200)?;
     let sort: VisitorSort = params::choice(&query, "sort", "intent, engagement, last_seen")?;
@@ -104,10 +105,11 @@ async fn resolve(state: &ApiState, visitor_id: &str, site: Option<&String>) -> R
 
 pub async fn get_one(
     State(state): State<ApiState>,
-    _user: AuthUser,
+    user: AuthUser,
     Path(visitor_id): Path<String>,
     Query(query): Query<params::Query>,
 ) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
     let profile = resolve(&state, &visitor_id, query.get("site_id")).await?;
     let session = profile.current_session.clone();
     let mut view = serde_json::to_value(VisitorView::from(profile)).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -129,10 +131,11 @@ pub async fn get_one(
 
 pub async fn events(
     State(state): State<ApiState>,
-    _user: AuthUser,
+    user: AuthUser,
     Path(visitor_id): Path<String>,
     Query(query): Query<params::Query>,
 ) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
     let limit = params::limit(&query, 100, 500)?;
     let cursor = crate::reply::decode_cursor(query.get("cursor"))?;
     let profile = resolve(&state, &visitor_id, query.get("site_id")).await?;

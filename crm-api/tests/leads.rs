@@ -108,7 +108,8 @@ async fn crm_fields_are_audited_and_guarded_by_role() {
     assert_eq!((status, body["data"]["owner"].clone()), (200, Value::Null));
 
     let audit_path = format!("/api/v1/leads/{}/audit?site_id=s1", lead_id("bo@globex.example"));
-    let (_, body) = api.get(&audit_path, &cs).await;
+    assert_eq!(api.get(&audit_path, &cs).await.0, 403, "customer success does not read leads");
+    let (_, body) = api.get(&audit_path, &admin).await;
     let trail: Vec<(String, String, Value, Value)> = body["data"]
         .as_array()
         .unwrap()

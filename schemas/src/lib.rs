@@ -5,6 +5,7 @@
 //! serde/uuid/thiserror: no transport, storage or query engine leaks into it.
 
 mod alerts;
+mod auth;
 mod business;
 mod event;
 mod forms;
@@ -14,6 +15,7 @@ mod leads;
 mod records;
 mod scalar;
 
+pub use auth::{AuthAuditEntry, AuthEvent, RefreshToken};
 pub use alerts::{
     alert_id_for, retry_delay_ms, Alert, AlertCondition, AlertRule, DeliveryAttempt, DeliveryStatus, MAX_DELIVERY_ATTEMPTS,
 };

@@ -296,6 +296,9 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub created_at_ms: i64,
+    /// A disabled user cannot log in or refresh; their refresh tokens are revoked.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[cfg(test)]

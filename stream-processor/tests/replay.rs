@@ -149,6 +149,21 @@ impl Store for TornStore {
     async fn users(&self) -> crm_store::Result<Vec<crm_schemas::User>> {
         self.inner.users().await
     }
+    async fn put_refresh_token(&self, t: &crm_schemas::RefreshToken) -> crm_store::Result<()> {
+        self.inner.put_refresh_token(t).await
+    }
+    async fn refresh_token(&self, h: &str) -> crm_store::Result<Option<crm_schemas::RefreshToken>> {
+        self.inner.refresh_token(h).await
+    }
+    async fn revoke_refresh_tokens(&self, u: &str, f: Option<&str>, at: i64) -> crm_store::Result<usize> {
+        self.inner.revoke_refresh_tokens(u, f, at).await
+    }
+    async fn append_auth_audit(&self, e: &crm_schemas::AuthAuditEntry) -> crm_store::Result<()> {
+        self.inner.append_auth_audit(e).await
+    }
+    async fn auth_audit(&self, u: Option<&str>, l: usize, c: Option<&str>) -> crm_store::Result<crm_store::Page<crm_schemas::AuthAuditEntry>> {
+        self.inner.auth_audit(u, l, c).await
+    }
     async fn meta(&self, k: &str) -> crm_store::Result<Option<Vec<u8>>> {
         self.inner.meta(k).await
     }

@@ -19,31 +19,42 @@ pub struct Api {
 
 pub const PASSWORD: &str = "correct-horse-battery";
 
+/// The API without rate limits (most tests send bursts of requests).
 pub async fn start() -> Api {
+    start_with(crm_api::ApiConfig { per_ip_per_minute: None, per_user_per_minute: None, ..crm_api::ApiConfig::default() }).await
+}
+
+pub async fn start_with(config: crm_api::ApiConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let boot = bootstrap(store.as_ref(), None, Some(PASSWORD)).await.unwrap();
     assert!(boot.generated_admin.is_none());
     for (username, role) in [("rep", Role::SalesRep), ("rep2", Role::SalesRep), ("manager", Role::SalesManager), ("cs", Role::CustomerSuccess)] {
-        let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0 };
+        let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0, disabled: false };
         store.put_user(&user).await.unwrap();
     }
-    let router = crm_api::router(ApiState::new(store.clone(), boot.keys));
+    let router = crm_api::router(ApiState::new(store.clone(), boot.keys).with_config(&config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = crm_service::Shutdown::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(async move { stop.wait().await }).await.unwrap();
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).with_graceful_shutdown(async move { stop.wait().await }).await.unwrap();
     });
     Api { base, client: reqwest::Client::new(), store, _dir: dir, _shutdown: shutdown }
 }
 
 impl Api {
     pub async fn login(&self, username: &str) -> String {
+        self.login_full(username).await["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The whole login answer (`access_token`, `refresh_token`, …).
+    pub async fn login_full(&self, username: &str) -> Value {
         let (status, body) = self.call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"username": username, "password": PASSWORD}))).await;
         assert_eq!(status, 200, "{body}");
-        body["data"]["access_token"].as_str().unwrap().to_owned()
+        body["data"].clone()
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {

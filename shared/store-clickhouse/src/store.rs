@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
-    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use crm_store::{
@@ -43,12 +43,14 @@ impl ClickHouseConfig {
 mod alerts;
 mod business;
 mod export;
+mod auth;
 mod insights;
 mod leads;
 
 pub(crate) use alerts::MIGRATION as ALERTS_MIGRATION;
 pub(crate) use business::MIGRATION as BUSINESS_MIGRATION;
 pub(crate) use insights::MIGRATION as INSIGHTS_MIGRATION;
+pub(crate) use auth::MIGRATION as AUTH_MIGRATION;
 pub(crate) use leads::MIGRATION as LEADS_MIGRATION;
 
 #[derive(Clone)]
@@ -565,6 +567,26 @@ impl Store for ClickHouseStore {
 
     async fn users(&self) -> Result<Vec<User>> {
         self.all_keyed("users").await
+    }
+
+    async fn put_refresh_token(&self, token: &RefreshToken) -> Result<()> {
+        self.save_refresh_token(token).await
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>> {
+        self.get_refresh_token(token_hash).await
+    }
+
+    async fn revoke_refresh_tokens(&self, username: &str, family_id: Option<&str>, at_ms: i64) -> Result<usize> {
+        self.revoke_tokens(username, family_id, at_ms).await
+    }
+
+    async fn append_auth_audit(&self, entry: &AuthAuditEntry) -> Result<()> {
+        self.insert_auth_audit(entry).await
+    }
+
+    async fn auth_audit(&self, username: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<AuthAuditEntry>> {
+        self.get_auth_audit(username, limit, cursor).await
     }
 
     async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>> {

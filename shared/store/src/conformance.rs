@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::{BotFilter, LeadQuery, LeadSort, Store, VisitorQuery, VisitorSort, WriteBatch};
 
+mod auth;
 mod crm;
+pub use auth::*;
 pub use crm::*;
 
 #[async_trait]
@@ -50,7 +52,9 @@ macro_rules! store_conformance_suite {
             insight_requests_queue_and_answers,
             business_imports_upsert_per_site,
             health_runs_are_kept_per_day,
-            tasks_are_added_once_and_updated
+            tasks_are_added_once_and_updated,
+            refresh_tokens_rotate_and_revoke_by_family,
+            auth_audit_pages_newest_first
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -333,7 +337,7 @@ pub async fn sites_users_and_meta_round_trip(harness: &dyn StoreHarness) {
     assert_eq!(store.site("s1").await.expect("get").expect("present"), site);
     assert!(store.site("nope").await.expect("get").is_none());
     assert_eq!(store.sites().await.expect("sites").len(), 2);
-    let user = User { username: "ada".into(), password_hash: "$argon2id$...".into(), role: Role::Admin, created_at_ms: T0 };
+    let user = User { username: "ada".into(), password_hash: "$argon2id$...".into(), role: Role::Admin, created_at_ms: T0, disabled: false };
     store.put_user(&user).await.expect("put user");
     assert_eq!(store.user("ada").await.expect("user").expect("present"), user);
     assert_eq!(store.users().await.expect("users").len(), 1);

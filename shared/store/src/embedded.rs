@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use redb::{Database, ReadableTable, TableDefinition};
@@ -32,12 +32,13 @@ use crate::{
 };
 
 mod alerts;
+mod auth;
 mod business;
 mod timeline;
 mod insights;
 mod leads;
 
-type EventKey<'a> = (&'a str, i64, u128);
+pub(super) type EventKey<'a> = (&'a str, i64, u128);
 const EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
 const EVENT_IDS: TableDefinition<u128, ()> = TableDefinition::new("event_ids");
 const VISITOR_EVENTS: TableDefinition<(&str, &str, i64, u128), ()> = TableDefinition::new("visitor_events");
@@ -143,6 +144,7 @@ impl EmbeddedStore {
             txn.open_table(FORMS).map_err(db_err)?;
             leads::create_tables(&txn)?;
             alerts::create_tables(&txn)?;
+            auth::create_tables(&txn)?;
             insights::create_tables(&txn)?;
             business::create_tables(&txn)?;
             business::create_health_table(&txn)?;
@@ -271,7 +273,7 @@ fn site_rows<T: DeserializeOwned>(db: &Database, table: TableDefinition<(&str, &
 }
 
 /// Reads a newest-first page from a (site, ts, id) keyed table.
-fn newest_first<T: DeserializeOwned>(
+pub(super) fn newest_first<T: DeserializeOwned>(
     db: &Database,
     table: TableDefinition<EventKey, &[u8]>,
     site: &str,
@@ -537,6 +539,31 @@ impl Store for EmbeddedStore {
 
     async fn users(&self) -> Result<Vec<User>> {
         self.blocking(|db| all_json(db, USERS)).await
+    }
+
+    async fn put_refresh_token(&self, token: &RefreshToken) -> Result<()> {
+        let token = token.clone();
+        self.blocking(move |db| auth::put_token(db, &token)).await
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>> {
+        let hash = token_hash.to_owned();
+        self.blocking(move |db| auth::token(db, &hash)).await
+    }
+
+    async fn revoke_refresh_tokens(&self, username: &str, family_id: Option<&str>, at_ms: i64) -> Result<usize> {
+        let (user, family) = (username.to_owned(), family_id.map(str::to_owned));
+        self.blocking(move |db| auth::revoke(db, &user, family.as_deref(), at_ms)).await
+    }
+
+    async fn append_auth_audit(&self, entry: &AuthAuditEntry) -> Result<()> {
+        let entry = entry.clone();
+        self.blocking(move |db| auth::append_audit(db, &entry)).await
+    }
+
+    async fn auth_audit(&self, username: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<AuthAuditEntry>> {
+        let (user, cursor) = (username.map(str::to_owned), cursor.map(str::to_owned));
+        self.blocking(move |db| auth::audit(db, user.as_deref(), limit, cursor.as_deref())).await
     }
 
     async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>> {

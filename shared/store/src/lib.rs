@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
+    AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile,
 };
 use serde::{Deserialize, Serialize};
@@ -186,6 +186,15 @@ pub trait Store: Send + Sync + 'static {
     async fn put_user(&self, user: &User) -> Result<()>;
     async fn user(&self, username: &str) -> Result<Option<User>>;
     async fn users(&self) -> Result<Vec<User>>;
+    /// Stores (or replaces, by hash) a refresh token.
+    async fn put_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>>;
+    /// Revokes the user's unrevoked refresh tokens of one family, or of every family with
+    /// `None`. Returns how many were revoked.
+    async fn revoke_refresh_tokens(&self, username: &str, family_id: Option<&str>, at_ms: i64) -> Result<usize>;
+    async fn append_auth_audit(&self, entry: &AuthAuditEntry) -> Result<()>;
+    /// The authentication audit log, newest first, optionally of one user.
+    async fn auth_audit(&self, username: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<AuthAuditEntry>>;
     /// Several leads at once, keyed (site, lead id); missing ones are absent.
     async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>>;
     /// Leads with their CRM fields, filtered, sorted and cursor-paginated.

@@ -1,0 +1,230 @@
+//! What wraps every API request: CORS for the configured origins (preflights answered here),
+//! the per-address rate limit (the per-user one is in the [`crate::auth::AuthUser`] extractor),
+//! security headers, caching headers, and ETags on successful reads (`If-None-Match` → 304).
+//! Compression (gzip, br) is tower-http's layer, added by [`crate::router`].
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+
+use crate::{ApiError, ApiState};
+
+/// Largest response body the ETag layer buffers; bigger ones pass through untagged.
+const MAX_ETAG_BODY: usize = 8 * 1024 * 1024;
+
+/// Security and traffic settings of the API (the binary fills it from its flags).
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Requests per minute per client address (`None`: unlimited).
+    pub per_ip_per_minute: Option<u32>,
+    /// Requests per minute per signed-in user (`None`: unlimited).
+    pub per_user_per_minute: Option<u32>,
+    /// Take the client address from the first `X-Forwarded-For` hop (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// Browser origins allowed to call the API cross-origin (exact `scheme://host[:port]`).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig { per_ip_per_minute: Some(1_200), per_user_per_minute: Some(600), trust_forwarded_for: false, cors_origins: Vec::new() }
+    }
+}
+
+/// The rate limiters and header settings built from [`ApiConfig`].
+pub struct Limits {
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_user: Option<DefaultKeyedRateLimiter<String>>,
+    pub trust_forwarded_for: bool,
+    cors_origins: Vec<String>,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: Option<u32>) -> Option<DefaultKeyedRateLimiter<K>> {
+    per_minute.and_then(NonZeroU32::new).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+fn refused(wait: std::time::Duration) -> ApiError {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::RateLimited { code: "rate_limited", message: format!("too many requests; retry in {secs} s"), retry_after_secs: secs }
+}
+
+impl Limits {
+    pub fn new(config: &ApiConfig) -> Limits {
+        Limits {
+            per_ip: limiter(config.per_ip_per_minute),
+            per_user: limiter(config.per_user_per_minute),
+            trust_forwarded_for: config.trust_forwarded_for,
+            cors_origins: config.cors_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
+        }
+    }
+
+    pub fn check_user(&self, username: &str) -> Result<(), ApiError> {
+        match &self.per_user {
+            Some(limiter) => limiter.check_key(&username.to_owned()).map_err(|not_until| refused(not_until.wait_time_from(DefaultClock::default().now()))),
+            None => Ok(()),
+        }
+    }
+
+    fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        match (&self.per_ip, ip) {
+            (Some(limiter), Some(ip)) => limiter.check_key(&ip).map_err(|not_until| refused(not_until.wait_time_from(DefaultClock::default().now()))),
+            _ => Ok(()),
+        }
+    }
+
+    fn allowed_origin(&self, headers: &HeaderMap) -> Option<HeaderValue> {
+        let origin = headers.get(header::ORIGIN)?;
+        let text = origin.to_str().ok()?.to_ascii_lowercase();
+        self.cors_origins.iter().any(|o| *o == text).then(|| origin.clone())
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {
+    headers.entry(name).or_insert(HeaderValue::from_static(value));
+}
+
+fn cors_headers(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type, if-none-match"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"));
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("etag, retry-after"));
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+fn etag_of(body: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    // Weak: the same JSON may go out gzip- or br-encoded (compression runs outside this layer).
+    HeaderValue::from_str(&format!("W/\"{hex}\"")).unwrap_or(HeaderValue::from_static("W/\"0\""))
+}
+
+fn matches_etag(if_none_match: Option<&HeaderValue>, etag: &HeaderValue) -> bool {
+    let Some(value) = if_none_match.and_then(|v| v.to_str().ok()) else { return false };
+    let etag = etag.to_str().unwrap_or("").trim_start_matches("W/");
+    value.split(',').map(str::trim).any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+}
+
+/// The middleware around the whole API router.
+pub async fn layer(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let origin = state.limits.allowed_origin(&parts.headers);
+    if parts.method == Method::OPTIONS && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Some(origin) = origin {
+            cors_headers(response.headers_mut(), origin);
+        }
+        return response;
+    }
+    let is_api = parts.uri.path().starts_with("/api/");
+    let client = crate::session::client_info(&parts, state.limits.trust_forwarded_for);
+    if is_api {
+        if let Err(err) = state.limits.check_ip(client.ip) {
+            return err.into_response();
+        }
+    }
+    let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
+    let if_none_match = parts.headers.get(header::IF_NONE_MATCH).cloned();
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+
+    if is_read && response.status() == StatusCode::OK && !response.headers().contains_key(header::ETAG) {
+        let (mut head, body) = response.into_parts();
+        let bytes = match http_body_util::Limited::new(body, MAX_ETAG_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return ApiError::Internal("response too large to tag".into()).into_response(),
+        };
+        let etag = etag_of(&bytes);
+        if matches_etag(if_none_match.as_ref(), &etag) {
+            head.status = StatusCode::NOT_MODIFIED;
+            head.headers.remove(header::CONTENT_LENGTH);
+            head.headers.remove(header::CONTENT_TYPE);
+            head.headers.insert(header::ETAG, etag);
+            response = Response::from_parts(head, Body::empty());
+        } else {
+            head.headers.insert(header::ETAG, etag);
+            response = Response::from_parts(head, Body::from(bytes));
+        }
+    }
+    if is_api && response.status().as_u16() >= 400 {
+        response = enveloped(response).await;
+    }
+    let headers = response.headers_mut();
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    if is_api {
+        set(headers, header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'");
+        // Per-user data: browsers may keep it but must revalidate (the ETag makes that cheap).
+        set(headers, header::CACHE_CONTROL, "private, no-cache");
+    } else {
+        set(headers, header::CONTENT_SECURITY_POLICY, "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    }
+    if let Some(origin) = origin {
+        cors_headers(headers, origin);
+    }
+    response
+}
+
+/// Turns a plain-text error from the framework (a body over the limit, an undecodable path or
+/// query) into the API's JSON error envelope, keeping its status and headers.
+async fn enveloped(response: Response) -> Response {
+    let is_json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (mut head, body) = response.into_parts();
+    let text = http_body_util::Limited::new(body, 4096).collect().await.map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned()).unwrap_or_default();
+    let code = match head.status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        _ => "error",
+    };
+    let message = if text.trim().is_empty() { head.status.canonical_reason().unwrap_or("error").to_owned() } else { text.trim().chars().take(300).collect() };
+    let body = serde_json::to_vec(&serde_json::json!({ "success": false, "error": { "code": code, "message": message } })).unwrap_or_default();
+    head.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    head.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(head, Body::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_match_strong_weak_lists_and_star() {
+        let etag = etag_of(b"{}");
+        let text = etag.to_str().unwrap().to_owned();
+        assert!(matches_etag(Some(&HeaderValue::from_str(&text).unwrap()), &etag));
+        assert!(text.starts_with("W/\""), "{text}");
+        let strong = text.trim_start_matches("W/").to_owned();
+        assert!(matches_etag(Some(&HeaderValue::from_str(&format!("\"x\", {strong}")).unwrap()), &etag));
+        assert!(matches_etag(Some(&HeaderValue::from_static("*")), &etag));
+        assert!(!matches_etag(Some(&HeaderValue::from_static("\"other\"")), &etag));
+        assert!(!matches_etag(None, &etag));
+        assert_ne!(etag, etag_of(b"[]"));
+    }
+
+    #[test]
+    fn user_limits_refuse_with_a_wait() {
+        let limits = Limits::new(&ApiConfig { per_user_per_minute: Some(2), ..ApiConfig::default() });
+        assert!(limits.check_user("ada").is_ok() && limits.check_user("ada").is_ok());
+        let Err(ApiError::RateLimited { retry_after_secs, .. }) = limits.check_user("ada") else { panic!("limited") };
+        assert!((1..=30).contains(&retry_after_secs));
+        assert!(limits.check_user("bob").is_ok(), "per user");
+        let open = Limits::new(&ApiConfig { per_user_per_minute: None, ..ApiConfig::default() });
+        assert!((0..100).all(|_| open.check_user("ada").is_ok()));
+    }
+}

@@ -1,0 +1,300 @@
+//! The API's OpenAPI 3.1 document (`GET /api/v1/openapi.json`) and its rendered reference
+//! (`GET /api/v1/docs`), both generated from [`OPERATIONS`]: one entry per route with its
+//! parameters, body, permission and every status it can answer. A test walks the same table
+//! against the router, so a route missing here (or a documented route missing there) fails it.
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::rbac::Permission;
+
+/// Where a parameter goes and its JSON schema.
+pub struct Param {
+    pub name: &'static str,
+    pub path: bool,
+    pub required: bool,
+    pub schema: &'static str,
+    pub doc: &'static str,
+}
+
+const fn q(name: &'static str, required: bool, schema: &'static str, doc: &'static str) -> Param {
+    Param { name, path: false, required, schema, doc }
+}
+
+const fn p(name: &'static str, doc: &'static str) -> Param {
+    Param { name, path: true, required: true, schema: r#"{"type":"string","minLength":1,"maxLength":200}"#, doc }
+}
+
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// `None`: no sign-in needed.
+    pub permission: Option<Permission>,
+    pub params: &'static [Param],
+    /// JSON schema of the request body, if it takes one (JSON, or CSV for imports).
+    pub body: Option<&'static str>,
+    pub success: u16,
+    /// Statuses beyond the common ones (400, 401/403 when signed in, 413, 429, 500, 503).
+    pub errors: &'static [u16],
+}
+
+const SITE: Param = q("site_id", true, r#"{"type":"string","minLength":1,"maxLength":64}"#, "the site");
+const LIMIT: Param = q("limit", false, r#"{"type":"integer","minimum":1,"maximum":500}"#, "page size");
+const CURSOR: Param = q("cursor", false, r#"{"type":"string","maxLength":512}"#, "`meta.next_cursor` of the previous page");
+const FROM: Param = q("from", false, r#"{"type":"string","maxLength":40}"#, "YYYY-MM-DD, RFC 3339 or epoch ms (default: 7 days before `to`)");
+const TO: Param = q("to", false, r#"{"type":"string","maxLength":40}"#, "YYYY-MM-DD, RFC 3339 or epoch ms (default: now)");
+
+const fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str, permission: Option<Permission>) -> Operation {
+    Operation { method, path, tag, summary, permission, params: &[], body: None, success: 200, errors: &[] }
+}
+
+const fn with(mut o: Operation, params: &'static [Param], body: Option<&'static str>, success: u16, errors: &'static [u16]) -> Operation {
+    o.params = params;
+    o.body = body;
+    o.success = success;
+    o.errors = errors;
+    o
+}
+
+use Permission as P;
+
+const LOGIN: &str = r#"{"type":"object","required":["username","password"],"additionalProperties":false,"properties":{"username":{"type":"string","maxLength":128},"password":{"type":"string","maxLength":1024}}}"#;
+const REFRESH: &str = r#"{"type":"object","required":["refresh_token"],"additionalProperties":false,"properties":{"refresh_token":{"type":"string","maxLength":256}}}"#;
+const LOGOUT: &str = r#"{"type":"object","additionalProperties":false,"properties":{"refresh_token":{"type":"string","maxLength":256},"everywhere":{"type":"boolean"}}}"#;
+const USER_NEW: &str = r#"{"type":"object","required":["username","password","role"],"additionalProperties":false,"properties":{"username":{"type":"string"},"password":{"type":"string"},"role":{"type":"string","enum":["admin","sales_manager","sales_rep","customer_success"]}}}"#;
+const USER_PATCH: &str = r#"{"type":"object","additionalProperties":false,"properties":{"role":{"type":"string","enum":["admin","sales_manager","sales_rep","customer_success"]},"password":{"type":"string"},"disabled":{"type":"boolean"}}}"#;
+const SITE_BODY: &str = r#"{"type":"object","required":["name"],"properties":{"site_id":{"type":"string"},"name":{"type":"string"},"allowed_origins":{"type":"array","items":{"type":"string"}},"page_rules":{"type":"array"},"intent_half_life_days":{"type":"number"},"icp":{"type":"object"}}}"#;
+const LEAD_NEW: &str = r#"{"type":"object","required":["site_id","email"],"additionalProperties":false,"properties":{"site_id":{"type":"string"},"email":{"type":"string"},"traits":{"type":"object"}}}"#;
+const LEAD_PATCH: &str = r#"{"type":"object","additionalProperties":false,"properties":{"status":{"type":"string","enum":["new","contacted","qualified","unqualified","customer","lost"]},"owner":{"type":["string","null"]},"notes":{"type":["string","null"]}}}"#;
+const OUTCOME: &str = r#"{"type":"object","required":["outcome"],"additionalProperties":false,"properties":{"outcome":{"type":"string","enum":["won","lost","unqualified"]}}}"#;
+const MERGE: &str = r#"{"type":"object","required":["lead_id"],"additionalProperties":false,"properties":{"lead_id":{"type":"string"}}}"#;
+const SPLIT: &str = r#"{"type":"object","required":["visitor_id"],"additionalProperties":false,"properties":{"visitor_id":{"type":"string"},"to_lead_id":{"type":"string"}}}"#;
+const RESOLVE: &str = r#"{"type":"object","required":["visitor_id","other_lead_id","action"],"additionalProperties":false,"properties":{"visitor_id":{"type":"string"},"other_lead_id":{"type":"string"},"action":{"type":"string","enum":["keep","move","merge"]}}}"#;
+const RULE: &str = r#"{"type":"object","required":["site_id","name","condition","webhook_url"],"additionalProperties":false,"properties":{"site_id":{"type":"string"},"rule_id":{"type":"string"},"name":{"type":"string"},"webhook_url":{"type":"string"},"window_hours":{"type":"integer"},"enabled":{"type":"boolean"},"condition":{"type":"object","required":["type"],"properties":{"type":{"type":"string","enum":["page_views","score_crossed","target_account","playbook"]}}}}}"#;
+const FORM: &str = r#"{"type":"object","required":["name","fields"],"properties":{"site_id":{"type":"string"},"form_id":{"type":"string"},"name":{"type":"string"},"fields":{"type":"array","items":{"type":"object"}}}}"#;
+const TASK_PATCH: &str = r#"{"type":"object","additionalProperties":false,"properties":{"status":{"type":"string","enum":["open","done"]},"owner":{"type":"string"}}}"#;
+const CSV: &str = r#"{"type":"string"}"#;
+
+/// Every route of the API (the dashboard's `/` and `/app/{file}` are not API operations).
+pub const OPERATIONS: &[Operation] = &[
+    with(op("post", "/api/v1/auth/login", "auth", "Sign in: an access token (15 min) and a refresh token (30 days)", None), &[], Some(LOGIN), 200, &[401, 422]),
+    with(op("post", "/api/v1/auth/refresh", "auth", "Rotate a refresh token (reuse of a rotated one revokes its family)", None), &[], Some(REFRESH), 200, &[401, 422]),
+    with(op("post", "/api/v1/auth/logout", "auth", "Revoke this sign-in's refresh tokens (or all, with `everywhere` and an access token)", None), &[], Some(LOGOUT), 200, &[401, 422]),
+    op("get", "/api/v1/auth/me", "auth", "The caller, their role and permissions", Some(P::SitesRead)),
+    with(op("get", "/api/v1/auth/audit", "users", "Authentication audit log, newest first", Some(P::AuditRead)), &[q("username", false, r#"{"type":"string","maxLength":128}"#, "only this user"), LIMIT, CURSOR], None, 200, &[]),
+    op("get", "/api/v1/users", "users", "Users (no password hashes)", Some(P::UsersManage)),
+    with(op("post", "/api/v1/users", "users", "Create a user", Some(P::UsersManage)), &[], Some(USER_NEW), 201, &[409, 422]),
+    with(op("patch", "/api/v1/users/{username}", "users", "Change a user's role or password, or disable them (revokes their refresh tokens)", Some(P::UsersManage)), &[p("username", "the user")], Some(USER_PATCH), 200, &[404, 422]),
+    op("get", "/api/v1/sites", "sites", "Sites", Some(P::SitesRead)),
+    with(op("post", "/api/v1/sites", "sites", "Create a site", Some(P::SitesManage)), &[], Some(SITE_BODY), 201, &[409, 422]),
+    with(op("get", "/api/v1/sites/{site_id}", "sites", "One site", Some(P::SitesRead)), &[p("site_id", "the site")], None, 200, &[404]),
+    with(op("put", "/api/v1/sites/{site_id}", "sites", "Replace a site's settings", Some(P::SitesManage)), &[p("site_id", "the site")], Some(SITE_BODY), 200, &[404, 422]),
+    with(op("get", "/api/v1/visitors", "visitors", "Visitors ranked by intent, engagement or recency", Some(P::AnalyticsRead)), &[SITE, LIMIT, CURSOR, q("sort", false, r#"{"type":"string","enum":["intent","engagement","last_seen"]}"#, "order"), q("bots", false, r#"{"type":"string","enum":["exclude","only"]}"#, "bots filter")], None, 200, &[]),
+    with(op("get", "/api/v1/visitors/{visitor_id}", "visitors", "One visitor's profile and scores", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site")], None, 200, &[404]),
+    with(op("get", "/api/v1/visitors/{visitor_id}/events", "visitors", "A visitor's timeline, newest first", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site"), LIMIT, CURSOR], None, 200, &[404]),
+    with(op("get", "/api/v1/analytics/overview", "analytics", "Traffic overview of a window", Some(P::AnalyticsRead)), &[SITE, FROM, TO, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":100}"#, "entries per top list")], None, 200, &[404]),
+    with(op("get", "/api/v1/analytics/timeseries", "analytics", "Traffic per day or hour", Some(P::AnalyticsRead)), &[SITE, FROM, TO, q("interval", false, r#"{"type":"string","enum":["day","hour"]}"#, "bucket size")], None, 200, &[404]),
+    with(op("get", "/api/v1/analytics/live", "analytics", "Visitors and pageviews of the last five minutes", Some(P::AnalyticsRead)), &[SITE], None, 200, &[404]),
+    with(op("get", "/api/v1/analytics/forms", "analytics", "Lead-form funnels", Some(P::AnalyticsRead)), &[SITE, FROM, TO], None, 200, &[404]),
+    with(op("get", "/api/v1/dead-letters", "analytics", "Events the collector refused, newest first", Some(P::DeadLettersRead)), &[SITE, LIMIT, CURSOR], None, 200, &[]),
+    with(op("get", "/api/v1/leads", "leads", "Leads, filtered, sorted and paginated", Some(P::LeadsRead)), &[SITE, LIMIT, CURSOR, q("status", false, r#"{"type":"string"}"#, "lead status"), q("owner", false, r#"{"type":"string"}"#, "owner"), q("min_score", false, r#"{"type":"integer","minimum":0,"maximum":100}"#, "lowest score"), q("max_score", false, r#"{"type":"integer","minimum":0,"maximum":100}"#, "highest score"), q("company", false, r#"{"type":"string"}"#, "company domain"), q("source", false, r#"{"type":"string"}"#, "first-touch source"), q("active_since", false, r#"{"type":"string"}"#, "date"), q("sort", false, r#"{"type":"string","enum":["score","last_activity","created"]}"#, "order"), q("include_deleted", false, r#"{"type":"boolean"}"#, "include soft-deleted")], None, 200, &[]),
+    with(op("post", "/api/v1/leads", "leads", "Add a lead by hand", Some(P::LeadsCreate)), &[], Some(LEAD_NEW), 201, &[404, 409, 422]),
+    with(op("get", "/api/v1/leads/{lead_id}", "leads", "One lead with its score breakdown and history", Some(P::LeadsRead)), &[p("lead_id", "the lead"), SITE], None, 200, &[404]),
+    with(op("patch", "/api/v1/leads/{lead_id}", "leads", "Edit status, owner, notes (reps: own leads only)", Some(P::LeadsUpdate)), &[p("lead_id", "the lead"), SITE], Some(LEAD_PATCH), 200, &[404, 422]),
+    with(op("delete", "/api/v1/leads/{lead_id}", "leads", "Soft-delete a lead", Some(P::LeadsDelete)), &[p("lead_id", "the lead"), SITE], None, 200, &[404]),
+    with(op("get", "/api/v1/leads/{lead_id}/timeline", "leads", "A lead's multi-device timeline", Some(P::LeadsRead)), &[p("lead_id", "the lead"), SITE, LIMIT, CURSOR], None, 200, &[404]),
+    with(op("get", "/api/v1/leads/{lead_id}/audit", "leads", "A lead's change audit", Some(P::LeadsRead)), &[p("lead_id", "the lead"), SITE, LIMIT], None, 200, &[404]),
+    with(op("post", "/api/v1/leads/{lead_id}/outcome", "leads", "Record how a lead ended", Some(P::LeadsUpdate)), &[p("lead_id", "the lead"), SITE], Some(OUTCOME), 200, &[404, 422]),
+    with(op("post", "/api/v1/leads/{lead_id}/merge", "leads", "Merge another lead into this one", Some(P::LeadsMerge)), &[p("lead_id", "the lead kept"), SITE], Some(MERGE), 200, &[404, 409, 422]),
+    with(op("post", "/api/v1/leads/{lead_id}/split", "leads", "Move a visitor out of a lead", Some(P::LeadsMerge)), &[p("lead_id", "the lead"), SITE], Some(SPLIT), 200, &[404, 409, 422]),
+    with(op("get", "/api/v1/identity-conflicts", "leads", "Visitors seen with two identities", Some(P::LeadsMerge)), &[SITE, LIMIT, q("all", false, r#"{"type":"boolean"}"#, "include resolved")], None, 200, &[]),
+    with(op("post", "/api/v1/identity-conflicts/resolve", "leads", "Resolve an identity conflict", Some(P::LeadsMerge)), &[SITE], Some(RESOLVE), 200, &[404, 409, 422]),
+    with(op("get", "/api/v1/reports/score-feedback", "leads", "Win rate by score band", Some(P::ReportsRead)), &[SITE], None, 200, &[]),
+    with(op("get", "/api/v1/accounts", "accounts", "Companies: leads by email domain, visitors by IP organisation", Some(P::AccountsRead)), &[SITE, LIMIT], None, 200, &[]),
+    with(op("get", "/api/v1/accounts/{account_id}", "accounts", "One company", Some(P::AccountsRead)), &[p("account_id", "the account"), SITE], None, 200, &[404]),
+    with(op("get", "/api/v1/accounts/{account_id}/health", "health", "An account's latest health with history", Some(P::HealthRead)), &[p("account_id", "the account"), SITE], None, 200, &[404]),
+    with(op("get", "/api/v1/health", "health", "Current customer health, worst first", Some(P::HealthRead)), &[SITE, q("risk", false, r#"{"type":"string","enum":["healthy","at_risk","critical"]}"#, "risk level")], None, 200, &[]),
+    with(op("get", "/api/v1/health/dashboard", "health", "Executive dashboard", Some(P::HealthRead)), &[SITE], None, 200, &[]),
+    with(op("get", "/api/v1/tasks", "health", "Playbook tasks", Some(P::AccountsRead)), &[SITE, q("status", false, r#"{"type":"string","enum":["open","done"]}"#, "status"), q("account_id", false, r#"{"type":"string"}"#, "account")], None, 200, &[]),
+    with(op("patch", "/api/v1/tasks/{task_id}", "health", "Close, reopen or assign a task", Some(P::AccountsUpdate)), &[p("task_id", "the task"), SITE], Some(TASK_PATCH), 200, &[404, 422]),
+    with(op("post", "/api/v1/import/{kind}", "health", "Import business data (CSV; all rows or none)", Some(P::DataImport)), &[Param { name: "kind", path: true, required: true, schema: r#"{"type":"string","enum":["accounts","invoices","tickets","relationships"]}"#, doc: "what the file holds" }, SITE], Some(CSV), 200, &[404, 422]),
+    with(op("get", "/api/v1/alert-rules", "alerts", "Alert rules (secrets redacted)", Some(P::AlertsRead)), &[SITE], None, 200, &[]),
+    with(op("post", "/api/v1/alert-rules", "alerts", "Create an alert rule (the webhook secret is shown once)", Some(P::AlertsManage)), &[], Some(RULE), 201, &[404, 409, 422]),
+    with(op("delete", "/api/v1/alert-rules/{site_id}/{rule_id}", "alerts", "Delete an alert rule", Some(P::AlertsManage)), &[p("site_id", "the site"), p("rule_id", "the rule")], None, 200, &[404]),
+    with(op("get", "/api/v1/alerts", "alerts", "Fired alerts with their delivery attempts", Some(P::AlertsRead)), &[SITE, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":1000}"#, "page size")], None, 200, &[]),
+    with(op("get", "/api/v1/forms", "forms", "Lead form definitions", Some(P::FormsRead)), &[SITE], None, 200, &[404]),
+    with(op("post", "/api/v1/forms", "forms", "Create a lead form", Some(P::FormsManage)), &[], Some(FORM), 201, &[404, 409, 422]),
+    with(op("get", "/api/v1/forms/{site_id}/{form_id}", "forms", "One lead form", Some(P::FormsRead)), &[p("site_id", "the site"), p("form_id", "the form")], None, 200, &[404]),
+    with(op("put", "/api/v1/forms/{site_id}/{form_id}", "forms", "Replace a lead form", Some(P::FormsManage)), &[p("site_id", "the site"), p("form_id", "the form")], Some(FORM), 200, &[404, 422]),
+    with(op("delete", "/api/v1/forms/{site_id}/{form_id}", "forms", "Delete a lead form", Some(P::FormsManage)), &[p("site_id", "the site"), p("form_id", "the form")], None, 200, &[404]),
+    op("get", "/api/v1/openapi.json", "meta", "This document", None),
+    op("get", "/api/v1/docs", "meta", "This document, rendered", None),
+];
+
+fn parse(schema: &str) -> Value {
+    serde_json::from_str(schema).unwrap_or_else(|e| panic!("schema {schema}: {e}"))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        304 => "Not modified (If-None-Match matched the ETag)",
+        400 => "Malformed JSON or an invalid/missing parameter",
+        401 => "Not signed in, or the token is invalid or expired",
+        403 => "The caller's role lacks the permission",
+        404 => "Not found",
+        405 => "Method not allowed",
+        409 => "Conflicts with an existing record",
+        413 => "Request body too large",
+        422 => "Validation failed (details.fields names each field)",
+        429 => "Rate limited, or locked out after failed logins (see Retry-After)",
+        500 => "Internal error",
+        503 => "Storage temporarily unavailable (see Retry-After)",
+        _ => "Other",
+    }
+}
+
+/// Every status an operation can answer.
+pub fn statuses(o: &Operation) -> Vec<u16> {
+    let mut all = vec![o.success, 400, 405, 413, 429, 500, 503];
+    if o.method == "get" {
+        all.push(304);
+    }
+    if o.permission.is_some() {
+        all.extend([401, 403]);
+    }
+    all.extend(o.errors);
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// The OpenAPI 3.1 document.
+pub fn document() -> Value {
+    let success = json!({"type":"object","required":["success","data"],"properties":{"success":{"const":true},"data":{},"meta":{"type":"object"}}});
+    let error = json!({"type":"object","required":["success","error"],"properties":{"success":{"const":false},"error":{"type":"object","required":["code","message"],"properties":{"code":{"type":"string"},"message":{"type":"string"},"details":{}}}}});
+    let retry = json!({"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}});
+    let mut paths = Map::new();
+    for o in OPERATIONS {
+        let mut responses = Map::new();
+        for status in statuses(o) {
+            let mut response = json!({ "description": reason(status) });
+            match status {
+                304 => {}
+                s if s < 300 && o.path.ends_with("/docs") => response["content"] = json!({"text/html": {"schema": {"type": "string"}}}),
+                s if s < 300 && o.path.ends_with("/openapi.json") => response["content"] = json!({"application/json": {"schema": {"type": "object"}}}),
+                s if s < 300 => response["content"] = json!({"application/json": {"schema": success.clone()}}),
+                s => {
+                    response["content"] = json!({"application/json": {"schema": error.clone()}});
+                    if s == 429 || s == 503 {
+                        response["headers"] = retry.clone();
+                    }
+                }
+            }
+            responses.insert(status.to_string(), response);
+        }
+        let parameters: Vec<Value> = o
+            .params
+            .iter()
+            .map(|p| json!({ "name": p.name, "in": if p.path { "path" } else { "query" }, "required": p.required, "description": p.doc, "schema": parse(p.schema) }))
+            .collect();
+        let mut operation = json!({
+            "tags": [o.tag],
+            "summary": o.summary,
+            "operationId": format!("{}_{}", o.method, o.path.trim_start_matches("/api/v1/").replace(['/', '{', '}', '-', '.'], "_")),
+            "parameters": parameters,
+            "responses": responses,
+        });
+        match o.permission {
+            Some(permission) => {
+                operation["security"] = json!([{ "bearer": [] }]);
+                operation["x-permission"] = json!(permission);
+            }
+            None => operation["security"] = json!([]),
+        }
+        if let Some(body) = o.body {
+            let media = if body == CSV { "text/csv" } else { "application/json" };
+            operation["requestBody"] = json!({ "required": true, "content": { media: { "schema": parse(body) } } });
+        }
+        let entry = paths.entry(o.path.to_owned()).or_insert_with(|| json!({}));
+        entry[o.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CRM API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Lead intelligence and customer health. Every answer uses the envelope {success, data, meta} or {success: false, error: {code, message, details}}. Reads carry a weak ETag; send If-None-Match for a 304.",
+        },
+        "servers": [{ "url": "/" }],
+        "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } } },
+        "paths": paths,
+    })
+}
+
+pub async fn json() -> Response {
+    crate::reply::raw_json(document())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The reference page: every operation with its permission, parameters and statuses.
+pub async fn docs() -> Response {
+    let mut html = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>CRM API reference</title><style>\
+         body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1f2430}\
+         h2{margin-top:2rem;border-bottom:1px solid #ddd}code{background:#f3f4f6;padding:0 .25rem;border-radius:3px}\
+         .op{margin:1rem 0;padding:.5rem 1rem;border-left:4px solid #4f6bed;background:#fafbff}.m{font-weight:700;text-transform:uppercase;margin-right:.5rem}\
+         small{color:#555}</style></head><body><h1>CRM API reference</h1>\
+         <p>Machine-readable: <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>. Sign in with <code>POST /api/v1/auth/login</code>, send <code>Authorization: Bearer &lt;access_token&gt;</code>.</p>",
+    );
+    let mut tag = "";
+    for o in OPERATIONS {
+        if o.tag != tag {
+            tag = o.tag;
+            html.push_str(&format!("<h2>{}</h2>", escape(tag)));
+        }
+        let permission = o.permission.map_or("none (public)".to_owned(), |p| serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+        let params: Vec<String> = o.params.iter().map(|p| format!("<code>{}</code>{} — {}", escape(p.name), if p.required { " (required)" } else { "" }, escape(p.doc))).collect();
+        let statuses: Vec<String> = statuses(o).iter().map(|s| format!("{s}")).collect();
+        html.push_str(&format!(
+            "<div class=\"op\"><span class=\"m\">{}</span><code>{}</code><p>{}</p><small>permission: {} · parameters: {} · body: {} · statuses: {}</small></div>",
+            o.method,
+            escape(o.path),
+            escape(o.summary),
+            escape(&permission),
+            if params.is_empty() { "none".to_owned() } else { params.join(", ") },
+            if o.body.is_some() { "yes" } else { "none" },
+            statuses.join(", ")
+        ));
+    }
+    html.push_str("</body></html>");
+    let mut response = html.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_parses_and_names_every_operation_once() {
+        let doc = document();
+        let mut ids = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                assert!(ids.insert(operation["operationId"].as_str().unwrap().to_owned()), "{method} {path}");
+                assert!(operation["responses"]["400"].is_object() && operation["responses"]["429"]["headers"]["Retry-After"].is_object());
+            }
+        }
+        assert_eq!(ids.len(), OPERATIONS.len());
+    }
+}
