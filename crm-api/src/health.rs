@@ -25,10 +25,15 @@ pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Q
             return Err(ApiError::InvalidParameter { name: "risk".into(), message: "must be healthy, at_risk or critical".into() });
         }
     }
+    let limit = params::limit(&query, 500, 1000)?;
+    let cursor = reply::decode_cursor(query.get("cursor"))?;
     let mut accounts = current(state.store.latest_health(site_id).await?);
     accounts.retain(|h| risk.is_none_or(|r| h.risk == r));
     accounts.sort_by(|a, b| a.score.total_cmp(&b.score).then_with(|| a.account_id.cmp(&b.account_id)));
-    Ok(reply::ok(accounts.iter().map(view).collect::<Vec<_>>()))
+    // Scores are 0–100, so the zero-padded text sorts like the number.
+    let key = |h: &crm_schemas::AccountHealth| format!("{:010.3}\u{1f}{}", h.score.clamp(0.0, 100.0), h.account_id);
+    let (page, next) = reply::slice_after(accounts, key, cursor.as_deref(), limit);
+    Ok(reply::page(page.iter().map(view).collect::<Vec<_>>(), next, limit))
 }
 
 pub async fn account(State(state): State<ApiState>, user: AuthUser, Path(account_id): Path<String>, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
@@ -126,8 +131,13 @@ pub async fn tasks(State(state): State<ApiState>, user: AuthUser, Query(query): 
     if status.is_some_and(|s| !matches!(s, "open" | "done")) {
         return Err(ApiError::InvalidParameter { name: "status".into(), message: "must be open or done".into() });
     }
+    let limit = params::limit(&query, 500, 1000)?;
+    let cursor = reply::decode_cursor(query.get("cursor"))?;
     let mut tasks = state.store.tasks(site_id).await?;
     tasks.retain(|t| status.is_none_or(|s| t.status == s) && query.get("account_id").is_none_or(|a| &t.account_id == a));
+    tasks.sort_by(|a, b| a.due_ms.cmp(&b.due_ms).then_with(|| a.task_id.cmp(&b.task_id)));
+    let key = |t: &crm_schemas::Task| format!("{:020}\u{1f}{}", t.due_ms.max(0), t.task_id);
+    let (tasks, next) = reply::slice_after(tasks, key, cursor.as_deref(), limit);
     let items: Vec<serde_json::Value> = tasks
         .iter()
         .map(|t| {
@@ -136,7 +146,7 @@ pub async fn tasks(State(state): State<ApiState>, user: AuthUser, Query(query): 
             v
         })
         .collect();
-    Ok(reply::ok(items))
+    Ok(reply::page(items, next, limit))
 }
 
 #[derive(serde::Deserialize)]

@@ -43,6 +43,7 @@ pub struct Operation {
 
 const SITE: Param = q("site_id", true, r#"{"type":"string","minLength":1,"maxLength":64}"#, "the site");
 const LIMIT: Param = q("limit", false, r#"{"type":"integer","minimum":1,"maximum":500}"#, "page size");
+const LIMIT_1000: Param = q("limit", false, r#"{"type":"integer","minimum":1,"maximum":1000}"#, "page size");
 const CURSOR: Param = q("cursor", false, r#"{"type":"string","maxLength":512}"#, "`meta.next_cursor` of the previous page");
 const FROM: Param = q("from", false, r#"{"type":"string","maxLength":40}"#, "YYYY-MM-DD, RFC 3339 or epoch ms (default: 7 days before `to`)");
 const TO: Param = q("to", false, r#"{"type":"string","maxLength":40}"#, "YYYY-MM-DD, RFC 3339 or epoch ms (default: now)");
@@ -93,8 +94,8 @@ pub const OPERATIONS: &[Operation] = &[
     with(op("get", "/api/v1/sites/{site_id}", "sites", "One site", Some(P::SitesRead)), &[p("site_id", "the site")], None, 200, &[404]),
     with(op("put", "/api/v1/sites/{site_id}", "sites", "Replace a site's settings", Some(P::SitesManage)), &[p("site_id", "the site")], Some(SITE_BODY), 200, &[404, 422]),
     with(op("get", "/api/v1/visitors", "visitors", "Visitors ranked by intent, engagement or recency", Some(P::AnalyticsRead)), &[SITE, LIMIT, CURSOR, q("sort", false, r#"{"type":"string","enum":["intent","engagement","last_seen"]}"#, "order"), q("bots", false, r#"{"type":"string","enum":["exclude","only"]}"#, "bots filter")], None, 200, &[]),
-    with(op("get", "/api/v1/visitors/{visitor_id}", "visitors", "One visitor's profile and scores", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site")], None, 200, &[404]),
-    with(op("get", "/api/v1/visitors/{visitor_id}/events", "visitors", "A visitor's timeline, newest first", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site"), LIMIT, CURSOR], None, 200, &[404]),
+    with(op("get", "/api/v1/visitors/{visitor_id}", "visitors", "One visitor's profile and scores", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site")], None, 200, &[404, 409]),
+    with(op("get", "/api/v1/visitors/{visitor_id}/events", "visitors", "A visitor's timeline, newest first", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site"), LIMIT, CURSOR], None, 200, &[404, 409]),
     with(op("get", "/api/v1/analytics/overview", "analytics", "Traffic overview of a window", Some(P::AnalyticsRead)), &[SITE, FROM, TO, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":100}"#, "entries per top list")], None, 200, &[404]),
     with(op("get", "/api/v1/analytics/timeseries", "analytics", "Traffic per day or hour", Some(P::AnalyticsRead)), &[SITE, FROM, TO, q("interval", false, r#"{"type":"string","enum":["day","hour"]}"#, "bucket size")], None, 200, &[404]),
     with(op("get", "/api/v1/analytics/live", "analytics", "Visitors and pageviews of the last five minutes", Some(P::AnalyticsRead)), &[SITE], None, 200, &[404]),
@@ -116,9 +117,9 @@ pub const OPERATIONS: &[Operation] = &[
     with(op("get", "/api/v1/accounts", "accounts", "Companies: leads by email domain, visitors by IP organisation", Some(P::AccountsRead)), &[SITE, LIMIT], None, 200, &[]),
     with(op("get", "/api/v1/accounts/{account_id}", "accounts", "One company", Some(P::AccountsRead)), &[p("account_id", "the account"), SITE], None, 200, &[404]),
     with(op("get", "/api/v1/accounts/{account_id}/health", "health", "An account's latest health with history", Some(P::HealthRead)), &[p("account_id", "the account"), SITE], None, 200, &[404]),
-    with(op("get", "/api/v1/health", "health", "Current customer health, worst first", Some(P::HealthRead)), &[SITE, q("risk", false, r#"{"type":"string","enum":["healthy","at_risk","critical"]}"#, "risk level")], None, 200, &[]),
+    with(op("get", "/api/v1/health", "health", "Current customer health, worst first", Some(P::HealthRead)), &[SITE, q("risk", false, r#"{"type":"string","enum":["healthy","at_risk","critical"]}"#, "risk level"), LIMIT_1000, CURSOR], None, 200, &[]),
     with(op("get", "/api/v1/health/dashboard", "health", "Executive dashboard", Some(P::HealthRead)), &[SITE], None, 200, &[]),
-    with(op("get", "/api/v1/tasks", "health", "Playbook tasks", Some(P::AccountsRead)), &[SITE, q("status", false, r#"{"type":"string","enum":["open","done"]}"#, "status"), q("account_id", false, r#"{"type":"string"}"#, "account")], None, 200, &[]),
+    with(op("get", "/api/v1/tasks", "health", "Playbook tasks", Some(P::AccountsRead)), &[SITE, q("status", false, r#"{"type":"string","enum":["open","done"]}"#, "status"), q("account_id", false, r#"{"type":"string"}"#, "account"), LIMIT_1000, CURSOR], None, 200, &[]),
     with(op("patch", "/api/v1/tasks/{task_id}", "health", "Close, reopen or assign a task", Some(P::AccountsUpdate)), &[p("task_id", "the task"), SITE], Some(TASK_PATCH), 200, &[404, 422]),
     with(op("post", "/api/v1/import/{kind}", "health", "Import business data (CSV; all rows or none)", Some(P::DataImport)), &[Param { name: "kind", path: true, required: true, schema: r#"{"type":"string","enum":["accounts","invoices","tickets","relationships"]}"#, doc: "what the file holds" }, SITE], Some(CSV), 200, &[404, 422]),
     with(op("get", "/api/v1/alert-rules", "alerts", "Alert rules (secrets redacted)", Some(P::AlertsRead)), &[SITE], None, 200, &[]),
@@ -143,17 +144,17 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         304 => "Not modified (If-None-Match matched the ETag)",
-        400 => "Malformed JSON or an invalid/missing parameter",
-        401 => "Not signed in, or the token is invalid or expired",
-        403 => "The caller's role lacks the permission",
-        404 => "Not found",
-        405 => "Method not allowed",
-        409 => "Conflicts with an existing record",
-        413 => "Request body too large",
-        422 => "Validation failed (details.fields names each field)",
-        429 => "Rate limited, or locked out after failed logins (see Retry-After)",
-        500 => "Internal error",
-        503 => "Storage temporarily unavailable (see Retry-After)",
+        400 => "Malformed JSON or an invalid/missing parameter — codes `malformed_json`, `invalid_parameter`, `missing_parameter`, `bad_request`",
+        401 => "Not signed in, or the token is invalid or expired — codes `unauthorized`, `invalid_token`, `bad_credentials`",
+        403 => "The caller's role lacks the permission — code `forbidden`",
+        404 => "Not found — code `not_found`",
+        405 => "Method not allowed — code `method_not_allowed`",
+        409 => "Conflicts with an existing record — codes `site_exists`, `lead_exists`, `rule_exists`, `form_exists`, `user_exists`, `already_merged`, `ambiguous_visitor`",
+        413 => "Request body too large — code `payload_too_large`",
+        422 => "Validation failed — code `validation_failed` (details.fields names each field), or an import's `invalid_rows`",
+        429 => "Rate limited (`rate_limited`) or locked out after failed logins (`too_many_attempts`); see Retry-After",
+        500 => "Internal error — code `internal`",
+        503 => "Storage temporarily unavailable — code `unavailable`; see Retry-After",
         _ => "Other",
     }
 }

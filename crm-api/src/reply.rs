@@ -32,6 +32,17 @@ pub fn page<T: Serialize>(items: Vec<T>, next_cursor: Option<String>, limit: usi
     .into_response()
 }
 
+/// One page of an already sorted in-memory list whose `key`s increase along it: the items after
+/// `cursor` (the key of the previous page's last item), and the cursor of the next page.
+pub fn slice_after<T>(items: Vec<T>, key: impl Fn(&T) -> String, cursor: Option<&str>, limit: usize) -> (Vec<T>, Option<String>) {
+    let start = cursor.map_or(0, |c| items.partition_point(|item| key(item).as_str() <= c));
+    let mut rest: Vec<T> = items.into_iter().skip(start).collect();
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    let next = if more { rest.last().map(&key) } else { None };
+    (rest, next)
+}
+
 /// Decodes a cursor handed out by [`page`].
 pub fn decode_cursor(cursor: Option<&String>) -> Result<Option<String>, ApiError> {
     let Some(cursor) = cursor else { return Ok(None) };

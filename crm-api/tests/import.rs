@@ -66,6 +66,13 @@ async fn health_results_are_listed_by_risk_worst_first() {
     assert_eq!(status, 200, "{body}");
     let order: Vec<&str> = body["data"].as_array().unwrap().iter().map(|h| h["account_id"].as_str().unwrap()).collect();
     assert_eq!(order, vec!["b", "c", "a"], "worst first, latest run per account");
+    let (_, first) = api.get("/api/v1/health?site_id=s1&limit=2", &admin).await;
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    let cursor = first["meta"]["next_cursor"].as_str().expect("a second page").to_owned();
+    let (_, second) = api.get(&format!("/api/v1/health?site_id=s1&limit=2&cursor={cursor}"), &admin).await;
+    assert_eq!(second["data"][0]["account_id"], "a", "{second}");
+    assert!(second["meta"]["next_cursor"].is_null());
+    assert_eq!(api.get("/api/v1/health?site_id=s1&cursor=%%%", &admin).await.0, 400);
     let (_, body) = api.get("/api/v1/health?site_id=s1&risk=at_risk", &admin).await;
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
     let (status, body) = api.get("/api/v1/health?site_id=s1&risk=doomed", &admin).await;
