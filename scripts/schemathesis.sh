@@ -37,7 +37,7 @@ token="$(curl -sf "$base/api/v1/auth/login" -H 'content-type: application/json' 
 "$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --header "Authorization: Bearer $token" \
-  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --seed 1 --workers 2 \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" --seed 1 --workers 1 \
   --phases examples,coverage,fuzzing --no-color --generation-database none \
   --report junit --report-dir target/schemathesis-report
 echo "schemathesis: no findings"

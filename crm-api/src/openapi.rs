@@ -41,11 +41,14 @@ pub struct Operation {
     pub errors: &'static [u16],
 }
 
-const SITE: Param = q("site_id", true, r#"{"type":"string","minLength":1,"maxLength":64}"#, "the site");
+const SITE: Param = q("site_id", true, r#"{"type":"string","minLength":1,"maxLength":64,"examples":["demo"]}"#, "the site");
+/// Path parameters with an example the demo data has, so generated requests reach real records.
+const PATH_SITE: Param = Param { name: "site_id", path: true, required: true, schema: r#"{"type":"string","minLength":1,"maxLength":64,"examples":["demo"]}"#, doc: "the site" };
+const PATH_FORM: Param = Param { name: "form_id", path: true, required: true, schema: r#"{"type":"string","minLength":1,"maxLength":64,"examples":["demo-request"]}"#, doc: "the form" };
 const LIMIT: Param = q("limit", false, r#"{"type":"integer","minimum":1,"maximum":500}"#, "page size");
 const LIMIT_1000: Param = q("limit", false, r#"{"type":"integer","minimum":1,"maximum":1000}"#, "page size");
 const CURSOR: Param = q("cursor", false, r#"{"type":"string","maxLength":512}"#, "`meta.next_cursor` of the previous page");
-const FROM: Param = q("from", false, r#"{"type":"string","maxLength":40}"#, "YYYY-MM-DD, RFC 3339 or epoch ms (default: 7 days before `to`)");
+const FROM: Param = q("from", false, r#"{"type":"string","maxLength":40,"examples":["2026-11-01"]}"#, "YYYY-MM-DD, RFC 3339 or epoch ms (default: 7 days before `to`)");
 const TO: Param = q("to", false, r#"{"type":"string","maxLength":40}"#, "YYYY-MM-DD, RFC 3339 or epoch ms (default: now)");
 
 const fn op(method: &'static str, path: &'static str, tag: &'static str, summary: &'static str, permission: Option<Permission>) -> Operation {
@@ -91,8 +94,8 @@ pub const OPERATIONS: &[Operation] = &[
     with(op("patch", "/api/v1/users/{username}", "users", "Change a user's role or password, or disable them (revokes their refresh tokens)", Some(P::UsersManage)), &[p("username", "the user")], Some(USER_PATCH), 200, &[404, 422]),
     op("get", "/api/v1/sites", "sites", "Sites", Some(P::SitesRead)),
     with(op("post", "/api/v1/sites", "sites", "Create a site", Some(P::SitesManage)), &[], Some(SITE_BODY), 201, &[409, 422]),
-    with(op("get", "/api/v1/sites/{site_id}", "sites", "One site", Some(P::SitesRead)), &[p("site_id", "the site")], None, 200, &[404]),
-    with(op("put", "/api/v1/sites/{site_id}", "sites", "Replace a site's settings", Some(P::SitesManage)), &[p("site_id", "the site")], Some(SITE_BODY), 200, &[404, 422]),
+    with(op("get", "/api/v1/sites/{site_id}", "sites", "One site", Some(P::SitesRead)), &[PATH_SITE], None, 200, &[404]),
+    with(op("put", "/api/v1/sites/{site_id}", "sites", "Replace a site's settings", Some(P::SitesManage)), &[PATH_SITE], Some(SITE_BODY), 200, &[404, 422]),
     with(op("get", "/api/v1/visitors", "visitors", "Visitors ranked by intent, engagement or recency", Some(P::AnalyticsRead)), &[SITE, LIMIT, CURSOR, q("sort", false, r#"{"type":"string","enum":["intent","engagement","last_seen"]}"#, "order"), q("bots", false, r#"{"type":"string","enum":["exclude","only"]}"#, "bots filter")], None, 200, &[]),
     with(op("get", "/api/v1/visitors/{visitor_id}", "visitors", "One visitor's profile and scores", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site")], None, 200, &[404, 409]),
     with(op("get", "/api/v1/visitors/{visitor_id}/events", "visitors", "A visitor's timeline, newest first", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site"), LIMIT, CURSOR], None, 200, &[404, 409]),
@@ -105,7 +108,7 @@ pub const OPERATIONS: &[Operation] = &[
     with(op("post", "/api/v1/leads", "leads", "Add a lead by hand", Some(P::LeadsCreate)), &[], Some(LEAD_NEW), 201, &[404, 409, 422]),
     with(op("get", "/api/v1/leads/{lead_id}", "leads", "One lead with its score breakdown and history", Some(P::LeadsRead)), &[p("lead_id", "the lead"), SITE], None, 200, &[404]),
     with(op("patch", "/api/v1/leads/{lead_id}", "leads", "Edit status, owner, notes (reps: own leads only)", Some(P::LeadsUpdate)), &[p("lead_id", "the lead"), SITE], Some(LEAD_PATCH), 200, &[404, 422]),
-    with(op("delete", "/api/v1/leads/{lead_id}", "leads", "Soft-delete a lead", Some(P::LeadsDelete)), &[p("lead_id", "the lead"), SITE], None, 200, &[404]),
+    with(op("delete", "/api/v1/leads/{lead_id}", "leads", "Soft-delete a lead", Some(P::LeadsDelete)), &[p("lead_id", "the lead"), SITE], None, 204, &[404]),
     with(op("get", "/api/v1/leads/{lead_id}/timeline", "leads", "A lead's multi-device timeline", Some(P::LeadsRead)), &[p("lead_id", "the lead"), SITE, LIMIT, CURSOR], None, 200, &[404]),
     with(op("get", "/api/v1/leads/{lead_id}/audit", "leads", "A lead's change audit", Some(P::LeadsRead)), &[p("lead_id", "the lead"), SITE, LIMIT], None, 200, &[404]),
     with(op("post", "/api/v1/leads/{lead_id}/outcome", "leads", "Record how a lead ended", Some(P::LeadsUpdate)), &[p("lead_id", "the lead"), SITE], Some(OUTCOME), 200, &[404, 422]),
@@ -124,13 +127,13 @@ pub const OPERATIONS: &[Operation] = &[
     with(op("post", "/api/v1/import/{kind}", "health", "Import business data (CSV; all rows or none)", Some(P::DataImport)), &[Param { name: "kind", path: true, required: true, schema: r#"{"type":"string","enum":["accounts","invoices","tickets","relationships"]}"#, doc: "what the file holds" }, SITE], Some(CSV), 200, &[404, 422]),
     with(op("get", "/api/v1/alert-rules", "alerts", "Alert rules (secrets redacted)", Some(P::AlertsRead)), &[SITE], None, 200, &[]),
     with(op("post", "/api/v1/alert-rules", "alerts", "Create an alert rule (the webhook secret is shown once)", Some(P::AlertsManage)), &[], Some(RULE), 201, &[404, 409, 422]),
-    with(op("delete", "/api/v1/alert-rules/{site_id}/{rule_id}", "alerts", "Delete an alert rule", Some(P::AlertsManage)), &[p("site_id", "the site"), p("rule_id", "the rule")], None, 200, &[404]),
+    with(op("delete", "/api/v1/alert-rules/{site_id}/{rule_id}", "alerts", "Delete an alert rule", Some(P::AlertsManage)), &[PATH_SITE, p("rule_id", "the rule")], None, 204, &[404]),
     with(op("get", "/api/v1/alerts", "alerts", "Fired alerts with their delivery attempts", Some(P::AlertsRead)), &[SITE, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":1000}"#, "page size")], None, 200, &[]),
     with(op("get", "/api/v1/forms", "forms", "Lead form definitions", Some(P::FormsRead)), &[SITE], None, 200, &[404]),
     with(op("post", "/api/v1/forms", "forms", "Create a lead form", Some(P::FormsManage)), &[], Some(FORM), 201, &[404, 409, 422]),
-    with(op("get", "/api/v1/forms/{site_id}/{form_id}", "forms", "One lead form", Some(P::FormsRead)), &[p("site_id", "the site"), p("form_id", "the form")], None, 200, &[404]),
-    with(op("put", "/api/v1/forms/{site_id}/{form_id}", "forms", "Replace a lead form", Some(P::FormsManage)), &[p("site_id", "the site"), p("form_id", "the form")], Some(FORM), 200, &[404, 422]),
-    with(op("delete", "/api/v1/forms/{site_id}/{form_id}", "forms", "Delete a lead form", Some(P::FormsManage)), &[p("site_id", "the site"), p("form_id", "the form")], None, 200, &[404]),
+    with(op("get", "/api/v1/forms/{site_id}/{form_id}", "forms", "One lead form", Some(P::FormsRead)), &[PATH_SITE, PATH_FORM], None, 200, &[404]),
+    with(op("put", "/api/v1/forms/{site_id}/{form_id}", "forms", "Replace a lead form", Some(P::FormsManage)), &[PATH_SITE, PATH_FORM], Some(FORM), 200, &[404, 422]),
+    with(op("delete", "/api/v1/forms/{site_id}/{form_id}", "forms", "Delete a lead form", Some(P::FormsManage)), &[PATH_SITE, PATH_FORM], None, 204, &[404]),
     op("get", "/api/v1/openapi.json", "meta", "This document", None),
     op("get", "/api/v1/docs", "meta", "This document, rendered", None),
 ];
@@ -143,6 +146,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
+        204 => "Done; no content",
         304 => "Not modified (If-None-Match matched the ETag)",
         400 => "Malformed JSON or an invalid/missing parameter — codes `malformed_json`, `invalid_parameter`, `missing_parameter`, `bad_request`",
         401 => "Not signed in, or the token is invalid or expired — codes `unauthorized`, `invalid_token`, `bad_credentials`",
@@ -185,7 +189,7 @@ pub fn document() -> Value {
         for status in statuses(o) {
             let mut response = json!({ "description": reason(status) });
             match status {
-                304 => {}
+                204 | 304 => {}
                 s if s < 300 && o.path.ends_with("/docs") => response["content"] = json!({"text/html": {"schema": {"type": "string"}}}),
                 s if s < 300 && o.path.ends_with("/openapi.json") => response["content"] = json!({"application/json": {"schema": {"type": "object"}}}),
                 s if s < 300 => response["content"] = json!({"application/json": {"schema": success.clone()}}),
