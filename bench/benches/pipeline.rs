@@ -161,9 +161,10 @@ fn store_write(c: &mut Criterion) {
                 for (event, raw) in collected(&fresh) {
                     let (mut stored, facts) = enricher.enrich(event, &raw);
                     let profile = profiles.entry(stored.visitor_id.clone()).or_default();
-                    batch.sessions.push(apply_event(profile, &mut stored, &site, &facts));
+                    batch.sessions.extend(apply_event(profile, &mut stored, &site, &facts));
                     batch.events.push(stored);
                 }
+                batch.sessions.extend(profiles.values().filter_map(|p| p.current_session.clone()));
                 batch.visitors = profiles.into_values().collect();
                 batch
             },

@@ -222,9 +222,10 @@ impl Processor {
                 let mut scratch = profile.clone();
                 apply_event(&mut scratch, &mut stored, &rules, &facts);
             } else {
-                let session = apply_event(profile, &mut stored, &rules, &facts);
+                if let Some(closed) = apply_event(profile, &mut stored, &rules, &facts) {
+                    sessions.insert((closed.site_id.clone(), closed.session_id.clone()), closed);
+                }
                 profile.applied_offsets.insert(position, offset);
-                sessions.insert((session.site_id.clone(), session.session_id.clone()), session);
                 if dirty_set.insert(key.clone()) {
                     dirty.push(key);
                 }
@@ -233,6 +234,12 @@ impl Processor {
             // stored the profile's link but not the lead.
             signals.extend(identity::Signal::from_event(&stored));
             batch.events.push(stored);
+        }
+        // The open session of every visitor this batch's events touched, in its final state.
+        for key in &dirty {
+            if let Some(session) = self.profiles.get(key).and_then(|p| p.current_session.clone()) {
+                sessions.insert((session.site_id.clone(), session.session_id.clone()), session);
+            }
         }
         self.update_leads(signals, &mut dirty, &mut batch).await?;
         batch.visitors = dirty.iter().filter_map(|k| self.profiles.get(k).cloned()).collect();

@@ -61,8 +61,10 @@ fn starts_new_session(current: Option<&Session>, event: &StoredEvent, campaign: 
 
 /// Applies one enriched event to the visitor's profile (created by the caller if new), filling
 /// the event's `session_id` and `intent_signal`. `facts` are the event URL's (from enrichment).
-/// Returns the updated session.
-pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: &SiteRules, facts: &UrlFacts) -> Session {
+/// The visitor's open session is `profile.current_session`; when this event starts a new one,
+/// the session it closed is returned (its final state), so a caller writing sessions per batch
+/// keeps every session the batch touched without copying one per event.
+pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: &SiteRules, facts: &UrlFacts) -> Option<Session> {
     let is_pageview = matches!(event.body, EventBody::Pageview);
     let mut utm = facts.utm.clone();
     if is_pageview {
@@ -83,8 +85,10 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
     }
 
     let campaign = if is_pageview { utm.campaign.as_deref() } else { None };
+    let mut closed = None;
     if starts_new_session(profile.current_session.as_ref(), event, campaign) {
         let previous_end = profile.current_session.as_ref().map(|s| s.end_ms);
+        closed = profile.current_session.take();
         let id = fnv1a(&[event.site_id.as_bytes(), event.visitor_id.as_bytes(), &event.ts_ms.to_le_bytes()]);
         let page_host = facts.host.as_deref();
         profile.current_session = Some(Session {
@@ -179,12 +183,12 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
     profile.events += 1;
     profile.first_seen_ms = profile.first_seen_ms.min(event.ts_ms);
     profile.last_seen_ms = profile.last_seen_ms.max(event.ts_ms);
-    let session = session.clone();
     profile.is_bot |= event.is_bot;
-    if !event.device.category.is_empty() {
+    // Compared before copied: most events repeat the visitor's device and place.
+    if !event.device.category.is_empty() && profile.device != event.device {
         profile.device = event.device.clone();
     }
-    if event.geo.country.is_some() || event.geo.asn.is_some() {
+    if (event.geo.country.is_some() || event.geo.asn.is_some()) && profile.geo != event.geo {
         profile.geo = event.geo.clone();
     }
     let day = utc_day(event.ts_ms);
@@ -196,7 +200,7 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
     }
     profile.engagement_score = scoring::engagement_score(profile);
     profile.intent_score = scoring::intent_score(profile.intent_points);
-    session
+    closed
 }
 
 #[cfg(test)]
@@ -237,7 +241,8 @@ mod tests {
             .iter_mut()
             .map(|e| {
                 let facts = url_facts(e.url.as_deref());
-                apply_event(profile, e, &site, &facts)
+                apply_event(profile, e, &site, &facts);
+                profile.current_session.clone().expect("an event always leaves an open session")
             })
             .collect()
     }

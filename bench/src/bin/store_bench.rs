@@ -56,10 +56,10 @@ fn batch(generator: &mut BeaconGen, enricher: &mut Enricher, rules: &SiteRules, 
         let collected = CollectedEvent { event: wire.clone(), received_at_ms: ts, ip: Some("81.2.69.1".into()), user_agent: Some(crm_bench::USER_AGENTS[i % 5].into()) };
         let (mut stored, facts) = enricher.enrich(wire.validate(&limits).expect("valid"), &collected);
         let profile = profiles.entry(stored.visitor_id.clone()).or_insert_with(crm_schemas::VisitorProfile::default);
-        let session = apply_event(profile, &mut stored, rules, &facts);
-        out.sessions.push(session);
+        out.sessions.extend(apply_event(profile, &mut stored, rules, &facts));
         out.events.push(stored);
     }
+    out.sessions.extend(profiles.values().filter_map(|p| p.current_session.clone()));
     out
 }
 
