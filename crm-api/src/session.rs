@@ -62,18 +62,13 @@ impl FromRequestParts<ApiState> for ClientInfo {
 }
 
 pub fn client_info(parts: &Parts, trust_forwarded_for: bool) -> ClientInfo {
-    let forwarded = trust_forwarded_for
-        .then(|| parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
-        .flatten()
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.trim().parse::<IpAddr>().ok());
     let peer = parts
         .extensions
         .get::<crm_service::RemoteAddr>()
         .map(|r| r.0.ip())
         .or_else(|| parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()));
     let user_agent = parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(256).collect());
-    ClientInfo { ip: forwarded.or(peer), user_agent }
+    ClientInfo { ip: crm_service::client_ip(&parts.headers, peer, trust_forwarded_for), user_agent }
 }
 
 #[derive(Default)]

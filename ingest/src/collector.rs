@@ -170,15 +170,8 @@ impl Collector {
     }
 
     fn context(&self, headers: &HeaderMap, remote: Option<RemoteAddr>) -> RequestContext {
-        let forwarded = self
-            .config
-            .trust_forwarded_for
-            .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
-            .flatten()
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok());
         RequestContext {
-            ip: forwarded.or(remote.map(|r| r.0.ip())),
+            ip: crm_service::client_ip(headers, remote.map(|r| r.0.ip()), self.config.trust_forwarded_for),
             user_agent: header_string(headers, header::USER_AGENT),
             origin: header_string(headers, header::ORIGIN),
             received_at_ms: now_ms(),

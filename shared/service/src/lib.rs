@@ -14,6 +14,6 @@ mod telemetry;
 pub use envelope::{empty_response, error_response, json_response, text_response, ApiErrorBody, Body, BoxError};
 pub use health::Health;
 pub use metrics::MetricsRegistry;
-pub use serve::{serve, RemoteAddr};
+pub use serve::{client_ip, serve, RemoteAddr};
 pub use shutdown::{wait_for_signal, Shutdown};
 pub use telemetry::{init_tracing, LogFormat};

@@ -20,6 +20,17 @@ use crate::{Body, Shutdown};
 #[derive(Clone, Copy, Debug)]
 pub struct RemoteAddr(pub SocketAddr);
 
+/// The client's address: the first `X-Forwarded-For` hop when the deployment trusts its proxy
+/// to set it, else the TCP peer.
+pub fn client_ip(headers: &http::HeaderMap, peer: Option<std::net::IpAddr>, trust_forwarded_for: bool) -> Option<std::net::IpAddr> {
+    let forwarded = trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok());
+    forwarded.or(peer)
+}
+
 /// Serves `handler` on `listener` until `shutdown` fires, then drains for up to `drain`.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: Shutdown, drain: Duration)
 where
