@@ -38,6 +38,45 @@ pub fn events_schema() -> SchemaRef {
     ]))
 }
 
+/// Rows of the [`events_schema`] table, appended one at a time.
+#[derive(Default)]
+pub struct EventsBuilder {
+    account: StringBuilder,
+    visitor: StringBuilder,
+    ts: Int64Builder,
+    kind: StringBuilder,
+    name: StringBuilder,
+    session: StringBuilder,
+    engaged: Int64Builder,
+}
+
+impl EventsBuilder {
+    /// One event row; `name` is a custom event's name ("" for other kinds).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(&mut self, account_id: &str, visitor_id: &str, ts_ms: i64, kind: &str, name: &str, session_id: &str, engaged_ms: i64) {
+        self.account.append_value(account_id);
+        self.visitor.append_value(visitor_id);
+        self.ts.append_value(ts_ms);
+        self.kind.append_value(kind);
+        self.name.append_value(name);
+        self.session.append_value(session_id);
+        self.engaged.append_value(engaged_ms);
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, BatchError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.account.finish()),
+            Arc::new(self.visitor.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.session.finish()),
+            Arc::new(self.engaged.finish()),
+        ];
+        RecordBatch::try_new(events_schema(), columns).map_err(df_err)
+    }
+}
+
 /// Where the health job reads usage from.
 pub enum UsageSource<'a> {
     /// Any store, scanned through the store seam (the embedded default).
@@ -87,41 +126,20 @@ async fn scan_batches(store: &dyn Store, site_id: &str, from_ms: i64, to_ms: i64
                 accounts.insert(profile.visitor_id, account);
             }
         }
-        let (mut account, mut visitor, mut ts, mut kind, mut name, mut session, mut engaged) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            Int64Builder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            Int64Builder::new(),
-        );
+        let mut rows = EventsBuilder::default();
         for event in page.items.iter().filter(|e| !e.is_bot) {
             let Some(Some(account_id)) = accounts.get(&event.visitor_id) else { continue };
-            account.append_value(account_id);
-            visitor.append_value(&event.visitor_id);
-            ts.append_value(event.ts_ms);
-            kind.append_value(event.body.kind().as_str());
-            match &event.body {
-                EventBody::Custom { name: n } => name.append_value(n),
-                _ => name.append_value(""),
-            }
-            session.append_value(&event.session_id);
-            engaged.append_value(match &event.body {
+            let name = match &event.body {
+                EventBody::Custom { name } => name.as_str(),
+                _ => "",
+            };
+            let engaged_ms = match &event.body {
                 EventBody::Engagement { engaged_ms, .. } => *engaged_ms as i64,
                 _ => 0,
-            });
+            };
+            rows.push(account_id, &event.visitor_id, event.ts_ms, event.body.kind().as_str(), name, &event.session_id, engaged_ms);
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(account.finish()),
-            Arc::new(visitor.finish()),
-            Arc::new(ts.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(name.finish()),
-            Arc::new(session.finish()),
-            Arc::new(engaged.finish()),
-        ];
-        let batch = RecordBatch::try_new(events_schema(), columns).map_err(df_err)?;
+        let batch = rows.finish()?;
         if batch.num_rows() > 0 {
             batches.push(batch);
         }

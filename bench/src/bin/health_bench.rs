@@ -10,14 +10,12 @@
 //!   and a checksum of the aggregates (compared with DuckDB's).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crm_batch_jobs::health::{health, HealthInputs};
-use crm_batch_jobs::usage::{events_schema, usage_inputs_in, usage_queries};
-use datafusion::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
+use crm_batch_jobs::usage::{events_schema, usage_inputs_in, usage_queries, EventsBuilder};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -74,18 +72,13 @@ fn generate(dir: PathBuf, events: usize, accounts: usize, files: usize, seed: u6
         if rows == 0 {
             break;
         }
-        let (mut account, mut visitor, mut ts, mut kind, mut name, mut session, mut engaged) =
-            (StringBuilder::new(), StringBuilder::new(), Int64Builder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), Int64Builder::new());
+        let mut table = EventsBuilder::default();
         for _ in 0..rows {
             let pick = rng.gen::<f64>();
             let a = cumulative.partition_point(|c| *c < pick).min(accounts - 1);
             let u = rng.gen_range(0..users[a]);
             let t = NOW_MS - rng.gen_range(0..56 * DAY_MS);
             let day = t / DAY_MS;
-            account.append_value(format!("acct-{a:05}"));
-            visitor.append_value(format!("acct-{a:05}-u{u}"));
-            ts.append_value(t);
-            session.append_value(format!("acct-{a:05}-u{u}-d{day}"));
             let roll = rng.gen::<f64>();
             let (k, n, e) = if roll < 0.15 {
                 ("custom", "login", 0)
@@ -98,20 +91,10 @@ fn generate(dir: PathBuf, events: usize, accounts: usize, files: usize, seed: u6
             } else {
                 ("engagement", "", rng.gen_range(1_000..600_000))
             };
-            kind.append_value(k);
-            name.append_value(n);
-            engaged.append_value(e);
+            let (account, visitor) = (format!("acct-{a:05}"), format!("acct-{a:05}-u{u}"));
+            table.push(&account, &visitor, t, k, n, &format!("{visitor}-d{day}"), e);
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(account.finish()),
-            Arc::new(visitor.finish()),
-            Arc::new(ts.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(name.finish()),
-            Arc::new(session.finish()),
-            Arc::new(engaged.finish()),
-        ];
-        let batch = RecordBatch::try_new(events_schema(), columns)?;
+        let batch = table.finish()?;
         let path = dir.join(format!("events-{file:03}.parquet"));
         let mut writer = ArrowWriter::try_new(std::fs::File::create(&path)?, events_schema(), Some(props.clone()))?;
         writer.write(&batch)?;
