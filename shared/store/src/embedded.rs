@@ -7,7 +7,8 @@
 //!   visitor) as top-N indexes kept in step with every profile write, `visitor_sites` for lookup
 //!   by id alone;
 //! * `sessions` (site, start, session) → session JSON; `dead_letters` (site, received, id);
-//! * `sites`, `users`, `meta` keyed by name; `forms` keyed by `site/form`.
+//! * `sites`, `users`, `meta` keyed by name; `forms` keyed by `site/form`; refresh tokens and
+//!   the auth audit log in `embedded/auth.rs`; the write transaction in `embedded/write.rs`.
 //!
 //! One write transaction per [`WriteBatch`] makes dedupe, events, profiles and sessions change
 //! together, which is what makes replays after a crash exact.
@@ -34,9 +35,10 @@ use crate::{
 mod alerts;
 mod auth;
 mod business;
-mod timeline;
 mod insights;
 mod leads;
+mod timeline;
+mod write;
 
 pub(super) type EventKey<'a> = (&'a str, i64, u128);
 const EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
@@ -164,70 +166,6 @@ impl EmbeddedStore {
             .await
             .map_err(|e| StoreError::Backend { message: format!("store task failed: {e}"), retryable: true })?
     }
-
-    fn write_blocking(db: &Database, batch: WriteBatch) -> Result<WriteOutcome> {
-        let txn = db.begin_write().map_err(db_err)?;
-        let mut outcome = WriteOutcome::default();
-        {
-            let mut ids = txn.open_table(EVENT_IDS).map_err(db_err)?;
-            let mut events = txn.open_table(EVENTS).map_err(db_err)?;
-            let mut timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
-            for event in &batch.events {
-                let id = event.event_id.as_u128();
-                if ids.get(id).map_err(db_err)?.is_some() {
-                    outcome.duplicates_skipped += 1;
-                    continue;
-                }
-                ids.insert(id, ()).map_err(db_err)?;
-                events.insert((event.site_id.as_str(), event.ts_ms, id), encode(event)?.as_slice()).map_err(db_err)?;
-                timeline
-                    .insert((event.site_id.as_str(), event.visitor_id.as_str(), event.ts_ms, id), ())
-                    .map_err(db_err)?;
-                outcome.events_written += 1;
-            }
-            let mut visitors = txn.open_table(VISITORS).map_err(db_err)?;
-            let mut ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
-            let mut rank_keys = txn.open_table(VISITOR_RANK_KEYS).map_err(db_err)?;
-            let mut visitor_sites = txn.open_table(VISITOR_SITES).map_err(db_err)?;
-            for profile in &batch.visitors {
-                let key = (profile.site_id.as_str(), profile.visitor_id.as_str());
-                let previous = rank_keys.get(key).map_err(db_err)?.map(|guard| guard.value());
-                match previous {
-                    Some((old_bot, intent, engagement, last_seen)) => {
-                        let old_bot = old_bot == 1;
-                        for (sort, value) in SORTS.into_iter().zip([intent, engagement, last_seen]) {
-                            ranks.remove((key.0, rank_kind(sort, old_bot), value, key.1)).map_err(db_err)?;
-                        }
-                    }
-                    None => {
-                        visitor_sites.insert((key.1, key.0), ()).map_err(db_err)?;
-                    }
-                }
-                visitors.insert(key, encode(profile)?.as_slice()).map_err(db_err)?;
-                let values = SORTS.map(|sort| rank_value(profile, sort));
-                for (sort, value) in SORTS.into_iter().zip(values) {
-                    ranks.insert((key.0, rank_kind(sort, profile.is_bot), value, key.1), ()).map_err(db_err)?;
-                }
-                rank_keys.insert(key, (u8::from(profile.is_bot), values[0], values[1], values[2])).map_err(db_err)?;
-            }
-            let mut sessions = txn.open_table(SESSIONS).map_err(db_err)?;
-            for session in &batch.sessions {
-                sessions
-                    .insert((session.site_id.as_str(), session.start_ms, session.session_id.as_str()), encode(session)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            let mut dead = txn.open_table(DEAD_LETTERS).map_err(db_err)?;
-            for letter in &batch.dead_letters {
-                dead.insert((letter.site_id.as_str(), letter.received_at_ms, letter.id.as_u128()), encode(letter)?.as_slice())
-                    .map_err(db_err)?;
-            }
-            leads::write(&txn, &batch)?;
-            alerts::insert_new(&txn, &batch.alerts)?;
-            insights::upsert(&txn, &batch.insight_requests)?;
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(outcome)
-    }
 }
 
 fn get_json<T: DeserializeOwned>(db: &Database, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<T>> {
@@ -327,7 +265,7 @@ impl Store for EmbeddedStore {
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        self.blocking(move |db| Self::write_blocking(db, batch)).await
+        self.blocking(move |db| write::write(db, batch)).await
     }
 
     async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
