@@ -1,8 +1,9 @@
 //! The embedded store: one redb database file (`<data-dir>/store.redb`), ACID, pure Rust.
 //!
 //! Layout (all keys are tuples, so per-site scans are ordered range reads):
-//! * `events` (site, ts, event_id) → event JSON, plus `event_ids` for dedupe and
-//!   `visitor_events` (site, visitor, ts, event_id) as the timeline index;
+//! * `event_index` (site, ts, event_id) → where the event's JSON lives in the append-only body
+//!   segments (`embedded/bodies.rs`), plus `event_ids` for dedupe and `visitor_events`
+//!   (site, visitor, ts, event_id) as the timeline index;
 //! * `visitors` (site, visitor) → profile JSON, `visitor_rank` (site, sort|bot, inverted key,
 //!   visitor) as top-N indexes kept in step with every profile write, `visitor_sites` for lookup
 //!   by id alone;
@@ -15,8 +16,8 @@
 
 use std::collections::HashSet;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use crm_schemas::{
@@ -34,14 +35,18 @@ use crate::{
 
 mod alerts;
 mod auth;
+mod bodies;
 mod business;
 mod insights;
 mod leads;
 mod timeline;
+mod migrate;
 mod write;
 
 pub(super) type EventKey<'a> = (&'a str, i64, u128);
-const EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
+const EVENTS: TableDefinition<EventKey, bodies::BodyRef> = TableDefinition::new("event_index");
+/// Before event bodies moved to segment files: (site, ts, event id) → event JSON. Migrated on open.
+const LEGACY_EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
 const EVENT_IDS: TableDefinition<u128, ()> = TableDefinition::new("event_ids");
 const VISITOR_EVENTS: TableDefinition<(&str, &str, i64, u128), ()> = TableDefinition::new("visitor_events");
 const VISITORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("visitors");
@@ -113,6 +118,8 @@ fn parse_time_cursor(cursor: &str) -> Result<(i64, u128)> {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    bodies_dir: Arc<PathBuf>,
+    appender: Arc<Mutex<bodies::Appender>>,
 }
 
 impl EmbeddedStore {
@@ -121,8 +128,13 @@ impl EmbeddedStore {
         Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
     }
 
-    /// Opens or creates `<dir>/store.redb` and makes sure every table exists.
+    /// Opens or creates `<dir>/store.redb` (and the event body segments beside it) and makes
+    /// sure every table exists.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore> {
+        Self::open_inner(dir, cache_bytes, bodies::SEGMENT_BYTES)
+    }
+
+    fn open_inner(dir: &Path, cache_bytes: usize, segment_bytes: u64) -> Result<EmbeddedStore> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
         let path = dir.join("store.redb");
         let db = Database::builder().set_cache_size(cache_bytes).create(&path).map_err(|e| match db_err(e) {
@@ -152,8 +164,12 @@ impl EmbeddedStore {
             business::create_health_table(&txn)?;
             business::create_task_table(&txn)?;
         }
+        let committed = bodies::committed_end(&txn)?;
         txn.commit().map_err(db_err)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let bodies_dir = dir.join("event-bodies");
+        let mut appender = bodies::Appender::open(&bodies_dir, committed, segment_bytes)?;
+        migrate::legacy_events(&db, &mut appender)?;
+        Ok(EmbeddedStore { db: Arc::new(db), bodies_dir: Arc::new(bodies_dir), appender: Arc::new(Mutex::new(appender)) })
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T>
@@ -163,6 +179,18 @@ impl EmbeddedStore {
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| StoreError::Backend { message: format!("store task failed: {e}"), retryable: true })?
+    }
+
+    /// Like [`EmbeddedStore::blocking`], for work that reads event bodies too.
+    async fn with_bodies<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database, &Path) -> Result<T> + Send + 'static,
+    {
+        let (db, dir) = (self.db.clone(), self.bodies_dir.clone());
+        tokio::task::spawn_blocking(move || work(&db, &dir))
             .await
             .map_err(|e| StoreError::Backend { message: format!("store task failed: {e}"), retryable: true })?
     }
@@ -265,7 +293,13 @@ impl Store for EmbeddedStore {
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
         }
-        self.blocking(move |db| write::write(db, batch)).await
+        let appender = self.appender.clone();
+        self.blocking(move |db| {
+            // A panic mid-batch leaves nothing half-done in the appender: `begin` resets it.
+            let mut appender = appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            write::write(db, &mut appender, batch)
+        })
+        .await
     }
 
     async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
@@ -351,10 +385,11 @@ impl Store for EmbeddedStore {
 
     async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
         let (site, visitor, cursor) = (site_id.to_owned(), visitor_id.to_owned(), cursor.map(str::to_owned));
-        self.blocking(move |db| {
+        self.with_bodies(move |db, dir| {
             let txn = db.begin_read().map_err(db_err)?;
             let timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
             let events = txn.open_table(EVENTS).map_err(db_err)?;
+            let mut reader = bodies::Reader::point(dir);
             let (s, v) = (site.as_str(), visitor.as_str());
             let upper = match cursor.as_deref() {
                 Some(c) => {
@@ -375,8 +410,8 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 let (_, _, ts, id) = key.value();
-                if let Some(bytes) = events.get((s, ts, id)).map_err(db_err)? {
-                    items.push(decode::<StoredEvent>(bytes.value())?);
+                if let Some(at) = events.get((s, ts, id)).map_err(db_err)? {
+                    items.push(decode::<StoredEvent>(reader.read(at.value())?)?);
                 }
             }
             let next_cursor = if more { items.last().map(|e| format!("{}:{}", e.ts_ms, e.event_id.as_u128())) } else { None };
@@ -388,13 +423,13 @@ impl Store for EmbeddedStore {
     async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
         let upper = cursor.map(parse_event_cursor).transpose()?;
         let (site, visitors) = (site_id.to_owned(), visitor_ids.to_vec());
-        self.blocking(move |db| timeline::events_of_visitors(db, &site, &visitors, limit, upper)).await
+        self.with_bodies(move |db, dir| timeline::events_of_visitors(db, dir, &site, &visitors, limit, upper)).await
     }
 
     async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
         let after = cursor.map(parse_event_cursor).transpose()?;
         let site = site_id.to_owned();
-        self.blocking(move |db| timeline::scan(db, &site, from_ms, to_ms, limit, after)).await
+        self.with_bodies(move |db, dir| timeline::scan(db, dir, &site, from_ms, to_ms, limit, after)).await
     }
 
     async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
@@ -416,7 +451,7 @@ impl Store for EmbeddedStore {
 
     async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
         let site = site_id.to_owned();
-        self.blocking(move |db| {
+        self.with_bodies(move |db, dir| {
             let txn = db.begin_read().map_err(db_err)?;
             let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
             let events = txn.open_table(EVENTS).map_err(db_err)?;
@@ -425,15 +460,13 @@ impl Store for EmbeddedStore {
             for row in sessions.range::<(&str, i64, &str)>((s, from_ms, "")..(s, to_ms, "")).map_err(db_err)? {
                 builder.add_session(&decode::<Session>(row.map_err(db_err)?.1.value())?);
             }
+            let mut reader = bodies::Reader::sequential(dir);
             for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
                 let (_, value) = row.map_err(db_err)?;
-                let bytes = value.value();
-                // Cheap pre-filter before decoding: only pageviews count here.
-                if memchr_pageview(bytes) {
-                    let event: StoredEvent = decode(bytes)?;
-                    if event.body == crm_schemas::EventBody::Pageview {
-                        builder.add_pageview(&event);
-                    }
+                let at = value.value();
+                // Only pageviews count here; the index knows which events are, unread.
+                if at.3 == bodies::KIND_PAGEVIEW {
+                    builder.add_pageview(&decode::<StoredEvent>(reader.read(at)?)?);
                 }
             }
             Ok(builder.finish(top_n))
@@ -698,16 +731,17 @@ impl Store for EmbeddedStore {
 
     async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
         let site = site_id.to_owned();
-        self.blocking(move |db| {
+        self.with_bodies(move |db, dir| {
             let txn = db.begin_read().map_err(db_err)?;
             let events = txn.open_table(EVENTS).map_err(db_err)?;
             let mut builder = FormStatsBuilder::default();
             let s = site.as_str();
+            let mut reader = bodies::Reader::sequential(dir);
             for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
                 let (_, value) = row.map_err(db_err)?;
-                let bytes = value.value();
-                if contains(bytes, br#""type":"form_"#) {
-                    builder.add(&decode::<StoredEvent>(bytes)?);
+                let at = value.value();
+                if at.3 == bodies::KIND_FORM {
+                    builder.add(&decode::<StoredEvent>(reader.read(at)?)?);
                 }
             }
             Ok(builder.finish())
@@ -738,15 +772,6 @@ impl Store for EmbeddedStore {
     async fn ping(&self) -> Result<()> {
         self.blocking(|db| db.begin_read().map(|_| ()).map_err(db_err)).await
     }
-}
-
-/// True when the JSON bytes contain `"type":"pageview"` (the serializer writes it compactly).
-fn memchr_pageview(bytes: &[u8]) -> bool {
-    contains(bytes, br#""type":"pageview""#)
-}
-
-fn contains(bytes: &[u8], needle: &[u8]) -> bool {
-    bytes.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -2,15 +2,16 @@
 //! devices, newest first) and whole-window scans for batch jobs (oldest first).
 
 use std::ops::Bound;
+use std::path::Path;
 
 use crm_schemas::StoredEvent;
 use redb::Database;
 
-use super::{db_err, decode, EVENTS, VISITOR_EVENTS};
+use super::{bodies, db_err, decode, EVENTS, VISITOR_EVENTS};
 use crate::{Page, Result};
 
 /// Events of `visitors` older than `upper` (ts, id), newest first.
-pub(super) fn events_of_visitors(db: &Database, site: &str, visitors: &[String], limit: usize, upper: Option<(i64, u128)>) -> Result<Page<StoredEvent>> {
+pub(super) fn events_of_visitors(db: &Database, dir: &Path, site: &str, visitors: &[String], limit: usize, upper: Option<(i64, u128)>) -> Result<Page<StoredEvent>> {
     let txn = db.begin_read().map_err(db_err)?;
     let timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
     let events = txn.open_table(EVENTS).map_err(db_err)?;
@@ -34,9 +35,10 @@ pub(super) fn events_of_visitors(db: &Database, site: &str, visitors: &[String],
     let more = keys.len() > limit;
     keys.truncate(limit);
     let mut items = Vec::with_capacity(keys.len());
+    let mut reader = bodies::Reader::point(dir);
     for (ts, id) in keys {
-        if let Some(bytes) = events.get((s, ts, id)).map_err(db_err)? {
-            items.push(decode::<StoredEvent>(bytes.value())?);
+        if let Some(at) = events.get((s, ts, id)).map_err(db_err)? {
+            items.push(decode::<StoredEvent>(reader.read(at.value())?)?);
         }
     }
     let next_cursor = if more { items.last().map(|e| format!("{}:{}", e.ts_ms, e.event_id)) } else { None };
@@ -44,7 +46,7 @@ pub(super) fn events_of_visitors(db: &Database, site: &str, visitors: &[String],
 }
 
 /// A site's events in `[from_ms, to_ms)` after `after` (ts, id), oldest first.
-pub(super) fn scan(db: &Database, site: &str, from_ms: i64, to_ms: i64, limit: usize, after: Option<(i64, u128)>) -> Result<Page<StoredEvent>> {
+pub(super) fn scan(db: &Database, dir: &Path, site: &str, from_ms: i64, to_ms: i64, limit: usize, after: Option<(i64, u128)>) -> Result<Page<StoredEvent>> {
     let txn = db.begin_read().map_err(db_err)?;
     let events = txn.open_table(EVENTS).map_err(db_err)?;
     let low = match after {
@@ -54,13 +56,14 @@ pub(super) fn scan(db: &Database, site: &str, from_ms: i64, to_ms: i64, limit: u
     let range = events.range::<(&str, i64, u128)>((low, Bound::Excluded((site, to_ms, 0u128)))).map_err(db_err)?;
     let mut items = Vec::new();
     let mut more = false;
+    let mut reader = bodies::Reader::sequential(dir);
     for row in range {
         if items.len() == limit {
             more = true;
             break;
         }
         let (_, value) = row.map_err(db_err)?;
-        items.push(decode::<StoredEvent>(value.value())?);
+        items.push(decode::<StoredEvent>(reader.read(value.value())?)?);
     }
     let next_cursor = if more { items.last().map(|e: &StoredEvent| format!("{}:{}", e.ts_ms, e.event_id)) } else { None };
     Ok(Page { items, next_cursor })

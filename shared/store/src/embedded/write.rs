@@ -1,17 +1,20 @@
 //! The embedded store's write transaction: one processor batch — events (deduplicated by id),
 //! the timeline index, visitor profiles with their rank indexes, sessions, dead letters, and the
-//! lead, alert and insight records — committed atomically or not at all.
+//! lead, alert and insight records — committed atomically or not at all. Event bodies go to
+//! the append-only segments (`bodies.rs`), written and synced just before the commit.
 
 use redb::{Database, ReadableTable};
 
+use super::bodies::{self, Appender};
 use super::{
     alerts, db_err, encode, insights, leads, rank_kind, rank_value, DEAD_LETTERS, EVENTS, EVENT_IDS, SESSIONS, SORTS, VISITORS, VISITOR_EVENTS, VISITOR_RANK,
     VISITOR_RANK_KEYS, VISITOR_SITES,
 };
 use crate::{Result, WriteBatch, WriteOutcome};
 
-pub(super) fn write(db: &Database, batch: WriteBatch) -> Result<WriteOutcome> {
+pub(super) fn write(db: &Database, appender: &mut Appender, batch: WriteBatch) -> Result<WriteOutcome> {
     let txn = db.begin_write().map_err(db_err)?;
+    appender.begin()?;
     let mut outcome = WriteOutcome::default();
     {
         let mut ids = txn.open_table(EVENT_IDS).map_err(db_err)?;
@@ -24,7 +27,8 @@ pub(super) fn write(db: &Database, batch: WriteBatch) -> Result<WriteOutcome> {
                 continue;
             }
             ids.insert(id, ()).map_err(db_err)?;
-            events.insert((event.site_id.as_str(), event.ts_ms, id), encode(event)?.as_slice()).map_err(db_err)?;
+            let at = appender.push(&encode(event)?, bodies::kind_of(event))?;
+            events.insert((event.site_id.as_str(), event.ts_ms, id), at).map_err(db_err)?;
             timeline
                 .insert((event.site_id.as_str(), event.visitor_id.as_str(), event.ts_ms, id), ())
                 .map_err(db_err)?;
@@ -70,6 +74,7 @@ pub(super) fn write(db: &Database, batch: WriteBatch) -> Result<WriteOutcome> {
         alerts::insert_new(&txn, &batch.alerts)?;
         insights::upsert(&txn, &batch.insight_requests)?;
     }
+    appender.flush(&txn)?;
     txn.commit().map_err(db_err)?;
     Ok(outcome)
 }

@@ -1,0 +1,56 @@
+//! One-time upgrades of an embedded store written by an earlier version, run at open.
+//!
+//! `legacy_events`: stores from before the body segments kept each event's JSON in the
+//! `events` B-tree. Their rows move to the segments and `event_index` in chunks (each chunk
+//! one transaction, so an interrupted upgrade resumes where it stopped), then the old table
+//! is dropped.
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle};
+
+use super::bodies::{self, Appender};
+use super::{db_err, decode, EventKey, EVENTS, LEGACY_EVENTS};
+use crate::Result;
+use crm_schemas::StoredEvent;
+
+const CHUNK: usize = 10_000;
+
+pub(super) fn legacy_events(db: &Database, appender: &mut Appender) -> Result<()> {
+    let exists = db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?.any(|t| t.name() == LEGACY_EVENTS.name());
+    if !exists {
+        return Ok(());
+    }
+    let mut moved = 0u64;
+    loop {
+        let txn = db.begin_write().map_err(db_err)?;
+        appender.begin()?;
+        let done = {
+            let mut legacy = txn.open_table(LEGACY_EVENTS).map_err(db_err)?;
+            let mut index = txn.open_table(EVENTS).map_err(db_err)?;
+            let mut keys: Vec<(String, i64, u128)> = Vec::with_capacity(CHUNK);
+            for row in legacy.iter().map_err(db_err)?.take(CHUNK) {
+                let (key, value) = row.map_err(db_err)?;
+                let (site, ts, id) = key.value();
+                let event: StoredEvent = decode(value.value())?;
+                let at = appender.push(value.value(), bodies::kind_of(&event))?;
+                index.insert((site, ts, id), at).map_err(db_err)?;
+                keys.push((site.to_owned(), ts, id));
+            }
+            for (site, ts, id) in &keys {
+                let key: EventKey = (site.as_str(), *ts, *id);
+                legacy.remove(key).map_err(db_err)?;
+            }
+            moved += keys.len() as u64;
+            legacy.len().map_err(db_err)? == 0
+        };
+        if done {
+            txn.delete_table(LEGACY_EVENTS).map_err(db_err)?;
+        }
+        appender.flush(&txn)?;
+        txn.commit().map_err(db_err)?;
+        if done {
+            break;
+        }
+    }
+    tracing::info!(events = moved, "moved event bodies out of the b-tree into segment files");
+    Ok(())
+}
