@@ -103,7 +103,7 @@ mod tests {
             sessions: vec![sample_session("s1", "a", t + 10, 2, 30_000), sample_session("s1", "b", t + DAY_MS + 5, 1, 0)],
             ..WriteBatch::default()
         };
-        store.write(batch).await.unwrap();
+        store.write(batch.into()).await.unwrap();
         let rows = daily_rollups(&store, None, 2, t + DAY_MS + 1000).await.unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].day, "2024-10-04");

@@ -105,7 +105,7 @@ pub async fn store_tasks(store: &dyn Store, site_id: &str, tasks: &[Task], now_m
             });
         }
     }
-    store.write(WriteBatch { alerts, ..WriteBatch::default() }).await?;
+    store.write(WriteBatch { alerts, ..WriteBatch::default() }.into()).await?;
     Ok(added)
 }
 

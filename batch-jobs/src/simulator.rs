@@ -180,7 +180,7 @@ pub async fn load_simulated_accounts(store: &dyn Store, site_id: &str, count: us
         }
         if batch.events.len() >= 20_000 || i + 1 == count {
             summary.events += batch.events.len();
-            store.write(std::mem::take(&mut batch)).await?;
+            store.write(std::mem::take(&mut batch).into()).await?;
         }
     }
     summary.invoices = invoices.len();

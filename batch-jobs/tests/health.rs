@@ -52,7 +52,7 @@ async fn fixture(store: &dyn Store, now: i64) {
     };
     let visitors =
         vec![profile("u1", Some("acme"), false), profile("u2", Some("acme"), false), profile("u3", Some("globex"), false), profile("bot", Some("acme"), true), profile("anon", None, false)];
-    store.write(WriteBatch { events, visitors, ..WriteBatch::default() }).await.unwrap();
+    store.write(WriteBatch { events, visitors, ..WriteBatch::default() }.into()).await.unwrap();
     store.put_site(&crm_schemas::Site::new("s1", "Site", 0)).await.unwrap();
     let account = CustomerAccount {
         site_id: "s1".into(),

@@ -168,7 +168,7 @@ fn store_write(c: &mut Criterion) {
                 batch.visitors = profiles.into_values().collect();
                 batch
             },
-            |batch| runtime.block_on(store.write(batch)).expect("write"),
+            |batch| runtime.block_on(store.write(batch.into())).expect("write"),
             BatchSize::LargeInput,
         )
     });

@@ -49,7 +49,7 @@ async fn decide(state: &ApiState, user: &AuthUser, decision: IdentityOverride, t
         batch.leads.push(current.clone());
         result.push(current);
     }
-    state.store.write(batch).await?;
+    state.store.write(batch.into()).await?;
     for entry in audit.iter().filter(|a| targets.contains(&a.lead_id)) {
         let crm = state.store.lead_crm(&site_id, &entry.lead_id).await?.unwrap_or_else(|| crm_schemas::LeadCrm {
             site_id: site_id.clone(),

@@ -146,7 +146,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
     let (score, breakdown, reasons) = lead_score::score(&lead, &site.icp, now);
     (lead.score, lead.breakdown, lead.reasons) = (score, breakdown, reasons);
     let point = crm_schemas::ScorePoint { site_id: lead.site_id.clone(), lead_id: lead.lead_id.clone(), at_ms: now, score };
-    state.store.write(WriteBatch { leads: vec![lead.clone()], score_points: vec![point], ..WriteBatch::default() }).await?;
+    state.store.write(WriteBatch { leads: vec![lead.clone()], score_points: vec![point], ..WriteBatch::default() }.into()).await?;
     tracing::info!(site_id = %lead.site_id, lead_id = %lead.lead_id, by = %user.username, "lead created by hand");
     Ok(reply::created(view(&LeadRecord { lead, crm: None })))
 }

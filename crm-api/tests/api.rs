@@ -92,7 +92,7 @@ async fn seed(store: &Arc<dyn Store>) {
     profiles.push(sample_profile("s2", "v1", 99, 99, t0));
     let events = (0..5).map(|i| sample_event("s1", "v3", t0 + i * 1000, EventBody::Pageview, &format!("/page{i}"))).collect();
     let sessions = vec![sample_session("s1", "v3", t0, 5, 60_000)];
-    store.write(WriteBatch { events, visitors: profiles, sessions, ..WriteBatch::default() }).await.unwrap();
+    store.write(WriteBatch { events, visitors: profiles, sessions, ..WriteBatch::default() }.into()).await.unwrap();
     store.put_site(&crm_schemas::Site::new("s1", "S1", 0)).await.unwrap();
 }
 
@@ -244,7 +244,7 @@ async fn forms_crud_validation_roles_and_funnel() {
         view("v2", now - 2000),
         sample_event("s1", "v1", now - 1000, EventBody::FormSubmit { form_id: "demo".into(), traits: BTreeMap::new() }, "/contact"),
     ];
-    api.store.write(WriteBatch { events, ..WriteBatch::default() }).await.unwrap();
+    api.store.write(WriteBatch { events, ..WriteBatch::default() }.into()).await.unwrap();
     let (status, body) = api.get("/api/v1/analytics/forms?site_id=s1", &rep).await;
     assert_eq!(status, 200, "{body}");
     let demo = &body["data"]["items"][0];

@@ -38,7 +38,7 @@ async fn seeded() -> (Api, String) {
         at_ms: T0,
         resolved: false,
     };
-    api.store.write(WriteBatch { leads, events, conflicts: vec![conflict], ..WriteBatch::default() }).await.unwrap();
+    api.store.write(WriteBatch { leads, events, conflicts: vec![conflict], ..WriteBatch::default() }.into()).await.unwrap();
     (api, admin)
 }
 
@@ -170,7 +170,7 @@ async fn outcomes_feed_the_win_rate_by_score_band() {
     let fixture = [("a@x.example", 90, "won"), ("b@x.example", 85, "lost"), ("c@x.example", 60, "won"), ("d@x.example", 55, "unqualified"), ("e@x.example", 20, "lost")];
     let mut leads: Vec<Lead> = fixture.iter().map(|(email, score, _)| sample_lead("s1", email, *score, T0)).collect();
     leads.push(sample_lead("s1", "f@x.example", 95, T0));
-    api.store.write(WriteBatch { leads, ..WriteBatch::default() }).await.unwrap();
+    api.store.write(WriteBatch { leads, ..WriteBatch::default() }.into()).await.unwrap();
     for (email, _, outcome) in fixture {
         let (status, body) = api.call(Method::POST, &format!("/api/v1/leads/{}/outcome?site_id=s1", lead_id(email)), Some(&admin), Some(json!({"outcome": outcome}))).await;
         assert_eq!(status, 200, "{body}");
@@ -233,7 +233,7 @@ async fn alert_rules_show_the_secret_once_and_alerts_list_their_deliveries() {
 
     let mut alert = crm_store::conformance::sample_alert("s1", "alert_1", T0, T0);
     alert.attempts.push(crm_schemas::DeliveryAttempt { at_ms: T0 + 1, status_code: Some(500), error: None });
-    api.store.write(WriteBatch { alerts: vec![alert], ..WriteBatch::default() }).await.unwrap();
+    api.store.write(WriteBatch { alerts: vec![alert], ..WriteBatch::default() }.into()).await.unwrap();
     let (status, body) = api.get("/api/v1/alerts?site_id=s1", &admin).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["data"][0]["status"].as_str(), body["data"][0]["attempts"][0]["status_code"].as_u64()), (Some("pending"), Some(500)));
@@ -245,7 +245,7 @@ async fn alert_rules_show_the_secret_once_and_alerts_list_their_deliveries() {
 async fn people_merge_and_split_leads_and_resolve_conflicts() {
     let (api, admin) = seeded().await;
     let profiles = ["laptop", "phone", "kiosk"].iter().map(|v| crm_store::conformance::sample_profile("s1", v, 30, 20, T0)).collect();
-    api.store.write(WriteBatch { visitors: profiles, ..WriteBatch::default() }).await.unwrap();
+    api.store.write(WriteBatch { visitors: profiles, ..WriteBatch::default() }.into()).await.unwrap();
     let (ada, bo, cy) = (lead_id("ada@acme.example"), lead_id("bo@globex.example"), lead_id("cy@initech.example"));
     let rep = api.login("rep").await;
     let post = |token: &str, path: String, body: Value| {
@@ -296,7 +296,7 @@ async fn accounts_group_leads_by_domain_and_visitors_by_organisation() {
     anonymous.geo.org = Some("Umbrella Corp".into());
     let mut isp = crm_store::conformance::sample_profile("s1", "home", 10, 10, T0 + 9);
     isp.geo.org = Some("Comcast Cable Communications".into());
-    api.store.write(WriteBatch { visitors: vec![anonymous, isp], ..WriteBatch::default() }).await.unwrap();
+    api.store.write(WriteBatch { visitors: vec![anonymous, isp], ..WriteBatch::default() }.into()).await.unwrap();
     let (status, body) = api.get("/api/v1/accounts?site_id=s1", &admin).await;
     assert_eq!(status, 200, "{body}");
     let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|a| a["account_id"].as_str().unwrap()).collect();

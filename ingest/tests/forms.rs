@@ -60,7 +60,7 @@ async fn definition_is_public_and_skips_known_progressive_fields() {
     let mut profile = VisitorProfile { site_id: "s1".into(), visitor_id: "v1".into(), ..VisitorProfile::default() };
     profile.traits.insert("company".into(), Scalar::Str("Acme".into()));
     profile.traits.insert("email".into(), Scalar::Str("ada@acme.example".into()));
-    h.store.write(crm_store::WriteBatch { visitors: vec![profile], ..Default::default() }).await.unwrap();
+    h.store.write(crm_store::WriteBatch { visitors: vec![profile], ..Default::default() }.into()).await.unwrap();
     let (_, body) = h.definition("/v1/forms/s1/contact?visitor_id=v1").await;
     assert_eq!(body["known"], json!(["company"]), "only progressive fields are skipped");
 

@@ -92,7 +92,8 @@ const SITE_TTL: Duration = Duration::from_secs(10);
 struct Pending {
     event: crm_schemas::Event,
     collected: CollectedEvent,
-    position: String,
+    /// `{source}/{partition}`, shared by the batch's records of one partition.
+    position: Arc<str>,
     offset: u64,
 }
 
@@ -168,11 +169,20 @@ impl Processor {
         let mut outcome = BatchOutcome::default();
         let mut pending = Vec::with_capacity(delivered.len());
         let mut batch = WriteBatch::default();
+        let mut positions: Vec<(u32, Arc<str>)> = Vec::new();
         for record in delivered {
             match record.topic {
                 Topic::Events => match decode_event(&record.payload, &self.limits) {
                     Ok((event, collected)) => {
-                        pending.push(Pending { event, collected, position: format!("{source}/{}", record.partition), offset: record.offset })
+                        let position = match positions.iter().find(|(partition, _)| *partition == record.partition) {
+                            Some((_, position)) => position.clone(),
+                            None => {
+                                let position: Arc<str> = format!("{source}/{}", record.partition).into();
+                                positions.push((record.partition, position.clone()));
+                                position
+                            }
+                        };
+                        pending.push(Pending { event, collected, position, offset: record.offset })
                     }
                     Err(reason) => {
                         outcome.poison += 1;
@@ -216,7 +226,7 @@ impl Processor {
             let key = (stored.site_id.clone(), stored.visitor_id.clone());
             self.load_profile(&key).await?;
             let profile = self.profiles.get_mut(&key).expect("profile loaded");
-            if profile.applied_offsets.get(&position).is_some_and(|&applied| offset <= applied) {
+            if profile.applied_offsets.get(&*position).is_some_and(|&applied| offset <= applied) {
                 // The profile already includes this event (a crash hit between the profile and
                 // event writes): store the event, derive its session on a scratch copy.
                 let mut scratch = profile.clone();
@@ -225,7 +235,12 @@ impl Processor {
                 if let Some(closed) = apply_event(profile, &mut stored, &rules, &facts) {
                     sessions.insert((closed.site_id.clone(), closed.session_id.clone()), closed);
                 }
-                profile.applied_offsets.insert(position, offset);
+                match profile.applied_offsets.get_mut(&*position) {
+                    Some(applied) => *applied = offset,
+                    None => {
+                        profile.applied_offsets.insert(position.to_string(), offset);
+                    }
+                }
                 if dirty_set.insert(key.clone()) {
                     dirty.push(key);
                 }
@@ -252,6 +267,7 @@ impl Processor {
     }
 
     async fn write_with_retry(&mut self, batch: WriteBatch, shutdown: &Shutdown) -> Result<crm_store::WriteOutcome, ProcessorError> {
+        let batch = Arc::new(batch);
         let mut delay = Duration::from_millis(100);
         loop {
             match self.store.write(batch.clone()).await {
@@ -354,9 +370,11 @@ impl Processor {
     }
 }
 
+/// The validated event and its receipt (the receipt's wire event is left empty: enrichment
+/// reads only the receive time, address and user agent from it).
 fn decode_event(payload: &[u8], limits: &Limits) -> Result<(crm_schemas::Event, CollectedEvent), String> {
-    let collected: CollectedEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    let event = collected.event.clone().validate(limits).map_err(|e| e.to_string())?;
+    let mut collected: CollectedEvent = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let event = std::mem::take(&mut collected.event).validate(limits).map_err(|e| e.to_string())?;
     if event.visitor_id.is_none() {
         return Err("event has no visitor id".into());
     }

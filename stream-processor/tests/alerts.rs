@@ -164,7 +164,7 @@ async fn playbook_alerts_carry_the_task() {
         attempts: vec![],
         task: Some(task.clone()),
     };
-    store.write(crm_store::WriteBatch { alerts: vec![alert], ..Default::default() }).await.unwrap();
+    store.write(crm_store::WriteBatch { alerts: vec![alert], ..Default::default() }.into()).await.unwrap();
     let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default());
     assert_eq!(dispatcher.dispatch_due().await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;

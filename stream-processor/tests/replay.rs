@@ -96,10 +96,10 @@ impl Store for TornStore {
     async fn unseen_event_ids(&self, ids: &[uuid::Uuid]) -> crm_store::Result<std::collections::HashSet<uuid::Uuid>> {
         self.inner.unseen_event_ids(ids).await
     }
-    async fn write(&self, batch: crm_store::WriteBatch) -> crm_store::Result<crm_store::WriteOutcome> {
+    async fn write(&self, batch: std::sync::Arc<crm_store::WriteBatch>) -> crm_store::Result<crm_store::WriteOutcome> {
         if self.tear_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            let profiles_only = crm_store::WriteBatch { visitors: batch.visitors, sessions: batch.sessions, ..Default::default() };
-            self.inner.write(profiles_only).await?;
+            let profiles_only = crm_store::WriteBatch { visitors: batch.visitors.clone(), sessions: batch.sessions.clone(), ..Default::default() };
+            self.inner.write(profiles_only.into()).await?;
             return Err(crm_store::StoreError::Io("simulated crash after the profile write".into()));
         }
         self.inner.write(batch).await

@@ -60,7 +60,7 @@ async fn main() -> Result<()> {
                 }
             })
             .collect();
-        store.write(WriteBatch { visitors, ..WriteBatch::default() }).await?;
+        store.write(WriteBatch { visitors, ..WriteBatch::default() }.into()).await?;
         next = end;
     }
     println!("seeded {} visitors in {:.1}s", args.visitors, started.elapsed().as_secs_f64());

@@ -74,7 +74,7 @@ async fn run(name: &'static str, store: Arc<dyn Store>, args: &Args) -> Result<R
         let count = args.batch.min(args.events - written);
         let prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
         let started = Instant::now();
-        store.write(prepared).await?;
+        store.write(prepared.into()).await?;
         write_seconds += started.elapsed().as_secs_f64();
         written += count;
     }

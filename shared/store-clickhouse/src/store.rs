@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use clickhouse::Client;
@@ -348,7 +349,7 @@ impl Store for ClickHouseStore {
         Ok(unseen)
     }
 
-    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome> {
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome> {
         // Order matters: profiles and sessions first, events last (see the crate docs).
         let visitors: Vec<VisitorRow> = batch.visitors.iter().map(visitor_row).collect::<Result<_>>()?;
         self.insert_rows("visitors", &visitors).await?;

@@ -16,7 +16,7 @@ async fn expired_partitions_are_dropped() {
     let day = 86_400_000i64;
     let old = sample_event("s1", "old-visitor", now - 400 * day, EventBody::Pageview, "/old");
     let recent = sample_event("s1", "new-visitor", now - day, EventBody::Pageview, "/new");
-    store.write(WriteBatch { events: vec![old, recent], ..WriteBatch::default() }).await.unwrap();
+    store.write(WriteBatch { events: vec![old, recent], ..WriteBatch::default() }.into()).await.unwrap();
     store.optimize().await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 2, "no retention configured: everything stays");
 

@@ -133,7 +133,7 @@ pub async fn events_round_trip_through_the_timeline(harness: &dyn StoreHarness) 
         .collect();
     let other = sample_event("s1", "v2", T0, EventBody::Pageview, "/other");
     let outcome = store
-        .write(WriteBatch { events: [events.clone(), vec![other]].concat(), ..WriteBatch::default() })
+        .write(WriteBatch { events: [events.clone(), vec![other]].concat(), ..WriteBatch::default() }.into())
         .await
         .expect("write");
     assert_eq!(outcome.events_written, 6);
@@ -150,8 +150,8 @@ pub async fn events_round_trip_through_the_timeline(harness: &dyn StoreHarness) 
 pub async fn replayed_events_are_written_once(harness: &dyn StoreHarness) {
     let store = harness.open().await;
     let event = sample_event("s1", "v1", T0, EventBody::Pageview, "/pricing");
-    let first = store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }).await.expect("write");
-    let second = store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }).await.expect("rewrite");
+    let first = store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }.into()).await.expect("write");
+    let second = store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }.into()).await.expect("rewrite");
     assert_eq!((first.events_written, first.duplicates_skipped), (1, 0));
     assert_eq!((second.events_written, second.duplicates_skipped), (0, 1));
     let page = store.visitor_events("s1", "v1", 10, None).await.expect("timeline");
@@ -161,7 +161,7 @@ pub async fn replayed_events_are_written_once(harness: &dyn StoreHarness) {
 pub async fn unseen_event_ids_reports_only_new_ids(harness: &dyn StoreHarness) {
     let store = harness.open().await;
     let event = sample_event("s1", "v1", T0, EventBody::Pageview, "/");
-    store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { events: vec![event.clone()], ..WriteBatch::default() }.into()).await.expect("write");
     let fresh = Uuid::new_v4();
     let unseen = store.unseen_event_ids(&[event.event_id, fresh]).await.expect("unseen");
     assert_eq!(unseen.len(), 1);
@@ -178,7 +178,7 @@ pub async fn visitors_list_sorted_with_cursor_pagination(harness: &dyn StoreHarn
         sample_profile("s1", "e", 0, 0, T0 + 1),
         sample_profile("s2", "z", 100, 100, T0),
     ];
-    store.write(WriteBatch { visitors, ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { visitors, ..WriteBatch::default() }.into()).await.expect("write");
     let mut query = VisitorQuery { site_id: "s1".into(), sort: VisitorSort::Intent, limit: 2, ..VisitorQuery::default() };
     let mut order = Vec::new();
     loop {
@@ -211,10 +211,10 @@ pub async fn profile_updates_move_the_visitor_in_rankings(harness: &dyn StoreHar
         .write(WriteBatch {
             visitors: vec![sample_profile("s1", "a", 10, 10, T0), sample_profile("s1", "b", 20, 20, T0)],
             ..WriteBatch::default()
-        })
+        }.into())
         .await
         .expect("write");
-    store.write(WriteBatch { visitors: vec![sample_profile("s1", "a", 95, 10, T0 + 1)], ..WriteBatch::default() }).await.expect("update");
+    store.write(WriteBatch { visitors: vec![sample_profile("s1", "a", 95, 10, T0 + 1)], ..WriteBatch::default() }.into()).await.expect("update");
     let page = store
         .list_visitors(&VisitorQuery { site_id: "s1".into(), limit: 10, ..VisitorQuery::default() })
         .await
@@ -227,7 +227,7 @@ pub async fn bots_are_listed_separately(harness: &dyn StoreHarness) {
     let store = harness.open().await;
     let mut bot = sample_profile("s1", "crawler", 99, 99, T0);
     bot.is_bot = true;
-    store.write(WriteBatch { visitors: vec![bot, sample_profile("s1", "human", 1, 1, T0)], ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { visitors: vec![bot, sample_profile("s1", "human", 1, 1, T0)], ..WriteBatch::default() }.into()).await.expect("write");
     let humans = store.list_visitors(&VisitorQuery { site_id: "s1".into(), limit: 10, ..VisitorQuery::default() }).await.expect("humans");
     assert_eq!(humans.items.iter().map(|v| v.visitor_id.as_str()).collect::<Vec<_>>(), vec!["human"]);
     let bots = store
@@ -243,7 +243,7 @@ pub async fn visitor_is_found_by_id_alone(harness: &dyn StoreHarness) {
         .write(WriteBatch {
             visitors: vec![sample_profile("s1", "shared", 1, 1, T0), sample_profile("s2", "shared", 2, 2, T0), sample_profile("s1", "solo", 3, 3, T0)],
             ..WriteBatch::default()
-        })
+        }.into())
         .await
         .expect("write");
     let mut found: Vec<_> = store.find_visitor("shared").await.expect("find").into_iter().map(|v| v.site_id).collect();
@@ -289,7 +289,7 @@ pub async fn overview_counts_humans_in_the_window(harness: &dyn StoreHarness) {
         sample_event("s1", "v2", T0 + 300, EventBody::Engagement { scroll_depth: 50, engaged_ms: 10 }, "/pricing"),
         bot_view,
     ];
-    store.write(WriteBatch { events, sessions, ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { events, sessions, ..WriteBatch::default() }.into()).await.expect("write");
     let overview = store.overview("s1", T0, T0 + 1_000_000, 5).await.expect("overview");
     assert_eq!(overview.sessions, 3);
     assert_eq!(overview.visitors, 2);
@@ -319,7 +319,7 @@ pub async fn dead_letters_are_listed_newest_first(harness: &dyn StoreHarness) {
             payload: "{}".into(),
         })
         .collect();
-    store.write(WriteBatch { dead_letters: letters, ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { dead_letters: letters, ..WriteBatch::default() }.into()).await.expect("write");
     let page = store.dead_letters("s1", 2, None).await.expect("list");
     assert_eq!(page.items.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), vec!["code_2", "code_1"]);
     let rest = store.dead_letters("s1", 2, page.next_cursor.as_deref()).await.expect("page 2");
@@ -352,7 +352,7 @@ pub async fn data_survives_reopen(harness: &dyn StoreHarness) {
     let store = harness.open().await;
     let event = sample_event("s1", "v1", T0, EventBody::Pageview, "/");
     store
-        .write(WriteBatch { events: vec![event.clone()], visitors: vec![sample_profile("s1", "v1", 5, 5, T0)], ..WriteBatch::default() })
+        .write(WriteBatch { events: vec![event.clone()], visitors: vec![sample_profile("s1", "v1", 5, 5, T0)], ..WriteBatch::default() }.into())
         .await
         .expect("write");
     drop(store);

@@ -289,7 +289,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome> {
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome> {
         if batch.is_empty() {
             return Ok(WriteOutcome::default());
         }
@@ -297,7 +297,7 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             // A panic mid-batch leaves nothing half-done in the appender: `begin` resets it.
             let mut appender = appender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            write::write(db, &mut appender, batch)
+            write::write(db, &mut appender, &batch)
         })
         .await
     }

@@ -12,6 +12,7 @@
 //! the ClickHouse issue, ClickHouse. Both must pass the shared [`conformance`] suite.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
@@ -147,8 +148,9 @@ pub fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
 pub trait Store: Send + Sync + 'static {
     /// Which of `ids` are not stored yet.
     async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>>;
-    /// Applies the batch; events already stored (by `event_id`) are skipped.
-    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome>;
+    /// Applies the batch; events already stored (by `event_id`) are skipped. Shared, so a caller
+    /// that retries a failed write keeps the batch without copying it.
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome>;
 
     async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>>;
     /// Several profiles at once, keyed (site, visitor); missing ones are absent. Remote stores

@@ -72,7 +72,7 @@ pub async fn form_stats_count_each_funnel_step(harness: &dyn StoreHarness) {
         sample_event("s2", "v1", T0, view("demo"), "/contact"),          // another site
     ];
     events[7].is_bot = true;
-    store.write(WriteBatch { events, ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { events, ..WriteBatch::default() }.into()).await.expect("write");
     let stats = store.form_stats("s1", T0, T0 + 10_000).await.expect("stats");
     assert_eq!(stats.len(), 2);
     let demo = &stats[0];
@@ -111,7 +111,7 @@ pub async fn leads_filter_sort_and_page(harness: &dyn StoreHarness) {
         sample_lead("s1", "di@initech.example", 10, T0 + 4),
         sample_lead("s2", "ada@acme.example", 99, T0),
     ];
-    store.write(WriteBatch { leads: leads.clone(), ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { leads: leads.clone(), ..WriteBatch::default() }.into()).await.expect("write");
     let query = |f: &dyn Fn(&mut LeadQuery)| {
         let mut q = LeadQuery { site_id: "s1".into(), limit: 10, ..LeadQuery::default() };
         f(&mut q);
@@ -165,6 +165,7 @@ pub async fn lead_crm_audit_scores_and_conflicts(harness: &dyn StoreHarness) {
         conflicts: vec![conflict.clone()],
         ..WriteBatch::default()
     };
+    let batch = std::sync::Arc::new(batch);
     store.write(batch.clone()).await.expect("write");
     store.write(batch).await.expect("replayed write is harmless");
     let history = store.score_history("s1", &ada.lead_id, 10).await.expect("history");
@@ -175,7 +176,7 @@ pub async fn lead_crm_audit_scores_and_conflicts(harness: &dyn StoreHarness) {
     assert!(!store.resolve_conflict("s1", "nobody", &bo.lead_id).await.expect("resolve"));
     assert!(store.identity_conflicts("s1", true, 10).await.expect("conflicts").is_empty());
     assert!(store.identity_conflicts("s1", false, 10).await.expect("conflicts")[0].resolved);
-    store.write(WriteBatch { conflicts: vec![conflict.clone()], ..WriteBatch::default() }).await.expect("replayed detection");
+    store.write(WriteBatch { conflicts: vec![conflict.clone()], ..WriteBatch::default() }.into()).await.expect("replayed detection");
     assert!(store.identity_conflicts("s1", true, 10).await.expect("conflicts").is_empty(), "a replay does not reopen it");
     let decide = |kind| crm_schemas::IdentityOverride { site_id: "s1".into(), kind, by: "admin".into(), at_ms: T0 };
     store.put_identity_override(&decide(crm_schemas::OverrideKind::Merge { from_lead_id: "b".into(), into_lead_id: "a".into() })).await.expect("put");
@@ -231,7 +232,7 @@ pub async fn events_of_several_visitors_merge_newest_first(harness: &dyn StoreHa
         .map(|i| sample_event("s1", if i % 2 == 0 { "laptop" } else { "phone" }, T0 + i * 1000, EventBody::Pageview, &format!("/p{i}")))
         .chain([sample_event("s1", "stranger", T0 + 10_000, EventBody::Pageview, "/x"), sample_event("s2", "laptop", T0 + 20_000, EventBody::Pageview, "/y")])
         .collect();
-    store.write(WriteBatch { events, ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { events, ..WriteBatch::default() }.into()).await.expect("write");
     let visitors = vec!["laptop".to_owned(), "phone".to_owned()];
     let first = store.events_of_visitors("s1", &visitors, 3, None).await.expect("page 1");
     let paths = |page: &crate::Page<StoredEvent>| page.items.iter().map(|e| e.path.clone().unwrap_or_default()).collect::<Vec<_>>();
@@ -294,7 +295,7 @@ pub async fn alert_rules_and_deliveries(harness: &dyn StoreHarness) {
 
     let first = sample_alert("s1", "alert_a", T0, T0);
     let second = sample_alert("s2", "alert_b", T0 + 1, T0 + 5);
-    store.write(WriteBatch { alerts: vec![first.clone(), second.clone()], ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { alerts: vec![first.clone(), second.clone()], ..WriteBatch::default() }.into()).await.expect("write");
     let due = |now: i64| async move { store_due(&*harness.open().await, now).await };
     drop(store);
     assert_eq!(due(T0 + 10).await, vec!["alert_a", "alert_b"], "oldest due first, all sites");
@@ -310,7 +311,7 @@ pub async fn alert_rules_and_deliveries(harness: &dyn StoreHarness) {
     assert_eq!(due(T0 + 10).await, vec!["alert_b"]);
     let store = harness.open().await;
     // The same firing written again (a replay) changes nothing.
-    store.write(WriteBatch { alerts: vec![first.clone()], ..WriteBatch::default() }).await.expect("replay");
+    store.write(WriteBatch { alerts: vec![first.clone()], ..WriteBatch::default() }.into()).await.expect("replay");
     let listed = store.alerts("s1", 10).await.expect("alerts");
     assert_eq!(listed, vec![retry.clone()], "the replay did not reset the delivery state");
     let mut delivered = retry.clone();
@@ -347,7 +348,7 @@ pub async fn unidentified_visitors_group_by_organisation(harness: &dyn StoreHarn
         identified,
         bot,
     ];
-    store.write(WriteBatch { visitors, ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { visitors, ..WriteBatch::default() }.into()).await.expect("write");
     let orgs = store.visitor_orgs("s1", 10).await.expect("orgs");
     assert_eq!(orgs.len(), 2);
     assert_eq!((orgs[0].org.as_str(), orgs[0].visitors, orgs[0].last_seen_ms, orgs[0].max_intent), ("Acme Corp", 2, T0 + 2, 70));
@@ -369,7 +370,7 @@ pub async fn insight_requests_queue_and_answers(harness: &dyn StoreHarness) {
         last_error: None,
         failed: false,
     };
-    store.write(WriteBatch { insight_requests: vec![request("a", T0 + 5), request("b", T0)], ..WriteBatch::default() }).await.expect("write");
+    store.write(WriteBatch { insight_requests: vec![request("a", T0 + 5), request("b", T0)], ..WriteBatch::default() }.into()).await.expect("write");
     let due = |now: i64| {
         let store = &store;
         async move { store.due_insight_requests(now, 10).await.expect("due").into_iter().map(|r| r.lead_id).collect::<Vec<_>>() }

@@ -78,7 +78,7 @@ mod bodies_on_disk {
             for round in 0..6 {
                 let batch_events = events(10, 1_000 + round * 100);
                 written.extend(batch_events.clone());
-                store.write(batch(batch_events)).await.unwrap();
+                store.write(batch(batch_events).into()).await.unwrap();
             }
             assert_eq!(all_events(&store).await, written);
             written
@@ -98,7 +98,7 @@ mod bodies_on_disk {
         let first = events(5, 1_000);
         {
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            store.write(batch(first.clone())).await.unwrap();
+            store.write(batch(first.clone()).into()).await.unwrap();
         }
         let (name, committed_len) = segment_files(dir.path()).pop().unwrap();
         // A crash between appending a batch's bodies and committing its transaction.
@@ -109,7 +109,7 @@ mod bodies_on_disk {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(segment_files(dir.path()), vec![(name, committed_len)], "uncommitted bytes and segments removed");
         let second = events(5, 2_000);
-        store.write(batch(second.clone())).await.unwrap();
+        store.write(batch(second.clone()).into()).await.unwrap();
         assert_eq!(all_events(&store).await, [first, second].concat());
     }
 

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{Result, WriteBatch, WriteOutcome};
 
-pub(super) fn write(db: &Database, appender: &mut Appender, batch: WriteBatch) -> Result<WriteOutcome> {
+pub(super) fn write(db: &Database, appender: &mut Appender, batch: &WriteBatch) -> Result<WriteOutcome> {
     let txn = db.begin_write().map_err(db_err)?;
     appender.begin()?;
     let mut outcome = WriteOutcome::default();
@@ -70,7 +70,7 @@ pub(super) fn write(db: &Database, appender: &mut Appender, batch: WriteBatch) -
             dead.insert((letter.site_id.as_str(), letter.received_at_ms, letter.id.as_u128()), encode(letter)?.as_slice())
                 .map_err(db_err)?;
         }
-        leads::write(&txn, &batch)?;
+        leads::write(&txn, batch)?;
         alerts::insert_new(&txn, &batch.alerts)?;
         insights::upsert(&txn, &batch.insight_requests)?;
     }
