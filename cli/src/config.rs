@@ -317,7 +317,10 @@ pub struct ProcessorArgs {
     pub geoip_asn: Option<PathBuf>,
     #[arg(long, env = "CRM_IP_STORAGE", value_enum, default_value_t = IpStorageArg::Anonymized)]
     pub ip_storage: IpStorageArg,
-    #[arg(long, env = "CRM_PROCESSOR_BATCH", default_value_t = 2000)]
+    /// Most log records per store write. Only a backlog fills a batch (a poll returns what is
+    /// there after a short wait), and larger writes amortise the store's per-commit page writes
+    /// and sync: 2 000 → 10 000 took the embedded `crm up` from 3.6 K to 5.0 K events/s.
+    #[arg(long, env = "CRM_PROCESSOR_BATCH", default_value_t = 10_000)]
     pub processor_batch: usize,
     /// OpenAI-compatible API base (e.g. `https://api.openai.com/v1`); enables AI lead insights.
     #[arg(long, env = "CRM_AI_BASE_URL")]

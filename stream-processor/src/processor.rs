@@ -48,7 +48,7 @@ impl Default for ProcessorConfig {
     fn default() -> Self {
         ProcessorConfig {
             group: "stream-processor".into(),
-            batch_size: 2000,
+            batch_size: 10_000,
             poll_wait: Duration::from_millis(100),
             profile_cache_capacity: 50_000,
             request_insights: false,

@@ -41,6 +41,7 @@ mod insights;
 mod leads;
 mod timeline;
 mod migrate;
+mod profiles;
 mod write;
 
 pub(super) type EventKey<'a> = (&'a str, i64, u128);
@@ -49,12 +50,14 @@ const EVENTS: TableDefinition<EventKey, bodies::BodyRef> = TableDefinition::new(
 const LEGACY_EVENTS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("events");
 const EVENT_IDS: TableDefinition<u128, ()> = TableDefinition::new("event_ids");
 const VISITOR_EVENTS: TableDefinition<(&str, &str, i64, u128), ()> = TableDefinition::new("visitor_events");
-const VISITORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("visitors");
+/// (site, visitor) → the profile row: rank keys, then JSON (`embedded/profiles.rs`).
+const VISITORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("visitor_profiles");
+/// Before the rank keys moved into the profile row: (site, visitor) → profile JSON. Migrated on open.
+const LEGACY_VISITORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("visitors");
 const VISITOR_RANK: TableDefinition<(&str, u8, u64, &str), ()> = TableDefinition::new("visitor_rank");
 const VISITOR_SITES: TableDefinition<(&str, &str), ()> = TableDefinition::new("visitor_sites");
-/// The rank keys a profile is currently indexed under: (is_bot, intent, engagement, last seen),
-/// so a profile update can drop its old index entries without decoding the old profile.
-const VISITOR_RANK_KEYS: TableDefinition<(&str, &str), (u8, u64, u64, u64)> = TableDefinition::new("visitor_rank_keys");
+/// Before the rank keys moved into the profile row, they had a table of their own. Dropped on open.
+const LEGACY_VISITOR_RANK_KEYS: &str = "visitor_rank_keys";
 const SESSIONS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("sessions");
 const DEAD_LETTERS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("dead_letters");
 const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
@@ -149,7 +152,6 @@ impl EmbeddedStore {
             txn.open_table(VISITORS).map_err(db_err)?;
             txn.open_table(VISITOR_RANK).map_err(db_err)?;
             txn.open_table(VISITOR_SITES).map_err(db_err)?;
-            txn.open_table(VISITOR_RANK_KEYS).map_err(db_err)?;
             txn.open_table(SESSIONS).map_err(db_err)?;
             txn.open_table(DEAD_LETTERS).map_err(db_err)?;
             txn.open_table(SITES).map_err(db_err)?;
@@ -169,6 +171,7 @@ impl EmbeddedStore {
         let bodies_dir = dir.join("event-bodies");
         let mut appender = bodies::Appender::open(&bodies_dir, committed, segment_bytes)?;
         migrate::legacy_events(&db, &mut appender)?;
+        migrate::legacy_visitors(&db)?;
         Ok(EmbeddedStore { db: Arc::new(db), bodies_dir: Arc::new(bodies_dir), appender: Arc::new(Mutex::new(appender)) })
     }
 
@@ -308,9 +311,27 @@ impl Store for EmbeddedStore {
             let txn = db.begin_read().map_err(db_err)?;
             let table = txn.open_table(VISITORS).map_err(db_err)?;
             match table.get((site.as_str(), visitor.as_str())).map_err(db_err)? {
-                Some(bytes) => Ok(Some(decode(bytes.value())?)),
+                Some(bytes) => Ok(Some(profiles::unpack(bytes.value())?)),
                 None => Ok(None),
             }
+        })
+        .await
+    }
+
+    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        // One read transaction on one blocking thread for the whole batch (the processor's
+        // prefetch), not one of each per key.
+        let keys = keys.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(VISITORS).map_err(db_err)?;
+            let mut found = Vec::with_capacity(keys.len());
+            for (site, visitor) in &keys {
+                if let Some(bytes) = table.get((site.as_str(), visitor.as_str())).map_err(db_err)? {
+                    found.push(profiles::unpack(bytes.value())?);
+                }
+            }
+            Ok(found)
         })
         .await
     }
@@ -329,7 +350,7 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 if let Some(bytes) = visitors.get((site, v)).map_err(db_err)? {
-                    out.push(decode(bytes.value())?);
+                    out.push(profiles::unpack(bytes.value())?);
                 }
             }
             Ok(out)
@@ -362,7 +383,7 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 if let Some(bytes) = visitors.get((site, visitor)).map_err(db_err)? {
-                    items.push(decode::<VisitorProfile>(bytes.value())?);
+                    items.push(profiles::unpack(bytes.value())?);
                 }
                 if items.len() == query.limit {
                     next_cursor = Some(format!("{value}:{visitor}"));
@@ -552,15 +573,15 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let table = txn.open_table(VISITORS).map_err(db_err)?;
-            let mut profiles = Vec::new();
+            let mut found = Vec::new();
             for row in table.range::<(&str, &str)>((site.as_str(), "")..).map_err(db_err)? {
                 let (key, value) = row.map_err(db_err)?;
                 if key.value().0 != site {
                     break;
                 }
-                profiles.push(decode::<VisitorProfile>(value.value())?);
+                found.push(profiles::unpack(value.value())?);
             }
-            Ok(group_orgs(profiles.iter(), limit))
+            Ok(group_orgs(found.iter(), limit))
         })
         .await
     }

@@ -145,3 +145,85 @@ mod bodies_on_disk {
         assert!(!txn.list_tables().unwrap().any(|t| redb::TableHandle::name(&t) == "events"), "the old table is dropped");
     }
 }
+
+mod profiles_with_rank_keys {
+    //! Profile rows that carry their rank keys: updates re-index exactly, old stores upgrade.
+
+    use super::*;
+    use crate::conformance::sample_profile;
+
+    fn intent_query(limit: usize) -> VisitorQuery {
+        VisitorQuery { site_id: "s1".into(), sort: VisitorSort::Intent, bots: BotFilter::Exclude, limit, cursor: None }
+    }
+
+    #[tokio::test]
+    async fn a_store_with_bare_json_profiles_is_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<VisitorProfile> = (0..10_003).map(|i| sample_profile("s1", &format!("v{i:05}"), (i % 100) as u8, 1, 1_000 + i as i64)).collect();
+        {
+            // The layout before: JSON rows, a rank-keys table, and the rank index built from it.
+            let db = Database::create(dir.path().join("store.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut visitors = txn.open_table(LEGACY_VISITORS).unwrap();
+                let rank_keys: TableDefinition<(&str, &str), (u8, u64, u64, u64)> = TableDefinition::new(LEGACY_VISITOR_RANK_KEYS);
+                let mut rank_keys = txn.open_table(rank_keys).unwrap();
+                let mut ranks = txn.open_table(VISITOR_RANK).unwrap();
+                let mut sites = txn.open_table(VISITOR_SITES).unwrap();
+                for p in &old {
+                    let key = (p.site_id.as_str(), p.visitor_id.as_str());
+                    visitors.insert(key, encode(p).unwrap().as_slice()).unwrap();
+                    let values = SORTS.map(|sort| rank_value(p, sort));
+                    for (sort, value) in SORTS.into_iter().zip(values) {
+                        ranks.insert((key.0, rank_kind(sort, false), value, key.1), ()).unwrap();
+                    }
+                    rank_keys.insert(key, (0, values[0], values[1], values[2])).unwrap();
+                    sites.insert((key.1, key.0), ()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.visitor("s1", "v00042").await.unwrap().as_ref(), Some(&old[42]));
+        assert_eq!(store.find_visitor("v10002").await.unwrap(), vec![old[10_002].clone()]);
+        let top = store.list_visitors(&intent_query(3)).await.unwrap().items;
+        assert_eq!(top.iter().map(|p| p.visitor_id.as_str()).collect::<Vec<_>>(), ["v09999", "v09899", "v09799"]);
+
+        // An update after the upgrade drops the entries the migrated row was indexed under.
+        let mut lifted = old[5].clone();
+        lifted.intent_score = 100;
+        store.write(WriteBatch { visitors: vec![lifted.clone()], ..WriteBatch::default() }.into()).await.unwrap();
+        let top = store.list_visitors(&intent_query(2)).await.unwrap().items;
+        assert_eq!(top, vec![lifted, old[9_999].clone()]);
+        let mut all = Vec::new();
+        let mut query = intent_query(5_000);
+        loop {
+            let page = store.list_visitors(&query).await.unwrap();
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(next) => query.cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(all.len(), old.len(), "one index entry per visitor, none left behind");
+        let txn = store.db.begin_read().unwrap();
+        let names: Vec<String> = txn.list_tables().unwrap().map(|t| redb::TableHandle::name(&t).to_owned()).collect();
+        assert!(!names.iter().any(|n| n == "visitors" || n == "visitor_rank_keys"), "old tables dropped: {names:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_rank_keeps_its_single_index_entry_and_a_bot_flip_moves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut profile = sample_profile("s1", "v1", 50, 5, 1_000);
+        store.write(WriteBatch { visitors: vec![profile.clone()], ..WriteBatch::default() }.into()).await.unwrap();
+        profile.pageviews += 1; // same rank keys, new content
+        store.write(WriteBatch { visitors: vec![profile.clone()], ..WriteBatch::default() }.into()).await.unwrap();
+        assert_eq!(store.list_visitors(&intent_query(10)).await.unwrap().items, vec![profile.clone()]);
+        profile.is_bot = true;
+        store.write(WriteBatch { visitors: vec![profile.clone()], ..WriteBatch::default() }.into()).await.unwrap();
+        assert!(store.list_visitors(&intent_query(10)).await.unwrap().items.is_empty());
+        let bots = VisitorQuery { bots: BotFilter::Only, ..intent_query(10) };
+        assert_eq!(store.list_visitors(&bots).await.unwrap().items, vec![profile]);
+    }
+}

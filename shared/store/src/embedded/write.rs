@@ -6,10 +6,7 @@
 use redb::{Database, ReadableTable};
 
 use super::bodies::{self, Appender};
-use super::{
-    alerts, db_err, encode, insights, leads, rank_kind, rank_value, DEAD_LETTERS, EVENTS, EVENT_IDS, SESSIONS, SORTS, VISITORS, VISITOR_EVENTS, VISITOR_RANK,
-    VISITOR_RANK_KEYS, VISITOR_SITES,
-};
+use super::{alerts, db_err, encode, insights, leads, profiles, rank_kind, DEAD_LETTERS, EVENTS, EVENT_IDS, SESSIONS, SORTS, VISITORS, VISITOR_EVENTS, VISITOR_RANK, VISITOR_SITES};
 use crate::{Result, WriteBatch, WriteOutcome};
 
 pub(super) fn write(db: &Database, appender: &mut Appender, batch: &WriteBatch) -> Result<WriteOutcome> {
@@ -36,15 +33,21 @@ pub(super) fn write(db: &Database, appender: &mut Appender, batch: &WriteBatch) 
         }
         let mut visitors = txn.open_table(VISITORS).map_err(db_err)?;
         let mut ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
-        let mut rank_keys = txn.open_table(VISITOR_RANK_KEYS).map_err(db_err)?;
         let mut visitor_sites = txn.open_table(VISITOR_SITES).map_err(db_err)?;
         for profile in &batch.visitors {
             let key = (profile.site_id.as_str(), profile.visitor_id.as_str());
-            let previous = rank_keys.get(key).map_err(db_err)?.map(|guard| guard.value());
+            // The replaced row carries the rank keys it was indexed under (profiles.rs).
+            let previous = match visitors.insert(key, profiles::pack(profile)?.as_slice()).map_err(db_err)? {
+                Some(old) => Some(profiles::rank_keys(old.value())?),
+                None => None,
+            };
+            let (is_bot, values) = profiles::rank_keys_of(profile);
+            if previous == Some((is_bot, values)) {
+                continue;
+            }
             match previous {
-                Some((old_bot, intent, engagement, last_seen)) => {
-                    let old_bot = old_bot == 1;
-                    for (sort, value) in SORTS.into_iter().zip([intent, engagement, last_seen]) {
+                Some((old_bot, old_values)) => {
+                    for (sort, value) in SORTS.into_iter().zip(old_values) {
                         ranks.remove((key.0, rank_kind(sort, old_bot), value, key.1)).map_err(db_err)?;
                     }
                 }
@@ -52,12 +55,9 @@ pub(super) fn write(db: &Database, appender: &mut Appender, batch: &WriteBatch) 
                     visitor_sites.insert((key.1, key.0), ()).map_err(db_err)?;
                 }
             }
-            visitors.insert(key, encode(profile)?.as_slice()).map_err(db_err)?;
-            let values = SORTS.map(|sort| rank_value(profile, sort));
             for (sort, value) in SORTS.into_iter().zip(values) {
-                ranks.insert((key.0, rank_kind(sort, profile.is_bot), value, key.1), ()).map_err(db_err)?;
+                ranks.insert((key.0, rank_kind(sort, is_bot), value, key.1), ()).map_err(db_err)?;
             }
-            rank_keys.insert(key, (u8::from(profile.is_bot), values[0], values[1], values[2])).map_err(db_err)?;
         }
         let mut sessions = txn.open_table(SESSIONS).map_err(db_err)?;
         for session in &batch.sessions {
