@@ -161,6 +161,9 @@ def main():
     results["floor"] = loadgen(base.address)
     results["floor_realistic"] = loadgen(base.address, mix="realistic")
     results["floor_wrk"] = wrk(base.address, sample)
+    # 256 connections: the floor for the Kafka figure below, whose throughput is bounded by
+    # requests in flight over the broker's acknowledgement latency rather than by CPU.
+    results["floor_c256"] = loadgen(base.address, connections=256)
     base.stop()
 
     log("collector → embedded log (crm ingest, fsync)")
@@ -187,6 +190,7 @@ def main():
                                "--kafka-partitions", "4", "--rate-limit-ip", "0", "--rate-limit-site", "0"])
         results["kafka"] = loadgen(kafka_ingest.address)
         results["kafka_half"] = loadgen(kafka_ingest.address, rate=max(int(results["kafka"]["requests_per_sec"] / 2), 1))
+        results["kafka_c256"] = loadgen(kafka_ingest.address, connections=256)
         results["kafka_rss_mb"] = kafka_ingest.peak_rss_mb()
         kafka_ingest.stop()
     else:
@@ -369,9 +373,12 @@ def write_results():
         f"{ratio(half['requests_per_sec'], floor)} | {percentile_ms(half['latency'], 'p50_us')} ms | {percentile_ms(half['latency'], 'p99_us')} ms | "
         f"{percentile_ms(half['latency'], 'p999_us')} ms |")
     if "kafka" in results:
-        for label, key in [("collector → Kafka (tansu, acks=all), single events", "kafka"), ("collector → Kafka at half its max rate", "kafka_half")]:
+        for label, key, base in [("collector → Kafka (tansu, acks=all), single events", "kafka", floor),
+                                 ("collector → Kafka at half its max rate", "kafka_half", floor),
+                                 ("bare hyper floor, 256 connections", "floor_c256", results["floor_c256"]["requests_per_sec"]),
+                                 ("collector → Kafka, 256 connections", "kafka_c256", results["floor_c256"]["requests_per_sec"])]:
             r = results[key]
-            add(f"| {label} | {r['requests_per_sec']:.0f} | {r['events_per_sec']:.0f} | {ratio(r['requests_per_sec'], floor)} | "
+            add(f"| {label} | {r['requests_per_sec']:.0f} | {r['events_per_sec']:.0f} | {ratio(r['requests_per_sec'], base)} | "
                 f"{percentile_ms(r['latency'], 'p50_us')} ms | {percentile_ms(r['latency'], 'p99_us')} ms | {percentile_ms(r['latency'], 'p999_us')} ms |")
     add("")
     add(f"Outside view (`wrk -t1 -c64`, one 300-byte pageview): floor {results['floor_wrk'] or 'n/a'} req/s, "
@@ -453,7 +460,8 @@ def write_results():
     add(f"| tracker ≤ 2 KB gzipped | {size or 'n/a'} bytes | {verdict(size is not None and size <= 2048)} |")
     if "kafka" in results:
         kafka_ratio = ratio(results["kafka"]["requests_per_sec"], floor)
-        add(f"| collector → Kafka ≥ 50 % of the floor | {kafka_ratio:.0%} | {verdict(kafka_ratio >= 0.5)} |")
+        add(f"| collector → Kafka ≥ 50 % of the floor | {kafka_ratio:.0%} (256 connections: "
+            f"{ratio(results['kafka_c256']['requests_per_sec'], results['floor_c256']['requests_per_sec']):.0%}) | {verdict(kafka_ratio >= 0.5)} |")
         kafka_p99 = results["kafka_half"]["latency"]["p99_us"] / 1000
         add(f"| Kafka: p99 < 5 ms at half of max rate | {kafka_p99:.2f} ms | {verdict(kafka_p99 < 5)} |")
     if kq:
