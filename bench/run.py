@@ -36,6 +36,9 @@ CORES = os.cpu_count() or 1
 SERVER_CPU = ["taskset", "-c", "0"] if CORES >= 2 and shutil.which("taskset") else []
 CLIENT_CPU = ["taskset", "-c", "1"] if CORES >= 2 and shutil.which("taskset") else []
 ENV = dict(os.environ, RUST_LOG="warn", CRM_ADMIN_PASSWORD=PASSWORD)
+# The probes are one client sending thousands of API requests a minute: the API's per-address and
+# per-user rate limits (which would answer 429) are off for the servers they measure.
+NO_API_LIMITS = ["--api-rate-limit-ip", "0", "--api-rate-limit-user", "0"]
 
 results = {}
 notes = []
@@ -202,7 +205,7 @@ def main():
         run_id = f"{int(time.time())}"
         store_args = ["--store", "clickhouse", "--clickhouse-url", clickhouse_url, "--clickhouse-database", f"bench_e2e_{run_id}"]
         log_args = ["--event-log", "kafka", "--kafka-brokers", kafka, "--kafka-topic-prefix", f"e2e{run_id}", "--kafka-partitions", "4"]
-        api = Server([str(BIN / "crm"), "api", "--listen", "127.0.0.1:0", "--data-dir", str(work / "k-api")] + store_args)
+        api = Server([str(BIN / "crm"), "api", "--listen", "127.0.0.1:0", "--data-dir", str(work / "k-api")] + store_args + NO_API_LIMITS)
         scaled_ingest = Server([str(BIN / "crm"), "ingest", "--listen", "127.0.0.1:0", "--data-dir", str(work / "k-ingest"),
                                 "--rate-limit-ip", "0", "--rate-limit-site", "0"] + store_args + log_args)
         scaled_process = Server([str(BIN / "crm"), "process", "--listen", "127.0.0.1:0", "--data-dir", str(work / "k-process")] + store_args + log_args)
@@ -233,7 +236,7 @@ def main():
     log("end to end: crm up under sustained batch load, with the queryable probe")
     up_dir = str(work / "up")
     up = Server([str(BIN / "crm"), "up", "--listen", "127.0.0.1:0", "--data-dir", up_dir,
-                 "--rate-limit-ip", "0", "--rate-limit-site", "0"])
+                 "--rate-limit-ip", "0", "--rate-limit-site", "0"] + NO_API_LIMITS)
     before = up.metrics()
     probe_out = {}
 
@@ -276,7 +279,7 @@ def main():
     visitors = 200_000 if QUICK else 1_000_000
     seeded = subprocess.run([str(BIN / "seed_store"), "--data-dir", api_dir, "--site", "demo", "--visitors", str(visitors)],
                             check=True, capture_output=True, text=True).stdout.strip()
-    api = Server([str(BIN / "crm"), "api", "--listen", "127.0.0.1:0", "--data-dir", api_dir])
+    api = Server([str(BIN / "crm"), "api", "--listen", "127.0.0.1:0", "--data-dir", api_dir] + NO_API_LIMITS)
     out = subprocess.run(CLIENT_CPU + [str(BIN / "probe"), "--target", f"http://{api.address}", "--password", PASSWORD,
                           "--site", "demo", "api", "--visitors", str(visitors), "--requests", "2000"],
                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]

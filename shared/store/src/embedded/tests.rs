@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::conformance::StoreHarness;
+use crate::rank_value;
 
 struct EmbeddedHarness {
     dir: tempfile::TempDir,
