@@ -1,10 +1,13 @@
 //! Enrichment of one collected event into a [`StoredEvent`]: event time, URL facts, user agent
-//! and bot flag, geo, and the anonymised IP that is all we keep of the address.
+//! and bot flag, geo, and the anonymised IP that is all we keep of the address. Geo answers and
+//! URL facts sit behind bounded caches: a visitor's events come from one address, and a site's
+//! traffic is mostly a small set of page URLs.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crm_schemas::{CollectedEvent, Event, StoredEvent};
+use crm_schemas::{CollectedEvent, Event, Geo, StoredEvent};
 
 use crate::urls::{url_facts, UrlFacts};
 use crate::{GeoLookup, UserAgentParser};
@@ -34,8 +37,16 @@ impl FromStr for IpStorage {
 const MAX_PAST_SKEW_MS: i64 = 7 * 86_400_000;
 const MAX_FUTURE_SKEW_MS: i64 = 60_000;
 
+/// Addresses whose geo answer is kept; the cache is emptied when full (like the user-agent
+/// cache), which bounds it at a few MB.
+const GEO_CACHE_CAPACITY: usize = 20_000;
+/// Page URLs whose facts are kept (URLs are at most a few KiB; typical ones ~100 bytes).
+const URL_CACHE_CAPACITY: usize = 10_000;
+
 pub struct Enricher {
     geo: GeoLookup,
+    geo_cache: HashMap<IpAddr, Geo>,
+    url_cache: HashMap<String, UrlFacts>,
     user_agents: UserAgentParser,
     ip_storage: IpStorage,
 }
@@ -63,16 +74,48 @@ pub fn event_time(client_ts: Option<i64>, received_at_ms: i64) -> i64 {
 
 impl Enricher {
     pub fn new(geo: GeoLookup, ip_storage: IpStorage) -> Enricher {
-        Enricher { geo, user_agents: UserAgentParser::default(), ip_storage }
+        Enricher { geo, geo_cache: HashMap::new(), url_cache: HashMap::new(), user_agents: UserAgentParser::default(), ip_storage }
+    }
+
+    /// The geo answer for `ip`, from the cache when this address was looked up recently. An
+    /// mmdb lookup decodes the record into owned strings (≈ 7 K instructions); a hit clones them.
+    fn geo(&mut self, ip: IpAddr) -> Geo {
+        if !self.geo.is_enabled() {
+            return Geo::default();
+        }
+        if let Some(hit) = self.geo_cache.get(&ip) {
+            return hit.clone();
+        }
+        let geo = self.geo.lookup(ip);
+        if self.geo_cache.len() >= GEO_CACHE_CAPACITY {
+            self.geo_cache.clear();
+        }
+        self.geo_cache.insert(ip, geo.clone());
+        geo
+    }
+
+    /// The facts of a page URL, from the cache when the URL was seen recently (parsing is
+    /// ≈ 3.8 K instructions; a hit hashes the URL and clones a few short strings).
+    fn url_facts(&mut self, url: Option<&str>) -> UrlFacts {
+        let Some(url) = url else { return url_facts(None) };
+        if let Some(hit) = self.url_cache.get(url) {
+            return hit.clone();
+        }
+        let facts = url_facts(Some(url));
+        if self.url_cache.len() >= URL_CACHE_CAPACITY {
+            self.url_cache.clear();
+        }
+        self.url_cache.insert(url.to_owned(), facts.clone());
+        facts
     }
 
     /// Enriches `event` (already validated) collected as `collected`. Session id and intent
     /// signal are filled in later by the profile update, which also gets the URL facts.
     pub fn enrich(&mut self, event: Event, collected: &CollectedEvent) -> (StoredEvent, UrlFacts) {
         let ip = collected.ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok());
-        let geo = ip.map(|ip| self.geo.lookup(ip)).unwrap_or_default();
+        let geo = ip.map(|ip| self.geo(ip)).unwrap_or_default();
         let ua = self.user_agents.parse(collected.user_agent.as_deref().unwrap_or(""));
-        let facts = url_facts(event.url.as_deref());
+        let mut facts = self.url_facts(event.url.as_deref());
         let stored_ip = match (self.ip_storage, ip) {
             (IpStorage::Full, Some(ip)) => Some(ip.to_string()),
             (IpStorage::Anonymized, Some(ip)) => Some(anonymize(ip).to_string()),
@@ -87,7 +130,8 @@ impl Enricher {
             ts_ms: event_time(event.ts_ms, collected.received_at_ms),
             received_at_ms: collected.received_at_ms,
             url: event.url,
-            path: facts.path.clone(),
+            // The profile update reads the path from the stored event, not from the facts.
+            path: facts.path.take(),
             referrer: event.referrer,
             title: event.title,
             props: event.props,
@@ -142,5 +186,50 @@ mod tests {
         assert_eq!(stored.device.browser, "Chrome");
         assert_eq!(stored.path.as_deref(), Some("/pricing"));
         assert!(!stored.is_bot);
+    }
+
+    #[test]
+    fn cached_geo_answers_match_the_database_and_the_cache_is_bounded() {
+        let geo = GeoLookup::from_bytes(Some(crate::geo::fixtures::city_db()), None).unwrap();
+        let reference = GeoLookup::from_bytes(Some(crate::geo::fixtures::city_db()), None).unwrap();
+        let mut enricher = Enricher::new(geo, IpStorage::Anonymized);
+        let berlin: IpAddr = "81.2.69.142".parse().unwrap();
+        let unknown: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(enricher.geo(berlin), reference.lookup(berlin));
+            assert_eq!(enricher.geo(unknown), reference.lookup(unknown));
+        }
+        assert_eq!(enricher.geo(berlin).city.as_deref(), Some("Berlin"));
+        assert_eq!(enricher.geo_cache.len(), 2);
+        for i in 0..(GEO_CACHE_CAPACITY as u32 + 10) {
+            enricher.geo(IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        }
+        assert!(enricher.geo_cache.len() <= GEO_CACHE_CAPACITY);
+        assert_eq!(enricher.geo(berlin).city.as_deref(), Some("Berlin"));
+    }
+
+    #[test]
+    fn cached_url_facts_match_a_fresh_parse_and_the_cache_is_bounded() {
+        let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
+        let urls = ["https://Shop.example/pricing?utm_source=li&utm_campaign=q4", "https://a.example/?gclid=abc", "not a url", ""];
+        for _ in 0..2 {
+            for url in urls {
+                let (cached, fresh) = (enricher.url_facts(Some(url)), url_facts(Some(url)));
+                assert_eq!((cached.host, cached.path, cached.utm), (fresh.host, fresh.path, fresh.utm), "{url}");
+            }
+        }
+        assert_eq!(enricher.url_facts(None).path, None);
+        for i in 0..(URL_CACHE_CAPACITY + 10) {
+            enricher.url_facts(Some(&format!("https://a.example/p/{i}")));
+        }
+        assert!(enricher.url_cache.len() <= URL_CACHE_CAPACITY);
+        assert_eq!(enricher.url_facts(Some(urls[0])).utm.campaign.as_deref(), Some("q4"));
+    }
+
+    #[test]
+    fn disabled_geo_keeps_no_cache() {
+        let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
+        assert_eq!(enricher.geo("81.2.69.142".parse().unwrap()), Geo::default());
+        assert!(enricher.geo_cache.is_empty());
     }
 }
