@@ -213,6 +213,32 @@ mod profiles_with_rank_keys {
     }
 
     #[tokio::test]
+    async fn a_batch_written_in_key_order_keeps_first_events_and_last_profiles() {
+        // The write sorts each table's keys; repeats inside one batch must still resolve as
+        // sequential writes would: an event id is stored once (its first copy), a visitor
+        // listed twice ends in its last state with one index entry.
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let first = crate::conformance::sample_event("s1", "v1", 1_000, crm_schemas::EventBody::Pageview, "/first");
+        let mut repeat = first.clone();
+        repeat.path = Some("/repeat".into());
+        let other = crate::conformance::sample_event("s1", "v1", 2_000, crm_schemas::EventBody::Pageview, "/other");
+        let early = sample_profile("s1", "v1", 90, 5, 1_000);
+        let late = sample_profile("s1", "v1", 10, 5, 2_000);
+        let neighbour = sample_profile("s1", "v0", 50, 5, 1_500);
+        let batch = WriteBatch {
+            events: vec![first.clone(), other.clone(), repeat],
+            visitors: vec![early, neighbour.clone(), late.clone()],
+            ..WriteBatch::default()
+        };
+        let outcome = store.write(batch.into()).await.unwrap();
+        assert_eq!((outcome.events_written, outcome.duplicates_skipped), (2, 1));
+        let timeline = store.visitor_events("s1", "v1", 10, None).await.unwrap().items;
+        assert_eq!(timeline, vec![other, first]);
+        assert_eq!(store.list_visitors(&intent_query(10)).await.unwrap().items, vec![neighbour, late]);
+    }
+
+    #[tokio::test]
     async fn an_unchanged_rank_keeps_its_single_index_entry_and_a_bot_flip_moves_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
