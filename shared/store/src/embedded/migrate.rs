@@ -8,7 +8,7 @@
 //! `legacy_visitors`: profiles as bare JSON plus a separate rank-keys table, before the rank
 //! keys moved into the profile row (`embedded/profiles.rs`).
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction};
 
 use super::bodies::{self, Appender};
 use super::{db_err, decode, profiles, EventKey, EVENTS, LEGACY_EVENTS, LEGACY_VISITORS, LEGACY_VISITOR_RANK_KEYS, VISITORS};
@@ -17,16 +17,32 @@ use crm_schemas::{StoredEvent, VisitorProfile};
 
 const CHUNK: usize = 10_000;
 
-pub(super) fn legacy_events(db: &Database, appender: &mut Appender) -> Result<()> {
-    let exists = db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?.any(|t| t.name() == LEGACY_EVENTS.name());
-    if !exists {
-        return Ok(());
-    }
-    let mut moved = 0u64;
+fn table_exists(db: &Database, name: &str) -> Result<bool> {
+    Ok(db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?.any(|t| t.name() == name))
+}
+
+/// Runs `chunk` in one committed write transaction after another until it reports the old
+/// table empty (it drops the table in that last transaction). Returns the rows moved.
+fn in_chunks(db: &Database, mut chunk: impl FnMut(&WriteTransaction) -> Result<(u64, bool)>) -> Result<u64> {
+    let mut moved = 0;
     loop {
         let txn = db.begin_write().map_err(db_err)?;
+        let (rows, done) = chunk(&txn)?;
+        txn.commit().map_err(db_err)?;
+        moved += rows;
+        if done {
+            return Ok(moved);
+        }
+    }
+}
+
+pub(super) fn legacy_events(db: &Database, appender: &mut Appender) -> Result<()> {
+    if !table_exists(db, LEGACY_EVENTS.name())? {
+        return Ok(());
+    }
+    let moved = in_chunks(db, |txn| {
         appender.begin()?;
-        let done = {
+        let (rows, done) = {
             let mut legacy = txn.open_table(LEGACY_EVENTS).map_err(db_err)?;
             let mut index = txn.open_table(EVENTS).map_err(db_err)?;
             let mut keys: Vec<(String, i64, u128)> = Vec::with_capacity(CHUNK);
@@ -42,18 +58,14 @@ pub(super) fn legacy_events(db: &Database, appender: &mut Appender) -> Result<()
                 let key: EventKey = (site.as_str(), *ts, *id);
                 legacy.remove(key).map_err(db_err)?;
             }
-            moved += keys.len() as u64;
-            legacy.len().map_err(db_err)? == 0
+            (keys.len() as u64, legacy.len().map_err(db_err)? == 0)
         };
         if done {
             txn.delete_table(LEGACY_EVENTS).map_err(db_err)?;
         }
-        appender.flush(&txn)?;
-        txn.commit().map_err(db_err)?;
-        if done {
-            break;
-        }
-    }
+        appender.flush(txn)?;
+        Ok((rows, done))
+    })?;
     tracing::info!(events = moved, "moved event bodies out of the b-tree into segment files");
     Ok(())
 }
@@ -64,14 +76,11 @@ pub(super) fn legacy_events(db: &Database, appender: &mut Appender) -> Result<()
 /// are dropped. The rank index itself is unchanged: the keys are recomputed from each profile,
 /// which is how they were made.
 pub(super) fn legacy_visitors(db: &Database) -> Result<()> {
-    let exists = db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?.any(|t| t.name() == LEGACY_VISITORS.name());
-    if !exists {
+    if !table_exists(db, LEGACY_VISITORS.name())? {
         return Ok(());
     }
-    let mut moved = 0u64;
-    loop {
-        let txn = db.begin_write().map_err(db_err)?;
-        let done = {
+    let moved = in_chunks(db, |txn| {
+        let (rows, done) = {
             let mut legacy = txn.open_table(LEGACY_VISITORS).map_err(db_err)?;
             let mut table = txn.open_table(VISITORS).map_err(db_err)?;
             let mut keys: Vec<(String, String)> = Vec::with_capacity(CHUNK);
@@ -85,19 +94,15 @@ pub(super) fn legacy_visitors(db: &Database) -> Result<()> {
             for (site, visitor) in &keys {
                 legacy.remove((site.as_str(), visitor.as_str())).map_err(db_err)?;
             }
-            moved += keys.len() as u64;
-            legacy.len().map_err(db_err)? == 0
+            (keys.len() as u64, legacy.len().map_err(db_err)? == 0)
         };
         if done {
             txn.delete_table(LEGACY_VISITORS).map_err(db_err)?;
             let rank_keys: TableDefinition<(&str, &str), (u8, u64, u64, u64)> = TableDefinition::new(LEGACY_VISITOR_RANK_KEYS);
             txn.delete_table(rank_keys).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)?;
-        if done {
-            break;
-        }
-    }
+        Ok((rows, done))
+    })?;
     tracing::info!(visitors = moved, "moved visitor profiles into rows that carry their rank keys");
     Ok(())
 }
