@@ -1,6 +1,8 @@
 //! API-side measurements against a running `crm up`:
 //! * `queryable`: beacon→queryable latency — time from the collector's 202 until the event's
-//!   visitor is readable through the API (run it while `loadgen` applies load);
+//!   visitor is readable through the API (run it while `loadgen` applies load); `--warmup N`
+//!   first sends N probes that are reported apart (the first event after a start also waits
+//!   for the pipeline to get going, e.g. a Kafka consumer group to form);
 //! * `api`: read latency of the visitor profile and the ranked visitor list.
 
 use std::time::{Duration, Instant};
@@ -36,6 +38,9 @@ enum Mode {
         count: usize,
         #[arg(long, default_value_t = 25)]
         interval_ms: u64,
+        /// Probes sent first and reported apart from the percentiles.
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
     },
     Api {
         /// Visitor ids are `<prefix><n>` for n below this (as written by seed_store).
@@ -59,6 +64,11 @@ struct Report {
     latency: Latency,
     #[serde(skip_serializing_if = "Option::is_none")]
     list_latency: Option<Latency>,
+    /// Queryable mode: the warm-up probes' latencies, then every measured one in order (ms).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warmup_ms: Vec<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    series_ms: Vec<f64>,
 }
 
 async fn login(client: &reqwest::Client, args: &Args) -> Result<String> {
@@ -79,10 +89,11 @@ async fn main() -> Result<()> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
     let token = login(&client, &args).await?;
     let report = match &args.mode {
-        Mode::Queryable { count, interval_ms } => {
+        Mode::Queryable { count, interval_ms, warmup } => {
             let mut latency = histogram();
+            let (mut warmup_ms, mut series_ms) = (Vec::new(), Vec::new());
             let run = uuid::Uuid::new_v4().simple().to_string();
-            for i in 0..*count {
+            for i in 0..(*warmup + *count) {
                 let visitor = format!("probe-{}-{i}", &run[..8]);
                 let event = json!({"v": 1, "type": "pageview", "site_id": args.site, "visitor_id": visitor, "url": "https://bench.example/probe"});
                 let response = client
@@ -112,10 +123,24 @@ async fn main() -> Result<()> {
                     }
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                latency.saturating_record(acknowledged.elapsed().as_micros().max(1) as u64);
+                let took = acknowledged.elapsed();
+                let took_ms = (took.as_micros() as f64 / 10.0).round() / 100.0;
+                if i < *warmup {
+                    warmup_ms.push(took_ms);
+                } else {
+                    latency.saturating_record(took.as_micros().max(1) as u64);
+                    series_ms.push(took_ms);
+                }
                 tokio::time::sleep(Duration::from_millis(*interval_ms)).await;
             }
-            Report { mode: "queryable", samples: latency.len(), latency: Latency::from_histogram(&latency), list_latency: None }
+            Report {
+                mode: "queryable",
+                samples: latency.len(),
+                latency: Latency::from_histogram(&latency),
+                list_latency: None,
+                warmup_ms,
+                series_ms,
+            }
         }
         Mode::Api { visitors, prefix, requests } => {
             let mut profile = histogram();
@@ -137,7 +162,14 @@ async fn main() -> Result<()> {
                 }
                 into.saturating_record(started.elapsed().as_micros().max(1) as u64);
             }
-            Report { mode: "api", samples: profile.len(), latency: Latency::from_histogram(&profile), list_latency: Some(Latency::from_histogram(&list)) }
+            Report {
+                mode: "api",
+                samples: profile.len(),
+                latency: Latency::from_histogram(&profile),
+                list_latency: Some(Latency::from_histogram(&list)),
+                warmup_ms: Vec::new(),
+                series_ms: Vec::new(),
+            }
         }
     };
     println!("{}", serde_json::to_string(&report)?);
