@@ -3,12 +3,12 @@
 //! URL facts sit behind bounded caches: a visitor's events come from one address, and a site's
 //! traffic is mostly a small set of page URLs.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use crm_schemas::{CollectedEvent, Event, Geo, StoredEvent};
 
+use crate::cache::ClearingCache;
 use crate::urls::{url_facts, UrlFacts};
 use crate::{GeoLookup, UserAgentParser};
 
@@ -37,16 +37,15 @@ impl FromStr for IpStorage {
 const MAX_PAST_SKEW_MS: i64 = 7 * 86_400_000;
 const MAX_FUTURE_SKEW_MS: i64 = 60_000;
 
-/// Addresses whose geo answer is kept; the cache is emptied when full (like the user-agent
-/// cache), which bounds it at a few MB.
+/// Addresses whose geo answer is kept (a few MB; emptied when full, see `cache.rs`).
 const GEO_CACHE_CAPACITY: usize = 20_000;
 /// Page URLs whose facts are kept (URLs are at most a few KiB; typical ones ~100 bytes).
 const URL_CACHE_CAPACITY: usize = 10_000;
 
 pub struct Enricher {
     geo: GeoLookup,
-    geo_cache: HashMap<IpAddr, Geo>,
-    url_cache: HashMap<String, UrlFacts>,
+    geo_cache: ClearingCache<IpAddr, Geo>,
+    url_cache: ClearingCache<String, UrlFacts>,
     user_agents: UserAgentParser,
     ip_storage: IpStorage,
 }
@@ -74,7 +73,13 @@ pub fn event_time(client_ts: Option<i64>, received_at_ms: i64) -> i64 {
 
 impl Enricher {
     pub fn new(geo: GeoLookup, ip_storage: IpStorage) -> Enricher {
-        Enricher { geo, geo_cache: HashMap::new(), url_cache: HashMap::new(), user_agents: UserAgentParser::default(), ip_storage }
+        Enricher {
+            geo,
+            geo_cache: ClearingCache::new(GEO_CACHE_CAPACITY),
+            url_cache: ClearingCache::new(URL_CACHE_CAPACITY),
+            user_agents: UserAgentParser::default(),
+            ip_storage,
+        }
     }
 
     /// The geo answer for `ip`, from the cache when this address was looked up recently. An
@@ -83,30 +88,15 @@ impl Enricher {
         if !self.geo.is_enabled() {
             return Geo::default();
         }
-        if let Some(hit) = self.geo_cache.get(&ip) {
-            return hit.clone();
-        }
-        let geo = self.geo.lookup(ip);
-        if self.geo_cache.len() >= GEO_CACHE_CAPACITY {
-            self.geo_cache.clear();
-        }
-        self.geo_cache.insert(ip, geo.clone());
-        geo
+        let geo = &self.geo;
+        self.geo_cache.get_or_insert_with(&ip, |ip| *ip, || geo.lookup(ip))
     }
 
     /// The facts of a page URL, from the cache when the URL was seen recently (parsing is
     /// ≈ 3.8 K instructions; a hit hashes the URL and clones a few short strings).
     fn url_facts(&mut self, url: Option<&str>) -> UrlFacts {
         let Some(url) = url else { return url_facts(None) };
-        if let Some(hit) = self.url_cache.get(url) {
-            return hit.clone();
-        }
-        let facts = url_facts(Some(url));
-        if self.url_cache.len() >= URL_CACHE_CAPACITY {
-            self.url_cache.clear();
-        }
-        self.url_cache.insert(url.to_owned(), facts.clone());
-        facts
+        self.url_cache.get_or_insert_with(url, str::to_owned, || url_facts(Some(url)))
     }
 
     /// Enriches `event` (already validated) collected as `collected`. Session id and intent
@@ -230,6 +220,6 @@ mod tests {
     fn disabled_geo_keeps_no_cache() {
         let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
         assert_eq!(enricher.geo("81.2.69.142".parse().unwrap()), Geo::default());
-        assert!(enricher.geo_cache.is_empty());
+        assert_eq!(enricher.geo_cache.len(), 0);
     }
 }

@@ -7,6 +7,7 @@
 //! stored are skipped by `event_id`, so a crash anywhere replays without double counting.
 
 mod alerts;
+mod cache;
 mod enrich;
 mod geo;
 mod insights;

@@ -2,10 +2,11 @@
 //! crawler list: headless browsers, automation frameworks, HTTP libraries, monitors and link
 //! previewers, and requests with no user agent at all.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crm_schemas::Device;
+
+use crate::cache::ClearingCache;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UaInfo {
@@ -23,8 +24,7 @@ const BOT_MARKERS: &[&str] = &[
 
 pub struct UserAgentParser {
     parser: woothee::parser::Parser,
-    cache: HashMap<String, Arc<UaInfo>>,
-    capacity: usize,
+    cache: ClearingCache<String, Arc<UaInfo>>,
 }
 
 impl Default for UserAgentParser {
@@ -37,42 +37,39 @@ fn known(value: &str) -> String {
     if value == woothee::woothee::VALUE_UNKNOWN { String::new() } else { value.to_owned() }
 }
 
+fn parse_with(parser: &woothee::parser::Parser, user_agent: &str) -> UaInfo {
+    if user_agent.trim().is_empty() {
+        return UaInfo { device: Device { category: "unknown".into(), ..Device::default() }, is_bot: true };
+    }
+    let lower = user_agent.to_ascii_lowercase();
+    let marker = BOT_MARKERS.iter().any(|m| lower.contains(m));
+    let device = match parser.parse(user_agent) {
+        Some(result) => Device {
+            browser: known(result.name),
+            browser_version: known(result.version),
+            os: known(result.os),
+            os_version: known(&result.os_version),
+            category: if result.category == woothee::woothee::VALUE_UNKNOWN { "unknown".into() } else { result.category.to_owned() },
+        },
+        None => Device { category: "unknown".into(), ..Device::default() },
+    };
+    let is_bot = marker || device.category == "crawler";
+    UaInfo { device, is_bot }
+}
+
 impl UserAgentParser {
     pub fn new(capacity: usize) -> UserAgentParser {
-        UserAgentParser { parser: woothee::parser::Parser::new(), cache: HashMap::new(), capacity: capacity.max(1) }
+        UserAgentParser { parser: woothee::parser::Parser::new(), cache: ClearingCache::new(capacity) }
     }
 
     /// Parses without the cache (used by benchmarks to measure the cold path).
     pub fn parse_uncached(&self, user_agent: &str) -> UaInfo {
-        if user_agent.trim().is_empty() {
-            return UaInfo { device: Device { category: "unknown".into(), ..Device::default() }, is_bot: true };
-        }
-        let lower = user_agent.to_ascii_lowercase();
-        let marker = BOT_MARKERS.iter().any(|m| lower.contains(m));
-        let device = match self.parser.parse(user_agent) {
-            Some(result) => Device {
-                browser: known(result.name),
-                browser_version: known(result.version),
-                os: known(result.os),
-                os_version: known(&result.os_version),
-                category: if result.category == woothee::woothee::VALUE_UNKNOWN { "unknown".into() } else { result.category.to_owned() },
-            },
-            None => Device { category: "unknown".into(), ..Device::default() },
-        };
-        let is_bot = marker || device.category == "crawler";
-        UaInfo { device, is_bot }
+        parse_with(&self.parser, user_agent)
     }
 
     pub fn parse(&mut self, user_agent: &str) -> Arc<UaInfo> {
-        if let Some(hit) = self.cache.get(user_agent) {
-            return hit.clone();
-        }
-        let info = Arc::new(self.parse_uncached(user_agent));
-        if self.cache.len() >= self.capacity {
-            self.cache.clear();
-        }
-        self.cache.insert(user_agent.to_owned(), info.clone());
-        info
+        let parser = &self.parser;
+        self.cache.get_or_insert_with(user_agent, str::to_owned, || Arc::new(parse_with(parser, user_agent)))
     }
 }
 
