@@ -32,10 +32,14 @@ impl JwtKeys {
         JwtKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
     }
 
-    pub fn issue(&self, username: &str, role: Role, now_secs: u64) -> Result<String, ApiError> {
+    /// An access token for `user` at its current token version, granted with the refresh token
+    /// whose hash is `refresh_hash`.
+    pub fn issue(&self, user: &User, refresh_hash: &str, now_secs: u64) -> Result<String, ApiError> {
         let claims = Claims {
-            sub: username.to_owned(),
-            role,
+            sub: user.username.clone(),
+            role: user.role,
+            ver: user.token_version,
+            rth: refresh_hash.to_owned(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now_secs,
@@ -67,7 +71,12 @@ impl JwtKeys {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
+    /// The role at issue time (informational: requests act with the stored role).
     pub role: Role,
+    /// The user's token version at issue time (`User::token_version`).
+    pub ver: u64,
+    /// SHA-256 (hex) of the refresh token this access token was granted with.
+    pub rth: String,
     pub iss: String,
     pub aud: String,
     pub iat: u64,
@@ -86,14 +95,15 @@ impl FromRequestParts<ApiState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<AuthUser, ApiError> {
-        let user = bearer_user(&parts.headers, state)?;
+        let user = bearer_user(&parts.headers, state).await?;
         state.limits.check_user(&user.username)?;
         Ok(user)
     }
 }
 
-/// The caller of a `Authorization: Bearer <jwt>` header.
-pub fn bearer_user(headers: &axum::http::HeaderMap, state: &ApiState) -> Result<AuthUser, ApiError> {
+/// The caller of a `Authorization: Bearer <jwt>` header: a valid signature, and a token that
+/// has not been revoked since (see [`crate::revocation`]), acting with the stored role.
+pub async fn bearer_user(headers: &axum::http::HeaderMap, state: &ApiState) -> Result<AuthUser, ApiError> {
     let header = headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
     let text = header.to_str().map_err(|_| ApiError::InvalidToken("authorization header is not text"))?;
     let token = text
@@ -101,7 +111,8 @@ pub fn bearer_user(headers: &axum::http::HeaderMap, state: &ApiState) -> Result<
         .or_else(|| text.strip_prefix("bearer "))
         .ok_or(ApiError::InvalidToken("use the Bearer scheme"))?;
     let claims = state.keys.verify(token.trim())?;
-    Ok(AuthUser { username: claims.sub, role: claims.role })
+    let role = state.token_gate.check(state.store.as_ref(), &claims.sub, claims.ver, &claims.rth).await?;
+    Ok(AuthUser { username: claims.sub, role })
 }
 
 pub fn now_secs() -> u64 {
@@ -154,7 +165,7 @@ pub async fn bootstrap(store: &dyn Store, jwt_secret: Option<&str>, admin_passwo
             Some(password) => (password.to_owned(), false),
             None => (rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>(), true),
         };
-        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: now_ms(), disabled: false };
+        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: now_ms(), disabled: false, token_version: 0 };
         store.put_user(&user).await?;
         if generated {
             generated_admin = Some(("admin".to_owned(), password));
@@ -173,11 +184,12 @@ mod tests {
     fn tokens_verify_and_hostile_tokens_are_refused() {
         let keys = JwtKeys::from_secret(b"secret-one");
         let now = now_secs();
-        let token = keys.issue("ada", Role::Admin, now).unwrap();
+        let ada = User { username: "ada".into(), password_hash: String::new(), role: Role::Admin, created_at_ms: 0, disabled: false, token_version: 3 };
+        let token = keys.issue(&ada, "feed", now).unwrap();
         let claims = keys.verify(&token).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.role), ("ada", Role::Admin));
+        assert_eq!((claims.sub.as_str(), claims.role, claims.ver, claims.rth.as_str()), ("ada", Role::Admin, 3, "feed"));
 
-        let expired = keys.issue("ada", Role::Admin, now - 3600).unwrap();
+        let expired = keys.issue(&ada, "feed", now - 3600).unwrap();
         assert!(matches!(keys.verify(&expired), Err(ApiError::InvalidToken("token expired"))));
 
         let other = JwtKeys::from_secret(b"secret-two");
@@ -197,7 +209,7 @@ mod tests {
 
         let foreign = encode(
             &Header::new(Algorithm::HS256),
-            &Claims { sub: "x".into(), role: Role::Admin, iss: "someone-else".into(), aud: AUDIENCE.into(), iat: now, exp: now + 60, jti: "j".into() },
+            &Claims { sub: "x".into(), role: Role::Admin, ver: 0, rth: String::new(), iss: "someone-else".into(), aud: AUDIENCE.into(), iat: now, exp: now + 60, jti: "j".into() },
             &EncodingKey::from_secret(b"secret-one"),
         )
         .unwrap();

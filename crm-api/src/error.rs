@@ -34,6 +34,8 @@ pub enum ApiError {
     /// Too many requests (`rate_limited`) or too many failed logins (`too_many_attempts`).
     #[error("{message}")]
     RateLimited { code: &'static str, message: String, retry_after_secs: u64 },
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("storage temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } | ApiError::MissingParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::MissingParameter(_) => "missing_parameter",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }

@@ -19,6 +19,7 @@ mod openapi;
 mod params;
 mod rbac;
 mod reply;
+mod revocation;
 mod session;
 mod sites;
 mod state;
@@ -32,6 +33,10 @@ pub use auth::{bootstrap, hash_password, Bootstrap, JwtKeys, ACCESS_TOKEN_TTL_SE
 pub use error::ApiError;
 pub use middleware::ApiConfig;
 pub use state::{ApiState, SiteListener};
+
+/// Store meta key under which the processor publishes the credit of the geo data it uses
+/// (shown by the dashboard, returned by `GET /api/v1/auth/me`).
+pub const GEO_ATTRIBUTION_META: &str = "geo_attribution";
 
 /// The API router; mount it at the root (paths include `/api/v1`).
 pub fn router(state: ApiState) -> Router {

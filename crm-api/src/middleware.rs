@@ -1,10 +1,12 @@
 //! What wraps every API request: CORS for the configured origins (preflights answered here),
 //! the per-address rate limit (the per-user one is in the [`crate::auth::AuthUser`] extractor),
-//! security headers, caching headers, and ETags on successful reads (`If-None-Match` → 304).
+//! the request-body deadline (408 `body_timeout`), security headers, caching headers, and ETags on successful reads (`If-None-Match` → 304).
 //! Compression (gzip, br) is tower-http's layer, added by [`crate::router`].
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -14,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::BodyExt;
+use crm_service::DeadlineBody;
 use sha2::{Digest, Sha256};
 
 use crate::{ApiError, ApiState};
@@ -32,11 +35,23 @@ pub struct ApiConfig {
     pub trust_forwarded_for: bool,
     /// Browser origins allowed to call the API cross-origin (exact `scheme://host[:port]`).
     pub cors_origins: Vec<String>,
+    /// How long one process trusts what it read about a user's tokens (revocations made through
+    /// another process sharing the store take effect within this).
+    pub revocation_ttl: std::time::Duration,
+    /// Longest time a request body may take to arrive in full (then 408 `body_timeout`).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> ApiConfig {
-        ApiConfig { per_ip_per_minute: Some(1_200), per_user_per_minute: Some(600), trust_forwarded_for: false, cors_origins: Vec::new() }
+        ApiConfig {
+            per_ip_per_minute: Some(1_200),
+            per_user_per_minute: Some(600),
+            trust_forwarded_for: false,
+            cors_origins: Vec::new(),
+            revocation_ttl: crate::revocation::DEFAULT_REVOCATION_TTL,
+            body_timeout: std::time::Duration::from_secs(60),
+        }
     }
 }
 
@@ -46,6 +61,7 @@ pub struct Limits {
     per_user: Option<DefaultKeyedRateLimiter<String>>,
     pub trust_forwarded_for: bool,
     cors_origins: Vec<String>,
+    body_timeout: std::time::Duration,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: Option<u32>) -> Option<DefaultKeyedRateLimiter<K>> {
@@ -64,6 +80,7 @@ impl Limits {
             per_user: limiter(config.per_user_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
             cors_origins: config.cors_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
+            body_timeout: config.body_timeout,
         }
     }
 
@@ -134,7 +151,13 @@ pub async fn layer(State(state): State<ApiState>, request: Request, next: Next) 
     }
     let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
     let if_none_match = parts.headers.get(header::IF_NONE_MATCH).cloned();
+    let body_timed_out = Arc::new(AtomicBool::new(false));
+    let body = Body::new(DeadlineBody::new(body, state.limits.body_timeout, body_timed_out.clone()));
     let mut response = next.run(Request::from_parts(parts, body)).await;
+    if body_timed_out.load(Ordering::Relaxed) {
+        // The handler saw a failed read; say why (a slow or stalled client), not "bad request".
+        response = ApiError::BodyTimeout(state.limits.body_timeout).into_response();
+    }
 
     if is_read && response.status() == StatusCode::OK && !response.headers().contains_key(header::ETAG) {
         let (mut head, body) = response.into_parts();

@@ -37,7 +37,7 @@ pub struct Operation {
     /// JSON schema of the request body, if it takes one (JSON, or CSV for imports).
     pub body: Option<&'static str>,
     pub success: u16,
-    /// Statuses beyond the common ones (400, 401/403 when signed in, 413, 429, 500, 503).
+    /// Statuses beyond the common ones (400, 401/403 when signed in, 408, 413, 429, 500, 503).
     pub errors: &'static [u16],
 }
 
@@ -153,19 +153,20 @@ fn reason(status: u16) -> &'static str {
         403 => "The caller's role lacks the permission — code `forbidden`",
         404 => "Not found — code `not_found`",
         405 => "Method not allowed — code `method_not_allowed`",
+        408 => "The request body did not arrive in time — code `body_timeout`",
         409 => "Conflicts with an existing record — codes `site_exists`, `lead_exists`, `rule_exists`, `form_exists`, `user_exists`, `already_merged`, `ambiguous_visitor`",
         413 => "Request body too large — code `payload_too_large`",
         422 => "Validation failed — code `validation_failed` (details.fields names each field), or an import's `invalid_rows`",
         429 => "Rate limited (`rate_limited`) or locked out after failed logins (`too_many_attempts`); see Retry-After",
         500 => "Internal error — code `internal`",
-        503 => "Storage temporarily unavailable — code `unavailable`; see Retry-After",
+        503 => "Storage temporarily unavailable — code `unavailable`; or past the server's connection caps — codes `too_many_connections`, `too_many_connections_from_address`; see Retry-After",
         _ => "Other",
     }
 }
 
 /// Every status an operation can answer.
 pub fn statuses(o: &Operation) -> Vec<u16> {
-    let mut all = vec![o.success, 400, 405, 413, 429, 500, 503];
+    let mut all = vec![o.success, 400, 405, 408, 413, 429, 500, 503];
     if o.method == "get" {
         all.push(304);
     }

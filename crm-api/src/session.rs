@@ -166,11 +166,12 @@ fn new_refresh_token() -> String {
 
 /// Issues an access token and a new refresh token of `family`, and answers both.
 async fn grant(state: &ApiState, user: &User, family: &str) -> Result<Response, ApiError> {
-    let access = state.keys.issue(&user.username, user.role, now_secs())?;
     let refresh = new_refresh_token();
+    let refresh_hash = token_hash(&refresh);
+    let access = state.keys.issue(user, &refresh_hash, now_secs())?;
     let now = now_ms();
     let record = RefreshToken {
-        token_hash: token_hash(&refresh),
+        token_hash: refresh_hash,
         family_id: family.to_owned(),
         username: user.username.clone(),
         issued_at_ms: now,
@@ -254,6 +255,7 @@ pub async fn refresh(State(state): State<ApiState>, client: ClientInfo, body: By
     };
     if token.rotated_at_ms.is_some() && token.revoked_at_ms.is_none() {
         let revoked = state.store.revoke_refresh_tokens(&token.username, Some(&token.family_id), now).await?;
+        state.token_gate.forget_tokens();
         audit(&state, AuthEvent::RefreshReused, &token.username, &client, None, Some(format!("family {} revoked ({revoked} tokens)", token.family_id))).await;
         tracing::warn!(username = %token.username, "refresh token reused; its family is revoked");
         return Err(ApiError::InvalidToken("refresh token was already used; sign in again"));
@@ -265,6 +267,7 @@ pub async fn refresh(State(state): State<ApiState>, client: ClientInfo, body: By
     let user = state.store.user(&token.username).await?.filter(|u| !u.disabled);
     let Some(user) = user else {
         state.store.revoke_refresh_tokens(&token.username, None, now).await?;
+        state.token_gate.forget_tokens();
         audit(&state, AuthEvent::RefreshRejected, &token.username, &client, None, Some("user disabled or deleted".into())).await;
         return Err(ApiError::InvalidToken("refresh token is revoked or expired"));
     };
@@ -289,8 +292,9 @@ pub async fn logout(State(state): State<ApiState>, client: ClientInfo, headers: 
     let request: LogoutRequest = crate::params::json(&body)?;
     let now = now_ms();
     if request.everywhere {
-        let user = crate::auth::bearer_user(&headers, &state)?;
+        let user = crate::auth::bearer_user(&headers, &state).await?;
         let revoked = state.store.revoke_refresh_tokens(&user.username, None, now).await?;
+        bump_token_version(&state, &user.username).await?;
         audit(&state, AuthEvent::Logout, &user.username, &client, None, Some(format!("everywhere ({revoked} tokens)"))).await;
         return Ok(reply::ok(json!({ "revoked": revoked })));
     }
@@ -300,13 +304,31 @@ pub async fn logout(State(state): State<ApiState>, client: ClientInfo, headers: 
         return Err(ApiError::InvalidToken("refresh token is not valid"));
     };
     let revoked = state.store.revoke_refresh_tokens(&token.username, Some(&token.family_id), now).await?;
+    state.token_gate.forget_tokens();
     audit(&state, AuthEvent::Logout, &token.username, &client, None, None).await;
     Ok(reply::ok(json!({ "revoked": revoked })))
 }
 
+/// Makes every live access token of `username` invalid (and forgets what this process cached).
+pub(crate) async fn bump_token_version(state: &ApiState, username: &str) -> Result<(), ApiError> {
+    if let Some(mut user) = state.store.user(username).await? {
+        user.token_version += 1;
+        state.store.put_user(&user).await?;
+    }
+    state.token_gate.forget_user(username);
+    state.token_gate.forget_tokens();
+    Ok(())
+}
+
 /// The caller, their role and permissions (a UI hides what the role cannot use).
-pub async fn me(user: AuthUser) -> Result<Response, ApiError> {
-    Ok(reply::ok(json!({ "username": user.username, "role": user.role, "permissions": crate::rbac::permissions(user.role) })))
+/// Also the credits the data's licences ask the UI to show (e.g. DB-IP's geolocation), as the
+/// processor published them.
+pub async fn me(State(state): State<ApiState>, user: AuthUser) -> Result<Response, ApiError> {
+    let attributions: Vec<serde_json::Value> = match state.store.meta(crate::GEO_ATTRIBUTION_META).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).map(|a| vec![a]).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(reply::ok(json!({ "username": user.username, "role": user.role, "permissions": crate::rbac::permissions(user.role), "attributions": attributions })))
 }
 
 #[cfg(test)]

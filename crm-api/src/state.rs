@@ -10,6 +10,7 @@ use crm_schemas::Site;
 use crm_store::Store;
 
 use crate::middleware::{ApiConfig, Limits};
+use crate::revocation::TokenGate;
 use crate::session::LoginGuard;
 use crate::JwtKeys;
 
@@ -24,6 +25,7 @@ pub struct ApiState {
     pub(crate) limits: Arc<Limits>,
     pub(crate) login_guard: Arc<LoginGuard>,
     pub(crate) refresh_lock: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) token_gate: Arc<TokenGate>,
     pub(crate) dashboard_dir: Option<PathBuf>,
 }
 
@@ -36,6 +38,7 @@ impl ApiState {
             limits: Arc::new(Limits::new(&ApiConfig::default())),
             login_guard: Arc::default(),
             refresh_lock: Arc::default(),
+            token_gate: Arc::default(),
             dashboard_dir: None,
         }
     }
@@ -47,6 +50,7 @@ impl ApiState {
 
     pub fn with_config(mut self, config: &ApiConfig) -> ApiState {
         self.limits = Arc::new(Limits::new(config));
+        self.token_gate = Arc::new(TokenGate::new(config.revocation_ttl));
         self
     }
 

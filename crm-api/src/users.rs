@@ -1,7 +1,7 @@
 //! User administration (admins only): list, create, change role/password, disable; and the
 //! authentication audit log. Password hashes never leave the store. Disabling a user or
-//! changing their password revokes every refresh token they hold; their current access token
-//! lapses within 15 minutes. Admins cannot demote or disable themselves (so a site always keeps
+//! changing their password revokes every refresh token they hold; those and a role change also
+//! stop their live access tokens at once (`crate::revocation`). Admins cannot demote or disable themselves (so a site always keeps
 //! the admin that is acting).
 
 use axum::body::Bytes;
@@ -62,7 +62,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, client: Clien
     }
     let password = input.password;
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
-    let created = User { username: input.username, password_hash, role: input.role, created_at_ms: now_ms(), disabled: false };
+    let created = User { username: input.username, password_hash, role: input.role, created_at_ms: now_ms(), disabled: false, token_version: 0 };
     state.store.put_user(&created).await?;
     audit(&state, AuthEvent::UserCreated, &created.username, &client, Some(&user.username), Some(format!("role {:?}", created.role))).await;
     Ok(reply::created(view(&created)))
@@ -92,11 +92,15 @@ pub async fn patch(State(state): State<ApiState>, user: AuthUser, client: Client
         return Err(ApiError::Validation(problems));
     }
     let mut changes = Vec::new();
+    let mut revoke = false;
+    // Access tokens granted before a role change must not outlive it (a refresh then grants
+    // one under the new role); disabling and a new password also revoke the refresh tokens.
+    let mut bump = false;
     if let Some(role) = input.role.filter(|r| *r != target.role) {
         changes.push(format!("role {:?} → {role:?}", target.role));
         target.role = role;
+        bump = true;
     }
-    let mut revoke = false;
     if let Some(disabled) = input.disabled.filter(|d| *d != target.disabled) {
         changes.push(if disabled { "disabled".to_owned() } else { "enabled".to_owned() });
         target.disabled = disabled;
@@ -107,10 +111,15 @@ pub async fn patch(State(state): State<ApiState>, user: AuthUser, client: Client
         changes.push("password changed".into());
         revoke = true;
     }
+    if revoke || bump {
+        target.token_version += 1;
+    }
     state.store.put_user(&target).await?;
     if revoke {
         state.store.revoke_refresh_tokens(&target.username, None, now_ms()).await?;
     }
+    state.token_gate.forget_user(&target.username);
+    state.token_gate.forget_tokens();
     if !changes.is_empty() {
         audit(&state, AuthEvent::UserUpdated, &target.username, &client, Some(&user.username), Some(changes.join(", "))).await;
     }

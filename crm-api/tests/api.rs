@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crm_schemas::{EventBody, Role, Scalar};
+use crm_schemas::{EventBody, Scalar};
 use crm_store::conformance::{sample_event, sample_profile, sample_session};
 use crm_store::{Store, WriteBatch};
 use serde_json::{json, Value};
@@ -178,7 +178,8 @@ async fn overview_and_dead_letters_parameters() {
 async fn expired_tokens_are_refused() {
     let api = start().await;
     let keys = crm_api::JwtKeys::from_secret(&api.store.meta("jwt_secret").await.unwrap().unwrap());
-    let old = keys.issue("admin", Role::Admin, 1_000).unwrap();
+    let admin = api.store.user("admin").await.unwrap().unwrap();
+    let old = keys.issue(&admin, "0000", 1_000).unwrap();
     let (status, body) = api.get("/api/v1/sites", &old).await;
     assert_eq!((status, body["error"]["message"].as_str()), (401, Some("token expired")));
 }

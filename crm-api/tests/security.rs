@@ -67,7 +67,9 @@ async fn refresh_tokens_rotate_reuse_revokes_the_family_and_logout_revokes() {
     for wanted in ["login_succeeded", "refreshed", "refresh_reused", "logout"] {
         assert!(events.contains(&wanted), "{wanted} in {events:?}");
     }
-    assert_eq!(api.get("/api/v1/auth/audit", &access).await.0, 403);
+    assert_eq!(api.get("/api/v1/auth/audit", &access).await.0, 401, "logged out everywhere: the token is revoked");
+    let rep = api.login("rep").await;
+    assert_eq!(api.get("/api/v1/auth/audit", &rep).await.0, 403, "a sales rep may not read the audit log");
 }
 
 #[tokio::test]

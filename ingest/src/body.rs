@@ -2,6 +2,7 @@
 //! magic bytes) with a cap on the decompressed size so a zip bomb costs us nothing.
 
 use std::io::Read;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap};
@@ -23,8 +24,9 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes before or after decompression.
-pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, IngestError> {
+/// Reads the whole body within `timeout`, refusing more than `limit` bytes before or after
+/// decompression.
+pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, IngestError> {
     if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
         if length > limit {
             return Err(IngestError::PayloadTooLarge { limit });
@@ -37,7 +39,8 @@ pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Res
     if !matches!(encoding.as_str(), "" | "identity" | "gzip" | "x-gzip") {
         return Err(IngestError::UnsupportedEncoding(encoding));
     }
-    let collected = Limited::new(body, limit).collect().await.map_err(|err| {
+    let collect = Limited::new(body, limit).collect();
+    let collected = tokio::time::timeout(timeout, collect).await.map_err(|_| IngestError::BodyTimeout(timeout))?.map_err(|err| {
         if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             IngestError::PayloadTooLarge { limit }
         } else {

@@ -193,21 +193,25 @@ impl Collector {
         let context = self.context(&parts.headers, parts.extensions.get::<RemoteAddr>().copied());
         self.check_ip_rate(context.ip)?;
         check_content_type(&parts.headers)?;
-        let bytes = read_body(&parts.headers, body, self.config.max_body_bytes).await.inspect_err(|e| self.metrics.reject(e.code(), 1))?;
+        let bytes = read_body(&parts.headers, body, self.config.max_body_bytes, self.config.body_timeout).await.inspect_err(|e| self.metrics.reject(e.code(), 1))?;
         let text = std::str::from_utf8(&bytes).map_err(|_| IngestError::InvalidUtf8)?;
         let raws = self.split_events(text).inspect_err(|e| self.metrics.reject(e.code(), 1))?;
         let candidates = raws
             .into_iter()
             .map(|raw| {
                 let raw = raw.get();
+                // An oversized or unparsable event that nests deeply is named for the nesting.
+                let too_deep = || {
+                    crm_schemas::nests_deeper_than(raw, crm_schemas::MAX_NESTING).then(|| {
+                        ValidationError::new("too_deeply_nested", None, format!("event nests arrays or objects deeper than {} levels", crm_schemas::MAX_NESTING))
+                    })
+                };
                 let parsed = if raw.len() > self.config.max_event_bytes {
-                    Err(ValidationError::new(
-                        "event_too_large",
-                        None,
-                        format!("event exceeds {} bytes", self.config.max_event_bytes),
-                    ))
+                    Err(too_deep().unwrap_or_else(|| {
+                        ValidationError::new("event_too_large", None, format!("event exceeds {} bytes", self.config.max_event_bytes))
+                    }))
                 } else {
-                    serde_json::from_str::<WireEvent>(raw).map_err(|e| classify_serde_error(&e))
+                    serde_json::from_str::<WireEvent>(raw).map_err(|e| too_deep().unwrap_or_else(|| classify_serde_error(&e)))
                 };
                 Candidate { raw, parsed }
             })
@@ -243,7 +247,7 @@ impl Collector {
         self.check_ip_rate(context.ip)?;
         let query = request.uri().query().unwrap_or("");
         if query.len() > self.config.max_event_bytes {
-            return Err(IngestError::PayloadTooLarge { limit: self.config.max_event_bytes });
+            return Err(IngestError::QueryTooLong { limit: self.config.max_event_bytes });
         }
         let candidate = Candidate { raw: query, parsed: wire_from_query(query) };
         let response = self.accept(vec![candidate], &context).await?;

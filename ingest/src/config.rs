@@ -1,6 +1,7 @@
 //! Collector limits and policies (mapped from CLI flags by the binary).
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct CollectorConfig {
@@ -15,6 +16,8 @@ pub struct CollectorConfig {
     pub per_site_rate: Option<NonZeroU32>,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Longest time a request body may take to arrive in full (then 408 `body_timeout`).
+    pub body_timeout: Duration,
 }
 
 impl Default for CollectorConfig {
@@ -26,6 +29,7 @@ impl Default for CollectorConfig {
             per_ip_rate: NonZeroU32::new(200),
             per_site_rate: NonZeroU32::new(20_000),
             trust_forwarded_for: false,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -9,6 +9,8 @@ use http::StatusCode;
 pub enum IngestError {
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the pixel's query string exceeds {limit} bytes; send large events with POST /v1/events")]
+    QueryTooLong { limit: usize },
     #[error("batch holds {count} events, the limit is {limit}")]
     TooManyEvents { count: usize, limit: usize },
     #[error("content type {0:?} is not accepted; send application/json or text/plain")]
@@ -27,6 +29,8 @@ pub enum IngestError {
     RateLimited { retry_after: Duration },
     #[error("failed to read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     #[error("{0} not found")]
     NotFound(String),
     #[error("origin {0} may not use this site's forms")]
@@ -45,6 +49,7 @@ impl IngestError {
     pub fn status(&self) -> StatusCode {
         match self {
             IngestError::PayloadTooLarge { .. } | IngestError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::QueryTooLong { .. } => StatusCode::URI_TOO_LONG,
             IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::MalformedGzip
             | IngestError::MalformedJson(_)
@@ -52,6 +57,7 @@ impl IngestError {
             | IngestError::EmptyBatch
             | IngestError::BodyRead(_) => StatusCode::BAD_REQUEST,
             IngestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IngestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngestError::NotFound(_) => StatusCode::NOT_FOUND,
             IngestError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             IngestError::InvalidFields(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -65,6 +71,7 @@ impl IngestError {
         match self {
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::TooManyEvents { .. } => "too_many_events",
+            IngestError::QueryTooLong { .. } => "query_too_long",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::MalformedGzip => "malformed_gzip",
@@ -73,6 +80,7 @@ impl IngestError {
             IngestError::EmptyBatch => "empty_batch",
             IngestError::RateLimited { .. } => "rate_limited",
             IngestError::BodyRead(_) => "body_read_failed",
+            IngestError::BodyTimeout(_) => "body_timeout",
             IngestError::NotFound(_) => "not_found",
             IngestError::OriginNotAllowed(_) => "origin_not_allowed",
             IngestError::InvalidFields(_) => "invalid_fields",

@@ -149,6 +149,14 @@ async fn pixel_fallback_answers_a_gif() {
     assert_eq!(response.bytes().await.unwrap().len(), 43);
     let bad = h.client.get(format!("{}/v1/p.gif?site_id=open&type=pageview", h.base)).send().await.unwrap();
     assert_eq!(bad.status(), 400);
+    // A query past the event size is named as such (not as a request body).
+    let long = h.client.get(format!("{}/v1/p.gif?site_id=open&type=pageview&url=https%3A%2F%2Fa.example%2F{}", h.base, "x".repeat(40_000))).send().await.unwrap();
+    assert_eq!(long.status(), 414);
+    let reply: serde_json::Value = long.json().await.unwrap();
+    assert_eq!(code(&reply), "query_too_long");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("query string"), "{reply}");
+    let nul = h.client.get(format!("{}/v1/p.gif?site_id=open&type=pageview&url=https%3A%2F%2Fa.example%2F%00x&visitor_id=px2", h.base)).send().await.unwrap();
+    assert_eq!(nul.status(), 400, "a NUL byte in the URL is refused");
     let (events, _) = h.drain().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.visitor_id.as_deref(), Some("px1"));
@@ -212,4 +220,25 @@ async fn full_log_answers_503_and_never_acknowledges() {
     assert_eq!(last.2["retry-after"], "1");
     let (events, _) = h.drain().await;
     assert_eq!(events.len(), accepted, "exactly the acknowledged events are in the log");
+}
+
+#[tokio::test]
+async fn hostile_event_contents_get_their_own_codes() {
+    let h = default_harness().await;
+    let deep = format!(r#"{{"v":1,"type":"pageview","site_id":"open","url":"https://a.example/","props":{{"k":{}1{}}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    let mut nul = pageview("open");
+    nul["url"] = json!("https://a.example/pricing\u{0}evil");
+    let mut crlf = pageview("open");
+    crlf["referrer"] = json!("https://r.example/\r\nSet-Cookie: x=1");
+    let small_deep = format!(r#"{{"v":1,"type":"pageview","site_id":"open","url":"https://a.example/","props":{{"k":{}1{}}}}}"#, "[".repeat(200), "]".repeat(200));
+    for (event, expected) in [(deep, "too_deeply_nested"), (small_deep, "too_deeply_nested"), (nul.to_string(), "invalid_url"), (crlf.to_string(), "invalid_url")] {
+        let (status, reply, _) = h.post(format!(r#"{{"events":[{event}]}}"#), "application/json").await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(reply["errors"][0]["code"].as_str().or(reply["error"]["code"].as_str()), Some(expected), "{reply}");
+    }
+    let (events, letters) = h.drain().await;
+    assert!(events.is_empty(), "nothing hostile was accepted");
+    // Each is kept as a dead letter of its site with the reason.
+    let reasons: Vec<&str> = letters.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(reasons, vec!["too_deeply_nested", "too_deeply_nested", "invalid_url", "invalid_url"], "{reasons:?}");
 }

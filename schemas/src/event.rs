@@ -202,6 +202,8 @@ pub fn classify_serde_error(err: &serde_json::Error) -> ValidationError {
         "missing_field"
     } else if text.starts_with("unknown variant") {
         "invalid_value"
+    } else if text.starts_with("recursion limit exceeded") {
+        "too_deeply_nested"
     } else if err.is_syntax() || err.is_eof() {
         "malformed_json"
     } else {
@@ -209,6 +211,41 @@ pub fn classify_serde_error(err: &serde_json::Error) -> ValidationError {
     };
     let field = if code == "missing_field" { field } else { None };
     ValidationError { code, field, message: text }
+}
+
+/// Deepest nesting of arrays and objects an event may have (events are flat: a few levels of
+/// `target`/`traits`/`props` are all a tracker sends).
+pub const MAX_NESTING: usize = 32;
+
+/// Whether `json` nests arrays/objects deeper than `max` (brackets inside strings don't count).
+/// One pass over the bytes; used to name the problem of an oversized or unparsable event.
+pub fn nests_deeper_than(json: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in json.bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses and validates one event from its JSON text.
@@ -245,6 +282,11 @@ fn check_url(value: &Option<String>, field: &str, limits: &Limits) -> Result<(),
                 Some(field),
                 format!("{field} exceeds {} bytes", limits.max_url_len),
             ));
+        }
+        // A browser's URL has control characters percent-encoded; a raw NUL, CR or LF is a
+        // forged beacon (and a hazard for every system the URL is shown or exported to).
+        if url.chars().any(char::is_control) {
+            return Err(ValidationError::new("invalid_url", Some(field), format!("{field} must not contain control characters")));
         }
         let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
         if !url.is_empty() && !(lower.starts_with("http://") || lower.starts_with("https://")) {
@@ -365,6 +407,10 @@ impl WireEvent {
         check_id(&self.visitor_id, "visitor_id", limits)?;
         check_id(&self.session_id, "session_id", limits)?;
         check_url(&self.url, "url", limits)?;
+        // Referrers may use other schemes (android-app://…) but never raw control characters.
+        if self.referrer.as_deref().is_some_and(|r| r.chars().any(char::is_control)) {
+            return Err(ValidationError::new("invalid_url", Some("referrer"), "referrer must not contain control characters"));
+        }
         if let Some(ts) = self.ts {
             if ts <= 0 {
                 return Err(ValidationError::new("invalid_value", Some("ts"), "ts must be positive epoch milliseconds"));
@@ -539,6 +585,8 @@ mod tests {
             (r#"{"v":1,"type":"pageview","site_id":"s","url":"https://x","ts":"now"}"#, "wrong_type"),
             (r#"{"v":1,"type":"pageview","site_id":"s p","url":"https://x"}"#, "invalid_site_id"),
             (r#"{"v":1,"type":"pageview","site_id":"s","url":"javascript:alert(1)"}"#, "invalid_url"),
+            (r#"{"v":1,"type":"pageview","site_id":"s","url":"https://x/a\u0000b"}"#, "invalid_url"),
+            (r#"{"v":1,"type":"pageview","site_id":"s","url":"https://x/","referrer":"https://r/\r\nSet-Cookie: a"}"#, "invalid_url"),
             (r#"{"v":1,"type":"pageview","site_id":"s","url":"https://x","event_id":"nope"}"#, "invalid_id"),
             (r#"{"v":1,"type":"engagement","site_id":"s","scroll_depth":101,"engaged_ms":5}"#, "invalid_value"),
             (r#"{"v":1,"type":"engagement","site_id":"s","scroll_depth":50}"#, "missing_field"),
@@ -568,6 +616,15 @@ mod tests {
         assert_eq!(parse(&many).unwrap_err().code, "too_many_properties");
         let big_value = format!(r#"{{"v":1,"type":"pageview","site_id":"s","url":"https://x","props":{{"k":"{long}"}}}}"#);
         assert_eq!(parse(&big_value).unwrap_err().code, "invalid_property");
+    }
+
+    #[test]
+    fn nesting_depth_is_measured_outside_strings() {
+        assert!(!nests_deeper_than(r#"{"a":{"b":[1,2,{"c":3}]}}"#, 4));
+        assert!(nests_deeper_than(r#"{"a":{"b":[1,2,{"c":3}]}}"#, 3));
+        assert!(!nests_deeper_than(r#"{"a":"[[[[[[\"[[[[","b":1}"#, 1), "brackets in strings and escaped quotes");
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(nests_deeper_than(&deep, MAX_NESTING));
     }
 
     #[test]

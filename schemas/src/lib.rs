@@ -25,8 +25,8 @@ pub use business::{
     Sentiment, Task, Ticket,
 };
 pub use event::{
-    classify_serde_error, parse_event, ClickTarget, CollectedEvent, Event, EventBody, EventKind,
-    Limits, ValidationError, Viewport, WireEvent, SCHEMA_VERSION,
+    classify_serde_error, nests_deeper_than, parse_event, ClickTarget, CollectedEvent, Event, EventBody, EventKind,
+    Limits, ValidationError, Viewport, WireEvent, MAX_NESTING, SCHEMA_VERSION,
 };
 pub use forms::{
     is_email, is_free_email, valid_key, FieldError, FieldKind, FormDefinition, FormField, ShowIf,

@@ -299,6 +299,11 @@ pub struct User {
     /// A disabled user cannot log in or refresh; their refresh tokens are revoked.
     #[serde(default)]
     pub disabled: bool,
+    /// Bumped whenever the user's live access tokens must stop working (disable, role or
+    /// password change, log out everywhere); every access token names the version it was
+    /// issued at.
+    #[serde(default)]
+    pub token_version: u64,
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub async fn start_with(config: crm_api::ApiConfig) -> Api {
     let boot = bootstrap(store.as_ref(), None, Some(PASSWORD)).await.unwrap();
     assert!(boot.generated_admin.is_none());
     for (username, role) in [("rep", Role::SalesRep), ("rep2", Role::SalesRep), ("manager", Role::SalesManager), ("cs", Role::CustomerSuccess)] {
-        let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0, disabled: false };
+        let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0, disabled: false, token_version: 0 };
         store.put_user(&user).await.unwrap();
     }
     let router = crm_api::router(ApiState::new(store.clone(), boot.keys).with_config(&config));

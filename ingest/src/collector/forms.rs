@@ -174,7 +174,7 @@ impl Collector {
         let context = self.context(&parts.headers, parts.extensions.get::<crm_service::RemoteAddr>().copied());
         self.check_ip_rate(context.ip)?;
         check_content_type(&parts.headers)?;
-        let bytes = read_body(&parts.headers, body, MAX_SUBMISSION_BYTES.min(self.config.max_body_bytes)).await?;
+        let bytes = read_body(&parts.headers, body, MAX_SUBMISSION_BYTES.min(self.config.max_body_bytes), self.config.body_timeout).await?;
         let raw = std::str::from_utf8(&bytes).map_err(|_| IngestError::InvalidUtf8)?;
         let submission: Submission = serde_json::from_str(raw).map_err(|e| {
             let error = crm_schemas::classify_serde_error(&e);

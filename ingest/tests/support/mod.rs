@@ -9,7 +9,7 @@ use std::time::Duration;
 use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Topic};
 use crm_ingest::{Collector, CollectorConfig, IngestMetrics, SiteDirectory};
 use crm_schemas::{CollectedEvent, DeadLetter, Site};
-use crm_service::{serve, MetricsRegistry, Shutdown};
+use crm_service::{serve, MetricsRegistry, ServeOptions, Shutdown};
 use crm_store::{EmbeddedStore, Store};
 use serde_json::{json, Value};
 
@@ -29,6 +29,11 @@ impl Drop for Harness {
 }
 
 pub async fn start(config: CollectorConfig, log_config: impl FnOnce(EmbeddedLogConfig) -> EmbeddedLogConfig) -> Harness {
+    start_serving(config, log_config, ServeOptions::with_drain(Duration::from_secs(1))).await
+}
+
+/// Like [`start`], with the serve loop's connection limits given.
+pub async fn start_serving(config: CollectorConfig, log_config: impl FnOnce(EmbeddedLogConfig) -> EmbeddedLogConfig, options: ServeOptions) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let mut site = Site::new("s1", "Site one", 0);
@@ -42,7 +47,7 @@ pub async fn start(config: CollectorConfig, log_config: impl FnOnce(EmbeddedLogC
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = Shutdown::new();
-    tokio::spawn(serve(listener, move |request| collector.clone().handle(request), shutdown.clone(), Duration::from_secs(1)));
+    tokio::spawn(serve(listener, move |request| collector.clone().handle(request), shutdown.clone(), options));
     Harness { base, client: reqwest::Client::new(), log, store, shutdown, _dir: dir }
 }
 

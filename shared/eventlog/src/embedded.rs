@@ -289,7 +289,15 @@ impl Writer {
             }
         }
     }
+}
 
+/// Headroom under the disk budget below which the log reports itself unavailable (5 % of the
+/// budget, at most 64 MiB), while appends that still fit go on being accepted.
+fn budget_reserve(limit: u64) -> u64 {
+    (limit / 20).min(64 * 1024 * 1024)
+}
+
+impl Writer {
     fn check_budget(&mut self, incoming: u64) -> Result<(), LogError> {
         let limit = self.shared.config.max_bytes;
         let mut used = self.shared.bytes_on_disk.load(Ordering::Relaxed);
@@ -370,11 +378,18 @@ impl EventLog for EmbeddedLog {
     }
 
     fn stats(&self) -> LogStats {
+        let bytes_on_disk = self.shared.bytes_on_disk.load(Ordering::Relaxed);
+        let limit = self.shared.config.max_bytes;
+        // Not ready before the budget refuses: a nearly full log would take small beacons and
+        // refuse larger ones, and readiness must not flip with every request's size.
+        let nearly_full = bytes_on_disk.saturating_add(budget_reserve(limit)) > limit;
         LogStats {
             next_offset: *self.shared.watermark.borrow(),
-            bytes_on_disk: self.shared.bytes_on_disk.load(Ordering::Relaxed),
+            bytes_on_disk,
             queued_appends: self.sender.max_capacity() - self.sender.capacity(),
-            unavailable: self.shared.unavailable.lock().clone(),
+            unavailable: self.shared.unavailable.lock().clone().or_else(|| {
+                nearly_full.then(|| format!("disk budget nearly exhausted: {bytes_on_disk} of {limit} bytes used; consumers must catch up or the budget grow"))
+            }),
         }
     }
 
@@ -628,6 +643,26 @@ mod tests {
         assert!(matches!(err, LogError::DiskBudgetExhausted { .. }), "{err}");
         assert!(err.is_retryable());
         assert!(log.stats().unavailable.is_some());
+        log.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_nearly_full_budget_is_unavailable_even_while_small_appends_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(EmbeddedLogConfig { max_bytes: 10_000, ..EmbeddedLogConfig::new(dir.path()) }).unwrap();
+        assert!(log.stats().unavailable.is_none());
+        let mut refused = false;
+        for i in 0..400 {
+            if log.append(vec![rec(format!("{i}-{}", "y".repeat(60)))]).await.is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "the budget refuses at last");
+        let small = log.append(vec![rec("z".into())]).await;
+        assert!(small.is_ok(), "a record that fits is still taken: {small:?}");
+        let reason = log.stats().unavailable.expect("still unavailable after a small append succeeded");
+        assert!(reason.contains("disk budget nearly exhausted"), "{reason}");
         log.shutdown().await.unwrap();
     }
 

@@ -1,5 +1,7 @@
-//! The serve loop: accepts connections on a bound listener, runs the handler with HTTP/1.1
-//! keep-alive, and on shutdown stops accepting and drains in-flight requests (bounded).
+//! The serve loop: accepts connections on a bound listener, admits them under the connection
+//! caps, runs the handler with HTTP/1.1 keep-alive while a watchdog closes slow-header and idle
+//! connections ([`crate::connection`]), and on shutdown stops accepting and drains in-flight
+//! requests (bounded).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +16,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::{Body, Shutdown};
+use crate::connection::{Activity, ConnectionTable, WatchedStream};
+use crate::{Body, ConnectionLimits, ConnectionStats, Shutdown};
 
 /// The peer address of the connection, inserted into every request's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +34,25 @@ pub fn client_ip(headers: &http::HeaderMap, peer: Option<std::net::IpAddr>, trus
     forwarded.or(peer)
 }
 
-/// Serves `handler` on `listener` until `shutdown` fires, then drains for up to `drain`.
-pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: Shutdown, drain: Duration)
+/// How a server treats its connections.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// How long in-flight requests may take to finish at shutdown.
+    pub drain: Duration,
+    pub limits: ConnectionLimits,
+    /// Where the loop counts what the limits did (shared with `/metrics`).
+    pub stats: Arc<ConnectionStats>,
+}
+
+impl ServeOptions {
+    /// Default limits, fresh counters.
+    pub fn with_drain(drain: Duration) -> ServeOptions {
+        ServeOptions { drain, limits: ConnectionLimits::default(), stats: Arc::default() }
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown` fires, then drains for up to `options.drain`.
+pub async fn serve<H, F>(listener: TcpListener, handler: H, shutdown: Shutdown, options: ServeOptions)
 where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -40,6 +60,7 @@ where
     let handler = Arc::new(handler);
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
+    let table = ConnectionTable::new(options.limits, options.stats);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -48,29 +69,65 @@ where
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(err) => {
+                // Out of file descriptors or a reset before accept: back off briefly.
                 tracing::warn!(error = %err, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
+        let slot = match table.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(peer = %peer, reason = ?why, "connection refused at a cap");
+                table.refuse(stream, why);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
         let handler = handler.clone();
+        let in_service = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            let in_flight = in_service.request_started();
             request.extensions_mut().insert(RemoteAddr(peer));
             let response = handler(request);
-            async move { Ok::<_, Infallible>(response.await) }
+            async move {
+                let response = response.await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let io = TokioIo::new(WatchedStream::new(stream, Arc::clone(&activity)));
+        let connection = builder.serve_connection(io, service).into_owned();
         let connection = graceful.watch(connection);
+        let table = Arc::clone(&table);
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "connection ended with an error");
+            let _slot = slot;
+            let mut connection = std::pin::pin!(connection);
+            loop {
+                let recheck_at = match activity.check(table.limits()) {
+                    Ok(at) => at,
+                    Err(expiry) => {
+                        activity.count(expiry, table.stats());
+                        tracing::debug!(peer = %peer, reason = ?expiry, "closing connection");
+                        return;
+                    }
+                };
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(err) = ended {
+                            tracing::debug!(error = %err, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    _ = tokio::time::sleep_until(recheck_at.into()) => {}
+                }
             }
         });
     }
     drop(listener);
     tracing::info!("stopped accepting connections; draining");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(timeout_ms = drain.as_millis() as u64, "drain timed out; closing remaining connections");
+    if tokio::time::timeout(options.drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(timeout_ms = options.drain.as_millis() as u64, "drain timed out; closing remaining connections");
     }
 }

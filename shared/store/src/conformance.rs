@@ -337,10 +337,14 @@ pub async fn sites_users_and_meta_round_trip(harness: &dyn StoreHarness) {
     assert_eq!(store.site("s1").await.expect("get").expect("present"), site);
     assert!(store.site("nope").await.expect("get").is_none());
     assert_eq!(store.sites().await.expect("sites").len(), 2);
-    let user = User { username: "ada".into(), password_hash: "$argon2id$...".into(), role: Role::Admin, created_at_ms: T0, disabled: false };
+    let user = User { username: "ada".into(), password_hash: "$argon2id$...".into(), role: Role::Admin, created_at_ms: T0, disabled: false, token_version: 7 };
     store.put_user(&user).await.expect("put user");
     assert_eq!(store.user("ada").await.expect("user").expect("present"), user);
     assert_eq!(store.users().await.expect("users").len(), 1);
+    // A revocation is a replacement written right after the first: the newer one wins at once.
+    let bumped = User { token_version: 8, disabled: true, ..user.clone() };
+    store.put_user(&bumped).await.expect("replace user");
+    assert_eq!(store.user("ada").await.expect("user").expect("present"), bumped);
     assert!(store.meta("k").await.expect("meta").is_none());
     store.put_meta("k", b"v1").await.expect("put meta");
     store.put_meta("k", b"v2").await.expect("overwrite meta");
