@@ -70,7 +70,7 @@ fn geo(c: &mut Criterion) {
         eprintln!("geo/lookup skipped: set CRM_BENCH_MMDB to a DB-IP City Lite mmdb (scripts/bench.sh does)");
         return;
     };
-    let geo = GeoLookup::open(Some(std::path::Path::new(&path)), None).expect("open mmdb");
+    let geo = GeoLookup::open(&[std::path::Path::new(&path)], &[]).expect("open mmdb");
     let ips: Vec<IpAddr> = (0..1000u32).map(|i| IpAddr::from((i.wrapping_mul(2_654_435_761)).to_be_bytes())).collect();
     let mut group = c.benchmark_group("geo");
     group.throughput(Throughput::Elements(ips.len() as u64));
@@ -119,7 +119,7 @@ fn enrich_and_score(c: &mut Criterion) {
     let inputs = collected(&events(10_000));
     let site = SiteRules::new(&Site::new("bench", "Bench", 0));
     let geo = match std::env::var("CRM_BENCH_MMDB") {
-        Ok(path) => GeoLookup::open(Some(std::path::Path::new(&path)), None).expect("open mmdb"),
+        Ok(path) => GeoLookup::open(&[std::path::Path::new(&path)], &[]).expect("open mmdb"),
         Err(_) => GeoLookup::disabled(),
     };
     let mut enricher = Enricher::new(geo, IpStorage::Anonymized);

@@ -9,13 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crm_api::ApiState;
 use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, SyncMode};
+#[cfg(feature = "kafka")]
 use crm_eventlog_kafka::{Compression, KafkaConfig, KafkaLog};
 use crm_ingest::{Collector, IngestMetrics, SiteDirectory};
 use crm_schemas::Site;
 use crm_batch_jobs::churn_job::ChurnRun;
 use crm_batch_jobs::usage::UsageSource;
 use crate::demo::AccountsArgs;
-use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, Shutdown};
+use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, ServeOptions, Shutdown};
 use crm_store::{EmbeddedStore, Store};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use crm_stream_processor::{AiConfig, AlertDispatcher, DispatcherConfig, InsightWorker, Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
@@ -27,7 +28,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::config::{
-    ApiArgs, AuthArgs, CompressionArg, DataArgs, EventLogKind, HealthJobArgs, ImportArgs, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
+    ApiArgs, AuthArgs, DataArgs, EventLogKind, HealthJobArgs, ImportArgs, IngestArgs, IpStorageArg, LogArgs, LogSyncArg, MigrateArgs, ProcessArgs,
     ProcessorArgs, RollupArgs, StoreArgs, StoreKind, UpArgs,
 };
 
@@ -35,10 +36,14 @@ const STORE_SCHEMA_VERSION: &str = "1";
 
 pub async fn open_log(data: &DataArgs, args: &LogArgs) -> Result<Arc<dyn EventLog>> {
     match args.event_log {
+        #[cfg(not(feature = "kafka"))]
+        EventLogKind::Kafka => Err(crate::config::KafkaNotBuilt.into()),
+        #[cfg(feature = "kafka")]
         EventLogKind::Kafka => {
             if args.kafka_partitions < 1 || args.kafka_replication < 1 {
                 anyhow::bail!("--kafka-partitions and --kafka-replication must be at least 1");
             }
+            use crate::config::CompressionArg;
             let mut config = KafkaConfig::new(&args.kafka_brokers, &args.kafka_topic_prefix);
             config.partitions = args.kafka_partitions;
             config.replication = args.kafka_replication;
@@ -194,11 +199,25 @@ fn spawn_health_schedule(store: Arc<dyn Store>, clickhouse: Option<Arc<ClickHous
     });
 }
 
-fn enricher(args: &ProcessorArgs) -> Result<Enricher> {
-    let geo = GeoLookup::open(args.geoip_city.as_deref(), args.geoip_asn.as_deref())?;
-    if !geo.is_enabled() {
-        tracing::info!("no geo database configured; events are stored without geolocation");
+/// The geo databases: the flags' files, else what `crm geoip install` put in the data
+/// directory (whose attribution is then published for the dashboard), else none.
+async fn geo_lookup(args: &ProcessorArgs, data: &DataArgs, store: &Arc<dyn Store>) -> Result<GeoLookup> {
+    if !args.geoip_city.is_empty() || !args.geoip_asn.is_empty() {
+        return Ok(GeoLookup::open(&args.geoip_city, &args.geoip_asn)?);
     }
+    let Some((manifest, dir)) = crate::geoip::installed(&data.data_dir)? else {
+        tracing::info!("no geo database configured; events are stored without geolocation (run `crm geoip install`)");
+        return Ok(GeoLookup::disabled());
+    };
+    let files = |names: &[String]| names.iter().map(|n| dir.join(n)).collect::<Vec<_>>();
+    let geo = GeoLookup::open(&files(&manifest.city), &files(&manifest.asn)).with_context(|| format!("the databases in {} (reinstall with `crm geoip install`)", dir.display()))?;
+    let versions: Vec<String> = manifest.packages.iter().map(|p| format!("{}@{}", p.name, p.version)).collect();
+    tracing::info!(dir = %dir.display(), packages = %versions.join(" "), "geo databases from the data directory");
+    store.put_meta(crm_api::GEO_ATTRIBUTION_META, &serde_json::to_vec(&manifest.attribution)?).await?;
+    Ok(geo)
+}
+
+fn enricher(args: &ProcessorArgs, geo: GeoLookup) -> Result<Enricher> {
     let storage = match args.ip_storage {
         IpStorageArg::Anonymized => IpStorage::Anonymized,
         IpStorageArg::Full => IpStorage::Full,
@@ -207,13 +226,14 @@ fn enricher(args: &ProcessorArgs) -> Result<Enricher> {
     Ok(Enricher::new(geo, storage))
 }
 
-fn processor(args: &ProcessorArgs, store: Arc<dyn Store>, metrics: &MetricsRegistry, health: &Health) -> Result<Processor> {
+async fn processor(args: &ProcessorArgs, data: &DataArgs, store: Arc<dyn Store>, metrics: &MetricsRegistry, health: &Health) -> Result<Processor> {
+    let geo = geo_lookup(args, data, &store).await?;
     let config = ProcessorConfig {
         batch_size: args.processor_batch.clamp(1, 100_000),
         request_insights: args.ai()?.is_some(),
         ..ProcessorConfig::default()
     };
-    let processor = Processor::new(config, store, enricher(args)?, ProcessorMetrics::new(metrics));
+    let processor = Processor::new(config, store, enricher(args, geo)?, ProcessorMetrics::new(metrics));
     let status = processor.status();
     health.add_check("store", move || status.store_error.lock().clone());
     Ok(processor)
@@ -311,7 +331,8 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
 }
 
 /// Serves `dispatch` until SIGINT/SIGTERM, marking the service not-ready while it drains.
-async fn serve_until_signal(listener: TcpListener, dispatch: Dispatch, drain: Duration) {
+async fn serve_until_signal(listener: TcpListener, dispatch: Dispatch, options: ServeOptions) {
+    options.stats.register(&dispatch.metrics);
     let shutdown = Shutdown::new();
     let health = dispatch.health.clone();
     let trigger = shutdown.clone();
@@ -321,7 +342,7 @@ async fn serve_until_signal(listener: TcpListener, dispatch: Dispatch, drain: Du
         health.set_draining();
         trigger.trigger();
     });
-    serve(listener, move |request| dispatch.clone().handle(request), shutdown, drain).await;
+    serve(listener, move |request| dispatch.clone().handle(request), shutdown, options).await;
 }
 
 fn spawn_housekeeping(collector: Arc<Collector>, log: Arc<dyn EventLog>, sites: Arc<SiteDirectory>, shutdown: &Shutdown) {
@@ -377,17 +398,17 @@ async fn collector_parts(config: crm_ingest::CollectorConfig, store: &Arc<dyn St
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
-    let collector_config = args.collector.to_config()?;
+    let collector_config = crm_ingest::CollectorConfig { body_timeout: args.http.body_timeout(), ..args.collector.to_config()? };
     let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
     let CollectorParts { collector, sites, metrics, health } = collector_parts(collector_config, &store, &log, &background).await?;
     let api_state = ApiState::new(store.clone(), keys)
-        .with_config(&args.auth.api_config())
+        .with_config(&crm_api::ApiConfig { body_timeout: args.http.body_timeout(), ..args.auth.api_config() })
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
-    let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
+    let processor = processor(&args.processor, &args.data, store.clone(), &metrics, &health).await?;
     let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
     if args.health_interval_mins > 0 {
         spawn_health_schedule(store.clone(), clickhouse, Duration::from_secs(args.health_interval_mins * 60), background.clone());
@@ -395,7 +416,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
     let listener = bind(args.http.listen, "crm up").await?;
     let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
-    serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
+    serve_until_signal(listener, dispatch, args.http.serve_options()).await;
 
     background.trigger();
     let _ = processor_task.await;
@@ -405,14 +426,14 @@ pub async fn up(args: UpArgs) -> Result<()> {
 }
 
 pub async fn ingest(args: IngestArgs) -> Result<()> {
-    let collector_config = args.collector.to_config()?;
+    let collector_config = crm_ingest::CollectorConfig { body_timeout: args.http.body_timeout(), ..args.collector.to_config()? };
     let store = open_store(&args.data, &args.store).await?;
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
     let CollectorParts { collector, metrics, health, .. } = collector_parts(collector_config, &store, &log, &background).await?;
     let listener = bind(args.http.listen, "crm ingest").await?;
     let dispatch = Dispatch { collector: Some(collector), api: None, health, metrics };
-    serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
+    serve_until_signal(listener, dispatch, args.http.serve_options()).await;
     background.trigger();
     log.shutdown().await?;
     Ok(())
@@ -423,12 +444,12 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
     let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
-    let processor = processor(&args.processor, store.clone(), &metrics, &health)?;
+    let processor = processor(&args.processor, &args.data, store.clone(), &metrics, &health).await?;
     let background = Shutdown::new();
     let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, background.clone());
     let listener = bind(args.listen, "crm process (health and metrics)").await?;
     let dispatch = Dispatch { collector: None, api: None, health, metrics };
-    serve_until_signal(listener, dispatch, Duration::from_secs(5)).await;
+    serve_until_signal(listener, dispatch, ServeOptions::with_drain(Duration::from_secs(5))).await;
     background.trigger();
     let _ = processor_task.await;
     log.shutdown().await?;
@@ -441,9 +462,10 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
     let listener = bind(args.http.listen, "crm api").await?;
-    let state = ApiState::new(store, keys).with_config(&args.auth.api_config()).with_dashboard_dir(args.auth.dashboard_dir.clone());
+    let config = crm_api::ApiConfig { body_timeout: args.http.body_timeout(), ..args.auth.api_config() };
+    let state = ApiState::new(store, keys).with_config(&config).with_dashboard_dir(args.auth.dashboard_dir.clone());
     let dispatch = Dispatch { collector: None, api: Some(crm_api::router(state)), health, metrics };
-    serve_until_signal(listener, dispatch, args.http.drain_timeout()).await;
+    serve_until_signal(listener, dispatch, args.http.serve_options()).await;
     Ok(())
 }
 
@@ -467,6 +489,23 @@ pub async fn batch_rollups(args: RollupArgs) -> Result<()> {
     for row in rows {
         println!("{}", serde_json::to_string(&row)?);
     }
+    Ok(())
+}
+
+/// `crm geoip install`: fetch, verify, convert and install the free geo databases.
+pub async fn geoip_install(args: crate::config::GeoipInstallArgs) -> Result<()> {
+    let source = match args.from {
+        Some(dir) => crate::geoip::Source::Tarballs(dir),
+        None => crate::geoip::Source::Npm(args.npm),
+    };
+    let data_dir = args.data.data_dir.clone();
+    let manifest = tokio::task::spawn_blocking(move || crate::geoip::install(&data_dir, &source)).await??;
+    println!("installed into {}:", crate::geoip::geoip_dir(&args.data.data_dir).display());
+    for package in &manifest.packages {
+        println!("  {} {}", package.name, package.version);
+    }
+    println!("`crm up` and `crm process` with --data-dir {} use them from their next start.", args.data.data_dir.display());
+    println!("{} ({}); the dashboard shows this credit.", manifest.attribution.text, manifest.attribution.licence);
     Ok(())
 }
 

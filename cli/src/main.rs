@@ -4,13 +4,18 @@
 mod app;
 mod config;
 mod demo;
+mod geoip;
 
 use clap::Parser;
-use config::{BatchJob, Cli, Command, LogFormatArg};
+use config::{BatchJob, Cli, Command, GeoipAction, LogFormatArg};
 use crm_service::{init_tracing, LogFormat};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Err(missing)) = cli.command.log_args().map(|log| log.check_built()) {
+        eprintln!("error: {missing}");
+        std::process::exit(2);
+    }
     let format = match cli.log_format {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
@@ -29,6 +34,10 @@ fn main() -> anyhow::Result<()> {
                 None => demo::run(demo.traffic).await,
             },
             Command::Import(args) => app::import(args).await,
+            Command::Geoip(geoip) => match geoip.action {
+                GeoipAction::Install(args) => app::geoip_install(args).await,
+                GeoipAction::Status(data) => geoip::status(&data.data_dir),
+            },
             Command::Batch(batch) => match batch.job {
                 BatchJob::Rollups(args) => app::batch_rollups(args).await,
                 BatchJob::Health(args) => app::batch_health(args).await,

@@ -393,3 +393,59 @@ async fn demo_accounts_feed_health_churn_and_the_dashboard() {
     assert_eq!(status, 200, "{account}");
     assert!(account["data"]["churn_probability"].is_number() && account["data"]["churn_drivers"].is_array(), "{account}");
 }
+
+/// A binary built without the `kafka` feature (the default) names the build option at once.
+#[cfg(not(feature = "kafka"))]
+#[test]
+fn kafka_without_the_kafka_build_exits_2_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for subcommand in ["up", "ingest", "process"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_crm"))
+            .args([subcommand, "--event-log", "kafka", "--data-dir"])
+            .arg(dir.path())
+            .env("CRM_ADMIN_PASSWORD", common::PASSWORD)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{subcommand}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("--features kafka"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was created before refusing");
+}
+
+/// When the log's disk budget makes the collector refuse beacons, `/readyz` says not ready (a
+/// load balancer stops sending traffic) and names the reason, and stays so while small beacons
+/// still fit. `crm ingest` alone: no processor consumes, so nothing frees the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_budget_makes_the_service_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(start(&dir.path().join("data"), &[])); // first start: creates the demo site
+    let server = common::start_subcommand("ingest", &dir.path().join("data"), &["--rate-limit-ip", "0", "--log-max-bytes", "65536", "--log-segment-bytes", "16384"]);
+    let client = reqwest::Client::new();
+    let base = &server.base;
+    assert_eq!(client.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    let title = "t".repeat(250);
+    let mut refused = None;
+    for i in 0..400 {
+        let events: Vec<Value> = (0..8).map(|j| json!({"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": format!("fill-{i}-{j}"), "url": "https://x.example/", "title": title})).collect();
+        let response = client.post(format!("{base}/v1/events")).body(json!({ "events": events }).to_string()).send().await.unwrap();
+        if response.status() == 503 {
+            refused = Some(response.json::<Value>().await.unwrap());
+            break;
+        }
+        assert_eq!(response.status(), 202);
+    }
+    let refused = refused.expect("the budget refuses beacons before 400 requests");
+    assert_eq!(refused["error"]["code"], "log_unavailable", "{refused}");
+    for _ in 0..3 {
+        let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let body: Value = ready.json().await.unwrap();
+        assert!(body["problems"]["event_log"].as_str().unwrap_or("").contains("disk budget"), "{body}");
+        // A small beacon may still fit under the budget; readiness does not flip with it.
+        let small = client.post(format!("{base}/v1/events")).body(json!({"v": 1, "type": "pageview", "site_id": "demo", "url": "https://x.example/"}).to_string()).send().await.unwrap();
+        assert!(matches!(small.status().as_u16(), 202 | 503), "{}", small.status());
+    }
+}

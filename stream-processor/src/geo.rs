@@ -63,9 +63,11 @@ struct AsnRecord {
     autonomous_system_organization: Option<String>,
 }
 
+/// City and ASN databases, each possibly split in several files (ip-location-db ships IPv4
+/// and IPv6 in separate ones): a lookup takes the first file that knows the address.
 pub struct GeoLookup {
-    city: Option<Reader<Vec<u8>>>,
-    asn: Option<Reader<Vec<u8>>>,
+    city: Vec<Reader<Vec<u8>>>,
+    asn: Vec<Reader<Vec<u8>>>,
 }
 
 fn open(path: &Path) -> Result<Reader<Vec<u8>>, GeoError> {
@@ -75,46 +77,49 @@ fn open(path: &Path) -> Result<Reader<Vec<u8>>, GeoError> {
 impl GeoLookup {
     /// No databases: every lookup is empty.
     pub fn disabled() -> GeoLookup {
-        GeoLookup { city: None, asn: None }
+        GeoLookup { city: Vec::new(), asn: Vec::new() }
     }
 
-    pub fn open(city: Option<&Path>, asn: Option<&Path>) -> Result<GeoLookup, GeoError> {
-        Ok(GeoLookup { city: city.map(open).transpose()?, asn: asn.map(open).transpose()? })
+    pub fn open<P: AsRef<Path>>(city: &[P], asn: &[P]) -> Result<GeoLookup, GeoError> {
+        let all = |paths: &[P]| paths.iter().map(|p| open(p.as_ref())).collect::<Result<Vec<_>, _>>();
+        Ok(GeoLookup { city: all(city)?, asn: all(asn)? })
     }
 
     pub fn from_bytes(city: Option<Vec<u8>>, asn: Option<Vec<u8>>) -> Result<GeoLookup, GeoError> {
         let read = |bytes: Vec<u8>| Reader::from_source(bytes).map_err(|e| GeoError { path: "<memory>".into(), message: e.to_string() });
-        Ok(GeoLookup { city: city.map(read).transpose()?, asn: asn.map(read).transpose()? })
+        Ok(GeoLookup { city: city.map(read).into_iter().collect::<Result<_, _>>()?, asn: asn.map(read).into_iter().collect::<Result<_, _>>()? })
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.city.is_some() || self.asn.is_some()
+        !self.city.is_empty() || !self.asn.is_empty()
+    }
+
+    /// Whether a city and an ASN database are loaded.
+    pub fn coverage(&self) -> (bool, bool) {
+        (!self.city.is_empty(), !self.asn.is_empty())
     }
 
     pub fn lookup(&self, ip: IpAddr) -> Geo {
         let mut geo = Geo::default();
-        if let Some(reader) = &self.city {
-            if let Ok(Some(record)) = reader.lookup::<CityRecord>(ip) {
-                geo.country = record.country.and_then(|c| c.iso_code).or(record.country_code);
-                geo.region = record.subdivisions.and_then(|s| s.into_iter().next()).and_then(|s| s.english()).or(record.state1);
-                geo.city = match record.city {
-                    Some(CityField::Flat(name)) => Some(name),
-                    Some(CityField::Nested(named)) => named.english(),
-                    None => None,
-                };
-                let (lat, lon) = match record.location {
-                    Some(location) => (location.latitude, location.longitude),
-                    None => (record.latitude, record.longitude),
-                };
-                geo.lat = lat;
-                geo.lon = lon;
-            }
+        // An IPv4-only file answers an IPv6 address with an error: the next file is asked.
+        if let Some(record) = self.city.iter().find_map(|reader| reader.lookup::<CityRecord>(ip).ok().flatten()) {
+            geo.country = record.country.and_then(|c| c.iso_code).or(record.country_code);
+            geo.region = record.subdivisions.and_then(|s| s.into_iter().next()).and_then(|s| s.english()).or(record.state1);
+            geo.city = match record.city {
+                Some(CityField::Flat(name)) => Some(name),
+                Some(CityField::Nested(named)) => named.english(),
+                None => None,
+            };
+            let (lat, lon) = match record.location {
+                Some(location) => (location.latitude, location.longitude),
+                None => (record.latitude, record.longitude),
+            };
+            geo.lat = lat;
+            geo.lon = lon;
         }
-        if let Some(reader) = &self.asn {
-            if let Ok(Some(record)) = reader.lookup::<AsnRecord>(ip) {
-                geo.asn = record.autonomous_system_number;
-                geo.org = record.autonomous_system_organization;
-            }
+        if let Some(record) = self.asn.iter().find_map(|reader| reader.lookup::<AsnRecord>(ip).ok().flatten()) {
+            geo.asn = record.autonomous_system_number;
+            geo.org = record.autonomous_system_organization;
         }
         geo
     }
@@ -225,6 +230,6 @@ mod tests {
     fn disabled_and_broken_databases() {
         assert_eq!(GeoLookup::disabled().lookup("81.2.69.142".parse().unwrap()), Geo::default());
         assert!(GeoLookup::from_bytes(Some(b"not an mmdb".to_vec()), None).is_err());
-        assert!(GeoLookup::open(Some(Path::new("/nonexistent/city.mmdb")), None).is_err());
+        assert!(GeoLookup::open(&[Path::new("/nonexistent/city.mmdb")], &[]).is_err());
     }
 }

@@ -33,7 +33,7 @@ const ROUTES = [
 ];
 
 // permissions: a Set, or null when the server does not say (then every screen is shown).
-const state = { sites: [], site: null, shell: null, active: null, permissions: null };
+const state = { sites: [], site: null, shell: null, active: null, permissions: null, attributions: [] };
 
 const allowed = (nav) => {
   const item = NAV.find((n) => n.route === nav);
@@ -88,6 +88,26 @@ function pickSite(sites) {
   return ids[0] || null;
 }
 
+// The credit the data's licence asks for (e.g. DB-IP's CC-BY-4.0 geolocation), as the server
+// reports it: its text and a link to each source.
+function credits() {
+  if (!state.attributions.length) return null;
+  return h(
+    'div',
+    { class: 'credits', id: 'data-credits' },
+    state.attributions.map((a) =>
+      h(
+        'p',
+        String(a.text || ''),
+        ' (',
+        (Array.isArray(a.links) ? a.links : []).flatMap(([name, url], i) => [i ? ', ' : '', h('a', { href: String(url), rel: 'noopener', target: '_blank' }, String(name))]),
+        a.licence ? `; ${a.licence}` : '',
+        ')',
+      ),
+    ),
+  );
+}
+
 function buildShell() {
   const me = user() || {};
   const select = h(
@@ -125,6 +145,7 @@ function buildShell() {
       h('nav', { class: 'nav', 'aria-label': 'Main' }, links),
       h('div', { class: 'site-picker' }, h('label', { for: 'site-select' }, 'Site'), state.sites.length ? select : h('span', { class: 'muted' }, 'No sites')),
       h('div', { class: 'me' }, h('div', { class: 'me-name' }, me.username || ''), h('div', { class: 'me-role muted' }, String(me.role || '').replace(/_/g, ' ')), logoutButton),
+      credits(),
     ),
     h('div', { class: 'main' }, h('header', { class: 'topbar' }, title), view),
   );
@@ -209,6 +230,7 @@ async function start() {
     ]);
     state.sites = Array.isArray(sites.data) ? sites.data : [];
     state.permissions = Array.isArray(me?.data?.permissions) ? new Set(me.data.permissions) : null;
+    state.attributions = Array.isArray(me?.data?.attributions) ? me.data.attributions : [];
   } catch (err) {
     if (err?.status === 401) {
       showLogin('Please sign in.');
