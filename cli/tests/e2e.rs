@@ -12,27 +12,11 @@ use serde_json::{json, Value};
 mod common;
 use common::{eventually, get, start, token, CHROME};
 
-fn city_mmdb(path: &Path) {
-    use maxminddb_writer::paths::IpAddrWithMask;
-    #[derive(serde::Serialize)]
-    struct Flat<'a> {
-        country_code: &'a str,
-        state1: &'a str,
-        city: &'a str,
-        latitude: f64,
-        longitude: f64,
-    }
-    let mut db = maxminddb_writer::Database::default();
-    let berlin = db.insert_value(Flat { country_code: "DE", state1: "Berlin", city: "Berlin", latitude: 52.52, longitude: 13.4 }).unwrap();
-    db.insert_node("81.2.69.0/24".parse::<IpAddrWithMask>().unwrap(), berlin);
-    std::fs::write(path, db.write_to(Vec::new()).unwrap()).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beacons_become_an_enriched_scored_visitor() {
     let dir = tempfile::tempdir().unwrap();
     let mmdb = dir.path().join("city.mmdb");
-    city_mmdb(&mmdb);
+    std::fs::write(&mmdb, common::city_mmdb(maxminddb_writer::metadata::IpVersion::V4, &[("81.2.69.0/24", "DE", "Berlin")])).unwrap();
     let server = start(&dir.path().join("data"), &["--geoip-city", mmdb.to_str().unwrap(), "--trust-forwarded-for"]);
     let client = reqwest::Client::new();
     let base = &server.base;

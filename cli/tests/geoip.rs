@@ -7,30 +7,10 @@ use std::path::Path;
 use std::process::Command;
 
 use maxminddb_writer::metadata::IpVersion;
-use maxminddb_writer::paths::IpAddrWithMask;
 use serde_json::{json, Value};
 
 mod common;
-use common::{eventually, get, start, token, CHROME};
-
-#[derive(serde::Serialize)]
-struct FlatCity<'a> {
-    country_code: &'a str,
-    state1: &'a str,
-    city: &'a str,
-    latitude: f64,
-    longitude: f64,
-}
-
-fn city_mmdb(version: IpVersion, networks: &[(&str, &str, &str)]) -> Vec<u8> {
-    let mut db = maxminddb_writer::Database::default();
-    db.metadata.ip_version = version;
-    for (cidr, country, city) in networks {
-        let value = db.insert_value(FlatCity { country_code: country, state1: city, city, latitude: 1.0, longitude: 2.0 }).unwrap();
-        db.insert_node(cidr.parse::<IpAddrWithMask>().unwrap(), value);
-    }
-    db.write_to(Vec::new()).unwrap()
-}
+use common::{city_mmdb, eventually, get, start, token, CHROME};
 
 /// A gzipped npm tarball (`package/…`) holding `files`.
 fn tarball(path: &Path, version: &str, files: &[(&str, Vec<u8>)]) {
