@@ -100,27 +100,33 @@ where
         let io = TokioIo::new(WatchedStream::new(stream, Arc::clone(&activity)));
         let connection = builder.serve_connection(io, service).into_owned();
         let connection = graceful.watch(connection);
+        let (ended, mut watch_end) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            // The slot and `ended` live as long as the connection, however it ends (done or
+            // aborted): dropping `ended` tells the watchdog to stop.
+            let _slot = slot;
+            let _ended = ended;
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+        // The watchdog is a task of its own that wakes once per timeout period, so serving a
+        // request polls nothing extra; it closes the connection by aborting its task.
         let table = Arc::clone(&table);
         tokio::spawn(async move {
-            let _slot = slot;
-            let mut connection = std::pin::pin!(connection);
             loop {
                 let recheck_at = match activity.check(table.limits()) {
                     Ok(at) => at,
                     Err(expiry) => {
                         activity.count(expiry, table.stats());
                         tracing::debug!(peer = %peer, reason = ?expiry, "closing connection");
+                        served.abort();
                         return;
                     }
                 };
                 tokio::select! {
-                    ended = connection.as_mut() => {
-                        if let Err(err) = ended {
-                            tracing::debug!(error = %err, "connection ended with an error");
-                        }
-                        return;
-                    }
                     _ = tokio::time::sleep_until(recheck_at.into()) => {}
+                    _ = &mut watch_end => return,
                 }
             }
         });
