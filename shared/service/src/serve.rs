@@ -114,19 +114,18 @@ where
         // request polls nothing extra; it closes the connection by aborting its task.
         let table = Arc::clone(&table);
         tokio::spawn(async move {
+            let tick = Activity::tick(table.limits());
+            let mut watch = activity.watch(std::time::Instant::now());
             loop {
-                let recheck_at = match activity.check(table.limits()) {
-                    Ok(at) => at,
-                    Err(expiry) => {
-                        activity.count(expiry, table.stats());
-                        tracing::debug!(peer = %peer, reason = ?expiry, "closing connection");
-                        served.abort();
-                        return;
-                    }
-                };
                 tokio::select! {
-                    _ = tokio::time::sleep_until(recheck_at.into()) => {}
+                    _ = tokio::time::sleep(tick) => {}
                     _ = &mut watch_end => return,
+                }
+                if let Some(expiry) = activity.check(&mut watch, table.limits(), std::time::Instant::now()) {
+                    activity.count(expiry, table.stats());
+                    tracing::debug!(peer = %peer, reason = ?expiry, "closing connection");
+                    served.abort();
+                    return;
                 }
             }
         });
