@@ -110,8 +110,8 @@ where
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
-        // The watchdog is a task of its own that wakes once per timeout period, so serving a
-        // request polls nothing extra; it closes the connection by aborting its task.
+        // The watchdog is a task of its own that wakes once per tick (the request path only
+        // bumps counters); it closes the connection by aborting its task.
         let table = Arc::clone(&table);
         tokio::spawn(async move {
             let tick = Activity::tick(table.limits());
