@@ -85,6 +85,7 @@ mod tests {
     use super::*;
     use crm_schemas::{EventBody, Site};
     use crm_store::conformance::{sample_event, sample_session};
+    use crm_store::prelude::*;
     use crm_store::{EmbeddedStore, WriteBatch};
 
     #[tokio::test]

@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use crm_schemas::{Device, Geo, Site, VisitorProfile};
-use crm_store::{EmbeddedStore, Store, WriteBatch};
+use crm_store::prelude::*;
+use crm_store::{EmbeddedStore, WriteBatch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -12,7 +12,7 @@ use crm_schemas::{
     VisitorProfile,
 };
 use crm_store::{
-    rank_value, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
+    rank_value, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, StoreError, AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -47,6 +47,7 @@ mod export;
 mod auth;
 mod insights;
 mod leads;
+mod records;
 
 pub(crate) use alerts::MIGRATION as ALERTS_MIGRATION;
 pub(crate) use business::MIGRATION as BUSINESS_MIGRATION;
@@ -325,7 +326,7 @@ fn range(column: &str) -> String {
 }
 
 #[async_trait]
-impl Store for ClickHouseStore {
+impl PipelineStore for ClickHouseStore {
     async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
         let mut unseen: HashSet<Uuid> = ids.iter().copied().collect();
         if ids.is_empty() {
@@ -377,74 +378,10 @@ impl Store for ClickHouseStore {
         self.insert_rows("events", &rows).await?;
         Ok(outcome)
     }
+}
 
-    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
-        let query = self
-            .client
-            .query("SELECT profile AS body FROM visitors FINAL WHERE site_id = ? AND visitor_id = ?")
-            .bind(site_id)
-            .bind(visitor_id);
-        Ok(self.bodies(query).await?.into_iter().next())
-    }
-
-    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
-        let mut found = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(2_000) {
-            let pairs: Vec<(&str, &str)> = chunk.iter().map(|(s, v)| (s.as_str(), v.as_str())).collect();
-            let query = self.client.query("SELECT profile AS body FROM visitors FINAL WHERE (site_id, visitor_id) IN ?").bind(pairs);
-            found.extend(self.bodies::<VisitorProfile>(query).await?);
-        }
-        Ok(found)
-    }
-
-    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
-        let query = self.client.query("SELECT profile AS body FROM visitors FINAL WHERE visitor_id = ? ORDER BY site_id").bind(visitor_id);
-        self.bodies(query).await
-    }
-
-    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
-        let column = rank_column(query.sort);
-        let is_bot = u8::from(query.bots == BotFilter::Only);
-        let limit = query.limit as u64 + 1;
-        let rows: Vec<RankedRow> = match &query.cursor {
-            Some(cursor) => {
-                let (rank, visitor) = split_cursor(cursor)?;
-                let rank: u64 = rank.parse().map_err(|_| StoreError::InvalidCursor)?;
-                self.client
-                    .query(&format!(
-                        "SELECT profile AS body, {column} AS rank, visitor_id FROM visitors FINAL
-                         WHERE site_id = ? AND is_bot = ? AND ({column}, visitor_id) > (?, ?)
-                         ORDER BY {column}, visitor_id LIMIT ?"
-                    ))
-                    .bind(&query.site_id)
-                    .bind(is_bot)
-                    .bind(rank)
-                    .bind(visitor)
-                    .bind(limit)
-                    .fetch_all()
-                    .await
-            }
-            None => {
-                self.client
-                    .query(&format!(
-                        "SELECT profile AS body, {column} AS rank, visitor_id FROM visitors FINAL
-                         WHERE site_id = ? AND is_bot = ? ORDER BY {column}, visitor_id LIMIT ?"
-                    ))
-                    .bind(&query.site_id)
-                    .bind(is_bot)
-                    .bind(limit)
-                    .fetch_all()
-                    .await
-            }
-        }
-        .map_err(ch_err)?;
-        let more = rows.len() > query.limit;
-        let rows = &rows[..rows.len().min(query.limit)];
-        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<VisitorProfile>>>()?;
-        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.rank, r.visitor_id)) } else { None };
-        Ok(Page { items, next_cursor })
-    }
-
+#[async_trait]
+impl EventStore for ClickHouseStore {
     async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
         let source = NewestFirst { table: "events", time: "ts", id: "event_id", filter: "site_id = ? AND visitor_id = ?" };
         self.newest_first(&source, &[site_id, visitor_id], limit, cursor).await
@@ -546,60 +483,115 @@ impl Store for ClickHouseStore {
         self.newest_first(&source, &[site_id], limit, cursor).await
     }
 
-    async fn put_site(&self, site: &Site) -> Result<()> {
-        self.put_keyed("sites", &site.site_id, site).await
+    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
+        let rows: Vec<FormCountRow> = self
+            .client
+            .query(&format!(
+                "SELECT JSONExtractString(body, 'form_id') AS form_id, toString(kind) AS kind, count() AS count FROM events
+                 WHERE {} AND kind IN ('form_view', 'form_start', 'form_submit') AND is_bot = 0 GROUP BY form_id, kind",
+                range("ts")
+            ))
+            .bind(site_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        let mut builder = FormStatsBuilder::default();
+        for row in rows {
+            let slot: fn(&mut FormStats) -> &mut u64 = match row.kind.as_str() {
+                "form_view" => |s| &mut s.views,
+                "form_start" => |s| &mut s.starts,
+                _ => |s| &mut s.submissions,
+            };
+            builder.add_count(&row.form_id, slot, row.count);
+        }
+        Ok(builder.finish())
+    }
+}
+
+#[async_trait]
+impl ProfileStore for ClickHouseStore {
+    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
+        let query = self
+            .client
+            .query("SELECT profile AS body FROM visitors FINAL WHERE site_id = ? AND visitor_id = ?")
+            .bind(site_id)
+            .bind(visitor_id);
+        Ok(self.bodies(query).await?.into_iter().next())
     }
 
-    async fn site(&self, site_id: &str) -> Result<Option<Site>> {
-        self.get_keyed("sites", site_id).await
+    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(2_000) {
+            let pairs: Vec<(&str, &str)> = chunk.iter().map(|(s, v)| (s.as_str(), v.as_str())).collect();
+            let query = self.client.query("SELECT profile AS body FROM visitors FINAL WHERE (site_id, visitor_id) IN ?").bind(pairs);
+            found.extend(self.bodies::<VisitorProfile>(query).await?);
+        }
+        Ok(found)
     }
 
-    async fn sites(&self) -> Result<Vec<Site>> {
-        self.all_keyed("sites").await
+    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
+        let query = self.client.query("SELECT profile AS body FROM visitors FINAL WHERE visitor_id = ? ORDER BY site_id").bind(visitor_id);
+        self.bodies(query).await
     }
 
-    async fn put_user(&self, user: &User) -> Result<()> {
-        self.put_keyed("users", &user.username, user).await
+    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
+        let column = rank_column(query.sort);
+        let is_bot = u8::from(query.bots == BotFilter::Only);
+        let limit = query.limit as u64 + 1;
+        let rows: Vec<RankedRow> = match &query.cursor {
+            Some(cursor) => {
+                let (rank, visitor) = split_cursor(cursor)?;
+                let rank: u64 = rank.parse().map_err(|_| StoreError::InvalidCursor)?;
+                self.client
+                    .query(&format!(
+                        "SELECT profile AS body, {column} AS rank, visitor_id FROM visitors FINAL
+                         WHERE site_id = ? AND is_bot = ? AND ({column}, visitor_id) > (?, ?)
+                         ORDER BY {column}, visitor_id LIMIT ?"
+                    ))
+                    .bind(&query.site_id)
+                    .bind(is_bot)
+                    .bind(rank)
+                    .bind(visitor)
+                    .bind(limit)
+                    .fetch_all()
+                    .await
+            }
+            None => {
+                self.client
+                    .query(&format!(
+                        "SELECT profile AS body, {column} AS rank, visitor_id FROM visitors FINAL
+                         WHERE site_id = ? AND is_bot = ? ORDER BY {column}, visitor_id LIMIT ?"
+                    ))
+                    .bind(&query.site_id)
+                    .bind(is_bot)
+                    .bind(limit)
+                    .fetch_all()
+                    .await
+            }
+        }
+        .map_err(ch_err)?;
+        let more = rows.len() > query.limit;
+        let rows = &rows[..rows.len().min(query.limit)];
+        let items = rows.iter().map(|r| decode(&r.body)).collect::<Result<Vec<VisitorProfile>>>()?;
+        let next_cursor = if more { rows.last().map(|r| format!("{}:{}", r.rank, r.visitor_id)) } else { None };
+        Ok(Page { items, next_cursor })
     }
 
-    async fn user(&self, username: &str) -> Result<Option<User>> {
-        self.get_keyed("users", username).await
+    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
+        self.get_visitor_orgs(site_id, limit).await
     }
+}
 
-    async fn users(&self) -> Result<Vec<User>> {
-        self.all_keyed("users").await
-    }
-
-    async fn put_refresh_token(&self, token: &RefreshToken) -> Result<()> {
-        self.save_refresh_token(token).await
-    }
-
-    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>> {
-        self.get_refresh_token(token_hash).await
-    }
-
-    async fn revoke_refresh_tokens(&self, username: &str, family_id: Option<&str>, at_ms: i64) -> Result<usize> {
-        self.revoke_tokens(username, family_id, at_ms).await
-    }
-
-    async fn append_auth_audit(&self, entry: &AuthAuditEntry) -> Result<()> {
-        self.insert_auth_audit(entry).await
-    }
-
-    async fn auth_audit(&self, username: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<AuthAuditEntry>> {
-        self.get_auth_audit(username, limit, cursor).await
-    }
-
+#[async_trait]
+impl LeadStore for ClickHouseStore {
     async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>> {
         self.get_leads(keys).await
     }
 
     async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>> {
         self.query_leads(query).await
-    }
-
-    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
-        self.get_visitor_orgs(site_id, limit).await
     }
 
     async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>> {
@@ -633,153 +625,4 @@ impl Store for ClickHouseStore {
     async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool> {
         self.mark_resolved(site_id, visitor_id, other_lead_id).await
     }
-
-    async fn due_insight_requests(&self, now_ms: i64, limit: usize) -> Result<Vec<InsightRequest>> {
-        self.get_due_insight_requests(now_ms, limit).await
-    }
-
-    async fn update_insight_request(&self, request: &InsightRequest) -> Result<()> {
-        self.upsert_insight_requests(std::slice::from_ref(request)).await
-    }
-
-    async fn put_insight(&self, insight: &LeadInsight) -> Result<()> {
-        self.save_insight(insight).await
-    }
-
-    async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>> {
-        self.get_insight(site_id, lead_id).await
-    }
-
-    async fn import(&self, site_id: &str, batch: &ImportBatch) -> Result<()> {
-        self.import_business(site_id, batch).await
-    }
-
-    async fn business_data(&self, site_id: &str) -> Result<BusinessData> {
-        self.read_business(site_id).await
-    }
-
-    async fn put_health(&self, results: &[AccountHealth]) -> Result<()> {
-        self.save_health(results).await
-    }
-
-    async fn health_history(&self, site_id: &str, account_id: &str, limit: usize) -> Result<Vec<AccountHealth>> {
-        self.get_health_history(site_id, account_id, limit).await
-    }
-
-    async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>> {
-        self.get_latest_health(site_id).await
-    }
-
-    async fn add_tasks(&self, tasks: &[Task]) -> Result<usize> {
-        self.insert_new_tasks(tasks).await
-    }
-
-    async fn update_task(&self, task: &Task) -> Result<()> {
-        self.save_task(task).await
-    }
-
-    async fn tasks(&self, site_id: &str) -> Result<Vec<Task>> {
-        self.get_tasks(site_id).await
-    }
-
-    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {
-        self.save_alert_rule(rule).await
-    }
-
-    async fn alert_rules(&self, site_id: &str) -> Result<Vec<AlertRule>> {
-        self.get_alert_rules(site_id).await
-    }
-
-    async fn delete_alert_rule(&self, site_id: &str, rule_id: &str) -> Result<bool> {
-        self.remove_alert_rule(site_id, rule_id).await
-    }
-
-    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Alert>> {
-        self.get_due_alerts(now_ms, limit).await
-    }
-
-    async fn update_alert(&self, alert: &Alert) -> Result<()> {
-        self.save_alert(alert).await
-    }
-
-    async fn alerts(&self, site_id: &str, limit: usize) -> Result<Vec<Alert>> {
-        self.get_alerts(site_id, limit).await
-    }
-
-    async fn put_form(&self, form: &FormDefinition) -> Result<()> {
-        let row = DeletableRow { key: form_key(&form.site_id, &form.form_id), version: now_nanos(), deleted: 0, body: encode(form)? };
-        self.insert_rows("forms", &[row]).await
-    }
-
-    async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>> {
-        let query = self.client.query("SELECT body FROM forms FINAL WHERE key = ? AND deleted = 0").bind(form_key(site_id, form_id));
-        Ok(self.bodies(query).await?.into_iter().next())
-    }
-
-    async fn forms(&self, site_id: &str) -> Result<Vec<FormDefinition>> {
-        let query = self.client.query("SELECT body FROM forms FINAL WHERE startsWith(key, ?) AND deleted = 0 ORDER BY key").bind(format!("{site_id}/"));
-        self.bodies(query).await
-    }
-
-    async fn delete_form(&self, site_id: &str, form_id: &str) -> Result<bool> {
-        if self.form(site_id, form_id).await?.is_none() {
-            return Ok(false);
-        }
-        let row = DeletableRow { key: form_key(site_id, form_id), version: now_nanos(), deleted: 1, body: String::new() };
-        self.insert_rows("forms", &[row]).await?;
-        Ok(true)
-    }
-
-    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
-        let rows: Vec<FormCountRow> = self
-            .client
-            .query(&format!(
-                "SELECT JSONExtractString(body, 'form_id') AS form_id, toString(kind) AS kind, count() AS count FROM events
-                 WHERE {} AND kind IN ('form_view', 'form_start', 'form_submit') AND is_bot = 0 GROUP BY form_id, kind",
-                range("ts")
-            ))
-            .bind(site_id)
-            .bind(from_ms)
-            .bind(to_ms)
-            .fetch_all()
-            .await
-            .map_err(ch_err)?;
-        let mut builder = FormStatsBuilder::default();
-        for row in rows {
-            let slot: fn(&mut FormStats) -> &mut u64 = match row.kind.as_str() {
-                "form_view" => |s| &mut s.views,
-                "form_start" => |s| &mut s.starts,
-                _ => |s| &mut s.submissions,
-            };
-            builder.add_count(&row.form_id, slot, row.count);
-        }
-        Ok(builder.finish())
-    }
-
-    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let value: Option<String> = self.get_keyed("meta", key).await?;
-        value.map(|hex| decode_hex(&hex)).transpose()
-    }
-
-    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.put_keyed("meta", key, &encode_hex(value)).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.client.query("SELECT 1").execute().await.map_err(ch_err)
-    }
-}
-
-fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_hex(text: &str) -> Result<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return Err(StoreError::Corrupt("meta value is not hex".into()));
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| StoreError::Corrupt("meta value is not hex".into())))
-        .collect()
 }

@@ -3,7 +3,7 @@
 
 use crm_schemas::EventBody;
 use crm_store::conformance::sample_event;
-use crm_store::{Store, WriteBatch};
+use crm_store::{EventStore, PipelineStore, WriteBatch};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 
 #[tokio::test]

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    group_orgs, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, Store, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    group_orgs, AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
     WriteOutcome,
 };
 
@@ -41,6 +41,7 @@ mod insights;
 mod leads;
 mod timeline;
 mod migrate;
+mod records;
 mod profiles;
 mod write;
 
@@ -275,7 +276,7 @@ pub(super) fn newest_first<T: DeserializeOwned>(
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl PipelineStore for EmbeddedStore {
     async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
         let ids = ids.to_vec();
         self.blocking(move |db| {
@@ -304,106 +305,10 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
 
-    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
-        let (site, visitor) = (site_id.to_owned(), visitor_id.to_owned());
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let table = txn.open_table(VISITORS).map_err(db_err)?;
-            match table.get((site.as_str(), visitor.as_str())).map_err(db_err)? {
-                Some(bytes) => Ok(Some(profiles::unpack(bytes.value())?)),
-                None => Ok(None),
-            }
-        })
-        .await
-    }
-
-    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
-        // One read transaction on one blocking thread for the whole batch (the processor's
-        // prefetch), not one of each per key.
-        let keys = keys.to_vec();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let table = txn.open_table(VISITORS).map_err(db_err)?;
-            let mut found = Vec::with_capacity(keys.len());
-            for (site, visitor) in &keys {
-                if let Some(bytes) = table.get((site.as_str(), visitor.as_str())).map_err(db_err)? {
-                    found.push(profiles::unpack(bytes.value())?);
-                }
-            }
-            Ok(found)
-        })
-        .await
-    }
-
-    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
-        let visitor = visitor_id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let sites = txn.open_table(VISITOR_SITES).map_err(db_err)?;
-            let visitors = txn.open_table(VISITORS).map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in sites.range::<(&str, &str)>((visitor.as_str(), "")..).map_err(db_err)? {
-                let (key, _) = row.map_err(db_err)?;
-                let (v, site) = key.value();
-                if v != visitor {
-                    break;
-                }
-                if let Some(bytes) = visitors.get((site, v)).map_err(db_err)? {
-                    out.push(profiles::unpack(bytes.value())?);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
-        let query = query.clone();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
-            let visitors = txn.open_table(VISITORS).map_err(db_err)?;
-            let kind = rank_kind(query.sort, query.bots == BotFilter::Only);
-            let site = query.site_id.as_str();
-            let lower = match &query.cursor {
-                Some(c) => {
-                    let (value, visitor) = parse_cursor(c)?;
-                    Bound::Excluded((site, kind, value, visitor))
-                }
-                None => Bound::Included((site, kind, 0u64, "")),
-            };
-            let upper = Bound::Excluded((site, kind + 1, 0u64, ""));
-            let mut items = Vec::new();
-            let mut next_cursor = None;
-            for row in ranks.range::<(&str, u8, u64, &str)>((lower, upper)).map_err(db_err)? {
-                let (key, _) = row.map_err(db_err)?;
-                let (_, _, value, visitor) = key.value();
-                if items.len() == query.limit {
-                    break;
-                }
-                if let Some(bytes) = visitors.get((site, visitor)).map_err(db_err)? {
-                    items.push(profiles::unpack(bytes.value())?);
-                }
-                if items.len() == query.limit {
-                    next_cursor = Some(format!("{value}:{visitor}"));
-                }
-            }
-            // Only hand out a cursor when something follows it.
-            if let Some(cursor) = &next_cursor {
-                let (value, visitor) = parse_cursor(cursor)?;
-                let mut rest = ranks
-                    .range::<(&str, u8, u64, &str)>((Bound::Excluded((site, kind, value, visitor)), upper))
-                    .map_err(db_err)?;
-                if rest.next().is_none() {
-                    next_cursor = None;
-                }
-            }
-            Ok(Page { items, next_cursor })
-        })
-        .await
-    }
-
+#[async_trait]
+impl EventStore for EmbeddedStore {
     async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
         let (site, visitor, cursor) = (site_id.to_owned(), visitor_id.to_owned(), cursor.map(str::to_owned));
         self.with_bodies(move |db, dir| {
@@ -505,67 +410,126 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_site(&self, site: &Site) -> Result<()> {
-        let site = site.clone();
-        self.blocking(move |db| put_json(db, SITES, &site.site_id, &site)).await
+    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
+        let site = site_id.to_owned();
+        self.with_bodies(move |db, dir| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let events = txn.open_table(EVENTS).map_err(db_err)?;
+            let mut builder = FormStatsBuilder::default();
+            let s = site.as_str();
+            let mut reader = bodies::Reader::sequential(dir);
+            for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
+                let (_, value) = row.map_err(db_err)?;
+                let at = value.value();
+                if at.3 == bodies::KIND_FORM {
+                    builder.add(&decode::<StoredEvent>(reader.read(at)?)?);
+                }
+            }
+            Ok(builder.finish())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ProfileStore for EmbeddedStore {
+    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
+        let (site, visitor) = (site_id.to_owned(), visitor_id.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(VISITORS).map_err(db_err)?;
+            match table.get((site.as_str(), visitor.as_str())).map_err(db_err)? {
+                Some(bytes) => Ok(Some(profiles::unpack(bytes.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
-    async fn site(&self, site_id: &str) -> Result<Option<Site>> {
-        let id = site_id.to_owned();
-        self.blocking(move |db| get_json(db, SITES, &id)).await
-    }
-
-    async fn sites(&self) -> Result<Vec<Site>> {
-        self.blocking(|db| all_json(db, SITES)).await
-    }
-
-    async fn put_user(&self, user: &User) -> Result<()> {
-        let user = user.clone();
-        self.blocking(move |db| put_json(db, USERS, &user.username, &user)).await
-    }
-
-    async fn user(&self, username: &str) -> Result<Option<User>> {
-        let name = username.to_owned();
-        self.blocking(move |db| get_json(db, USERS, &name)).await
-    }
-
-    async fn users(&self) -> Result<Vec<User>> {
-        self.blocking(|db| all_json(db, USERS)).await
-    }
-
-    async fn put_refresh_token(&self, token: &RefreshToken) -> Result<()> {
-        let token = token.clone();
-        self.blocking(move |db| auth::put_token(db, &token)).await
-    }
-
-    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>> {
-        let hash = token_hash.to_owned();
-        self.blocking(move |db| auth::token(db, &hash)).await
-    }
-
-    async fn revoke_refresh_tokens(&self, username: &str, family_id: Option<&str>, at_ms: i64) -> Result<usize> {
-        let (user, family) = (username.to_owned(), family_id.map(str::to_owned));
-        self.blocking(move |db| auth::revoke(db, &user, family.as_deref(), at_ms)).await
-    }
-
-    async fn append_auth_audit(&self, entry: &AuthAuditEntry) -> Result<()> {
-        let entry = entry.clone();
-        self.blocking(move |db| auth::append_audit(db, &entry)).await
-    }
-
-    async fn auth_audit(&self, username: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<AuthAuditEntry>> {
-        let (user, cursor) = (username.map(str::to_owned), cursor.map(str::to_owned));
-        self.blocking(move |db| auth::audit(db, user.as_deref(), limit, cursor.as_deref())).await
-    }
-
-    async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>> {
+    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        // One read transaction on one blocking thread for the whole batch (the processor's
+        // prefetch), not one of each per key.
         let keys = keys.to_vec();
-        self.blocking(move |db| leads::get(db, &keys)).await
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(VISITORS).map_err(db_err)?;
+            let mut found = Vec::with_capacity(keys.len());
+            for (site, visitor) in &keys {
+                if let Some(bytes) = table.get((site.as_str(), visitor.as_str())).map_err(db_err)? {
+                    found.push(profiles::unpack(bytes.value())?);
+                }
+            }
+            Ok(found)
+        })
+        .await
     }
 
-    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>> {
+    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
+        let visitor = visitor_id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let sites = txn.open_table(VISITOR_SITES).map_err(db_err)?;
+            let visitors = txn.open_table(VISITORS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in sites.range::<(&str, &str)>((visitor.as_str(), "")..).map_err(db_err)? {
+                let (key, _) = row.map_err(db_err)?;
+                let (v, site) = key.value();
+                if v != visitor {
+                    break;
+                }
+                if let Some(bytes) = visitors.get((site, v)).map_err(db_err)? {
+                    out.push(profiles::unpack(bytes.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
         let query = query.clone();
-        self.blocking(move |db| leads::list(db, &query)).await
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
+            let visitors = txn.open_table(VISITORS).map_err(db_err)?;
+            let kind = rank_kind(query.sort, query.bots == BotFilter::Only);
+            let site = query.site_id.as_str();
+            let lower = match &query.cursor {
+                Some(c) => {
+                    let (value, visitor) = parse_cursor(c)?;
+                    Bound::Excluded((site, kind, value, visitor))
+                }
+                None => Bound::Included((site, kind, 0u64, "")),
+            };
+            let upper = Bound::Excluded((site, kind + 1, 0u64, ""));
+            let mut items = Vec::new();
+            let mut next_cursor = None;
+            for row in ranks.range::<(&str, u8, u64, &str)>((lower, upper)).map_err(db_err)? {
+                let (key, _) = row.map_err(db_err)?;
+                let (_, _, value, visitor) = key.value();
+                if items.len() == query.limit {
+                    break;
+                }
+                if let Some(bytes) = visitors.get((site, visitor)).map_err(db_err)? {
+                    items.push(profiles::unpack(bytes.value())?);
+                }
+                if items.len() == query.limit {
+                    next_cursor = Some(format!("{value}:{visitor}"));
+                }
+            }
+            // Only hand out a cursor when something follows it.
+            if let Some(cursor) = &next_cursor {
+                let (value, visitor) = parse_cursor(cursor)?;
+                let mut rest = ranks
+                    .range::<(&str, u8, u64, &str)>((Bound::Excluded((site, kind, value, visitor)), upper))
+                    .map_err(db_err)?;
+                if rest.next().is_none() {
+                    next_cursor = None;
+                }
+            }
+            Ok(Page { items, next_cursor })
+        })
+        .await
     }
 
     async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
@@ -584,6 +548,19 @@ impl Store for EmbeddedStore {
             Ok(group_orgs(found.iter(), limit))
         })
         .await
+    }
+}
+
+#[async_trait]
+impl LeadStore for EmbeddedStore {
+    async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>> {
+        let keys = keys.to_vec();
+        self.blocking(move |db| leads::get(db, &keys)).await
+    }
+
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>> {
+        let query = query.clone();
+        self.blocking(move |db| leads::list(db, &query)).await
     }
 
     async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>> {
@@ -624,174 +601,6 @@ impl Store for EmbeddedStore {
     async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool> {
         let (site, visitor, other) = (site_id.to_owned(), visitor_id.to_owned(), other_lead_id.to_owned());
         self.blocking(move |db| leads::resolve(db, &site, &visitor, &other)).await
-    }
-
-    async fn due_insight_requests(&self, now_ms: i64, limit: usize) -> Result<Vec<InsightRequest>> {
-        self.blocking(move |db| insights::due(db, now_ms, limit)).await
-    }
-
-    async fn update_insight_request(&self, request: &InsightRequest) -> Result<()> {
-        let request = request.clone();
-        self.blocking(move |db| insights::update(db, &request)).await
-    }
-
-    async fn put_insight(&self, insight: &LeadInsight) -> Result<()> {
-        let insight = insight.clone();
-        self.blocking(move |db| insights::put(db, &insight)).await
-    }
-
-    async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>> {
-        let (site, lead) = (site_id.to_owned(), lead_id.to_owned());
-        self.blocking(move |db| insights::get(db, &site, &lead)).await
-    }
-
-    async fn import(&self, site_id: &str, batch: &ImportBatch) -> Result<()> {
-        let (site, batch) = (site_id.to_owned(), batch.clone());
-        self.blocking(move |db| business::import(db, &site, &batch)).await
-    }
-
-    async fn business_data(&self, site_id: &str) -> Result<BusinessData> {
-        let site = site_id.to_owned();
-        self.blocking(move |db| business::read(db, &site)).await
-    }
-
-    async fn put_health(&self, results: &[AccountHealth]) -> Result<()> {
-        let results = results.to_vec();
-        self.blocking(move |db| business::put_health(db, &results)).await
-    }
-
-    async fn health_history(&self, site_id: &str, account_id: &str, limit: usize) -> Result<Vec<AccountHealth>> {
-        let (site, account) = (site_id.to_owned(), account_id.to_owned());
-        self.blocking(move |db| business::health_history(db, &site, &account, limit)).await
-    }
-
-    async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>> {
-        let site = site_id.to_owned();
-        self.blocking(move |db| business::latest_health(db, &site)).await
-    }
-
-    async fn add_tasks(&self, tasks: &[Task]) -> Result<usize> {
-        let tasks = tasks.to_vec();
-        self.blocking(move |db| business::add_tasks(db, &tasks)).await
-    }
-
-    async fn update_task(&self, task: &Task) -> Result<()> {
-        let task = task.clone();
-        self.blocking(move |db| business::update_task(db, &task)).await
-    }
-
-    async fn tasks(&self, site_id: &str) -> Result<Vec<Task>> {
-        let site = site_id.to_owned();
-        self.blocking(move |db| business::tasks(db, &site)).await
-    }
-
-    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()> {
-        let rule = rule.clone();
-        self.blocking(move |db| alerts::put_rule(db, &rule)).await
-    }
-
-    async fn alert_rules(&self, site_id: &str) -> Result<Vec<AlertRule>> {
-        let site = site_id.to_owned();
-        self.blocking(move |db| alerts::rules(db, &site)).await
-    }
-
-    async fn delete_alert_rule(&self, site_id: &str, rule_id: &str) -> Result<bool> {
-        let (site, rule) = (site_id.to_owned(), rule_id.to_owned());
-        self.blocking(move |db| alerts::delete_rule(db, &site, &rule)).await
-    }
-
-    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Alert>> {
-        self.blocking(move |db| alerts::due(db, now_ms, limit)).await
-    }
-
-    async fn update_alert(&self, alert: &Alert) -> Result<()> {
-        let alert = alert.clone();
-        self.blocking(move |db| alerts::update(db, &alert)).await
-    }
-
-    async fn alerts(&self, site_id: &str, limit: usize) -> Result<Vec<Alert>> {
-        let site = site_id.to_owned();
-        self.blocking(move |db| alerts::list(db, &site, limit)).await
-    }
-
-    async fn put_form(&self, form: &FormDefinition) -> Result<()> {
-        let form = form.clone();
-        self.blocking(move |db| put_json(db, FORMS, &format!("{}/{}", form.site_id, form.form_id), &form)).await
-    }
-
-    async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>> {
-        let key = format!("{site_id}/{form_id}");
-        self.blocking(move |db| get_json(db, FORMS, &key)).await
-    }
-
-    async fn forms(&self, site_id: &str) -> Result<Vec<FormDefinition>> {
-        // '0' follows '/' in ASCII: the range covers exactly the "{site}/" prefix.
-        let (from, to) = (format!("{site_id}/"), format!("{site_id}0"));
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let table = txn.open_table(FORMS).map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in table.range::<&str>(from.as_str()..to.as_str()).map_err(db_err)? {
-                out.push(decode(row.map_err(db_err)?.1.value())?);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn delete_form(&self, site_id: &str, form_id: &str) -> Result<bool> {
-        let key = format!("{site_id}/{form_id}");
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            let existed = txn.open_table(FORMS).map_err(db_err)?.remove(key.as_str()).map_err(db_err)?.is_some();
-            txn.commit().map_err(db_err)?;
-            Ok(existed)
-        })
-        .await
-    }
-
-    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
-        let site = site_id.to_owned();
-        self.with_bodies(move |db, dir| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let events = txn.open_table(EVENTS).map_err(db_err)?;
-            let mut builder = FormStatsBuilder::default();
-            let s = site.as_str();
-            let mut reader = bodies::Reader::sequential(dir);
-            for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
-                let (_, value) = row.map_err(db_err)?;
-                let at = value.value();
-                if at.3 == bodies::KIND_FORM {
-                    builder.add(&decode::<StoredEvent>(reader.read(at)?)?);
-                }
-            }
-            Ok(builder.finish())
-        })
-        .await
-    }
-
-    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let table = txn.open_table(META).map_err(db_err)?;
-            Ok(table.get(key.as_str()).map_err(db_err)?.map(|v| v.value().to_vec()))
-        })
-        .await
-    }
-
-    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        let (key, value) = (key.to_owned(), value.to_vec());
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            txn.open_table(META).map_err(db_err)?.insert(key.as_str(), value.as_slice()).map_err(db_err)?;
-            txn.commit().map_err(db_err)
-        })
-        .await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.blocking(|db| db.begin_read().map(|_| ()).map_err(db_err)).await
     }
 }
 

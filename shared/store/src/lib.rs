@@ -1,34 +1,32 @@
-//! The store seam: everything the pipeline writes and the API reads, behind one narrow trait.
+//! The store seam: everything the pipeline writes and the services read.
 //!
-//! * Writer side: [`Store::write`] applies a [`WriteBatch`] (enriched events, visitor profiles,
-//!   sessions, dead letters) atomically where the backend allows it, ignoring events whose
-//!   `event_id` is already stored, so replays after a crash never double-count.
-//! * Query side: point lookups and top-N listings of visitors, per-visitor timelines, the
-//!   analytics overview and form funnels, dead letters, leads (with CRM fields, audit, score
-//!   history and identity conflicts); and the small configuration entities
-//!   (sites, lead forms, users, meta).
+//! * [`roles`]: the seven narrow traits ([`PipelineStore`], [`EventStore`], [`ProfileStore`],
+//!   [`LeadStore`], [`WorkflowStore`], [`AccountStore`], [`ConfigStore`]) and [`Store`], which
+//!   is all of them.
+//! * This file: the types shared by the roles ([`WriteBatch`], [`Durable`], pages, visitor
+//!   sorts and the rank value every backend indexes by) and [`StoreError`].
+//! * [`Overlay`]: one store's pipeline role in front of another store (tests that break the
+//!   write path implement one role instead of sixty methods).
 //!
-//! Implementations: [`embedded::EmbeddedStore`] (redb under the data dir, the default) and, with
-//! the ClickHouse issue, ClickHouse. Both must pass the shared [`conformance`] suite.
+//! Implementations: [`embedded::EmbeddedStore`] (redb under the data dir, the default) and
+//! ClickHouse (`crm-store-clickhouse`). Both must pass the shared [`conformance`] suite.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use async_trait::async_trait;
-use crm_schemas::{
-    AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
-    VisitorProfile,
-};
+use crm_schemas::{Alert, DeadLetter, IdentityConflict, InsightRequest, Lead, ScorePoint, Session, StoredEvent, VisitorProfile};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 pub mod conformance;
 pub mod embedded;
 mod leads;
+mod overlay;
 mod overview;
+pub mod roles;
 
 pub use embedded::EmbeddedStore;
 pub use leads::{group_orgs, lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, OrgVisitors};
+pub use overlay::Overlay;
+pub use roles::{AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
 pub use overview::{Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +73,11 @@ pub struct WriteBatch {
     pub alerts: Vec<Alert>,
     /// AI insight requests (upserts keyed by site and lead).
     pub insight_requests: Vec<InsightRequest>,
+    /// Where in the event log this batch came from: `"{source}/{partition}"` → the highest
+    /// offset it covers. Empty for writes that did not come from the log (API, simulator,
+    /// tests). A store that makes writes durable later than it acknowledges them reports these
+    /// positions back through [`PipelineStore::durable_positions`] once they are durable.
+    pub log_positions: BTreeMap<String, u64>,
 }
 
 impl WriteBatch {
@@ -88,6 +91,26 @@ impl WriteBatch {
             && self.score_points.is_empty()
             && self.alerts.is_empty()
             && self.insight_requests.is_empty()
+    }
+}
+
+/// How much of what a store acknowledged is durable, in event-log terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Durable {
+    /// Every acknowledged write is durable (a store that persists before `write` returns).
+    All,
+    /// Writes carrying log positions are durable up to these positions (`"{source}/{partition}"`
+    /// → highest offset). A partition that is absent has nothing durable yet.
+    Upto(BTreeMap<String, u64>),
+}
+
+impl Durable {
+    /// Whether every position in `positions` is covered.
+    pub fn covers(&self, positions: &BTreeMap<String, u64>) -> bool {
+        match self {
+            Durable::All => true,
+            Durable::Upto(durable) => positions.iter().all(|(key, offset)| durable.get(key).is_some_and(|d| d >= offset)),
+        }
     }
 }
 
@@ -144,133 +167,9 @@ pub fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
     u64::MAX - value
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which of `ids` are not stored yet.
-    async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>>;
-    /// Applies the batch; events already stored (by `event_id`) are skipped. Shared, so a caller
-    /// that retries a failed write keeps the batch without copying it.
-    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome>;
 
-    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>>;
-    /// Several profiles at once, keyed (site, visitor); missing ones are absent. Remote stores
-    /// answer in one round trip (the processor loads a batch's visitors with it).
-    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
-        let mut found = Vec::with_capacity(keys.len());
-        for (site_id, visitor_id) in keys {
-            if let Some(profile) = self.visitor(site_id, visitor_id).await? {
-                found.push(profile);
-            }
-        }
-        Ok(found)
-    }
-    /// The visitor's profiles on every site it was seen on.
-    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>>;
-    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>>;
-    /// A visitor's events, newest first.
-    async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
-    /// The events of several visitors (a lead's devices), newest first, merged. The cursor is
-    /// `"{ts_ms}:{event uuid}"` on every backend.
-    async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
-    /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
-    async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>>;
-    /// A site's events in `[from_ms, to_ms)`, oldest first, a page at a time (batch jobs read
-    /// whole windows with it). The cursor is `"{ts_ms}:{event uuid}"`.
-    async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>>;
-    /// Analytics over `[from_ms, to_ms)`, bots excluded.
-    async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview>;
-    /// Dead letters of a site, newest first.
-    async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>>;
-
-    async fn put_site(&self, site: &Site) -> Result<()>;
-    async fn site(&self, site_id: &str) -> Result<Option<Site>>;
-    async fn sites(&self) -> Result<Vec<Site>>;
-    async fn put_user(&self, user: &User) -> Result<()>;
-    async fn user(&self, username: &str) -> Result<Option<User>>;
-    async fn users(&self) -> Result<Vec<User>>;
-    /// Stores (or replaces, by hash) a refresh token.
-    async fn put_refresh_token(&self, token: &RefreshToken) -> Result<()>;
-    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>>;
-    /// Revokes the user's unrevoked refresh tokens of one family, or of every family with
-    /// `None`. Returns how many were revoked.
-    async fn revoke_refresh_tokens(&self, username: &str, family_id: Option<&str>, at_ms: i64) -> Result<usize>;
-    async fn append_auth_audit(&self, entry: &AuthAuditEntry) -> Result<()>;
-    /// The authentication audit log, newest first, optionally of one user.
-    async fn auth_audit(&self, username: Option<&str>, limit: usize, cursor: Option<&str>) -> Result<Page<AuthAuditEntry>>;
-    /// Several leads at once, keyed (site, lead id); missing ones are absent.
-    async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>>;
-    /// Leads with their CRM fields, filtered, sorted and cursor-paginated.
-    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>>;
-    async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>>;
-    /// Unidentified human visitors grouped by IP organisation, largest first.
-    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>>;
-    /// Replaces the CRM fields of a lead and appends the audit entries of the change.
-    async fn put_lead_crm(&self, crm: &LeadCrm, audit: &[LeadAudit]) -> Result<()>;
-    /// A lead's audit trail, newest first.
-    async fn lead_audit(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<LeadAudit>>;
-    /// A lead's score history, oldest first.
-    async fn score_history(&self, site_id: &str, lead_id: &str, limit: usize) -> Result<Vec<ScorePoint>>;
-    /// Identity conflicts of a site, newest first (`unresolved_only` hides resolved ones).
-    async fn identity_conflicts(&self, site_id: &str, unresolved_only: bool, limit: usize) -> Result<Vec<IdentityConflict>>;
-
-    /// Stores a person's identity decision (replacing an earlier one about the same lead or
-    /// visitor); the processor and the API apply them over what the pipeline derived.
-    async fn put_identity_override(&self, decision: &IdentityOverride) -> Result<()>;
-    async fn identity_overrides(&self, site_id: &str) -> Result<Vec<IdentityOverride>>;
-    /// Marks a conflict resolved; false when there is no such conflict.
-    async fn resolve_conflict(&self, site_id: &str, visitor_id: &str, other_lead_id: &str) -> Result<bool>;
-
-    /// Insight requests whose next attempt is due (not failed), on every site.
-    async fn due_insight_requests(&self, now_ms: i64, limit: usize) -> Result<Vec<InsightRequest>>;
-    /// Stores a request's retry state (or its failure).
-    async fn update_insight_request(&self, request: &InsightRequest) -> Result<()>;
-    /// Stores the insight and removes the request it answers.
-    async fn put_insight(&self, insight: &LeadInsight) -> Result<()>;
-    async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>>;
-
-    /// Applies an import of business data (upserts by each kind's key), all rows or none.
-    async fn import(&self, site_id: &str, batch: &ImportBatch) -> Result<()>;
-    /// Everything imported for a site.
-    async fn business_data(&self, site_id: &str) -> Result<BusinessData>;
-
-    /// Stores health results (upserts keyed by site, account and day).
-    async fn put_health(&self, results: &[AccountHealth]) -> Result<()>;
-    /// An account's health runs, newest day first.
-    async fn health_history(&self, site_id: &str, account_id: &str, limit: usize) -> Result<Vec<AccountHealth>>;
-    /// The latest health of every account of a site, by account id.
-    async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>>;
-    /// Inserts the tasks whose id is new (a playbook fires once per account and window) and
-    /// returns how many were new.
-    async fn add_tasks(&self, tasks: &[Task]) -> Result<usize>;
-    /// Replaces a task (status, owner).
-    async fn update_task(&self, task: &Task) -> Result<()>;
-    /// A site's tasks, oldest due first.
-    async fn tasks(&self, site_id: &str) -> Result<Vec<Task>>;
-
-    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()>;
-    /// A site's alert rules, ordered by id.
-    async fn alert_rules(&self, site_id: &str) -> Result<Vec<AlertRule>>;
-    async fn delete_alert_rule(&self, site_id: &str, rule_id: &str) -> Result<bool>;
-    /// Pending alerts whose next delivery attempt is due, on every site, oldest due first.
-    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Alert>>;
-    /// Stores an alert's delivery progress (status, attempts, next attempt).
-    async fn update_alert(&self, alert: &Alert) -> Result<()>;
-    /// A site's alerts, newest first.
-    async fn alerts(&self, site_id: &str, limit: usize) -> Result<Vec<Alert>>;
-
-    /// Creates or replaces a lead form (keyed by site and form id).
-    async fn put_form(&self, form: &FormDefinition) -> Result<()>;
-    async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>>;
-    /// A site's forms, ordered by form id.
-    async fn forms(&self, site_id: &str) -> Result<Vec<FormDefinition>>;
-    /// Deletes a form; false when there was none. Its events stay (they are history).
-    async fn delete_form(&self, site_id: &str, form_id: &str) -> Result<bool>;
-    /// The funnel of every form with events in `[from_ms, to_ms)`, bots excluded.
-    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>>;
-
-    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
-
-    /// Cheap liveness probe of the backend (for `/readyz`).
-    async fn ping(&self) -> Result<()>;
+/// Every role trait, for code that calls store methods on a concrete backend type
+/// (`EmbeddedStore`, `ClickHouseStore`) rather than through `dyn Store`.
+pub mod prelude {
+    pub use crate::{AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
 }

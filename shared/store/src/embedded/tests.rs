@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::conformance::StoreHarness;
-use crate::rank_value;
+use crate::{rank_value, Store};
 
 struct EmbeddedHarness {
     dir: tempfile::TempDir,

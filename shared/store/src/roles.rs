@@ -1,0 +1,323 @@
+//! The store seam cut by role. Each caller names the narrowest role it needs; a backend
+//! implements all seven and so is a [`Store`] (blanket impl). The roles follow who calls them:
+//! the processor writes through [`PipelineStore`]; analytics and timelines read [`EventStore`];
+//! ranked visitor lists come from [`ProfileStore`]; the CRM reads and edits [`LeadStore`];
+//! alerts, insights and tasks are [`WorkflowStore`]; imports and health are [`AccountStore`];
+//! everything small and rarely written is [`ConfigStore`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use crm_schemas::{
+    AccountHealth, Alert, AlertRule, AuthAuditEntry, BusinessData, DeadLetter, FormDefinition,
+    IdentityConflict, IdentityOverride, ImportBatch, InsightRequest, Lead, LeadAudit, LeadCrm,
+    LeadInsight, RefreshToken, ScorePoint, Session, Site, StoredEvent, Task, User, VisitorProfile,
+};
+use uuid::Uuid;
+
+use crate::{
+    Durable, FormStats, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, VisitorQuery,
+    WriteBatch, WriteOutcome,
+};
+
+/// Everything a service may ask of a store: the seven roles together. Implemented for every type
+/// that implements them, so `Arc<dyn Store>` is what services hold, and functions that need less
+/// take `&S` with `S: ConfigStore + ?Sized` (or another role).
+pub trait Store:
+    PipelineStore + EventStore + ProfileStore + LeadStore + WorkflowStore + AccountStore + ConfigStore
+{
+}
+
+impl<T> Store for T where
+    T: PipelineStore
+        + EventStore
+        + ProfileStore
+        + LeadStore
+        + WorkflowStore
+        + AccountStore
+        + ConfigStore
+{
+}
+
+/// The processor's side: which events are new, and applying a batch of its output.
+#[async_trait]
+pub trait PipelineStore: Send + Sync + 'static {
+    /// Which of `ids` are not stored yet.
+    async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>>;
+
+    /// Applies the batch; events already stored (by `event_id`) are skipped. Shared, so a caller
+    /// that retries a failed write keeps the batch without copying it.
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome>;
+    /// How far acknowledged writes are durable, in the log positions their batches carried
+    /// ([`WriteBatch::log_positions`]). The processor commits its log position only up to here,
+    /// so a crash replays whatever was acknowledged but not yet durable.
+    fn durable_positions(&self) -> Durable {
+        Durable::All
+    }
+}
+
+/// Stored events, sessions and dead letters, and the analytics computed over them.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// A visitor's events, newest first.
+    async fn visitor_events(
+        &self,
+        site_id: &str,
+        visitor_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<StoredEvent>>;
+
+    /// The events of several visitors (a lead's devices), newest first, merged. The cursor is
+    /// `"{ts_ms}:{event uuid}"` on every backend.
+    async fn events_of_visitors(
+        &self,
+        site_id: &str,
+        visitor_ids: &[String],
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<StoredEvent>>;
+
+    /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
+    async fn sessions_between(
+        &self,
+        site_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Session>>;
+
+    /// A site's events in `[from_ms, to_ms)`, oldest first, a page at a time (batch jobs read
+    /// whole windows with it). The cursor is `"{ts_ms}:{event uuid}"`.
+    async fn scan_events(
+        &self,
+        site_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<StoredEvent>>;
+
+    /// Analytics over `[from_ms, to_ms)`, bots excluded.
+    async fn overview(
+        &self,
+        site_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        top_n: usize,
+    ) -> Result<Overview>;
+
+    /// Dead letters of a site, newest first.
+    async fn dead_letters(
+        &self,
+        site_id: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<DeadLetter>>;
+
+    /// The funnel of every form with events in `[from_ms, to_ms)`, bots excluded.
+    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>>;
+}
+
+/// Visitor profiles: point lookups and the ranked lists.
+#[async_trait]
+pub trait ProfileStore: Send + Sync + 'static {
+    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>>;
+
+    /// Several profiles at once, keyed (site, visitor); missing ones are absent. Remote stores
+    /// answer in one round trip (the processor loads a batch's visitors with it).
+    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for (site_id, visitor_id) in keys {
+            if let Some(profile) = self.visitor(site_id, visitor_id).await? {
+                found.push(profile);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The visitor's profiles on every site it was seen on.
+    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>>;
+
+    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>>;
+
+    /// Unidentified human visitors grouped by IP organisation, largest first.
+    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>>;
+}
+
+/// Leads with their CRM fields, audit trail, score history and identity decisions.
+#[async_trait]
+pub trait LeadStore: Send + Sync + 'static {
+    /// Several leads at once, keyed (site, lead id); missing ones are absent.
+    async fn leads(&self, keys: &[(String, String)]) -> Result<Vec<Lead>>;
+
+    /// Leads with their CRM fields, filtered, sorted and cursor-paginated.
+    async fn list_leads(&self, query: &LeadQuery) -> Result<Page<LeadRecord>>;
+
+    async fn lead_crm(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadCrm>>;
+
+    /// Replaces the CRM fields of a lead and appends the audit entries of the change.
+    async fn put_lead_crm(&self, crm: &LeadCrm, audit: &[LeadAudit]) -> Result<()>;
+
+    /// A lead's audit trail, newest first.
+    async fn lead_audit(
+        &self,
+        site_id: &str,
+        lead_id: &str,
+        limit: usize,
+    ) -> Result<Vec<LeadAudit>>;
+
+    /// A lead's score history, oldest first.
+    async fn score_history(
+        &self,
+        site_id: &str,
+        lead_id: &str,
+        limit: usize,
+    ) -> Result<Vec<ScorePoint>>;
+
+    /// Identity conflicts of a site, newest first (`unresolved_only` hides resolved ones).
+    async fn identity_conflicts(
+        &self,
+        site_id: &str,
+        unresolved_only: bool,
+        limit: usize,
+    ) -> Result<Vec<IdentityConflict>>;
+
+    /// Stores a person's identity decision (replacing an earlier one about the same lead or
+    /// visitor); the processor and the API apply them over what the pipeline derived.
+    async fn put_identity_override(&self, decision: &IdentityOverride) -> Result<()>;
+
+    async fn identity_overrides(&self, site_id: &str) -> Result<Vec<IdentityOverride>>;
+
+    /// Marks a conflict resolved; false when there is no such conflict.
+    async fn resolve_conflict(
+        &self,
+        site_id: &str,
+        visitor_id: &str,
+        other_lead_id: &str,
+    ) -> Result<bool>;
+}
+
+/// Work the pipeline schedules: alert rules and deliveries, AI insight requests, tasks.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync + 'static {
+    /// Insight requests whose next attempt is due (not failed), on every site.
+    async fn due_insight_requests(&self, now_ms: i64, limit: usize) -> Result<Vec<InsightRequest>>;
+
+    /// Stores a request's retry state (or its failure).
+    async fn update_insight_request(&self, request: &InsightRequest) -> Result<()>;
+
+    /// Stores the insight and removes the request it answers.
+    async fn put_insight(&self, insight: &LeadInsight) -> Result<()>;
+
+    async fn insight(&self, site_id: &str, lead_id: &str) -> Result<Option<LeadInsight>>;
+
+    /// Inserts the tasks whose id is new (a playbook fires once per account and window) and
+    /// returns how many were new.
+    async fn add_tasks(&self, tasks: &[Task]) -> Result<usize>;
+
+    /// Replaces a task (status, owner).
+    async fn update_task(&self, task: &Task) -> Result<()>;
+
+    /// A site's tasks, oldest due first.
+    async fn tasks(&self, site_id: &str) -> Result<Vec<Task>>;
+
+    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<()>;
+
+    /// A site's alert rules, ordered by id.
+    async fn alert_rules(&self, site_id: &str) -> Result<Vec<AlertRule>>;
+
+    async fn delete_alert_rule(&self, site_id: &str, rule_id: &str) -> Result<bool>;
+
+    /// Pending alerts whose next delivery attempt is due, on every site, oldest due first.
+    async fn due_alerts(&self, now_ms: i64, limit: usize) -> Result<Vec<Alert>>;
+
+    /// Stores an alert's delivery progress (status, attempts, next attempt).
+    async fn update_alert(&self, alert: &Alert) -> Result<()>;
+
+    /// A site's alerts, newest first.
+    async fn alerts(&self, site_id: &str, limit: usize) -> Result<Vec<Alert>>;
+}
+
+/// Imported business data and the customer-health results computed from it.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Applies an import of business data (upserts by each kind's key), all rows or none.
+    async fn import(&self, site_id: &str, batch: &ImportBatch) -> Result<()>;
+
+    /// Everything imported for a site.
+    async fn business_data(&self, site_id: &str) -> Result<BusinessData>;
+
+    /// Stores health results (upserts keyed by site, account and day).
+    async fn put_health(&self, results: &[AccountHealth]) -> Result<()>;
+
+    /// An account's health runs, newest day first.
+    async fn health_history(
+        &self,
+        site_id: &str,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AccountHealth>>;
+
+    /// The latest health of every account of a site, by account id.
+    async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>>;
+}
+
+/// Low-volume configuration: sites, users, refresh tokens, the auth audit, forms, meta, liveness.
+#[async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
+    async fn put_site(&self, site: &Site) -> Result<()>;
+
+    async fn site(&self, site_id: &str) -> Result<Option<Site>>;
+
+    async fn sites(&self) -> Result<Vec<Site>>;
+
+    async fn put_user(&self, user: &User) -> Result<()>;
+
+    async fn user(&self, username: &str) -> Result<Option<User>>;
+
+    async fn users(&self) -> Result<Vec<User>>;
+
+    /// Stores (or replaces, by hash) a refresh token.
+    async fn put_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshToken>>;
+
+    /// Revokes the user's unrevoked refresh tokens of one family, or of every family with
+    /// `None`. Returns how many were revoked.
+    async fn revoke_refresh_tokens(
+        &self,
+        username: &str,
+        family_id: Option<&str>,
+        at_ms: i64,
+    ) -> Result<usize>;
+
+    async fn append_auth_audit(&self, entry: &AuthAuditEntry) -> Result<()>;
+
+    /// The authentication audit log, newest first, optionally of one user.
+    async fn auth_audit(
+        &self,
+        username: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuthAuditEntry>>;
+
+    /// Creates or replaces a lead form (keyed by site and form id).
+    async fn put_form(&self, form: &FormDefinition) -> Result<()>;
+
+    async fn form(&self, site_id: &str, form_id: &str) -> Result<Option<FormDefinition>>;
+
+    /// A site's forms, ordered by form id.
+    async fn forms(&self, site_id: &str) -> Result<Vec<FormDefinition>>;
+
+    /// Deletes a form; false when there was none. Its events stay (they are history).
+    async fn delete_form(&self, site_id: &str, form_id: &str) -> Result<bool>;
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+
+    /// Cheap liveness probe of the backend (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+}
