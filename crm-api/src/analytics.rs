@@ -62,7 +62,7 @@ pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query
 const MAX_POINTS: i64 = 400;
 
 /// Visitors, sessions, pageviews, bounce rate and average duration per day (UTC) or hour over
-/// the window — the overview's figures, one bucket at a time.
+/// the window: the overview's headline figures per bucket, from one store call.
 pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?;
@@ -77,20 +77,22 @@ pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(que
         return Err(ApiError::InvalidParameter { name: "to".into(), message: format!("at most {MAX_POINTS} {interval}s per request") });
     }
     require_site(&state, site_id).await?;
-    let mut points = Vec::new();
-    let mut start = first;
-    while start < to {
-        let o = state.store.overview(site_id, start.max(from), (start + step).min(to), 1).await?;
-        points.push(json!({
-            "start": rfc3339(start),
-            "visitors": o.visitors,
-            "sessions": o.sessions,
-            "pageviews": o.pageviews,
-            "bounce_rate": o.bounce_rate,
-            "avg_session_duration_ms": o.avg_session_duration_ms,
-        }));
-        start += step;
-    }
+    let points: Vec<serde_json::Value> = state
+        .store
+        .timeseries(site_id, from, to, step)
+        .await?
+        .into_iter()
+        .map(|p| {
+            json!({
+                "start": rfc3339(p.start_ms),
+                "visitors": p.visitors,
+                "sessions": p.sessions,
+                "pageviews": p.pageviews,
+                "bounce_rate": p.bounce_rate,
+                "avg_session_duration_ms": p.avg_session_duration_ms,
+            })
+        })
+        .collect();
     Ok(reply::ok(json!({ "site_id": site_id, "interval": interval, "from": rfc3339(from), "to": rfc3339(to), "points": points })))
 }
 

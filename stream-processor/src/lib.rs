@@ -8,6 +8,7 @@
 
 mod alerts;
 mod cache;
+pub mod commits;
 mod enrich;
 mod geo;
 mod insights;

@@ -1,5 +1,5 @@
 //! Processor metrics: events processed, duplicates skipped, dead letters, poison records, batch
-//! latency and consumer lag.
+//! latency, consumer lag and batches stored but not yet durable.
 
 use std::sync::atomic::AtomicU64;
 
@@ -17,6 +17,7 @@ pub struct ProcessorMetrics {
     pub store_errors: Counter,
     pub batch_seconds: Histogram,
     pub lag: Gauge<u64, AtomicU64>,
+    pub awaiting_durability: Gauge<u64, AtomicU64>,
 }
 
 impl ProcessorMetrics {
@@ -29,6 +30,7 @@ impl ProcessorMetrics {
             store_errors: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             lag: Gauge::default(),
+            awaiting_durability: Gauge::default(),
         };
         registry.register(|r| {
             r.register("processor_events", "Events enriched and stored", metrics.events.clone());
@@ -38,6 +40,11 @@ impl ProcessorMetrics {
             r.register("processor_store_errors", "Failed store writes (retried)", metrics.store_errors.clone());
             r.register("processor_batch_duration_seconds", "Time to process and store one batch", metrics.batch_seconds.clone());
             r.register("eventlog_consumer_lag", "Records appended but not yet committed by the processor", metrics.lag.clone());
+            r.register(
+                "processor_batches_awaiting_durability",
+                "Batches the store acknowledged whose log position waits for the store to make them durable",
+                metrics.awaiting_durability.clone(),
+            );
         });
         metrics
     }

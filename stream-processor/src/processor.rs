@@ -1,5 +1,6 @@
 //! The processing loop: poll a batch from the log, decode, drop replays, enrich, sessionise and
-//! score, write everything in one store call (retrying while the store is down), then commit.
+//! score, write everything in one store call (retrying while the store is down), then commit the
+//! log position once the store reports the batch durable (commits.rs).
 //!
 //! Per-visitor state is cached in memory (bounded) and always recoverable from the store, so a
 //! restarted processor continues exactly where the committed log position and store agree.
@@ -14,6 +15,7 @@ use crm_service::Shutdown;
 use crm_store::{Store, StoreError, WriteBatch};
 use parking_lot::Mutex;
 
+use crate::commits::{log_positions, PendingCommits};
 use crate::{apply_event, Enricher, ProcessorMetrics, SiteRules};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,9 @@ pub struct Processor {
     sites: HashMap<String, (Arc<SiteRules>, Instant)>,
     profiles: HashMap<(String, String), VisitorProfile>,
     alert_rules: HashMap<String, (Arc<Vec<crm_schemas::AlertRule>>, Instant)>,
+    /// Stored batches whose log position is not committed yet (the store has not made them
+    /// durable).
+    uncommitted: PendingCommits,
 }
 
 mod alerting;
@@ -109,6 +114,7 @@ impl Processor {
             sites: HashMap::new(),
             profiles: HashMap::new(),
             alert_rules: HashMap::new(),
+            uncommitted: PendingCommits::default(),
         }
     }
 
@@ -168,7 +174,7 @@ impl Processor {
     pub async fn process(&mut self, delivered: &[Delivered], source: &str, shutdown: &Shutdown) -> Result<BatchOutcome, ProcessorError> {
         let mut outcome = BatchOutcome::default();
         let mut pending = Vec::with_capacity(delivered.len());
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch { log_positions: log_positions(delivered, source), ..WriteBatch::default() };
         let mut positions: Vec<(u32, Arc<str>)> = Vec::new();
         for record in delivered {
             match record.topic {
@@ -337,26 +343,52 @@ impl Processor {
                 }
             }
         }
+        // Whatever the store made durable meanwhile; the rest is delivered again after restart.
+        if let Err(err) = self.commit_durable(consumer.as_mut()).await {
+            tracing::warn!(error = %err, "final log commit failed; the last batches will be replayed");
+        }
+        if !self.uncommitted.is_empty() {
+            tracing::info!(batches = self.uncommitted.len(), "stopping with batches not yet durable; they will be replayed");
+        }
         tracing::info!("stream processor stopped");
+        Ok(())
+    }
+
+    /// Commits the log position of every stored batch, oldest first, that the store now reports
+    /// durable.
+    async fn commit_durable(&mut self, consumer: &mut dyn LogConsumer) -> Result<(), ProcessorError> {
+        if !self.uncommitted.is_empty() {
+            let durable = self.store.durable_positions();
+            let ready = self.uncommitted.take_durable(&durable);
+            if !ready.is_empty() {
+                consumer.commit(&ready).await?;
+            }
+        }
+        self.metrics.awaiting_durability.set(self.uncommitted.len() as u64);
         Ok(())
     }
 
     async fn handle(&mut self, consumer: &mut dyn LogConsumer, delivered: &[Delivered], shutdown: &Shutdown) -> Result<(), ProcessorError> {
         if consumer.rebalanced() {
-            // Partitions moved: visitors we cached may now be updated by another instance.
+            // Partitions moved: visitors we cached may now be updated by another instance, and
+            // batches not yet committed belong to whoever owns their partitions now (they are
+            // delivered again there and deduplicated by event id).
             self.profiles.clear();
-            tracing::info!("partition assignment changed; visitor cache dropped");
+            self.uncommitted.clear();
+            tracing::info!("partition assignment changed; visitor cache and pending commits dropped");
         }
         if let Some(lag) = consumer.lag() {
             self.metrics.lag.set(lag);
         }
         if delivered.is_empty() {
-            return Ok(());
+            // An idle poll is when a store that persists on a timer catches up.
+            return self.commit_durable(consumer).await;
         }
         let started = Instant::now();
         let source = consumer.source().to_owned();
         let outcome = self.process(delivered, &source, shutdown).await?;
-        consumer.commit(delivered).await?;
+        self.uncommitted.push(log_positions(delivered, &source), delivered);
+        self.commit_durable(consumer).await?;
         self.metrics.events.inc_by(outcome.events_written as u64);
         self.metrics.duplicates.inc_by(outcome.duplicates as u64);
         self.metrics.dead_letters.inc_by(outcome.dead_letters as u64);

@@ -140,3 +140,92 @@ async fn a_torn_write_replays_without_double_counting() {
     assert!(timeline.items.iter().all(|e| e.session_id == profile.current_session.as_ref().unwrap().session_id));
     log.shutdown().await.unwrap();
 }
+
+/// Acknowledges writes at once (they reach the embedded store) but reports them durable only
+/// once released: what a store with a periodic commit point looks like to the processor.
+struct Deferred {
+    inner: Arc<EmbeddedStore>,
+    seen: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
+    released: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl PipelineStore for Deferred {
+    async fn unseen_event_ids(&self, ids: &[uuid::Uuid]) -> crm_store::Result<std::collections::HashSet<uuid::Uuid>> {
+        self.inner.unseen_event_ids(ids).await
+    }
+    async fn write(&self, batch: Arc<crm_store::WriteBatch>) -> crm_store::Result<crm_store::WriteOutcome> {
+        assert!(!batch.log_positions.is_empty(), "a batch from the log says where it came from");
+        {
+            let mut seen = self.seen.lock();
+            for (key, offset) in &batch.log_positions {
+                let entry = seen.entry(key.clone()).or_insert(*offset);
+                *entry = (*entry).max(*offset);
+            }
+        }
+        self.inner.write(batch).await
+    }
+    fn durable_positions(&self) -> crm_store::Durable {
+        if self.released.load(std::sync::atomic::Ordering::SeqCst) {
+            crm_store::Durable::Upto(self.seen.lock().clone())
+        } else {
+            crm_store::Durable::Upto(Default::default())
+        }
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_committed_only_as_far_as_the_store_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(EmbeddedLogConfig::new(dir.path().join("log"))).unwrap());
+    let inner = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let deferred = Arc::new(Deferred { inner: inner.clone(), seen: Default::default(), released: false.into() });
+    let store: Arc<dyn Store> = Arc::new(Overlay::new(deferred.clone(), inner.clone()));
+    store.put_site(&Site::new("s1", "Site", 0)).await.unwrap();
+    let ts = 1_700_000_000_000i64;
+    let records = (0..3)
+        .map(|i| collected(&format!(r#"{{"v":1,"type":"pageview","site_id":"s1","visitor_id":"v1","event_id":"7d0e6f6c-8a59-4d8e-9a35-00000000010{i}","ts":{},"url":"https://a.example/p{i}"}}"#, ts + i * 1000)))
+        .collect();
+    log.append(records).await.unwrap();
+    let enricher = || Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
+
+    // Stored and acknowledged, never durable: the processor must not commit.
+    let metrics = ProcessorMetrics::new(&MetricsRegistry::new());
+    let shutdown = Shutdown::new();
+    let first = Processor::new(ProcessorConfig::default(), store.clone(), enricher(), metrics.clone());
+    let running = tokio::spawn(first.run(log.clone(), shutdown.clone()));
+    eventually("the batch to be stored", || metrics.events.get() == 3).await;
+    eventually("an idle poll", || metrics.awaiting_durability.get() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // several idle polls: still nothing durable
+    assert_eq!(metrics.awaiting_durability.get(), 1);
+    shutdown.trigger();
+    running.await.unwrap().unwrap();
+
+    // "Crash": the records come again, and the replay neither stores nor applies them twice.
+    let metrics = ProcessorMetrics::new(&MetricsRegistry::new());
+    let shutdown = Shutdown::new();
+    deferred.released.store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = Processor::new(ProcessorConfig::default(), store.clone(), enricher(), metrics.clone());
+    let running = tokio::spawn(second.run(log.clone(), shutdown.clone()));
+    eventually("the uncommitted records to be delivered again", || metrics.duplicates.get() == 3).await;
+    eventually("the durable batch to be committed", || metrics.awaiting_durability.get() == 0).await;
+    shutdown.trigger();
+    running.await.unwrap().unwrap();
+    assert_eq!(metrics.events.get(), 0);
+    let profile = store.visitor("s1", "v1").await.unwrap().unwrap();
+    assert_eq!((profile.pageviews, profile.events), (3, 3), "applied once");
+    assert_eq!(store.visitor_events("s1", "v1", 10, None).await.unwrap().items.len(), 3, "stored once");
+
+    // Committed now: a third consumer of the group gets nothing.
+    let mut consumer = log.subscribe(&ProcessorConfig::default().group, &Topic::ALL).await.unwrap();
+    assert!(consumer.poll(100, Duration::from_millis(300)).await.unwrap().is_empty(), "the durable batch was committed");
+    log.shutdown().await.unwrap();
+}

@@ -117,6 +117,22 @@ pub struct SessionTotals {
     pub duration_total: u64,
 }
 
+/// Session totals of one timeseries bucket.
+#[derive(Row, Deserialize)]
+pub struct BucketTotals {
+    pub bucket: u64,
+    pub sessions: u64,
+    pub bounces: u64,
+    pub duration_total: u64,
+}
+
+/// One count per timeseries bucket.
+#[derive(Row, Deserialize)]
+pub struct BucketCount {
+    pub bucket: u64,
+    pub value: u64,
+}
+
 #[derive(Row, Deserialize)]
 pub struct Scalar64 {
     pub value: u64,

@@ -54,7 +54,8 @@ macro_rules! store_conformance_suite {
             health_runs_are_kept_per_day,
             tasks_are_added_once_and_updated,
             refresh_tokens_rotate_and_revoke_by_family,
-            auth_audit_pages_newest_first
+            auth_audit_pages_newest_first,
+            timeseries_matches_overview_per_bucket
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {
@@ -305,6 +306,58 @@ pub async fn overview_counts_humans_in_the_window(harness: &dyn StoreHarness) {
     let empty = store.overview("s1", T0 - 1000, T0 - 1, 5).await.expect("empty window");
     assert_eq!((empty.sessions, empty.pageviews, empty.visitors), (0, 0, 0));
     assert_eq!(empty.bounce_rate, 0.0);
+}
+
+pub async fn timeseries_matches_overview_per_bucket(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    const HOUR: i64 = 3_600_000;
+    let base = T0.div_euclid(HOUR) * HOUR;
+    let mut bot_session = sample_session("s1", "bot", base + 10, 5, 1000);
+    bot_session.is_bot = true;
+    let mut bot_view = sample_event("s1", "bot", base + 10, EventBody::Pageview, "/");
+    bot_view.is_bot = true;
+    let sessions = vec![
+        sample_session("s1", "early", base + 5 * 60_000, 1, 0), // before the window, in its first bucket
+        sample_session("s1", "v1", base + 40 * 60_000, 1, 0),
+        sample_session("s1", "v2", base + 50 * 60_000, 3, 60_000),
+        sample_session("s1", "v1", base + 2 * HOUR + 1, 2, 20_000), // hour 1 is empty
+        sample_session("s1", "late", base + 3 * HOUR + 20 * 60_000, 1, 0), // after the window, in its last bucket
+        bot_session,
+        sample_session("s2", "elsewhere", base + 40 * 60_000, 1, 0),
+    ];
+    let events = vec![
+        sample_event("s1", "early", base + 5 * 60_000, EventBody::Pageview, "/"),
+        sample_event("s1", "v1", base + 40 * 60_000, EventBody::Pageview, "/"),
+        sample_event("s1", "v2", base + 50 * 60_000, EventBody::Pageview, "/pricing"),
+        sample_event("s1", "v2", base + 51 * 60_000, EventBody::Pageview, "/demo"),
+        sample_event("s1", "v3", base + 2 * HOUR + 5, EventBody::Pageview, "/"), // a pageview without a session in the window
+        sample_event("s1", "v1", base + 2 * HOUR + 10, EventBody::Engagement { scroll_depth: 50, engaged_ms: 10 }, "/"),
+        sample_event("s1", "late", base + 3 * HOUR + 20 * 60_000, EventBody::Pageview, "/"),
+        bot_view,
+    ];
+    store.write(WriteBatch { events, sessions, ..WriteBatch::default() }.into()).await.expect("write");
+
+    let (from, to) = (base + 30 * 60_000, base + 3 * HOUR + 10 * 60_000);
+    let series = store.timeseries("s1", from, to, HOUR).await.expect("timeseries");
+    let starts: Vec<i64> = series.iter().map(|p| p.start_ms).collect();
+    assert_eq!(starts, vec![base, base + HOUR, base + 2 * HOUR, base + 3 * HOUR], "every bucket, aligned, empty ones included");
+    for point in &series {
+        let o = store.overview("s1", point.start_ms.max(from), (point.start_ms + HOUR).min(to), 1).await.expect("overview");
+        assert_eq!(
+            (point.visitors, point.sessions, point.pageviews, point.avg_session_duration_ms),
+            (o.visitors, o.sessions, o.pageviews, o.avg_session_duration_ms),
+            "bucket at {}",
+            point.start_ms - base
+        );
+        assert!((point.bounce_rate - o.bounce_rate).abs() < 1e-9);
+    }
+    let figures: Vec<_> = series.iter().map(|p| (p.visitors, p.sessions, p.pageviews)).collect();
+    assert_eq!(figures, vec![(2, 2, 3), (0, 0, 0), (2, 1, 1), (0, 0, 0)], "clipped to the window, bots and other sites excluded");
+    assert!((series[0].bounce_rate - 0.5).abs() < 1e-9);
+    assert_eq!(series[0].avg_session_duration_ms, 30_000);
+
+    assert!(store.timeseries("s1", from, to, 0).await.is_err(), "a step of zero is refused");
+    assert!(store.timeseries("s1", to, from, HOUR).await.expect("empty window").is_empty());
 }
 
 pub async fn dead_letters_are_listed_newest_first(harness: &dyn StoreHarness) {

@@ -27,7 +27,7 @@ pub use embedded::EmbeddedStore;
 pub use leads::{group_orgs, lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, OrgVisitors};
 pub use overlay::Overlay;
 pub use roles::{AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
-pub use overview::{Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder};
+pub use overview::{series_buckets, Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder, SeriesPoint, MAX_SERIES_POINTS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

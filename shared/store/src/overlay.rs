@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     AccountStore, ConfigStore, Durable, EventStore, FormStats, LeadQuery, LeadRecord, LeadStore,
-    OrgVisitors, Overview, Page, PipelineStore, ProfileStore, Result, Store, VisitorQuery,
+    OrgVisitors, Overview, Page, PipelineStore, ProfileStore, Result, SeriesPoint, Store, VisitorQuery,
     WorkflowStore, WriteBatch, WriteOutcome,
 };
 
@@ -118,6 +118,10 @@ impl<P: Send + Sync + 'static> EventStore for Overlay<P> {
 
     async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
         self.rest.form_stats(site_id, from_ms, to_ms).await
+    }
+
+    async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>> {
+        self.rest.timeseries(site_id, from_ms, to_ms, step_ms).await
     }
 }
 

@@ -161,3 +161,58 @@ impl FormStatsBuilder {
         all
     }
 }
+
+/// One bucket of [`EventStore::timeseries`](crate::EventStore::timeseries): the overview's
+/// headline figures for the sessions started and pageviews made in the bucket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// Start of the bucket (a multiple of the step since the epoch); the first bucket may start
+    /// before the window, and its figures then cover only the window's part of it.
+    pub start_ms: i64,
+    pub visitors: u64,
+    pub sessions: u64,
+    pub pageviews: u64,
+    /// Bounced sessions / sessions, 0..=1.
+    pub bounce_rate: f64,
+    pub avg_session_duration_ms: u64,
+}
+
+impl SeriesPoint {
+    /// The point from raw totals, with the overview's definitions of the two ratios.
+    pub fn from_totals(start_ms: i64, visitors: u64, sessions: u64, bounces: u64, duration_total: u64, pageviews: u64) -> SeriesPoint {
+        SeriesPoint {
+            start_ms,
+            visitors,
+            sessions,
+            pageviews,
+            bounce_rate: if sessions == 0 { 0.0 } else { bounces as f64 / sessions as f64 },
+            avg_session_duration_ms: duration_total.checked_div(sessions).unwrap_or(0),
+        }
+    }
+}
+
+/// Most buckets one series may have (callers page longer ranges).
+pub const MAX_SERIES_POINTS: usize = 10_000;
+
+/// The bucket starts of a series over `[from_ms, to_ms)` with `step_ms` buckets aligned to the
+/// epoch. Errors on a step that is not positive or more than [`MAX_SERIES_POINTS`] buckets.
+pub fn series_buckets(from_ms: i64, to_ms: i64, step_ms: i64) -> crate::Result<Vec<i64>> {
+    let invalid = |message: String| crate::StoreError::Backend { message, retryable: false };
+    if step_ms <= 0 {
+        return Err(invalid(format!("timeseries step must be positive, got {step_ms} ms")));
+    }
+    let mut starts = Vec::new();
+    let mut start = from_ms.div_euclid(step_ms) * step_ms;
+    while start < to_ms {
+        if starts.len() == MAX_SERIES_POINTS {
+            return Err(invalid(format!("a timeseries has at most {MAX_SERIES_POINTS} buckets")));
+        }
+        starts.push(start);
+        match start.checked_add(step_ms) {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    Ok(starts)
+}
+

@@ -17,7 +17,7 @@ use crm_schemas::{
 use uuid::Uuid;
 
 use crate::{
-    Durable, FormStats, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, VisitorQuery,
+    series_buckets, Durable, FormStats, SeriesPoint, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, VisitorQuery,
     WriteBatch, WriteOutcome,
 };
 
@@ -118,6 +118,26 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The funnel of every form with events in `[from_ms, to_ms)`, bots excluded.
     async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>>;
+
+    /// The overview's headline figures (visitors, sessions, pageviews, bounce rate, average
+    /// duration) per bucket of `step_ms`, buckets aligned to the epoch, over `[from_ms, to_ms)`,
+    /// bots excluded, oldest first, empty buckets included. The default asks [`Self::overview`]
+    /// once per bucket; backends answer it in one pass.
+    async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>> {
+        let mut points = Vec::new();
+        for start in series_buckets(from_ms, to_ms, step_ms)? {
+            let o = self.overview(site_id, start.max(from_ms), start.saturating_add(step_ms).min(to_ms), 1).await?;
+            points.push(SeriesPoint {
+                start_ms: start,
+                visitors: o.visitors,
+                sessions: o.sessions,
+                pageviews: o.pageviews,
+                bounce_rate: o.bounce_rate,
+                avg_session_duration_ms: o.avg_session_duration_ms,
+            });
+        }
+        Ok(points)
+    }
 }
 
 /// Visitor profiles: point lookups and the ranked lists.
@@ -320,4 +340,20 @@ pub trait ConfigStore: Send + Sync + 'static {
 
     /// Cheap liveness probe of the backend (for `/readyz`).
     async fn ping(&self) -> Result<()>;
+}
+
+/// A shared pipeline role is a pipeline role (tests keep a handle on the store they overlay).
+#[async_trait]
+impl<T: PipelineStore + ?Sized> PipelineStore for Arc<T> {
+    async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        (**self).unseen_event_ids(ids).await
+    }
+
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome> {
+        (**self).write(batch).await
+    }
+
+    fn durable_positions(&self) -> Durable {
+        (**self).durable_positions()
+    }
 }
