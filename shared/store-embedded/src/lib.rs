@@ -9,6 +9,7 @@
 //! * [`sidecar`]: each part's `.idx` file (the sorted event ids and two bloom filters), which
 //!   answers "is this event id stored?" without opening the part.
 
+pub mod events;
 pub mod manifest;
 pub mod part;
 pub mod sidecar;

@@ -31,14 +31,14 @@ fn bloom_bytes(filter: &Sbbf) -> Vec<u8> {
 
 /// Writes the sidecar of a part holding `ids` (any order, no duplicates) and the visitors
 /// hashed as `visitor_hashes`.
-pub fn write(path: &Path, ids: &[u128], visitor_hashes: impl IntoIterator<Item = u64>) -> Result<()> {
+pub fn write(path: &Path, ids: &[u128], visitor_hashes: impl IntoIterator<Item = i64>) -> Result<()> {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     let mut id_filter = bloom(sorted.len());
     for id in &sorted {
         id_filter.insert(&id.to_le_bytes()[..]);
     }
-    let hashes: Vec<u64> = visitor_hashes.into_iter().collect();
+    let hashes: Vec<i64> = visitor_hashes.into_iter().collect();
     let mut visitor_filter = bloom(hashes.len());
     for hash in &hashes {
         visitor_filter.insert(hash);
@@ -113,7 +113,7 @@ impl Sidecar {
     }
 
     /// Whether the part may hold rows of the visitor (false means certainly not).
-    pub fn may_hold_visitor(&self, visitor_hash: u64) -> bool {
+    pub fn may_hold_visitor(&self, visitor_hash: i64) -> bool {
         self.visitors.check(&visitor_hash)
     }
 
@@ -154,14 +154,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.idx");
         let ids: Vec<u128> = (0..5_000u128).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)).collect();
-        write(&path, &ids, (0..500u64).map(|v| v * 7)).unwrap();
+        write(&path, &ids, (0..500i64).map(|v| v * 7)).unwrap();
         let sidecar = Sidecar::open(&path).unwrap();
         assert_eq!(sidecar.len(), 5_000);
         assert!(ids.iter().all(|&id| sidecar.contains(id).unwrap()), "every stored id is found");
         let absent = (5_000..25_000u128).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
         assert!(absent.into_iter().all(|id| !sidecar.contains(id).unwrap()), "no absent id is reported, bloom hits included");
-        assert!((0..500u64).all(|v| sidecar.may_hold_visitor(v * 7)));
-        let false_hits = (0..10_000u64).filter(|v| v % 7 != 0 && sidecar.may_hold_visitor(*v + 10_000)).count();
+        assert!((0..500i64).all(|v| sidecar.may_hold_visitor(v * 7)));
+        let false_hits = (0..10_000i64).filter(|v| v % 7 != 0 && sidecar.may_hold_visitor(*v + 10_000)).count();
         assert!(false_hits < 400, "about 1 % false positives, got {false_hits} of 10 000");
         let mut sorted = ids.clone();
         sorted.sort_unstable();

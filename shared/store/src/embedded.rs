@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    group_orgs, AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    parse_event_cursor, group_orgs, AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
     WriteOutcome,
 };
 
@@ -104,13 +104,6 @@ const SORTS: [VisitorSort; 3] = [VisitorSort::Intent, VisitorSort::Engagement, V
 fn parse_cursor(cursor: &str) -> Result<(u64, &str)> {
     let (number, rest) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
     Ok((number.parse().map_err(|_| StoreError::InvalidCursor)?, rest))
-}
-
-/// `"{ts_ms}:{event uuid}"` → (ts, id).
-fn parse_event_cursor(cursor: &str) -> Result<(i64, u128)> {
-    let (ts, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
-    let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
-    Ok((ts, Uuid::parse_str(id).map_err(|_| StoreError::InvalidCursor)?.as_u128()))
 }
 
 fn parse_time_cursor(cursor: &str) -> Result<(i64, u128)> {

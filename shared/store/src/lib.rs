@@ -168,6 +168,18 @@ pub fn rank_value(profile: &VisitorProfile, sort: VisitorSort) -> u64 {
 }
 
 
+/// The cursor of event pages on every backend: `"{ts_ms}:{event uuid}"`.
+pub fn event_cursor(event: &StoredEvent) -> String {
+    format!("{}:{}", event.ts_ms, event.event_id)
+}
+
+/// `"{ts_ms}:{event uuid}"` → (ts, id as u128).
+pub fn parse_event_cursor(cursor: &str) -> Result<(i64, u128)> {
+    let (ts, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
+    let ts: i64 = ts.parse().map_err(|_| StoreError::InvalidCursor)?;
+    Ok((ts, uuid::Uuid::parse_str(id).map_err(|_| StoreError::InvalidCursor)?.as_u128()))
+}
+
 /// Every role trait, for code that calls store methods on a concrete backend type
 /// (`EmbeddedStore`, `ClickHouseStore`) rather than through `dyn Store`.
 pub mod prelude {

@@ -1,0 +1,160 @@
+//! Write path, commit point and timeline tests of [`ColumnarEvents`].
+
+use super::*;
+use crm_schemas::{Device, EventBody, Geo};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn event(site: &str, visitor: &str, ts_ms: i64) -> StoredEvent {
+    StoredEvent {
+        event_id: Uuid::new_v4(),
+        site_id: site.into(),
+        visitor_id: visitor.into(),
+        session_id: format!("{visitor}-s"),
+        client_session_id: None,
+        ts_ms,
+        received_at_ms: ts_ms,
+        url: None,
+        path: Some("/".into()),
+        referrer: None,
+        title: None,
+        props: Default::default(),
+        body: EventBody::Pageview,
+        ip: None,
+        geo: Geo::default(),
+        device: Device::default(),
+        is_bot: false,
+        intent_signal: None,
+    }
+}
+
+fn positions(offset: u64) -> BTreeMap<String, u64> {
+    BTreeMap::from([("log/events/0".to_string(), offset)])
+}
+
+fn covered(store: &ColumnarEvents, offset: u64) -> bool {
+    store.durable_positions().covers(&positions(offset))
+}
+
+#[test]
+fn events_are_readable_at_once_and_durable_after_the_commit_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    // Two days and two sites: four parts.
+    let events = vec![event("s1", "v1", T0), event("s1", "v1", T0 + 1000), event("s1", "v1", T0 + DAY_MS), event("s2", "v1", T0), event("s1", "v2", T0)];
+    assert_eq!(store.append(&events, &positions(4)).unwrap(), (5, 0));
+    assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len(), 3, "acknowledged events are visible before they are durable");
+    assert!(!covered(&store, 4));
+
+    store.commit_point().unwrap();
+    assert!(covered(&store, 4));
+    assert_eq!(store.buffered(), 0);
+    assert_eq!(store.part_count(), 3, "(s1, day 0), (s1, day 1), (s2, day 0)");
+    drop(store);
+
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert!(covered(&store, 4), "durable positions survive reopen");
+    let timeline = store.visitor_events("s1", "v1", 10, None).unwrap();
+    let expected: Vec<Uuid> = vec![events[2].event_id, events[1].event_id, events[0].event_id];
+    assert_eq!(timeline.items.iter().map(|e| e.event_id).collect::<Vec<_>>(), expected, "newest first across parts");
+    assert_eq!(timeline.items[0], events[2], "stored events come back unchanged");
+    assert_eq!(store.visitor_events("s2", "v1", 10, None).unwrap().items.len(), 1);
+    let ids: Vec<(String, Uuid)> = events.iter().map(|e| (e.site_id.clone(), e.event_id)).collect();
+    assert!(store.unseen(&ids).unwrap().is_empty(), "every committed id is known after reopen");
+}
+
+#[test]
+fn an_id_is_stored_once_whether_it_is_buffered_frozen_or_in_a_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let first = event("s1", "v1", T0);
+    let twice = [first.clone(), first.clone()];
+    assert_eq!(store.append(&twice, &positions(1)).unwrap(), (1, 1), "the first copy in a batch wins");
+    assert_eq!(store.append(std::slice::from_ref(&first), &positions(2)).unwrap(), (0, 1), "buffered");
+    store.commit_point().unwrap();
+    assert_eq!(store.append(std::slice::from_ref(&first), &positions(3)).unwrap(), (0, 1), "in a part");
+    let other_site = StoredEvent { site_id: "s2".into(), ..event("s2", "v1", T0) };
+    assert_eq!(store.append(std::slice::from_ref(&other_site), &positions(4)).unwrap(), (1, 0));
+    store.commit_point().unwrap();
+    assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len(), 1);
+}
+
+#[test]
+fn a_crash_before_the_manifest_edit_loses_the_events_and_their_positions_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let kept = event("s1", "v1", T0);
+    store.append(std::slice::from_ref(&kept), &positions(1)).unwrap();
+    store.commit_point().unwrap();
+    let lost = event("s1", "v1", T0 + 10);
+    store.append(std::slice::from_ref(&lost), &positions(2)).unwrap();
+    assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
+    assert!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len() == 2, "still readable until the process dies");
+    assert!(store.commit_point().is_err(), "a failed commit point is not retried over its own frozen buffer");
+    drop(store);
+
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert!(covered(&store, 1) && !covered(&store, 2), "the position of the lost event is not durable, so the log delivers it again");
+    let unseen = store.unseen(&[("s1".into(), kept.event_id), ("s1".into(), lost.event_id)]).unwrap();
+    assert_eq!(unseen, HashSet::from([lost.event_id]), "the replay stores it again");
+    assert_eq!(store.part_count(), 1);
+    let files = walk(dir.path());
+    assert_eq!(files.iter().filter(|f| f.ends_with(".parquet")).count(), 1, "the orphan part was removed: {files:?}");
+    assert_eq!(store.append(std::slice::from_ref(&lost), &positions(2)).unwrap(), (1, 0));
+}
+
+#[test]
+fn a_crash_after_the_manifest_edit_keeps_the_events_and_their_positions_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let kept = event("s1", "v1", T0);
+    store.append(std::slice::from_ref(&kept), &positions(7)).unwrap();
+    assert!(store.commit_point_failing(Some(FailAt::AfterEdit)).is_err());
+    drop(store);
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert!(covered(&store, 7));
+    assert!(store.unseen(&[("s1".into(), kept.event_id)]).unwrap().is_empty(), "a replay finds it stored and drops it");
+    assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items, vec![kept]);
+}
+
+#[test]
+fn timelines_page_newest_first_across_buffer_and_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let mut all = Vec::new();
+    for round in 0..3 {
+        let batch: Vec<StoredEvent> = (0..4).map(|i| event("s1", "v1", T0 + round * 100 + i)).collect();
+        store.append(&batch, &positions(round as u64)).unwrap();
+        all.extend(batch);
+        if round < 2 {
+            store.commit_point().unwrap(); // two parts, the last round buffered
+        }
+    }
+    store.append(&[event("s1", "other", T0 + 50)], &positions(9)).unwrap();
+    all.sort_by(|a, b| (b.ts_ms, b.event_id).cmp(&(a.ts_ms, a.event_id)));
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.visitor_events("s1", "v1", 5, cursor.as_deref()).unwrap();
+        seen.extend(page.items.iter().map(|e| e.event_id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.iter().map(|e| e.event_id).collect::<Vec<_>>());
+    assert!(matches!(store.visitor_events("s1", "v1", 5, Some("garbage")), Err(StoreError::InvalidCursor)));
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
