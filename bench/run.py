@@ -427,13 +427,14 @@ def write_results():
     add("## Stores: bulk write and overview query (same data, same run)")
     add("")
     add("Enriched events with their sessions written through the `Store` trait in 10 000-event batches, "
-        "then `overview` over the whole 30-day range (10 runs).")
+        "then `overview` over the whole 30-day range (10 runs) and 1 000 visitor timelines (50 newest events).")
     add("")
-    add("| store | events | write rows/s | overview p50 | overview p99 |")
-    add("| --- | ---: | ---: | ---: | ---: |")
+    add("| store | events | write rows/s | overview p50 | overview p99 | timeline p50 | timeline p99 |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in results.get("stores", []):
         add(f"| {row['store']} | {row['events']:,} | {row['rows_per_sec']:,.0f} | {percentile_ms(row['overview'], 'p50_us')} ms | "
-            f"{percentile_ms(row['overview'], 'p99_us')} ms |")
+            f"{percentile_ms(row['overview'], 'p99_us')} ms | {percentile_ms(row['timeline'], 'p50_us')} ms | "
+            f"{percentile_ms(row['timeline'], 'p99_us')} ms |")
     if not FULL:
         add("")
         add("10 M events (ClickHouse; the embedded store is not built for that size) run with `scripts/bench.sh --full`.")

@@ -1,6 +1,10 @@
 //! Store benchmark: bulk-writes N enriched events (with their sessions) through the `Store`
-//! trait, then times the analytics overview over the whole range. Runs against the embedded
-//! store and, with `--clickhouse-url`, ClickHouse — same data, same process, same machine.
+//! trait, then times the analytics overview over the whole range and visitor timelines. Runs
+//! against the embedded store and, with `--clickhouse-url`, ClickHouse — same data, same
+//! process, same machine. `--columnar-dir` also writes the events through the second design's
+//! columnar event store (crm-store-embedded: buffer, commit points, Parquet parts) and times its
+//! timelines; compare it with `--events-only`, which leaves sessions out of every store's batches
+//! (the columnar store does not take sessions yet).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +33,18 @@ struct Args {
     clickhouse_url: Option<String>,
     #[arg(long, env = "STORE_BENCH_QUERIES", default_value_t = 20)]
     queries: usize,
+    /// Also write the events through the columnar event store in this directory.
+    #[arg(long, env = "STORE_BENCH_COLUMNAR_DIR")]
+    columnar_dir: Option<std::path::PathBuf>,
+    /// Events between two commit points of the columnar store (50 000 = one a second at 50 K/s).
+    #[arg(long, env = "STORE_BENCH_COMMIT_EVERY", default_value_t = 50_000)]
+    commit_every: usize,
+    /// Leave sessions out of the batches (for a like-for-like comparison with the columnar store).
+    #[arg(long, env = "STORE_BENCH_EVENTS_ONLY")]
+    events_only: bool,
+    /// Visitor timelines to time per store (50 newest events each).
+    #[arg(long, env = "STORE_BENCH_TIMELINES", default_value_t = 1_000)]
+    timelines: usize,
 }
 
 #[derive(Serialize)]
@@ -37,7 +53,17 @@ struct Report {
     events: usize,
     seconds: f64,
     rows_per_sec: f64,
-    overview: Latency,
+    overview: Option<Latency>,
+    timeline: Latency,
+}
+
+/// Visitors to time timelines for: every n-th written event's visitor.
+fn sample_visitors(batch: &WriteBatch, every: usize, out: &mut Vec<String>) {
+    out.extend(batch.events.iter().step_by(every.max(1)).map(|e| e.visitor_id.clone()));
+}
+
+fn histogram() -> Result<hdrhistogram::Histogram<u64>> {
+    Ok(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?)
 }
 
 const DAY: i64 = 86_400_000;
@@ -70,22 +96,75 @@ async fn run(name: &'static str, store: Arc<dyn Store>, args: &Args) -> Result<R
     let mut generator = BeaconGen::new("bench", 200_000, 3);
     let mut written = 0;
     let mut write_seconds = 0.0;
+    let mut visitors = Vec::new();
     while written < args.events {
         let count = args.batch.min(args.events - written);
-        let prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
+        let mut prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
+        if args.events_only {
+            prepared.sessions.clear();
+        }
+        sample_visitors(&prepared, args.events / args.timelines.max(1), &mut visitors);
         let started = Instant::now();
         store.write(prepared.into()).await?;
         write_seconds += started.elapsed().as_secs_f64();
         written += count;
     }
-    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut histogram = histogram()?;
     for _ in 0..args.queries.max(1) {
         let started = Instant::now();
         let overview = store.overview("bench", START, START + 31 * DAY, 10).await?;
         histogram.saturating_record(started.elapsed().as_micros().max(1) as u64);
         assert!(overview.pageviews > 0);
     }
-    Ok(Report { store: name, events: written, seconds: write_seconds, rows_per_sec: written as f64 / write_seconds, overview: Latency::from_histogram(&histogram) })
+    let mut timeline = histogram()?;
+    for visitor in &visitors {
+        let started = Instant::now();
+        let page = store.visitor_events("bench", visitor, 50, None).await?;
+        timeline.saturating_record(started.elapsed().as_micros().max(1) as u64);
+        assert!(!page.items.is_empty());
+    }
+    Ok(Report {
+        store: name,
+        events: written,
+        seconds: write_seconds,
+        rows_per_sec: written as f64 / write_seconds,
+        overview: Some(Latency::from_histogram(&histogram)),
+        timeline: Latency::from_histogram(&timeline),
+    })
+}
+
+/// The same events through the columnar event store: append per batch, a commit point every
+/// `--commit-every` events and at the end (its time is part of the write time).
+fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
+    let store = crm_store_embedded::events::ColumnarEvents::open(dir)?;
+    let rules = SiteRules::new(&Site::new("bench", "Bench", 0));
+    let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
+    let mut generator = BeaconGen::new("bench", 200_000, 3);
+    let (mut written, mut since_commit, mut write_seconds) = (0, 0, 0.0);
+    let mut visitors = Vec::new();
+    while written < args.events {
+        let count = args.batch.min(args.events - written);
+        let prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
+        sample_visitors(&prepared, args.events / args.timelines.max(1), &mut visitors);
+        let positions = std::collections::BTreeMap::from([("bench/events/0".to_string(), written as u64 + count as u64)]);
+        let started = Instant::now();
+        store.append(&prepared.events, &positions)?;
+        since_commit += count;
+        if since_commit >= args.commit_every || written + count == args.events {
+            store.commit_point()?;
+            since_commit = 0;
+        }
+        write_seconds += started.elapsed().as_secs_f64();
+        written += count;
+    }
+    let mut timeline = histogram()?;
+    for visitor in &visitors {
+        let started = Instant::now();
+        let page = store.visitor_events("bench", visitor, 50, None)?;
+        timeline.saturating_record(started.elapsed().as_micros().max(1) as u64);
+        assert!(!page.items.is_empty());
+    }
+    Ok(Report { store: "columnar", events: written, seconds: write_seconds, rows_per_sec: written as f64 / write_seconds, overview: None, timeline: Latency::from_histogram(&timeline) })
 }
 
 #[tokio::main]
@@ -94,6 +173,9 @@ async fn main() -> Result<()> {
     if let Some(dir) = &args.embedded_dir {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir)?);
         println!("{}", serde_json::to_string(&run("embedded", store, &args).await?)?);
+    }
+    if let Some(dir) = &args.columnar_dir {
+        println!("{}", serde_json::to_string(&run_columnar(dir, &args)?)?);
     }
     if let Some(url) = &args.clickhouse_url {
         let database = format!("bench_{}", uuid::Uuid::new_v4().simple());

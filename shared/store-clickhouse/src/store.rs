@@ -499,12 +499,7 @@ impl EventStore for ClickHouseStore {
             .map_err(ch_err)?;
         let mut builder = FormStatsBuilder::default();
         for row in rows {
-            let slot: fn(&mut FormStats) -> &mut u64 = match row.kind.as_str() {
-                "form_view" => |s| &mut s.views,
-                "form_start" => |s| &mut s.starts,
-                _ => |s| &mut s.submissions,
-            };
-            builder.add_count(&row.form_id, slot, row.count);
+            builder.add_kind_count(&row.form_id, &row.kind, row.count);
         }
         Ok(builder.finish())
     }

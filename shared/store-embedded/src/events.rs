@@ -1,10 +1,12 @@
-//! [`ColumnarEvents`]: the event half of the second design's write path and its timeline read.
+//! [`ColumnarEvents`]: events and sessions of the second design — write path, commit point,
+//! timelines, and the snapshots the analytics queries (query.rs) read.
 //!
-//! `append` deduplicates by event id (the batch itself, the in-memory buffer, then each live
-//! part's sidecar) and adds the new events to the active buffer; it is acknowledged but not
-//! durable. [`ColumnarEvents::commit_point`] freezes the buffer, writes one part per (site, UTC
-//! day) with its sidecar, fsyncs them, and appends one manifest edit naming the parts and the
-//! log positions they cover. That edit is the commit point: before it the parts are orphans
+//! `append` deduplicates events by id (the batch itself, the in-memory buffer, then each live
+//! part's sidecar) and adds the new ones to the active buffer; sessions are upserted into it with
+//! a version (the write sequence). Both are acknowledged but not durable.
+//! [`ColumnarEvents::commit_point`] freezes the buffer, writes one event part (with its sidecar)
+//! and one session part per (site, UTC day), fsyncs them, and appends one manifest edit naming
+//! the parts and the log positions they cover. That edit is the commit point: before it the parts are orphans
 //! (removed at the next open) and the log positions are not reported durable, so the events are
 //! delivered again; after it they are both stored and durable. Reads see the active and frozen
 //! buffers as well as the parts, so nothing acknowledged is ever invisible.
@@ -13,12 +15,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crm_schemas::StoredEvent;
-use crm_store::{event_cursor, parse_event_cursor, Durable, Page, StoreError};
+use crm_schemas::{Session, StoredEvent};
+use crm_store::{event_cursor, parse_event_cursor, series_buckets, Durable, FormStats, Overview, Page, SeriesPoint, StoreError};
 use uuid::Uuid;
 
 use crate::manifest::{Edit, Manifest, PartMeta, Stream};
 use crate::part::{self, visitor_hash};
+use crate::query::{self, Snapshot};
+use crate::session_part;
 use crate::sidecar::{self, Sidecar};
 use crate::{ColumnarError, Result};
 
@@ -36,16 +40,29 @@ pub enum FailAt {
 struct LivePart {
     meta: PartMeta,
     path: PathBuf,
-    sidecar: Sidecar,
+    /// Event parts only.
+    sidecar: Option<Sidecar>,
+}
+
+/// What a commit point writes: the buffer as it was frozen.
+#[derive(Default)]
+struct Frozen {
+    events: Vec<StoredEvent>,
+    ids: HashSet<u128>,
+    sessions: Vec<(Session, u64)>,
 }
 
 #[derive(Default)]
 struct Buffers {
     active: Vec<StoredEvent>,
     active_ids: HashSet<u128>,
+    /// Latest state of each (site, session) written since the last freeze, with its version.
+    active_sessions: HashMap<(String, String), (Session, u64)>,
     active_positions: BTreeMap<String, u64>,
     /// The buffer a running commit point is writing (still readable until it is published).
-    frozen: Option<Arc<(Vec<StoredEvent>, HashSet<u128>)>>,
+    frozen: Option<Arc<Frozen>>,
+    /// Last version handed out (continues from the manifest's after a restart).
+    version: u64,
 }
 
 pub struct ColumnarEvents {
@@ -70,15 +87,16 @@ impl ColumnarEvents {
             tracing::info!(removed, "removed part files of an unfinished commit point");
         }
         let mut parts = Vec::new();
-        for meta in manifest.state().parts.values().filter(|p| p.stream == Stream::Events) {
+        for meta in manifest.state().parts.values().filter(|p| p.stream != Stream::DeadLetters) {
             let path = root.join(meta.relative_path());
-            let sidecar = Sidecar::open(&path.with_extension("idx"))?;
+            let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
             parts.push(Arc::new(LivePart { meta: meta.clone(), path, sidecar }));
         }
         let durable = manifest.state().positions.clone();
+        let buffers = Buffers { version: manifest.state().version, ..Buffers::default() };
         Ok(ColumnarEvents {
             root: root.to_owned(),
-            buffers: Mutex::new(Buffers::default()),
+            buffers: Mutex::new(buffers),
             parts: Mutex::new(parts),
             manifest: Mutex::new(manifest),
             durable: Mutex::new(durable),
@@ -89,29 +107,31 @@ impl ColumnarEvents {
         lock(&self.parts).clone()
     }
 
-    /// Whether a committed part holds the id.
-    fn in_parts(parts: &[Arc<LivePart>], site_id: &str, id: u128) -> Result<bool> {
-        for part in parts.iter().filter(|p| p.meta.site_id == site_id) {
-            if part.sidecar.contains(id)? {
-                return Ok(true);
+    /// Whether a committed part holds the id (ids are unique across sites: v4 and v7 UUIDs).
+    fn in_parts(parts: &[Arc<LivePart>], id: u128) -> Result<bool> {
+        for part in parts {
+            if let Some(sidecar) = &part.sidecar {
+                if sidecar.contains(id)? {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
     }
 
-    /// Which of `ids` (with their site) are stored nowhere: not in a buffer, not in a part.
-    pub fn unseen(&self, ids: &[(String, Uuid)]) -> Result<HashSet<Uuid>> {
+    /// Which of `ids` are stored nowhere: not in a buffer, not in a part.
+    pub fn unseen(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
         // Buffers before parts: a commit point publishes its parts before it drops the frozen
         // buffer, so in this order an event is found in one or the other, never in neither.
         let (active, frozen) = {
             let buffers = lock(&self.buffers);
-            (ids.iter().filter(|(_, id)| buffers.active_ids.contains(&id.as_u128())).map(|(_, id)| *id).collect::<HashSet<_>>(), buffers.frozen.clone())
+            (ids.iter().filter(|id| buffers.active_ids.contains(&id.as_u128())).copied().collect::<HashSet<_>>(), buffers.frozen.clone())
         };
         let parts = self.parts_snapshot();
         let mut unseen = HashSet::new();
-        for (site, id) in ids {
+        for id in ids {
             let raw = id.as_u128();
-            if active.contains(id) || frozen.as_ref().is_some_and(|f| f.1.contains(&raw)) || Self::in_parts(&parts, site, raw)? {
+            if active.contains(id) || frozen.as_ref().is_some_and(|f| f.ids.contains(&raw)) || Self::in_parts(&parts, raw)? {
                 continue;
             }
             unseen.insert(*id);
@@ -119,11 +139,12 @@ impl ColumnarEvents {
         Ok(unseen)
     }
 
-    /// Adds the events whose id is new (the first copy within `events` wins) and remembers the
-    /// log positions they came from. Returns (written, duplicates skipped).
-    pub fn append(&self, events: &[StoredEvent], positions: &BTreeMap<String, u64>) -> Result<(usize, usize)> {
-        let keys: Vec<(String, Uuid)> = events.iter().map(|e| (e.site_id.clone(), e.event_id)).collect();
-        let unseen = self.unseen(&keys)?;
+    /// Adds the events whose id is new (the first copy within `events` wins), upserts the
+    /// sessions (latest state wins) and remembers the log positions they came from. Returns
+    /// (events written, duplicates skipped).
+    pub fn append(&self, events: &[StoredEvent], sessions: &[Session], positions: &BTreeMap<String, u64>) -> Result<(usize, usize)> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let unseen = self.unseen(&ids)?;
         let mut buffers = lock(&self.buffers);
         let mut written = 0;
         for event in events {
@@ -132,6 +153,13 @@ impl ColumnarEvents {
             if unseen.contains(&event.event_id) && buffers.active_ids.insert(id) {
                 buffers.active.push(event.clone());
                 written += 1;
+            }
+        }
+        if !sessions.is_empty() {
+            buffers.version += 1;
+            let version = buffers.version;
+            for session in sessions {
+                buffers.active_sessions.insert((session.site_id.clone(), session.session_id.clone()), (session.clone(), version));
             }
         }
         for (key, offset) in positions {
@@ -144,7 +172,7 @@ impl ColumnarEvents {
     /// Events acknowledged but not yet made durable by a commit point.
     pub fn buffered(&self) -> usize {
         let buffers = lock(&self.buffers);
-        buffers.active.len() + buffers.frozen.as_ref().map_or(0, |f| f.0.len())
+        buffers.active.len() + buffers.frozen.as_ref().map_or(0, |f| f.events.len())
     }
 
     /// The log positions made durable by the last commit point.
@@ -166,39 +194,56 @@ impl ColumnarEvents {
             if buffers.frozen.is_some() {
                 return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "an earlier commit point failed; reopen the store".into() });
             }
-            if buffers.active.is_empty() && buffers.active_positions.is_empty() {
+            if buffers.active.is_empty() && buffers.active_sessions.is_empty() && buffers.active_positions.is_empty() {
                 return Ok(());
             }
-            let events = std::mem::take(&mut buffers.active);
-            let ids = std::mem::take(&mut buffers.active_ids);
-            let frozen = Arc::new((events, ids));
+            let frozen = Arc::new(Frozen {
+                events: std::mem::take(&mut buffers.active),
+                ids: std::mem::take(&mut buffers.active_ids),
+                sessions: std::mem::take(&mut buffers.active_sessions).into_values().collect(),
+            });
             buffers.frozen = Some(frozen.clone());
             (frozen, std::mem::take(&mut buffers.active_positions))
         };
-        let mut groups: HashMap<(&str, i64), Vec<StoredEvent>> = HashMap::new();
-        for event in &frozen.0 {
-            groups.entry((event.site_id.as_str(), event.ts_ms.div_euclid(DAY_MS))).or_default().push(event.clone());
+        let mut event_groups: HashMap<(&str, i64), Vec<StoredEvent>> = HashMap::new();
+        for event in &frozen.events {
+            event_groups.entry((event.site_id.as_str(), event.ts_ms.div_euclid(DAY_MS))).or_default().push(event.clone());
         }
-        let mut added = Vec::with_capacity(groups.len());
-        for ((site_id, day), events) in groups {
-            let mut meta = PartMeta { id: manifest.allocate_id(), stream: Stream::Events, site_id: site_id.to_owned(), day, level: 0, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
+        let mut session_groups: HashMap<(&str, i64), Vec<(Session, u64)>> = HashMap::new();
+        for (session, version) in &frozen.sessions {
+            session_groups.entry((session.site_id.as_str(), session.start_ms.div_euclid(DAY_MS))).or_default().push((session.clone(), *version));
+        }
+        let mut added = Vec::with_capacity(event_groups.len() + session_groups.len());
+        let new_part = |manifest: &mut Manifest, stream: Stream, site_id: &str, day: i64| {
+            let meta = PartMeta { id: manifest.allocate_id(), stream, site_id: site_id.to_owned(), day, level: 0, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
             let path = self.root.join(meta.relative_path());
+            (meta, path)
+        };
+        for ((site_id, day), events) in event_groups {
+            let (mut meta, path) = new_part(&mut manifest, Stream::Events, site_id, day);
             let written = part::write_events(&path, &events)?;
             let ids: Vec<u128> = events.iter().map(|e| e.event_id.as_u128()).collect();
             sidecar::write(&path.with_extension("idx"), &ids, events.iter().map(|e| visitor_hash(&e.visitor_id)))?;
             (meta.rows, meta.bytes, meta.min_ts, meta.max_ts) = (written.rows, written.bytes, written.min_ts, written.max_ts);
             added.push((meta, path));
         }
+        for ((site_id, day), sessions) in session_groups {
+            let (mut meta, path) = new_part(&mut manifest, Stream::Sessions, site_id, day);
+            let written = session_part::write_sessions(&path, &sessions)?;
+            (meta.rows, meta.bytes, meta.min_ts, meta.max_ts) = (written.rows, written.bytes, written.min_ts, written.max_ts);
+            added.push((meta, path));
+        }
+        let version = frozen.sessions.iter().map(|(_, v)| *v).max().unwrap_or(0);
         if fail == Some(FailAt::BeforeEdit) {
             return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "injected failure before the manifest edit".into() });
         }
-        manifest.commit(Edit { add: added.iter().map(|(meta, _)| meta.clone()).collect(), positions: positions.clone(), ..Edit::default() })?;
+        manifest.commit(Edit { add: added.iter().map(|(meta, _)| meta.clone()).collect(), positions: positions.clone(), version, ..Edit::default() })?;
         if fail == Some(FailAt::AfterEdit) {
             return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "injected failure after the manifest edit".into() });
         }
         let mut live = Vec::with_capacity(added.len());
         for (meta, path) in added {
-            let sidecar = Sidecar::open(&path.with_extension("idx"))?;
+            let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
             live.push(Arc::new(LivePart { meta, path, sidecar }));
         }
         // Publish: parts first, then drop the frozen buffer, so a reader always finds the rows.
@@ -222,11 +267,12 @@ impl ColumnarEvents {
         {
             let buffers = lock(&self.buffers);
             let frozen = buffers.frozen.clone();
-            let sources = buffers.active.iter().chain(frozen.iter().flat_map(|f| f.0.iter()));
+            let sources = buffers.active.iter().chain(frozen.iter().flat_map(|f| f.events.iter()));
             found.extend(sources.filter(|e| e.site_id == site_id && e.visitor_id == visitor_id && below(e)).cloned());
         }
         for part in self.parts_snapshot() {
-            if part.meta.site_id != site_id || !part.sidecar.may_hold_visitor(hash) || upper.is_some_and(|(ts, _)| part.meta.min_ts > ts) {
+            let Some(sidecar) = &part.sidecar else { continue };
+            if part.meta.site_id != site_id || !sidecar.may_hold_visitor(hash) || upper.is_some_and(|(ts, _)| part.meta.min_ts > ts) {
                 continue;
             }
             found.extend(part::read_visitor(&part.path, visitor_id)?.into_iter().filter(|e| below(e)));
@@ -240,9 +286,93 @@ impl ColumnarEvents {
         Ok(Page { items: found, next_cursor })
     }
 
-    /// Parts the manifest lists for events (tests and metrics).
+    /// The events of several visitors (a lead's devices), newest first, merged.
+    pub fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>, StoreError> {
+        let mut merged: Vec<StoredEvent> = Vec::new();
+        for visitor in visitor_ids {
+            merged.extend(self.visitor_events(site_id, visitor, limit + 1, cursor)?.items);
+        }
+        merged.sort_unstable_by(|a, b| (b.ts_ms, b.event_id).cmp(&(a.ts_ms, a.event_id)));
+        merged.dedup_by_key(|e| e.event_id);
+        let more = merged.len() > limit;
+        merged.truncate(limit);
+        let next_cursor = if more { merged.last().map(event_cursor) } else { None };
+        Ok(Page { items: merged, next_cursor })
+    }
+
+    /// The files and buffered rows of one site that can hold rows of `[from_ms, to_ms)`.
+    fn snapshot(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Snapshot> {
+        let (events, sessions) = {
+            let buffers = lock(&self.buffers);
+            let frozen = buffers.frozen.clone();
+            let in_window = |ts: i64| from_ms <= ts && ts < to_ms;
+            let events: Vec<StoredEvent> = buffers
+                .active
+                .iter()
+                .chain(frozen.iter().flat_map(|f| f.events.iter()))
+                .filter(|e| e.site_id == site_id && in_window(e.ts_ms))
+                .cloned()
+                .collect();
+            let sessions: Vec<(Session, u64)> = buffers
+                .active_sessions
+                .values()
+                .chain(frozen.iter().flat_map(|f| f.sessions.iter()))
+                .filter(|(s, _)| s.site_id == site_id && in_window(s.start_ms))
+                .cloned()
+                .collect();
+            (events, sessions)
+        };
+        let parts = self.parts_snapshot();
+        let files = |stream: Stream| -> Vec<PathBuf> {
+            parts
+                .iter()
+                .filter(|p| p.meta.stream == stream && p.meta.site_id == site_id && p.meta.max_ts >= from_ms && p.meta.min_ts < to_ms)
+                .map(|p| p.path.clone())
+                .collect()
+        };
+        Ok(Snapshot {
+            event_files: files(Stream::Events),
+            events: part::events_batch(&events)?,
+            session_files: files(Stream::Sessions),
+            sessions: session_part::sessions_batch(&sessions)?,
+        })
+    }
+
+    pub async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview, StoreError> {
+        query::overview(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, top_n).await
+    }
+
+    pub async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>, StoreError> {
+        let starts = series_buckets(from_ms, to_ms, step_ms)?;
+        if starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        query::timeseries(&self.snapshot(site_id, from_ms, to_ms)?, &starts, from_ms, to_ms, step_ms).await
+    }
+
+    pub async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>, StoreError> {
+        query::form_stats(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms).await
+    }
+
+    /// A site's events in `[from_ms, to_ms)`, oldest first, a page at a time.
+    pub async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>, StoreError> {
+        let after = cursor.map(parse_event_cursor).transpose()?;
+        let from = after.map_or(from_ms, |(ts, _)| ts.max(from_ms));
+        let mut items = query::scan(&self.snapshot(site_id, from, to_ms)?, from, to_ms, after, limit).await?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = if more { items.last().map(event_cursor) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
+    pub async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
+        query::sessions_between(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, limit).await
+    }
+
+    /// Event parts the manifest lists (tests and metrics).
     pub fn part_count(&self) -> usize {
-        lock(&self.parts).len()
+        lock(&self.parts).iter().filter(|p| p.meta.stream == Stream::Events).count()
     }
 }
 

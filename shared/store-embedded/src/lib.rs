@@ -6,13 +6,22 @@
 //!   is the commit point of a flush or a compaction;
 //! * [`part`]: immutable Parquet files of enriched events sorted by `(visitor_hash, ts, id)`,
 //!   so a visitor's timeline reads a few pages instead of scanning;
-//! * [`sidecar`]: each part's `.idx` file (the sorted event ids and two bloom filters), which
+//! * [`session_part`]: session parts, versioned rows deduplicated at query time;
+//! * [`query`]: the analytics (overview, timeseries, form funnels, scans) with DataFusion over
+//!   part files plus the rows still in memory;
+//! * [`events`]: the write path, commit point and timelines tying these together;
+//! * [`sidecar`]: each event part's `.idx` file (the sorted event ids and two bloom filters), which
 //!   answers "is this event id stored?" without opening the part.
 
 pub mod events;
 pub mod manifest;
 pub mod part;
+pub mod query;
+pub mod session_part;
 pub mod sidecar;
+pub mod store;
+
+pub use store::ColumnarStore;
 
 /// Errors of the columnar store. `Io` is worth retrying (disk full, a transient failure);
 /// `Corrupt` is not: a file failed its checksum or does not decode.

@@ -82,6 +82,10 @@ pub struct Edit {
     /// Log positions (`"{source}/{topic}/{partition}"` → highest offset) durable with this edit.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub positions: BTreeMap<String, u64>,
+    /// Highest row version (write sequence) in the added parts: versions keep growing across
+    /// restarts, so a session rewritten later always wins over its older rows.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// The state an edit log replays into.
@@ -94,6 +98,9 @@ pub struct ManifestState {
     pub parts: BTreeMap<u64, PartMeta>,
     /// Highest durable offset per log partition.
     pub positions: BTreeMap<String, u64>,
+    /// Highest row version committed.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ManifestState {
@@ -109,6 +116,7 @@ impl ManifestState {
             let entry = self.positions.entry(key.clone()).or_insert(*offset);
             *entry = (*entry).max(*offset);
         }
+        self.version = self.version.max(edit.version);
         self.edit_seq = edit.seq;
     }
 }

@@ -82,7 +82,7 @@ pub fn events_batch(events: &[StoredEvent]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(order.iter().map(|(h, _)| *h))),
         Arc::new(Int64Array::from_iter_values(order.iter().map(|(_, e)| e.ts_ms))),
-        Arc::new(FixedSizeBinaryArray::try_from_iter(order.iter().map(|(_, e)| e.event_id.into_bytes())).expect("16-byte ids")),
+        Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(order.iter().map(|(_, e)| Some(e.event_id.into_bytes())), 16).expect("16-byte ids")),
         Arc::new(StringArray::from_iter_values(order.iter().map(|(_, e)| e.visitor_id.as_str()))),
         Arc::new(StringArray::from_iter_values(order.iter().map(|(_, e)| e.session_id.as_str()))),
         Arc::new(StringArray::from_iter_values(order.iter().map(|(_, e)| e.body.kind().as_str()))),

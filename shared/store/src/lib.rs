@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod conformance;
 pub mod embedded;
+pub mod forward;
 mod leads;
 mod overlay;
 mod overview;

@@ -143,6 +143,16 @@ impl FormStatsBuilder {
     }
 
     /// Adds `n` to one counter of a form (stores that aggregate in SQL feed counts directly).
+    /// Adds `n` events of kind `form_view`, `form_start` or `form_submit` (as stored) to a form.
+    pub fn add_kind_count(&mut self, form_id: &str, kind: &str, n: u64) {
+        let slot: fn(&mut FormStats) -> &mut u64 = match kind {
+            "form_view" => |s| &mut s.views,
+            "form_start" => |s| &mut s.starts,
+            _ => |s| &mut s.submissions,
+        };
+        self.add_count(form_id, slot, n);
+    }
+
     pub fn add_count(&mut self, form_id: &str, slot: fn(&mut FormStats) -> &mut u64, n: u64) {
         let stats = self.forms.entry(form_id.to_owned()).or_insert_with(|| FormStats { form_id: form_id.to_owned(), ..FormStats::default() });
         *slot(stats) += n;

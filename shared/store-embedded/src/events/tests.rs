@@ -42,7 +42,7 @@ fn events_are_readable_at_once_and_durable_after_the_commit_point() {
     let store = ColumnarEvents::open(dir.path()).unwrap();
     // Two days and two sites: four parts.
     let events = vec![event("s1", "v1", T0), event("s1", "v1", T0 + 1000), event("s1", "v1", T0 + DAY_MS), event("s2", "v1", T0), event("s1", "v2", T0)];
-    assert_eq!(store.append(&events, &positions(4)).unwrap(), (5, 0));
+    assert_eq!(store.append(&events, &[], &positions(4)).unwrap(), (5, 0));
     assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len(), 3, "acknowledged events are visible before they are durable");
     assert!(!covered(&store, 4));
 
@@ -59,7 +59,7 @@ fn events_are_readable_at_once_and_durable_after_the_commit_point() {
     assert_eq!(timeline.items.iter().map(|e| e.event_id).collect::<Vec<_>>(), expected, "newest first across parts");
     assert_eq!(timeline.items[0], events[2], "stored events come back unchanged");
     assert_eq!(store.visitor_events("s2", "v1", 10, None).unwrap().items.len(), 1);
-    let ids: Vec<(String, Uuid)> = events.iter().map(|e| (e.site_id.clone(), e.event_id)).collect();
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     assert!(store.unseen(&ids).unwrap().is_empty(), "every committed id is known after reopen");
 }
 
@@ -69,12 +69,12 @@ fn an_id_is_stored_once_whether_it_is_buffered_frozen_or_in_a_part() {
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let first = event("s1", "v1", T0);
     let twice = [first.clone(), first.clone()];
-    assert_eq!(store.append(&twice, &positions(1)).unwrap(), (1, 1), "the first copy in a batch wins");
-    assert_eq!(store.append(std::slice::from_ref(&first), &positions(2)).unwrap(), (0, 1), "buffered");
+    assert_eq!(store.append(&twice, &[], &positions(1)).unwrap(), (1, 1), "the first copy in a batch wins");
+    assert_eq!(store.append(std::slice::from_ref(&first), &[], &positions(2)).unwrap(), (0, 1), "buffered");
     store.commit_point().unwrap();
-    assert_eq!(store.append(std::slice::from_ref(&first), &positions(3)).unwrap(), (0, 1), "in a part");
+    assert_eq!(store.append(std::slice::from_ref(&first), &[], &positions(3)).unwrap(), (0, 1), "in a part");
     let other_site = StoredEvent { site_id: "s2".into(), ..event("s2", "v1", T0) };
-    assert_eq!(store.append(std::slice::from_ref(&other_site), &positions(4)).unwrap(), (1, 0));
+    assert_eq!(store.append(std::slice::from_ref(&other_site), &[], &positions(4)).unwrap(), (1, 0));
     store.commit_point().unwrap();
     assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len(), 1);
 }
@@ -84,10 +84,10 @@ fn a_crash_before_the_manifest_edit_loses_the_events_and_their_positions_togethe
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let kept = event("s1", "v1", T0);
-    store.append(std::slice::from_ref(&kept), &positions(1)).unwrap();
+    store.append(std::slice::from_ref(&kept), &[], &positions(1)).unwrap();
     store.commit_point().unwrap();
     let lost = event("s1", "v1", T0 + 10);
-    store.append(std::slice::from_ref(&lost), &positions(2)).unwrap();
+    store.append(std::slice::from_ref(&lost), &[], &positions(2)).unwrap();
     assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
     assert!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len() == 2, "still readable until the process dies");
     assert!(store.commit_point().is_err(), "a failed commit point is not retried over its own frozen buffer");
@@ -95,12 +95,12 @@ fn a_crash_before_the_manifest_edit_loses_the_events_and_their_positions_togethe
 
     let store = ColumnarEvents::open(dir.path()).unwrap();
     assert!(covered(&store, 1) && !covered(&store, 2), "the position of the lost event is not durable, so the log delivers it again");
-    let unseen = store.unseen(&[("s1".into(), kept.event_id), ("s1".into(), lost.event_id)]).unwrap();
+    let unseen = store.unseen(&[kept.event_id, lost.event_id]).unwrap();
     assert_eq!(unseen, HashSet::from([lost.event_id]), "the replay stores it again");
     assert_eq!(store.part_count(), 1);
     let files = walk(dir.path());
     assert_eq!(files.iter().filter(|f| f.ends_with(".parquet")).count(), 1, "the orphan part was removed: {files:?}");
-    assert_eq!(store.append(std::slice::from_ref(&lost), &positions(2)).unwrap(), (1, 0));
+    assert_eq!(store.append(std::slice::from_ref(&lost), &[], &positions(2)).unwrap(), (1, 0));
 }
 
 #[test]
@@ -108,12 +108,12 @@ fn a_crash_after_the_manifest_edit_keeps_the_events_and_their_positions_together
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let kept = event("s1", "v1", T0);
-    store.append(std::slice::from_ref(&kept), &positions(7)).unwrap();
+    store.append(std::slice::from_ref(&kept), &[], &positions(7)).unwrap();
     assert!(store.commit_point_failing(Some(FailAt::AfterEdit)).is_err());
     drop(store);
     let store = ColumnarEvents::open(dir.path()).unwrap();
     assert!(covered(&store, 7));
-    assert!(store.unseen(&[("s1".into(), kept.event_id)]).unwrap().is_empty(), "a replay finds it stored and drops it");
+    assert!(store.unseen(&[kept.event_id]).unwrap().is_empty(), "a replay finds it stored and drops it");
     assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items, vec![kept]);
 }
 
@@ -124,13 +124,13 @@ fn timelines_page_newest_first_across_buffer_and_parts() {
     let mut all = Vec::new();
     for round in 0..3 {
         let batch: Vec<StoredEvent> = (0..4).map(|i| event("s1", "v1", T0 + round * 100 + i)).collect();
-        store.append(&batch, &positions(round as u64)).unwrap();
+        store.append(&batch, &[], &positions(round as u64)).unwrap();
         all.extend(batch);
         if round < 2 {
             store.commit_point().unwrap(); // two parts, the last round buffered
         }
     }
-    store.append(&[event("s1", "other", T0 + 50)], &positions(9)).unwrap();
+    store.append(&[event("s1", "other", T0 + 50)], &[], &positions(9)).unwrap();
     all.sort_by(|a, b| (b.ts_ms, b.event_id).cmp(&(a.ts_ms, a.event_id)));
     let mut seen = Vec::new();
     let mut cursor = None;

@@ -1,0 +1,240 @@
+//! Analytics over event and session parts with DataFusion.
+//!
+//! Each query gets a snapshot: the part files whose site and time range can hold rows of the
+//! window, plus the rows still in memory (as one record batch per stream, built with the same
+//! schema as the parts). Both are registered as one table (`events`, `sessions_raw`), so a row is
+//! counted whether or not a commit point has written it yet. Sessions are versioned rows
+//! (session_part.rs): the `sessions` table keeps the highest version of each session. The
+//! definitions (bots excluded, what a bounce is, the labels for missing values, top-N ordering by
+//! count then key) are the overview's, shared with the redb store and ClickHouse.
+
+use std::path::PathBuf;
+
+use crm_schemas::{Session, StoredEvent};
+use crm_store::{Count, FormStats, FormStatsBuilder, Overview, SeriesPoint, StoreError};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+
+/// What one query reads: the files and the in-memory rows of one site.
+pub struct Snapshot {
+    pub event_files: Vec<PathBuf>,
+    pub events: RecordBatch,
+    pub session_files: Vec<PathBuf>,
+    pub sessions: RecordBatch,
+}
+
+fn df_err(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend { message: format!("columnar query failed: {err}"), retryable: false }
+}
+
+/// A context with `events`, `sessions_raw` and the deduplicated `sessions` registered.
+async fn context(snapshot: &Snapshot) -> Result<SessionContext, StoreError> {
+    // One partition: queries share the core with ingest, and parallel scans would only contend.
+    // Parts are read with the types they were written with (Utf8, Binary), not the view types
+    // DataFusion would pick, so they union with the in-memory rows.
+    let config = SessionConfig::new().with_target_partitions(1).set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+    let ctx = SessionContext::new_with_config(config);
+    for (name, batch, files) in [("events", &snapshot.events, &snapshot.event_files), ("sessions_raw", &snapshot.sessions, &snapshot.session_files)] {
+        let mut frame = ctx.read_batch(batch.clone()).map_err(df_err)?;
+        if !files.is_empty() {
+            let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+            let parts = ctx.read_parquet(paths, ParquetReadOptions::default()).await.map_err(df_err)?;
+            frame = frame.union(parts).map_err(df_err)?;
+        }
+        ctx.register_table(name, frame.into_view()).map_err(df_err)?;
+    }
+    let latest = ctx
+        .sql("SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY session_id ORDER BY version DESC) AS rn FROM sessions_raw) WHERE rn = 1")
+        .await
+        .map_err(df_err)?;
+    ctx.register_table("sessions", latest.into_view()).map_err(df_err)?;
+    Ok(ctx)
+}
+
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
+    ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)
+}
+
+/// Column `index` of every row, as u64 (counts and sums come back as Int64 or UInt64).
+fn u64s(batches: &[RecordBatch], index: usize) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(index), &DataType::UInt64).map_err(df_err)?;
+        let values = column.as_primitive::<UInt64Type>();
+        out.extend((0..values.len()).map(|i| if values.is_null(i) { 0 } else { values.value(i) }));
+    }
+    Ok(out)
+}
+
+fn i64s(batches: &[RecordBatch], index: usize) -> Result<Vec<i64>, StoreError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(index), &DataType::Int64).map_err(df_err)?;
+        let values = column.as_primitive::<Int64Type>();
+        out.extend((0..values.len()).map(|i| if values.is_null(i) { 0 } else { values.value(i) }));
+    }
+    Ok(out)
+}
+
+fn strings(batches: &[RecordBatch], index: usize) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(index), &DataType::Utf8).map_err(df_err)?;
+        let values = column.as_string::<i32>();
+        out.extend((0..values.len()).map(|i| values.value(i).to_owned()));
+    }
+    Ok(out)
+}
+
+fn one_u64(batches: &[RecordBatch], index: usize) -> Result<u64, StoreError> {
+    Ok(u64s(batches, index)?.first().copied().unwrap_or(0))
+}
+
+/// `json` column of every row, decoded.
+fn decode<T: serde::de::DeserializeOwned>(batches: &[RecordBatch], index: usize) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(index), &DataType::Binary).map_err(df_err)?;
+        let values = column.as_binary::<i32>();
+        for i in 0..values.len() {
+            out.push(serde_json::from_slice(values.value(i)).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+    }
+    Ok(out)
+}
+
+async fn top(ctx: &SessionContext, sql: &str) -> Result<Vec<Count>, StoreError> {
+    let batches = collect(ctx, sql).await?;
+    Ok(strings(&batches, 0)?.into_iter().zip(u64s(&batches, 1)?).map(|(key, count)| Count { key, count }).collect())
+}
+
+fn sessions_in(from_ms: i64, to_ms: i64) -> String {
+    format!("start_ms >= {from_ms} AND start_ms < {to_ms} AND NOT is_bot")
+}
+
+fn pageviews_in(from_ms: i64, to_ms: i64) -> String {
+    format!("ts_ms >= {from_ms} AND ts_ms < {to_ms} AND kind = 'pageview' AND NOT is_bot")
+}
+
+/// The analytics overview of `[from_ms, to_ms)`, bots excluded.
+pub async fn overview(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview, StoreError> {
+    let ctx = context(snapshot).await?;
+    let s = sessions_in(from_ms, to_ms);
+    let e = pageviews_in(from_ms, to_ms);
+    let totals = collect(&ctx, &format!("SELECT count(*), sum(CASE WHEN bounce THEN 1 ELSE 0 END), sum(duration_ms) FROM sessions WHERE {s}")).await?;
+    let (sessions, bounces, duration) = (one_u64(&totals, 0)?, one_u64(&totals, 1)?, one_u64(&totals, 2)?);
+    let pageviews = one_u64(&collect(&ctx, &format!("SELECT count(*) FROM events WHERE {e}")).await?, 0)?;
+    let visitors = one_u64(
+        &collect(&ctx, &format!("SELECT count(DISTINCT v) FROM (SELECT visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT visitor_id AS v FROM events WHERE {e})")).await?,
+        0,
+    )?;
+    let grouped = |column: &str, table: &str, filter: &str| {
+        format!("SELECT {column} AS key, count(*) AS n FROM {table} WHERE {filter} GROUP BY {column} ORDER BY n DESC, key ASC LIMIT {top_n}")
+    };
+    Ok(Overview {
+        visitors,
+        sessions,
+        pageviews,
+        bounce_rate: if sessions == 0 { 0.0 } else { bounces as f64 / sessions as f64 },
+        avg_session_duration_ms: duration.checked_div(sessions).unwrap_or(0),
+        top_pages: top(&ctx, &grouped("coalesce(path, '/')", "events", &e)).await?,
+        top_referrers: top(&ctx, &grouped("referrer", "sessions", &s)).await?,
+        countries: top(&ctx, &grouped("country", "sessions", &s)).await?,
+        devices: top(&ctx, &grouped("device", "sessions", &s)).await?,
+        browsers: top(&ctx, &grouped("browser", "sessions", &s)).await?,
+        utm_sources: top(&ctx, &grouped("utm_source", "sessions", &format!("{s} AND utm_source IS NOT NULL"))).await?,
+    })
+}
+
+/// The overview's headline figures per bucket starting at `starts[k]`, each `step_ms` long,
+/// clipped to `[from_ms, to_ms)`.
+pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>, StoreError> {
+    let Some(&first) = starts.first() else { return Ok(Vec::new()) };
+    let ctx = context(snapshot).await?;
+    let (s, e) = (sessions_in(from_ms, to_ms), pageviews_in(from_ms, to_ms));
+    let bucket = |col: &str| format!("CAST(({col} - {first}) / {step_ms} AS BIGINT)");
+    let totals = collect(
+        &ctx,
+        &format!("SELECT {b} AS b, count(*), sum(CASE WHEN bounce THEN 1 ELSE 0 END), sum(duration_ms) FROM sessions WHERE {s} GROUP BY {b}", b = bucket("start_ms")),
+    )
+    .await?;
+    let views = collect(&ctx, &format!("SELECT {b} AS b, count(*) FROM events WHERE {e} GROUP BY {b}", b = bucket("ts_ms"))).await?;
+    let visitors = collect(
+        &ctx,
+        &format!(
+            "SELECT b, count(DISTINCT v) FROM (SELECT {} AS b, visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT {} AS b, visitor_id AS v FROM events WHERE {e}) GROUP BY b",
+            bucket("start_ms"),
+            bucket("ts_ms")
+        ),
+    )
+    .await?;
+    let mut figures = vec![[0u64; 5]; starts.len()];
+    let mut fill = |batches: &[RecordBatch], columns: &[(usize, usize)]| -> Result<(), StoreError> {
+        let buckets = i64s(batches, 0)?;
+        for &(column, slot) in columns {
+            for (b, value) in buckets.iter().zip(u64s(batches, column)?) {
+                if let Some(row) = usize::try_from(*b).ok().and_then(|i| figures.get_mut(i)) {
+                    row[slot] = value;
+                }
+            }
+        }
+        Ok(())
+    };
+    fill(&totals, &[(1, 1), (2, 2), (3, 3)])?;
+    fill(&views, &[(1, 4)])?;
+    fill(&visitors, &[(1, 0)])?;
+    Ok(starts.iter().zip(figures).map(|(&start, [v, sessions, bounces, duration, pageviews])| SeriesPoint::from_totals(start, v, sessions, bounces, duration, pageviews)).collect())
+}
+
+/// Form funnels of `[from_ms, to_ms)`, bots excluded.
+pub async fn form_stats(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>, StoreError> {
+    let ctx = context(snapshot).await?;
+    let rows = collect(
+        &ctx,
+        &format!(
+            "SELECT form_id, kind, count(*) FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot
+             AND kind IN ('form_view', 'form_start', 'form_submit') AND form_id IS NOT NULL GROUP BY form_id, kind"
+        ),
+    )
+    .await?;
+    let mut builder = FormStatsBuilder::default();
+    for ((form_id, kind), count) in strings(&rows, 0)?.into_iter().zip(strings(&rows, 1)?).zip(u64s(&rows, 2)?) {
+        builder.add_kind_count(&form_id, &kind, count);
+    }
+    Ok(builder.finish())
+}
+
+/// Events of `[from_ms, to_ms)` after `(ts, id)`, oldest first, at most `limit + 1` (the extra
+/// row tells the caller there is more).
+pub async fn scan(snapshot: &Snapshot, from_ms: i64, to_ms: i64, after: Option<(i64, u128)>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    let ctx = context(snapshot).await?;
+    let mut out: Vec<StoredEvent> = Vec::new();
+    let from = match after {
+        Some((ts, id)) => {
+            // Rows sharing the cursor's millisecond are few: filter their ids here, which keeps
+            // 16-byte id comparisons out of SQL.
+            let mut same: Vec<StoredEvent> = decode(&collect(&ctx, &format!("SELECT json FROM events WHERE ts_ms = {ts} AND ts_ms < {to_ms}")).await?, 0)?;
+            same.retain(|e| e.event_id.as_u128() > id);
+            same.sort_by_key(|e| e.event_id);
+            out.extend(same);
+            ts + 1
+        }
+        None => from_ms,
+    };
+    if out.len() <= limit {
+        let rest = limit + 1 - out.len();
+        let batches = collect(&ctx, &format!("SELECT json FROM events WHERE ts_ms >= {from} AND ts_ms < {to_ms} ORDER BY ts_ms, event_id LIMIT {rest}")).await?;
+        out.extend(decode::<StoredEvent>(&batches, 0)?);
+    }
+    out.truncate(limit + 1);
+    Ok(out)
+}
+
+/// Sessions (latest versions) that started in `[from_ms, to_ms)`, oldest first.
+pub async fn sessions_between(snapshot: &Snapshot, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
+    let ctx = context(snapshot).await?;
+    let batches = collect(&ctx, &format!("SELECT json FROM sessions WHERE start_ms >= {from_ms} AND start_ms < {to_ms} ORDER BY start_ms, session_id LIMIT {limit}")).await?;
+    decode(&batches, 0)
+}

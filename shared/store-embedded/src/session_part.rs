@@ -1,0 +1,90 @@
+//! Session parts: one site's sessions that started on one UTC day, as versioned rows.
+//!
+//! A session is rewritten while it is open (every batch that touches it upserts its latest
+//! state), so a part holds one row per (session, commit point) with `version` = the write
+//! sequence; readers keep the highest version per `session_id` (a query-time dedupe,
+//! [`crate::query`]). Columns the analytics group by are typed and precomputed (`bounce`,
+//! `duration_ms` by the same rules as [`Session::is_bounce`] and [`Session::duration_ms`]);
+//! `json` keeps the whole session for `sessions_between`.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use crm_schemas::Session;
+use datafusion::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::part::Written;
+use crate::{sync_dir, ColumnarError, Result};
+
+pub fn sessions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("start_ms", DataType::Int64, false),
+        Field::new("session_id", DataType::Utf8, false),
+        Field::new("version", DataType::UInt64, false),
+        Field::new("visitor_id", DataType::Utf8, false),
+        Field::new("is_bot", DataType::Boolean, false),
+        Field::new("bounce", DataType::Boolean, false),
+        Field::new("duration_ms", DataType::UInt64, false),
+        Field::new("referrer", DataType::Utf8, false),
+        Field::new("country", DataType::Utf8, false),
+        Field::new("device", DataType::Utf8, false),
+        Field::new("browser", DataType::Utf8, false),
+        Field::new("utm_source", DataType::Utf8, true),
+        Field::new("json", DataType::Binary, false),
+    ]))
+}
+
+/// `(session, version)` rows sorted by `(start_ms, session_id, version)`. The group-by columns
+/// carry the overview's labels for missing values, so every backend shows the same keys.
+pub fn sessions_batch(sessions: &[(Session, u64)]) -> Result<RecordBatch> {
+    let mut order: Vec<&(Session, u64)> = sessions.iter().collect();
+    order.sort_by(|(a, va), (b, vb)| (a.start_ms, &a.session_id, va).cmp(&(b.start_ms, &b.session_id, vb)));
+    let mut json = Vec::with_capacity(order.len());
+    for (session, _) in &order {
+        json.push(serde_json::to_vec(session).map_err(|e| ColumnarError::corrupt(Path::new("<session>"), e))?);
+    }
+    let label = |value: &str| if value.is_empty() { "(unknown)".to_owned() } else { value.to_owned() };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(order.iter().map(|(s, _)| s.start_ms))),
+        Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| s.session_id.as_str()))),
+        Arc::new(UInt64Array::from_iter_values(order.iter().map(|(_, v)| *v))),
+        Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| s.visitor_id.as_str()))),
+        Arc::new(BooleanArray::from_iter(order.iter().map(|(s, _)| Some(s.is_bot)))),
+        Arc::new(BooleanArray::from_iter(order.iter().map(|(s, _)| Some(s.is_bounce())))),
+        Arc::new(UInt64Array::from_iter_values(order.iter().map(|(s, _)| s.duration_ms()))),
+        Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| s.referrer_host.clone().unwrap_or_else(|| "(direct)".into())))),
+        Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| s.country.as_deref().map_or_else(|| "(unknown)".into(), label)))),
+        Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| label(&s.device_category)))),
+        Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| label(&s.browser)))),
+        Arc::new(StringArray::from_iter(order.iter().map(|(s, _)| s.utm.source.clone()))),
+        Arc::new(BinaryArray::from_iter_values(json.iter())),
+    ];
+    RecordBatch::try_new(sessions_schema(), columns).map_err(|e| ColumnarError::corrupt(Path::new("<batch>"), e))
+}
+
+/// Writes a session part and fsyncs it and its directory.
+pub fn write_sessions(path: &Path, sessions: &[(Session, u64)]) -> Result<Written> {
+    let batch = sessions_batch(sessions)?;
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid"))).build();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ColumnarError::io(dir, e))?;
+    }
+    let file = File::create(path).map_err(|e| ColumnarError::io(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, sessions_schema(), Some(props)).map_err(|e| ColumnarError::io(path, e))?;
+    writer.write(&batch).map_err(|e| ColumnarError::io(path, e))?;
+    let file = writer.into_inner().map_err(|e| ColumnarError::io(path, e))?;
+    file.sync_all().map_err(|e| ColumnarError::io(path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    let bytes = file.metadata().map_err(|e| ColumnarError::io(path, e))?.len();
+    Ok(Written {
+        rows: sessions.len() as u64,
+        bytes,
+        min_ts: sessions.iter().map(|(s, _)| s.start_ms).min().unwrap_or(0),
+        max_ts: sessions.iter().map(|(s, _)| s.start_ms).max().unwrap_or(0),
+    })
+}

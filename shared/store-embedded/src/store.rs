@@ -1,0 +1,211 @@
+//! [`ColumnarStore`]: a whole [`crm_store::Store`] with events and sessions in columnar parts
+//! ([`ColumnarEvents`]) and everything else in the redb store (profiles, CRM records, dead
+//! letters). It is the stage of the second design where the event path is replaced and
+//! profiles are not yet (DESIGN-v2.md S3b); it runs the shared conformance suite.
+//!
+//! Durability: a write that carries log positions is acknowledged once its events and
+//! sessions are buffered and its records are in redb; the events become durable at the next
+//! commit point, which `durable_positions` reports so the processor commits the log only that
+//! far. A write without log positions (API, simulator, tests) runs a commit point before it
+//! returns, so it is durable on `Ok` as with the redb store.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use crm_schemas::{DeadLetter, Session, StoredEvent};
+use crm_store::{forward_roles, Durable, EmbeddedStore, EventStore, FormStats, Overview, Page, PipelineStore, Result, SeriesPoint, StoreError, WriteBatch, WriteOutcome};
+use uuid::Uuid;
+
+use crate::events::ColumnarEvents;
+
+#[derive(Clone)]
+pub struct ColumnarStore {
+    columnar: Arc<ColumnarEvents>,
+    records: Arc<EmbeddedStore>,
+}
+
+impl ColumnarStore {
+    /// Opens `<data_dir>/store.redb` (which also takes the data directory's lock) and
+    /// `<data_dir>/columnar/`.
+    pub fn open(data_dir: &Path) -> Result<ColumnarStore> {
+        let records = Arc::new(EmbeddedStore::open(data_dir)?);
+        let columnar = Arc::new(ColumnarEvents::open(&data_dir.join("columnar"))?);
+        Ok(ColumnarStore { columnar, records })
+    }
+
+    /// Makes every acknowledged event and session durable now (a timer and shutdown call it).
+    pub async fn commit_point(&self) -> Result<()> {
+        let columnar = self.columnar.clone();
+        tokio::task::spawn_blocking(move || columnar.commit_point())
+            .await
+            .map_err(|e| StoreError::Backend { message: format!("commit point task failed: {e}"), retryable: true })?
+            .map_err(StoreError::from)
+    }
+
+    pub fn columnar(&self) -> &ColumnarEvents {
+        &self.columnar
+    }
+}
+
+#[async_trait]
+impl PipelineStore for ColumnarStore {
+    async fn unseen_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        Ok(self.columnar.unseen(ids)?)
+    }
+
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome> {
+        let (events_written, duplicates_skipped) = self.columnar.append(&batch.events, &batch.sessions, &batch.log_positions)?;
+        let records = WriteBatch {
+            visitors: batch.visitors.clone(),
+            dead_letters: batch.dead_letters.clone(),
+            leads: batch.leads.clone(),
+            conflicts: batch.conflicts.clone(),
+            score_points: batch.score_points.clone(),
+            alerts: batch.alerts.clone(),
+            insight_requests: batch.insight_requests.clone(),
+            ..WriteBatch::default()
+        };
+        if !records.is_empty() {
+            self.records.write(Arc::new(records)).await?;
+        }
+        if batch.log_positions.is_empty() {
+            self.commit_point().await?;
+        }
+        Ok(WriteOutcome { events_written, duplicates_skipped })
+    }
+
+    fn durable_positions(&self) -> Durable {
+        self.columnar.durable_positions()
+    }
+}
+
+#[async_trait]
+impl EventStore for ColumnarStore {
+    async fn visitor_events(&self, site_id: &str, visitor_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        self.columnar.visitor_events(site_id, visitor_id, limit, cursor)
+    }
+
+    async fn events_of_visitors(&self, site_id: &str, visitor_ids: &[String], limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        self.columnar.events_of_visitors(site_id, visitor_ids, limit, cursor)
+    }
+
+    async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>> {
+        self.columnar.sessions_between(site_id, from_ms, to_ms, limit).await
+    }
+
+    async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>> {
+        self.columnar.scan_events(site_id, from_ms, to_ms, limit, cursor).await
+    }
+
+    async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
+        self.columnar.overview(site_id, from_ms, to_ms, top_n).await
+    }
+
+    async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
+        // Dead letters are rare and keyed by time: they stay in redb, where appends are cheap.
+        self.records.dead_letters(site_id, limit, cursor).await
+    }
+
+    async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
+        self.columnar.form_stats(site_id, from_ms, to_ms).await
+    }
+
+    async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>> {
+        self.columnar.timeseries(site_id, from_ms, to_ms, step_ms).await
+    }
+}
+
+forward_roles!(impl [] ColumnarStore, records; ProfileStore, LeadStore, WorkflowStore, AccountStore, ConfigStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crm_store::conformance::StoreHarness;
+
+    struct Harness(tempfile::TempDir);
+
+    #[async_trait]
+    impl StoreHarness for Harness {
+        async fn open(&self) -> Arc<dyn crm_store::Store> {
+            Arc::new(ColumnarStore::open(self.0.path()).expect("open columnar store"))
+        }
+    }
+
+    crm_store::store_conformance_suite!(Harness(tempfile::tempdir().unwrap()));
+
+    use crm_schemas::EventBody;
+    use crm_store::conformance::{sample_event, sample_session};
+    use std::collections::BTreeMap;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// Every read the columnar half answers, as comparable values.
+    async fn reads(store: &ColumnarStore) -> (Overview, Vec<SeriesPoint>, Vec<FormStats>, Vec<Uuid>, Vec<Session>, Vec<Uuid>) {
+        let overview = store.overview("s1", T0 - 10_000, T0 + 10_000_000, 5).await.unwrap();
+        let series = store.timeseries("s1", T0 - 10_000, T0 + 10_000_000, 3_600_000).await.unwrap();
+        let forms = store.form_stats("s1", T0 - 10_000, T0 + 10_000_000).await.unwrap();
+        let mut scanned = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store.scan_events("s1", T0 - 10_000, T0 + 10_000_000, 3, cursor.as_deref()).await.unwrap();
+            scanned.extend(page.items.iter().map(|e| e.event_id));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let sessions = store.sessions_between("s1", T0 - 10_000, T0 + 10_000_000, 100).await.unwrap();
+        let timeline = store.events_of_visitors("s1", &["v1".into(), "v2".into()], 100, None).await.unwrap().items.iter().map(|e| e.event_id).collect();
+        (overview, series, forms, scanned, sessions, timeline)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_rows_read_the_same_as_committed_ones_and_sessions_keep_their_latest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        let mut bot = sample_event("s1", "bot", T0 + 5, EventBody::Pageview, "/");
+        bot.is_bot = true;
+        let events = vec![
+            sample_event("s1", "v1", T0, EventBody::Pageview, "/"),
+            sample_event("s1", "v1", T0 + 1_000, EventBody::Pageview, "/pricing"),
+            sample_event("s1", "v2", T0 + 1_000, EventBody::FormView { form_id: "demo".into() }, "/demo"),
+            sample_event("s1", "v2", T0 + 2_000, EventBody::FormStart { form_id: "demo".into() }, "/demo"),
+            sample_event("s1", "v2", T0 + 4_000_000, EventBody::Pageview, "/later"),
+            sample_event("s2", "v1", T0, EventBody::Pageview, "/elsewhere"),
+            bot,
+        ];
+        let first_state = sample_session("s1", "v1", T0, 1, 0);
+        let log = |offset: u64| BTreeMap::from([("log/events/0".to_string(), offset)]);
+        let batch = WriteBatch { events: events.clone(), sessions: vec![first_state.clone(), sample_session("s1", "v2", T0 + 1_000, 2, 30_000)], log_positions: log(10), ..WriteBatch::default() };
+        store.write(Arc::new(batch)).await.unwrap();
+        assert!(!store.durable_positions().covers(&log(10)), "acknowledged, not durable yet");
+        let buffered = reads(&store).await;
+        assert_eq!(buffered.0.pageviews, 3);
+        assert_eq!(buffered.3.len(), 6, "the scan pages through every event of the site");
+        store.commit_point().await.unwrap();
+        assert!(store.durable_positions().covers(&log(10)));
+        assert_eq!(reads(&store).await, buffered, "a commit point changes where rows live, not what reads return");
+
+        // The open session grows: its new state (buffered) wins over the committed one, before
+        // and after the next commit point and a reopen.
+        let grown = sample_session("s1", "v1", T0, 3, 60_000);
+        assert_eq!(grown.session_id, first_state.session_id);
+        store.write(Arc::new(WriteBatch { sessions: vec![grown.clone()], log_positions: log(11), ..WriteBatch::default() })).await.unwrap();
+        let latest = |sessions: &[Session]| sessions.iter().find(|s| s.session_id == grown.session_id).cloned();
+        assert_eq!(latest(&store.sessions_between("s1", T0 - 1, T0 + 1, 10).await.unwrap()), Some(grown.clone()));
+        let overview = store.overview("s1", T0 - 10_000, T0 + 10_000_000, 5).await.unwrap();
+        assert_eq!(overview.sessions, 2, "one row per session, not per version");
+        store.commit_point().await.unwrap();
+        drop(store);
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        assert_eq!(latest(&store.sessions_between("s1", T0 - 1, T0 + 1, 10).await.unwrap()), Some(grown.clone()));
+        // Versions continue after the reopen: a later state still wins.
+        let final_state = sample_session("s1", "v1", T0, 4, 90_000);
+        store.write(Arc::new(WriteBatch { sessions: vec![final_state.clone()], ..WriteBatch::default() })).await.unwrap();
+        drop(store);
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        assert_eq!(latest(&store.sessions_between("s1", T0 - 1, T0 + 1, 10).await.unwrap()), Some(final_state));
+    }
+}
