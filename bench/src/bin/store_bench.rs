@@ -3,8 +3,7 @@
 //! against the embedded store and, with `--clickhouse-url`, ClickHouse — same data, same
 //! process, same machine. `--columnar-dir` also writes the events through the second design's
 //! columnar event store (crm-store-embedded: buffer, commit points, Parquet parts) and times its
-//! timelines; compare it with `--events-only`, which leaves sessions out of every store's batches
-//! (the columnar store does not take sessions yet).
+//! timelines (with `--events-only`, sessions are left out of every store's batches).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,7 +61,7 @@ fn sample_visitors(batch: &WriteBatch, every: usize, out: &mut Vec<String>) {
     out.extend(batch.events.iter().step_by(every.max(1)).map(|e| e.visitor_id.clone()));
 }
 
-fn histogram() -> Result<hdrhistogram::Histogram<u64>> {
+fn new_histogram() -> Result<hdrhistogram::Histogram<u64>> {
     Ok(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?)
 }
 
@@ -109,14 +108,14 @@ async fn run(name: &'static str, store: Arc<dyn Store>, args: &Args) -> Result<R
         write_seconds += started.elapsed().as_secs_f64();
         written += count;
     }
-    let mut histogram = histogram()?;
+    let mut histogram = new_histogram()?;
     for _ in 0..args.queries.max(1) {
         let started = Instant::now();
         let overview = store.overview("bench", START, START + 31 * DAY, 10).await?;
         histogram.saturating_record(started.elapsed().as_micros().max(1) as u64);
         assert!(overview.pageviews > 0);
     }
-    let mut timeline = histogram()?;
+    let mut timeline = new_histogram()?;
     for visitor in &visitors {
         let started = Instant::now();
         let page = store.visitor_events("bench", visitor, 50, None).await?;
@@ -144,11 +143,14 @@ fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
     let mut visitors = Vec::new();
     while written < args.events {
         let count = args.batch.min(args.events - written);
-        let prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
+        let mut prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
+        if args.events_only {
+            prepared.sessions.clear();
+        }
         sample_visitors(&prepared, args.events / args.timelines.max(1), &mut visitors);
         let positions = std::collections::BTreeMap::from([("bench/events/0".to_string(), written as u64 + count as u64)]);
         let started = Instant::now();
-        store.append(&prepared.events, &positions)?;
+        store.append(&prepared.events, &prepared.sessions, &positions)?;
         since_commit += count;
         if since_commit >= args.commit_every || written + count == args.events {
             store.commit_point()?;
@@ -157,7 +159,7 @@ fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
         write_seconds += started.elapsed().as_secs_f64();
         written += count;
     }
-    let mut timeline = histogram()?;
+    let mut timeline = new_histogram()?;
     for visitor in &visitors {
         let started = Instant::now();
         let page = store.visitor_events("bench", visitor, 50, None)?;

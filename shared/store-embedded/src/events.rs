@@ -42,6 +42,34 @@ struct LivePart {
     path: PathBuf,
     /// Event parts only.
     sidecar: Option<Sidecar>,
+    /// Set when a compaction or retention edit removed the part: its files are deleted when
+    /// the last reader holding it lets go.
+    obsolete: std::sync::atomic::AtomicBool,
+}
+
+impl LivePart {
+    fn new(meta: PartMeta, path: PathBuf, sidecar: Option<Sidecar>) -> LivePart {
+        LivePart { meta, path, sidecar, obsolete: false.into() }
+    }
+
+    fn mark_obsolete(&self) {
+        self.obsolete.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for LivePart {
+    fn drop(&mut self) {
+        if self.obsolete.load(std::sync::atomic::Ordering::Acquire) {
+            for path in [self.path.clone(), self.path.with_extension("idx")] {
+                if let Err(err) = std::fs::remove_file(&path) {
+                    if err.kind() != std::io::ErrorKind::NotFound {
+                        // Left for the orphan sweep at the next open.
+                        tracing::warn!(path = %path.display(), error = %err, "could not delete a removed part");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a commit point writes: the buffer as it was frozen.
@@ -90,7 +118,7 @@ impl ColumnarEvents {
         for meta in manifest.state().parts.values().filter(|p| p.stream != Stream::DeadLetters) {
             let path = root.join(meta.relative_path());
             let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
-            parts.push(Arc::new(LivePart { meta: meta.clone(), path, sidecar }));
+            parts.push(Arc::new(LivePart::new(meta.clone(), path, sidecar)));
         }
         let durable = manifest.state().positions.clone();
         let buffers = Buffers { version: manifest.state().version, ..Buffers::default() };
@@ -244,7 +272,7 @@ impl ColumnarEvents {
         let mut live = Vec::with_capacity(added.len());
         for (meta, path) in added {
             let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
-            live.push(Arc::new(LivePart { meta, path, sidecar }));
+            live.push(Arc::new(LivePart::new(meta, path, sidecar)));
         }
         // Publish: parts first, then drop the frozen buffer, so a reader always finds the rows.
         lock(&self.parts).extend(live);
@@ -322,19 +350,18 @@ impl ColumnarEvents {
                 .collect();
             (events, sessions)
         };
-        let parts = self.parts_snapshot();
-        let files = |stream: Stream| -> Vec<PathBuf> {
-            parts
-                .iter()
-                .filter(|p| p.meta.stream == stream && p.meta.site_id == site_id && p.meta.max_ts >= from_ms && p.meta.min_ts < to_ms)
-                .map(|p| p.path.clone())
-                .collect()
-        };
+        let parts: Vec<Arc<LivePart>> = self
+            .parts_snapshot()
+            .into_iter()
+            .filter(|p| p.meta.site_id == site_id && p.meta.max_ts >= from_ms && p.meta.min_ts < to_ms)
+            .collect();
+        let files = |stream: Stream| -> Vec<PathBuf> { parts.iter().filter(|p| p.meta.stream == stream).map(|p| p.path.clone()).collect() };
         Ok(Snapshot {
             event_files: files(Stream::Events),
             events: part::events_batch(&events)?,
             session_files: files(Stream::Sessions),
             sessions: session_part::sessions_batch(&sessions)?,
+            keep_alive: parts.into_iter().map(|p| p as Arc<dyn std::any::Any + Send + Sync>).collect(),
         })
     }
 
@@ -375,6 +402,9 @@ impl ColumnarEvents {
         lock(&self.parts).iter().filter(|p| p.meta.stream == Stream::Events).count()
     }
 }
+
+mod compact;
+pub use compact::Compacted;
 
 #[cfg(test)]
 mod tests;

@@ -104,7 +104,18 @@ pub fn events_batch(events: &[StoredEvent]) -> Result<RecordBatch> {
 
 /// Writes `events` (one site, one day) as a part at `path` and fsyncs it and its directory.
 pub fn write_events(path: &Path, events: &[StoredEvent]) -> Result<Written> {
-    let batch = events_batch(events)?;
+    let bytes = write_batch(path, &events_batch(events)?)?;
+    Ok(Written {
+        rows: events.len() as u64,
+        bytes,
+        min_ts: events.iter().map(|e| e.ts_ms).min().unwrap_or(0),
+        max_ts: events.iter().map(|e| e.ts_ms).max().unwrap_or(0),
+    })
+}
+
+/// Writes one record batch as a Parquet part (zstd, row groups of [`ROW_GROUP_ROWS`], page
+/// statistics), fsyncs it and its directory, and returns its size.
+pub fn write_batch(path: &Path, batch: &RecordBatch) -> Result<u64> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -114,18 +125,12 @@ pub fn write_events(path: &Path, events: &[StoredEvent]) -> Result<Written> {
         std::fs::create_dir_all(dir).map_err(|e| ColumnarError::io(dir, e))?;
     }
     let file = File::create(path).map_err(|e| ColumnarError::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, events_schema(), Some(props)).map_err(|e| ColumnarError::io(path, e))?;
-    writer.write(&batch).map_err(|e| ColumnarError::io(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| ColumnarError::io(path, e))?;
+    writer.write(batch).map_err(|e| ColumnarError::io(path, e))?;
     let file = writer.into_inner().map_err(|e| ColumnarError::io(path, e))?;
     file.sync_all().map_err(|e| ColumnarError::io(path, e))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    let bytes = file.metadata().map_err(|e| ColumnarError::io(path, e))?.len();
-    Ok(Written {
-        rows: events.len() as u64,
-        bytes,
-        min_ts: events.iter().map(|e| e.ts_ms).min().unwrap_or(0),
-        max_ts: events.iter().map(|e| e.ts_ms).max().unwrap_or(0),
-    })
+    Ok(file.metadata().map_err(|e| ColumnarError::io(path, e))?.len())
 }
 
 /// Row groups whose `visitor_hash` statistics can include `hash` (all of them without statistics).

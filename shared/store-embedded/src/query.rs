@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub events: RecordBatch,
     pub session_files: Vec<PathBuf>,
     pub sessions: RecordBatch,
+    /// Holds the parts read, so a compaction meanwhile does not delete their files.
+    pub keep_alive: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 fn df_err(err: impl std::fmt::Display) -> StoreError {

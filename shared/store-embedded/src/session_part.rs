@@ -7,19 +7,15 @@
 //! `duration_ms` by the same rules as [`Session::is_bounce`] and [`Session::duration_ms`]);
 //! `json` keeps the whole session for `sessions_between`.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use crm_schemas::Session;
 use datafusion::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::part::Written;
-use crate::{sync_dir, ColumnarError, Result};
+use crate::{ColumnarError, Result};
 
 pub fn sessions_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -69,18 +65,7 @@ pub fn sessions_batch(sessions: &[(Session, u64)]) -> Result<RecordBatch> {
 
 /// Writes a session part and fsyncs it and its directory.
 pub fn write_sessions(path: &Path, sessions: &[(Session, u64)]) -> Result<Written> {
-    let batch = sessions_batch(sessions)?;
-    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid"))).build();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ColumnarError::io(dir, e))?;
-    }
-    let file = File::create(path).map_err(|e| ColumnarError::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, sessions_schema(), Some(props)).map_err(|e| ColumnarError::io(path, e))?;
-    writer.write(&batch).map_err(|e| ColumnarError::io(path, e))?;
-    let file = writer.into_inner().map_err(|e| ColumnarError::io(path, e))?;
-    file.sync_all().map_err(|e| ColumnarError::io(path, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    let bytes = file.metadata().map_err(|e| ColumnarError::io(path, e))?.len();
+    let bytes = crate::part::write_batch(path, &sessions_batch(sessions)?)?;
     Ok(Written {
         rows: sessions.len() as u64,
         bytes,

@@ -1,5 +1,6 @@
 //! Write path, commit point and timeline tests of [`ColumnarEvents`].
 
+use super::compact::Compacted;
 use super::*;
 use crm_schemas::{Device, EventBody, Geo};
 
@@ -157,4 +158,115 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+fn session(visitor: &str, start_ms: i64, pageviews: u32) -> Session {
+    Session {
+        site_id: "s1".into(),
+        session_id: format!("{visitor}-{start_ms}"),
+        visitor_id: visitor.into(),
+        start_ms,
+        end_ms: start_ms + 1_000 * i64::from(pageviews),
+        pageviews,
+        events: pageviews,
+        device_category: "pc".into(),
+        browser: "Firefox".into(),
+        ..Session::default()
+    }
+}
+
+/// Timelines, overview and sessions of site s1 on the first two days.
+async fn everything(store: &ColumnarEvents) -> (Vec<Vec<Uuid>>, Overview, Vec<Session>) {
+    let mut timelines = Vec::new();
+    for visitor in ["v0", "v1", "v2"] {
+        timelines.push(store.visitor_events("s1", visitor, 1_000, None).unwrap().items.iter().map(|e| e.event_id).collect());
+    }
+    let overview = store.overview("s1", T0 - DAY_MS, T0 + 3 * DAY_MS, 10).await.unwrap();
+    let sessions = store.sessions_between("s1", T0 - DAY_MS, T0 + 3 * DAY_MS, 1_000).await.unwrap();
+    (timelines, overview, sessions)
+}
+
+fn files_under(dir: &Path, extension: &str) -> usize {
+    walk(dir).iter().filter(|f| f.ends_with(extension)).count()
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_row_and_every_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let mut ids = Vec::new();
+    for round in 0..6i64 {
+        let events: Vec<StoredEvent> = (0..30).map(|i| event("s1", &format!("v{}", i % 3), T0 + round * 1_000 + i)).collect();
+        ids.extend(events.iter().map(|e| e.event_id));
+        // Each round rewrites the same open session of v0 with one more pageview.
+        let sessions = vec![session("v0", T0, round as u32 + 1), session("v1", T0 + round, 1)];
+        store.append(&events, &sessions, &positions(round as u64)).unwrap();
+        store.commit_point().unwrap();
+    }
+    let before = everything(&store).await;
+    assert_eq!(store.part_count(), 6);
+    assert_eq!(before.2.iter().find(|s| s.visitor_id == "v0").unwrap().pageviews, 6, "the latest version of the open session");
+
+    let done = store.compact(T0, 4).unwrap();
+    assert_eq!(done, Compacted { groups: 2, inputs: 12 }, "events and sessions of (s1, day 0)");
+    assert_eq!(store.part_count(), 1);
+    assert_eq!(everything(&store).await, before);
+    assert_eq!(files_under(dir.path(), ".parquet"), 2, "inputs are deleted once no reader holds them");
+    assert!(store.unseen(&ids).unwrap().is_empty(), "the merged sidecar holds every id");
+    assert_eq!(store.compact(T0, 4).unwrap(), Compacted::default(), "nothing left to merge");
+    drop(store);
+
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert_eq!(everything(&store).await, before, "the same after reopen");
+    assert!(store.durable_positions().covers(&positions(5)), "compaction keeps the durable positions");
+}
+
+#[tokio::test]
+async fn closed_days_merge_whatever_their_part_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    for round in 0..2 {
+        store.append(&[event("s1", "v0", T0 + round)], &[], &positions(round as u64)).unwrap();
+        store.commit_point().unwrap();
+    }
+    assert_eq!(store.compact(T0 + DAY_MS, 8).unwrap(), Compacted::default(), "yesterday stays open for late events");
+    assert_eq!(store.compact(T0 + 2 * DAY_MS, 8).unwrap(), Compacted { groups: 1, inputs: 2 });
+    let levels: Vec<u8> = lock(&store.parts).iter().map(|p| p.meta.level).collect();
+    assert_eq!(levels, vec![2]);
+}
+
+#[tokio::test]
+async fn readers_keep_compacted_inputs_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    for round in 0..3 {
+        store.append(&[event("s1", "v0", T0 + round)], &[], &positions(round as u64)).unwrap();
+        store.commit_point().unwrap();
+    }
+    let reader = store.parts_snapshot(); // a query in flight
+    store.compact(T0, 2).unwrap();
+    assert_eq!(files_under(dir.path(), ".parquet"), 4, "three inputs held by the reader, one merged part");
+    assert!(reader.iter().all(|p| p.path.exists()));
+    drop(reader);
+    assert_eq!(files_under(dir.path(), ".parquet"), 1);
+    assert_eq!(files_under(dir.path(), ".idx"), 1);
+}
+
+#[tokio::test]
+async fn retention_drops_whole_days_and_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let days: Vec<StoredEvent> = (0..3).map(|d| event("s1", "v0", T0 + d * DAY_MS)).collect();
+    store.append(&days, &[session("v0", T0, 1)], &positions(1)).unwrap();
+    store.commit_point().unwrap();
+    let first_kept = (T0 + 2 * DAY_MS).div_euclid(DAY_MS);
+    assert_eq!(store.drop_days_before(first_kept).unwrap(), 3, "two event days and one session day");
+    let left = store.visitor_events("s1", "v0", 10, None).unwrap().items;
+    assert_eq!(left, vec![days[2].clone()]);
+    assert_eq!(store.unseen(&[days[0].event_id]).unwrap().len(), 1, "a dropped event's id is forgotten with it");
+    assert!(store.sessions_between("s1", T0 - 1, T0 + 1, 10).await.unwrap().is_empty());
+    drop(store);
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert_eq!(store.visitor_events("s1", "v0", 10, None).unwrap().items, vec![days[2].clone()]);
+    assert_eq!(files_under(dir.path(), ".parquet"), 1);
 }
