@@ -134,7 +134,7 @@ async fn run(name: &'static str, store: Arc<dyn Store>, args: &Args) -> Result<R
 
 /// The same events through the columnar event store: append per batch, a commit point every
 /// `--commit-every` events and at the end (its time is part of the write time).
-fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
+async fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
     let store = crm_store_embedded::events::ColumnarEvents::open(dir)?;
     let rules = SiteRules::new(&Site::new("bench", "Bench", 0));
     let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
@@ -159,6 +159,13 @@ fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
         write_seconds += started.elapsed().as_secs_f64();
         written += count;
     }
+    let mut overview = new_histogram()?;
+    for _ in 0..args.queries.max(1) {
+        let started = Instant::now();
+        let result = store.overview("bench", START, START + 31 * DAY, 10).await?;
+        overview.saturating_record(started.elapsed().as_micros().max(1) as u64);
+        assert!(result.pageviews > 0);
+    }
     let mut timeline = new_histogram()?;
     for visitor in &visitors {
         let started = Instant::now();
@@ -166,7 +173,7 @@ fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
         timeline.saturating_record(started.elapsed().as_micros().max(1) as u64);
         assert!(!page.items.is_empty());
     }
-    Ok(Report { store: "columnar", events: written, seconds: write_seconds, rows_per_sec: written as f64 / write_seconds, overview: None, timeline: Latency::from_histogram(&timeline) })
+    Ok(Report { store: "columnar", events: written, seconds: write_seconds, rows_per_sec: written as f64 / write_seconds, overview: Some(Latency::from_histogram(&overview)), timeline: Latency::from_histogram(&timeline) })
 }
 
 #[tokio::main]
@@ -177,7 +184,7 @@ async fn main() -> Result<()> {
         println!("{}", serde_json::to_string(&run("embedded", store, &args).await?)?);
     }
     if let Some(dir) = &args.columnar_dir {
-        println!("{}", serde_json::to_string(&run_columnar(dir, &args)?)?);
+        println!("{}", serde_json::to_string(&run_columnar(dir, &args).await?)?);
     }
     if let Some(url) = &args.clickhouse_url {
         let database = format!("bench_{}", uuid::Uuid::new_v4().simple());

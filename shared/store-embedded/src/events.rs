@@ -45,11 +45,25 @@ struct LivePart {
     /// Set when a compaction or retention edit removed the part: its files are deleted when
     /// the last reader holding it lets go.
     obsolete: std::sync::atomic::AtomicBool,
+    /// The footer and page index, loaded by the first timeline read that needs them.
+    metadata: std::sync::OnceLock<datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata>,
 }
 
 impl LivePart {
     fn new(meta: PartMeta, path: PathBuf, sidecar: Option<Sidecar>) -> LivePart {
-        LivePart { meta, path, sidecar, obsolete: false.into() }
+        LivePart { meta, path, sidecar, obsolete: false.into(), metadata: std::sync::OnceLock::new() }
+    }
+
+    /// The visitor's events in this part (see [`part::read_visitor`]).
+    fn read_visitor(&self, visitor_id: &str) -> Result<Vec<StoredEvent>> {
+        let metadata = match self.metadata.get() {
+            Some(metadata) => metadata,
+            None => {
+                let loaded = part::load_metadata(&self.path)?;
+                self.metadata.get_or_init(|| loaded)
+            }
+        };
+        part::read_visitor_with(&self.path, metadata, visitor_id)
     }
 
     fn mark_obsolete(&self) {
@@ -274,9 +288,13 @@ impl ColumnarEvents {
             let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
             live.push(Arc::new(LivePart::new(meta, path, sidecar)));
         }
-        // Publish: parts first, then drop the frozen buffer, so a reader always finds the rows.
-        lock(&self.parts).extend(live);
-        lock(&self.buffers).frozen = None;
+        // Publish the parts and drop the frozen buffer in one step (buffers, then parts: the
+        // order every reader takes them in), so a snapshot sees each row exactly once.
+        {
+            let mut buffers = lock(&self.buffers);
+            lock(&self.parts).extend(live);
+            buffers.frozen = None;
+        }
         let mut durable = lock(&self.durable);
         for (key, offset) in positions {
             let entry = durable.entry(key).or_insert(offset);
@@ -303,7 +321,7 @@ impl ColumnarEvents {
             if part.meta.site_id != site_id || !sidecar.may_hold_visitor(hash) || upper.is_some_and(|(ts, _)| part.meta.min_ts > ts) {
                 continue;
             }
-            found.extend(part::read_visitor(&part.path, visitor_id)?.into_iter().filter(|e| below(e)));
+            found.extend(part.read_visitor(visitor_id)?.into_iter().filter(|e| below(e)));
         }
         found.sort_unstable_by(|a, b| (b.ts_ms, b.event_id).cmp(&(a.ts_ms, a.event_id)));
         // A part published while the buffers were read can hold rows also seen frozen.
@@ -328,10 +346,12 @@ impl ColumnarEvents {
         Ok(Page { items: merged, next_cursor })
     }
 
-    /// The files and buffered rows of one site that can hold rows of `[from_ms, to_ms)`.
+    /// The files and buffered rows of one site that can hold rows of `[from_ms, to_ms)`, taken
+    /// under both locks so no row is in the buffer and a part at once.
     fn snapshot(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Snapshot> {
-        let (events, sessions) = {
+        let (events, sessions, all_parts) = {
             let buffers = lock(&self.buffers);
+            let all_parts = self.parts_snapshot();
             let frozen = buffers.frozen.clone();
             let in_window = |ts: i64| from_ms <= ts && ts < to_ms;
             let events: Vec<StoredEvent> = buffers
@@ -348,10 +368,9 @@ impl ColumnarEvents {
                 .filter(|(s, _)| s.site_id == site_id && in_window(s.start_ms))
                 .cloned()
                 .collect();
-            (events, sessions)
+            (events, sessions, all_parts)
         };
-        let parts: Vec<Arc<LivePart>> = self
-            .parts_snapshot()
+        let parts: Vec<Arc<LivePart>> = all_parts
             .into_iter()
             .filter(|p| p.meta.site_id == site_id && p.meta.max_ts >= from_ms && p.meta.min_ts < to_ms)
             .collect();
