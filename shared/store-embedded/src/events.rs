@@ -247,39 +247,22 @@ impl ColumnarEvents {
             buffers.frozen = Some(frozen.clone());
             (frozen, std::mem::take(&mut buffers.active_positions))
         };
-        let mut event_groups: HashMap<(&str, i64), Vec<StoredEvent>> = HashMap::new();
-        for event in &frozen.events {
-            event_groups.entry((event.site_id.as_str(), event.ts_ms.div_euclid(DAY_MS))).or_default().push(event.clone());
-        }
-        let mut session_groups: HashMap<(&str, i64), Vec<(Session, u64)>> = HashMap::new();
-        for (session, version) in &frozen.sessions {
-            session_groups.entry((session.site_id.as_str(), session.start_ms.div_euclid(DAY_MS))).or_default().push((session.clone(), *version));
-        }
-        let mut added = Vec::with_capacity(event_groups.len() + session_groups.len());
-        let new_part = |manifest: &mut Manifest, stream: Stream, site_id: &str, day: i64| {
-            let meta = PartMeta { id: manifest.allocate_id(), stream, site_id: site_id.to_owned(), day, level: 0, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
-            let path = self.root.join(meta.relative_path());
-            (meta, path)
+        let committed = self.write_frozen(&mut manifest, &frozen).and_then(|(added, version)| {
+            if fail == Some(FailAt::BeforeEdit) {
+                return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "injected failure before the manifest edit".into() });
+            }
+            manifest.commit(Edit { add: added.iter().map(|(meta, _)| meta.clone()).collect(), positions: positions.clone(), version, ..Edit::default() })?;
+            Ok(added)
+        });
+        let added = match committed {
+            Ok(added) => added,
+            Err(err) => {
+                // Nothing is durable: the rows go back to the buffer for the next commit point
+                // (files already written are orphans, removed at the next open).
+                self.unfreeze(&frozen, positions);
+                return Err(err);
+            }
         };
-        for ((site_id, day), events) in event_groups {
-            let (mut meta, path) = new_part(&mut manifest, Stream::Events, site_id, day);
-            let written = part::write_events(&path, &events)?;
-            let ids: Vec<u128> = events.iter().map(|e| e.event_id.as_u128()).collect();
-            sidecar::write(&path.with_extension("idx"), &ids, events.iter().map(|e| visitor_hash(&e.visitor_id)))?;
-            (meta.rows, meta.bytes, meta.min_ts, meta.max_ts) = (written.rows, written.bytes, written.min_ts, written.max_ts);
-            added.push((meta, path));
-        }
-        for ((site_id, day), sessions) in session_groups {
-            let (mut meta, path) = new_part(&mut manifest, Stream::Sessions, site_id, day);
-            let written = session_part::write_sessions(&path, &sessions)?;
-            (meta.rows, meta.bytes, meta.min_ts, meta.max_ts) = (written.rows, written.bytes, written.min_ts, written.max_ts);
-            added.push((meta, path));
-        }
-        let version = frozen.sessions.iter().map(|(_, v)| *v).max().unwrap_or(0);
-        if fail == Some(FailAt::BeforeEdit) {
-            return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "injected failure before the manifest edit".into() });
-        }
-        manifest.commit(Edit { add: added.iter().map(|(meta, _)| meta.clone()).collect(), positions: positions.clone(), version, ..Edit::default() })?;
         if fail == Some(FailAt::AfterEdit) {
             return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "injected failure after the manifest edit".into() });
         }
@@ -301,6 +284,59 @@ impl ColumnarEvents {
             *entry = (*entry).max(offset);
         }
         Ok(())
+    }
+
+    /// Writes the frozen rows as parts with their sidecars (all fsynced); returns them and the
+    /// highest session version among them.
+    fn write_frozen(&self, manifest: &mut Manifest, frozen: &Frozen) -> Result<(Vec<(PartMeta, PathBuf)>, u64)> {
+        let mut event_groups: HashMap<(&str, i64), Vec<StoredEvent>> = HashMap::new();
+        for event in &frozen.events {
+            event_groups.entry((event.site_id.as_str(), event.ts_ms.div_euclid(DAY_MS))).or_default().push(event.clone());
+        }
+        let mut session_groups: HashMap<(&str, i64), Vec<(Session, u64)>> = HashMap::new();
+        for (session, version) in &frozen.sessions {
+            session_groups.entry((session.site_id.as_str(), session.start_ms.div_euclid(DAY_MS))).or_default().push((session.clone(), *version));
+        }
+        let mut added = Vec::with_capacity(event_groups.len() + session_groups.len());
+        let new_part = |manifest: &mut Manifest, stream: Stream, site_id: &str, day: i64| {
+            let meta = PartMeta { id: manifest.allocate_id(), stream, site_id: site_id.to_owned(), day, level: 0, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
+            let path = self.root.join(meta.relative_path());
+            (meta, path)
+        };
+        for ((site_id, day), events) in event_groups {
+            let (mut meta, path) = new_part(manifest, Stream::Events, site_id, day);
+            let written = part::write_events(&path, &events)?;
+            let ids: Vec<u128> = events.iter().map(|e| e.event_id.as_u128()).collect();
+            sidecar::write(&path.with_extension("idx"), &ids, events.iter().map(|e| visitor_hash(&e.visitor_id)))?;
+            (meta.rows, meta.bytes, meta.min_ts, meta.max_ts) = (written.rows, written.bytes, written.min_ts, written.max_ts);
+            added.push((meta, path));
+        }
+        for ((site_id, day), sessions) in session_groups {
+            let (mut meta, path) = new_part(manifest, Stream::Sessions, site_id, day);
+            let written = session_part::write_sessions(&path, &sessions)?;
+            (meta.rows, meta.bytes, meta.min_ts, meta.max_ts) = (written.rows, written.bytes, written.min_ts, written.max_ts);
+            added.push((meta, path));
+        }
+        Ok((added, frozen.sessions.iter().map(|(_, v)| *v).max().unwrap_or(0)))
+    }
+
+    /// Puts a frozen buffer whose commit point failed back into the active one.
+    fn unfreeze(&self, frozen: &Frozen, positions: BTreeMap<String, u64>) {
+        let mut buffers = lock(&self.buffers);
+        buffers.frozen = None;
+        let newer = std::mem::take(&mut buffers.active);
+        buffers.active = frozen.events.iter().cloned().chain(newer).collect();
+        buffers.active_ids.extend(frozen.ids.iter().copied());
+        for (session, version) in &frozen.sessions {
+            let key = (session.site_id.clone(), session.session_id.clone());
+            if buffers.active_sessions.get(&key).is_none_or(|(_, kept)| kept < version) {
+                buffers.active_sessions.insert(key, (session.clone(), *version));
+            }
+        }
+        for (key, offset) in positions {
+            let entry = buffers.active_positions.entry(key).or_insert(offset);
+            *entry = (*entry).max(offset);
+        }
     }
 
     /// A visitor's events, newest first, older than the cursor `"{ts_ms}:{uuid}"`. Parts are

@@ -10,8 +10,10 @@
 //! returns, so it is durable on `Ok` as with the redb store.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use crm_schemas::{DeadLetter, Session, StoredEvent};
@@ -19,6 +21,36 @@ use crm_store::{forward_roles, Durable, EmbeddedStore, EventStore, FormStats, Ov
 use uuid::Uuid;
 
 use crate::events::ColumnarEvents;
+
+/// When the background task makes buffered rows durable, merges parts and drops old days.
+#[derive(Clone, Debug)]
+pub struct Maintenance {
+    /// Longest time acknowledged rows wait for a commit point.
+    pub commit_interval: Duration,
+    /// Buffered events that trigger a commit point before the interval is up.
+    pub commit_events: usize,
+    pub compact_interval: Duration,
+    /// Parts of one (stream, site, day) that trigger a merge.
+    pub compact_min_parts: usize,
+    /// Keep this many days (with today); `None` keeps everything.
+    pub retention_days: Option<u32>,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Maintenance {
+            commit_interval: Duration::from_secs(5),
+            commit_events: 200_000,
+            compact_interval: Duration::from_secs(60),
+            compact_min_parts: 16,
+            retention_days: None,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
 
 #[derive(Clone)]
 pub struct ColumnarStore {
@@ -46,6 +78,55 @@ impl ColumnarStore {
 
     pub fn columnar(&self) -> &ColumnarEvents {
         &self.columnar
+    }
+
+    /// Runs commit points, compaction and retention until `shutdown` resolves, then makes
+    /// everything buffered durable one last time. Failures are logged and retried on the next
+    /// tick: a commit point that fails leaves its rows buffered and the log uncommitted.
+    pub fn spawn_maintenance(&self, config: Maintenance, shutdown: impl Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let tick = config.commit_interval.min(Duration::from_millis(100));
+            let (mut last_commit, mut last_compact) = (Instant::now(), Instant::now());
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = &mut shutdown => break,
+                }
+                if store.columnar.buffered() >= config.commit_events || last_commit.elapsed() >= config.commit_interval {
+                    last_commit = Instant::now();
+                    if let Err(err) = store.commit_point().await {
+                        tracing::warn!(error = %err, "commit point failed; rows stay buffered and are retried");
+                    }
+                }
+                if last_compact.elapsed() >= config.compact_interval {
+                    last_compact = Instant::now();
+                    let columnar = store.columnar.clone();
+                    let config = config.clone();
+                    let done = tokio::task::spawn_blocking(move || -> crate::Result<()> {
+                        let now = now_ms();
+                        let merged = columnar.compact(now, config.compact_min_parts)?;
+                        if merged.groups > 0 {
+                            tracing::info!(groups = merged.groups, inputs = merged.inputs, "compacted parts");
+                        }
+                        if let Some(days) = config.retention_days {
+                            columnar.drop_days_before(now.div_euclid(86_400_000) - i64::from(days) + 1)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => tracing::warn!(error = %err, "compaction failed; retried at the next interval"),
+                        Err(err) => tracing::warn!(error = %err, "compaction task failed"),
+                    }
+                }
+            }
+            if let Err(err) = store.commit_point().await {
+                tracing::warn!(error = %err, "final commit point failed; the log replays what it held");
+            }
+        })
     }
 }
 
@@ -134,6 +215,44 @@ mod tests {
     }
 
     crm_store::store_conformance_suite!(Harness(tempfile::tempdir().unwrap()));
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn maintenance_commits_on_its_interval_compacts_and_flushes_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        let config = Maintenance { commit_interval: Duration::from_millis(50), compact_interval: Duration::from_millis(50), compact_min_parts: 3, ..Maintenance::default() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = store.spawn_maintenance(config, async move {
+            let _ = stopped.await;
+        });
+        let log = |offset: u64| BTreeMap::from([("log/events/0".to_string(), offset)]);
+        let now = now_ms();
+        for offset in 0..4u64 {
+            let batch = WriteBatch { events: vec![sample_event("s1", "v1", now + offset as i64, EventBody::Pageview, "/")], log_positions: log(offset), ..WriteBatch::default() };
+            store.write(Arc::new(batch)).await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !store.durable_positions().covers(&log(offset)) {
+                assert!(Instant::now() < deadline, "no commit point within 10 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        // Four commit points, one part each; a merge happens whenever three are waiting, so at
+        // most two parts are left.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.columnar().part_count() > 2 {
+            assert!(Instant::now() < deadline, "parts were not compacted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Buffered when shutdown comes: the final commit point makes it durable.
+        let last = WriteBatch { events: vec![sample_event("s1", "v1", now + 10, EventBody::Pageview, "/")], log_positions: log(9), ..WriteBatch::default() };
+        store.write(Arc::new(last)).await.unwrap();
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        assert!(store.durable_positions().covers(&log(9)));
+        drop(store);
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        assert_eq!(store.visitor_events("s1", "v1", 10, None).await.unwrap().items.len(), 5);
+    }
 
     use crm_schemas::EventBody;
     use crm_store::conformance::{sample_event, sample_session};

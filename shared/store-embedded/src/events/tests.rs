@@ -91,7 +91,7 @@ fn a_crash_before_the_manifest_edit_loses_the_events_and_their_positions_togethe
     store.append(std::slice::from_ref(&lost), &[], &positions(2)).unwrap();
     assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
     assert!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len() == 2, "still readable until the process dies");
-    assert!(store.commit_point().is_err(), "a failed commit point is not retried over its own frozen buffer");
+    assert!(!covered(&store, 2));
     drop(store);
 
     let store = ColumnarEvents::open(dir.path()).unwrap();
@@ -269,4 +269,24 @@ async fn retention_drops_whole_days_and_their_ids() {
     let store = ColumnarEvents::open(dir.path()).unwrap();
     assert_eq!(store.visitor_events("s1", "v0", 10, None).unwrap().items, vec![days[2].clone()]);
     assert_eq!(files_under(dir.path(), ".parquet"), 1);
+}
+
+#[test]
+fn a_failed_commit_point_leaves_its_rows_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let first = event("s1", "v1", T0);
+    store.append(std::slice::from_ref(&first), &[session("v1", T0, 1)], &positions(1)).unwrap();
+    assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
+    assert_eq!(store.buffered(), 1, "back in the buffer");
+    let second = event("s1", "v1", T0 + 5);
+    store.append(std::slice::from_ref(&second), &[session("v1", T0, 2)], &positions(2)).unwrap();
+    assert_eq!(store.append(std::slice::from_ref(&first), &[], &positions(2)).unwrap(), (0, 1), "its id is still known");
+    store.commit_point().unwrap();
+    assert!(covered(&store, 2));
+    drop(store);
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let ids: Vec<Uuid> = store.visitor_events("s1", "v1", 10, None).unwrap().items.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, vec![second.event_id, first.event_id]);
+    assert_eq!(files_under(dir.path(), ".parquet"), 2, "the failed attempt's files were orphans, removed at open");
 }
