@@ -150,7 +150,7 @@ async fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
         sample_visitors(&prepared, args.events / args.timelines.max(1), &mut visitors);
         let positions = std::collections::BTreeMap::from([("bench/events/0".to_string(), written as u64 + count as u64)]);
         let started = Instant::now();
-        store.append(&prepared.events, &prepared.sessions, &positions)?;
+        store.append(&prepared.events, &prepared.sessions, &prepared.visitors, &positions)?;
         since_commit += count;
         if since_commit >= args.commit_every || written + count == args.events {
             store.commit_point()?;

@@ -15,12 +15,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crm_schemas::{Session, StoredEvent};
+use crm_schemas::{Session, StoredEvent, VisitorProfile};
 use crm_store::{event_cursor, parse_event_cursor, series_buckets, Durable, FormStats, Overview, Page, SeriesPoint, StoreError};
 use uuid::Uuid;
 
 use crate::manifest::{Edit, Manifest, PartMeta, Stream};
 use crate::part::{self, visitor_hash};
+use crate::profiles::{self, Profiles};
 use crate::query::{self, Snapshot};
 use crate::session_part;
 use crate::sidecar::{self, Sidecar};
@@ -92,6 +93,8 @@ struct Frozen {
     events: Vec<StoredEvent>,
     ids: HashSet<u128>,
     sessions: Vec<(Session, u64)>,
+    /// Profiles changed since the previous commit point, in the state they had at the freeze.
+    profiles: Vec<Arc<VisitorProfile>>,
 }
 
 #[derive(Default)]
@@ -113,7 +116,13 @@ pub struct ColumnarEvents {
     parts: Mutex<Vec<Arc<LivePart>>>,
     manifest: Mutex<Manifest>,
     durable: Mutex<BTreeMap<String, u64>>,
+    /// Lock order: `buffers`, then `profiles` (an append applies its profiles while it holds
+    /// the buffer, so a freeze never splits an event from its profile update).
+    profiles: std::sync::RwLock<Profiles>,
 }
+
+/// Profile runs that trigger a full run replacing them.
+const MAX_PROFILE_RUNS: usize = 8;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep serving.
@@ -129,7 +138,11 @@ impl ColumnarEvents {
             tracing::info!(removed, "removed part files of an unfinished commit point");
         }
         let mut parts = Vec::new();
-        for meta in manifest.state().parts.values().filter(|p| p.stream != Stream::DeadLetters) {
+        let mut profiles = Profiles::default();
+        for meta in manifest.state().parts.values().filter(|p| p.stream == Stream::Profiles) {
+            profiles::read_run(&root.join(meta.relative_path()), &mut profiles)?;
+        }
+        for meta in manifest.state().parts.values().filter(|p| matches!(p.stream, Stream::Events | Stream::Sessions)) {
             let path = root.join(meta.relative_path());
             let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
             parts.push(Arc::new(LivePart::new(meta.clone(), path, sidecar)));
@@ -142,6 +155,7 @@ impl ColumnarEvents {
             parts: Mutex::new(parts),
             manifest: Mutex::new(manifest),
             durable: Mutex::new(durable),
+            profiles: std::sync::RwLock::new(profiles),
         })
     }
 
@@ -184,7 +198,7 @@ impl ColumnarEvents {
     /// Adds the events whose id is new (the first copy within `events` wins), upserts the
     /// sessions (latest state wins) and remembers the log positions they came from. Returns
     /// (events written, duplicates skipped).
-    pub fn append(&self, events: &[StoredEvent], sessions: &[Session], positions: &BTreeMap<String, u64>) -> Result<(usize, usize)> {
+    pub fn append(&self, events: &[StoredEvent], sessions: &[Session], profiles: &[VisitorProfile], positions: &BTreeMap<String, u64>) -> Result<(usize, usize)> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let unseen = self.unseen(&ids)?;
         let mut buffers = lock(&self.buffers);
@@ -195,6 +209,12 @@ impl ColumnarEvents {
             if unseen.contains(&event.event_id) && buffers.active_ids.insert(id) {
                 buffers.active.push(event.clone());
                 written += 1;
+            }
+        }
+        if !profiles.is_empty() {
+            let mut state = self.profiles.write().unwrap_or_else(|p| p.into_inner());
+            for profile in profiles {
+                state.apply(profile, true);
             }
         }
         if !sessions.is_empty() {
@@ -236,13 +256,15 @@ impl ColumnarEvents {
             if buffers.frozen.is_some() {
                 return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "an earlier commit point failed; reopen the store".into() });
             }
-            if buffers.active.is_empty() && buffers.active_sessions.is_empty() && buffers.active_positions.is_empty() {
+            let dirty = self.profiles.write().unwrap_or_else(|p| p.into_inner()).take_dirty();
+            if buffers.active.is_empty() && buffers.active_sessions.is_empty() && buffers.active_positions.is_empty() && dirty.is_empty() {
                 return Ok(());
             }
             let frozen = Arc::new(Frozen {
                 events: std::mem::take(&mut buffers.active),
                 ids: std::mem::take(&mut buffers.active_ids),
                 sessions: std::mem::take(&mut buffers.active_sessions).into_values().collect(),
+                profiles: dirty,
             });
             buffers.frozen = Some(frozen.clone());
             (frozen, std::mem::take(&mut buffers.active_positions))
@@ -267,7 +289,7 @@ impl ColumnarEvents {
             return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "injected failure after the manifest edit".into() });
         }
         let mut live = Vec::with_capacity(added.len());
-        for (meta, path) in added {
+        for (meta, path) in added.into_iter().filter(|(meta, _)| meta.stream != Stream::Profiles) {
             let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
             live.push(Arc::new(LivePart::new(meta, path, sidecar)));
         }
@@ -278,12 +300,41 @@ impl ColumnarEvents {
             lock(&self.parts).extend(live);
             buffers.frozen = None;
         }
-        let mut durable = lock(&self.durable);
-        for (key, offset) in positions {
-            let entry = durable.entry(key).or_insert(offset);
-            *entry = (*entry).max(offset);
+        {
+            let mut durable = lock(&self.durable);
+            for (key, offset) in positions {
+                let entry = durable.entry(key).or_insert(offset);
+                *entry = (*entry).max(offset);
+            }
+        }
+        self.fold_profile_runs(&mut manifest)
+    }
+
+    /// Replaces the profile runs with one full run once there are more than
+    /// [`MAX_PROFILE_RUNS`]. The full run may include states newer than the last commit point;
+    /// that is safe: the processor skips re-applying an event whose offset a profile records.
+    fn fold_profile_runs(&self, manifest: &mut Manifest) -> Result<()> {
+        let runs: Vec<u64> = manifest.state().parts.values().filter(|p| p.stream == Stream::Profiles).map(|p| p.id).collect();
+        if runs.len() <= MAX_PROFILE_RUNS {
+            return Ok(());
+        }
+        let all = self.profiles.read().unwrap_or_else(|p| p.into_inner()).all();
+        let meta = PartMeta { id: manifest.allocate_id(), stream: Stream::Profiles, site_id: String::new(), day: 0, level: 1, rows: all.len() as u64, bytes: 0, min_ts: 0, max_ts: 0 };
+        let path = self.root.join(meta.relative_path());
+        let bytes = profiles::write_run(&path, &all)?;
+        manifest.commit(Edit { add: vec![PartMeta { bytes, ..meta }], remove: runs.clone(), ..Edit::default() })?;
+        for id in runs {
+            let old = self.root.join(PartMeta { id, stream: Stream::Profiles, site_id: String::new(), day: 0, level: 0, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 }.relative_path());
+            if let Err(err) = std::fs::remove_file(&old) {
+                tracing::warn!(path = %old.display(), error = %err, "could not delete a folded profile run; the next open removes it");
+            }
         }
         Ok(())
+    }
+
+    /// Read access to the profiles (point lookups, ranked lists).
+    pub fn profiles(&self) -> std::sync::RwLockReadGuard<'_, Profiles> {
+        self.profiles.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes the frozen rows as parts with their sidecars (all fsynced); returns them and the
@@ -317,6 +368,12 @@ impl ColumnarEvents {
             (meta.rows, meta.bytes, meta.min_ts, meta.max_ts) = (written.rows, written.bytes, written.min_ts, written.max_ts);
             added.push((meta, path));
         }
+        if !frozen.profiles.is_empty() {
+            let (mut meta, path) = new_part(manifest, Stream::Profiles, "", 0);
+            meta.bytes = profiles::write_run(&path, &frozen.profiles)?;
+            meta.rows = frozen.profiles.len() as u64;
+            added.push((meta, path));
+        }
         Ok((added, frozen.sessions.iter().map(|(_, v)| *v).max().unwrap_or(0)))
     }
 
@@ -324,6 +381,7 @@ impl ColumnarEvents {
     fn unfreeze(&self, frozen: &Frozen, positions: BTreeMap<String, u64>) {
         let mut buffers = lock(&self.buffers);
         buffers.frozen = None;
+        self.profiles.write().unwrap_or_else(|p| p.into_inner()).redirty(&frozen.profiles);
         let newer = std::mem::take(&mut buffers.active);
         buffers.active = frozen.events.iter().cloned().chain(newer).collect();
         buffers.active_ids.extend(frozen.ids.iter().copied());

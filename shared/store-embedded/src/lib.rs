@@ -10,12 +10,15 @@
 //! * [`query`]: the analytics (overview, timeseries, form funnels, scans) with DataFusion over
 //!   part files plus the rows still in memory;
 //! * [`events`]: the write path, commit point and timelines tying these together;
+//! * [`profiles`]: visitor profiles and ranked lists in memory, made durable as profile runs in
+//!   the same commit points as the events;
 //! * [`sidecar`]: each event part's `.idx` file (the sorted event ids and two bloom filters), which
 //!   answers "is this event id stored?" without opening the part.
 
 pub mod events;
 pub mod manifest;
 pub mod part;
+pub mod profiles;
 pub mod query;
 pub mod session_part;
 pub mod sidecar;

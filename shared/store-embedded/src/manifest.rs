@@ -30,6 +30,8 @@ pub enum Stream {
     Events,
     Sessions,
     DeadLetters,
+    /// Profile runs (profiles.rs): not per site or day.
+    Profiles,
 }
 
 impl Stream {
@@ -38,6 +40,7 @@ impl Stream {
             Stream::Events => "events",
             Stream::Sessions => "sessions",
             Stream::DeadLetters => "dead_letters",
+            Stream::Profiles => "profiles",
         }
     }
 }
@@ -62,6 +65,9 @@ impl PartMeta {
     /// Path of the part relative to the columnar root. Site ids are `[A-Za-z0-9._-]{1,64}`
     /// (validated when a site is created); the `s-` prefix keeps `.` and `..` from being paths.
     pub fn relative_path(&self) -> PathBuf {
+        if self.stream == Stream::Profiles {
+            return PathBuf::from("profiles").join(format!("run-{:016}.parquet", self.id));
+        }
         PathBuf::from(self.stream.dir_name())
             .join(format!("s-{}", self.site_id))
             .join(format!("d-{}", self.day))
@@ -212,7 +218,7 @@ impl Manifest {
             })
             .collect();
         let mut removed = 0;
-        for stream in [Stream::Events, Stream::Sessions, Stream::DeadLetters] {
+        for stream in [Stream::Events, Stream::Sessions, Stream::DeadLetters, Stream::Profiles] {
             let root = self.dir.join(stream.dir_name());
             removed += remove_unlisted(&self.dir, &root, &live)?;
         }

@@ -1,7 +1,7 @@
-//! [`ColumnarStore`]: a whole [`crm_store::Store`] with events and sessions in columnar parts
-//! ([`ColumnarEvents`]) and everything else in the redb store (profiles, CRM records, dead
-//! letters). It is the stage of the second design where the event path is replaced and
-//! profiles are not yet (DESIGN-v2.md S3b); it runs the shared conformance suite.
+//! [`ColumnarStore`]: a whole [`crm_store::Store`] with events and sessions in columnar parts and
+//! visitor profiles in memory with checkpointed runs ([`ColumnarEvents`]), and the low-volume
+//! rest in the redb store (CRM records, configuration, dead letters). It runs the shared
+//! conformance suite.
 //!
 //! Durability: a write that carries log positions is acknowledged once its events and
 //! sessions are buffered and its records are in redb; the events become durable at the next
@@ -16,8 +16,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use crm_schemas::{DeadLetter, Session, StoredEvent};
-use crm_store::{forward_roles, Durable, EmbeddedStore, EventStore, FormStats, Overview, Page, PipelineStore, Result, SeriesPoint, StoreError, WriteBatch, WriteOutcome};
+use crm_schemas::{DeadLetter, Session, StoredEvent, VisitorProfile};
+use crm_store::{
+    forward_roles, Durable, EmbeddedStore, EventStore, FormStats, OrgVisitors, Overview, Page, PipelineStore, ProfileStore, Result, SeriesPoint, StoreError,
+    VisitorQuery, WriteBatch, WriteOutcome,
+};
 use uuid::Uuid;
 
 use crate::events::ColumnarEvents;
@@ -137,9 +140,8 @@ impl PipelineStore for ColumnarStore {
     }
 
     async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome> {
-        let (events_written, duplicates_skipped) = self.columnar.append(&batch.events, &batch.sessions, &batch.log_positions)?;
+        let (events_written, duplicates_skipped) = self.columnar.append(&batch.events, &batch.sessions, &batch.visitors, &batch.log_positions)?;
         let records = WriteBatch {
-            visitors: batch.visitors.clone(),
             dead_letters: batch.dead_letters.clone(),
             leads: batch.leads.clone(),
             conflicts: batch.conflicts.clone(),
@@ -198,7 +200,31 @@ impl EventStore for ColumnarStore {
     }
 }
 
-forward_roles!(impl [] ColumnarStore, records; ProfileStore, LeadStore, WorkflowStore, AccountStore, ConfigStore);
+#[async_trait]
+impl ProfileStore for ColumnarStore {
+    async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
+        Ok(self.columnar.profiles().get(site_id, visitor_id))
+    }
+
+    async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        let profiles = self.columnar.profiles();
+        Ok(keys.iter().filter_map(|(site, visitor)| profiles.get(site, visitor)).collect())
+    }
+
+    async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
+        Ok(self.columnar.profiles().find(visitor_id))
+    }
+
+    async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
+        self.columnar.profiles().list(query)
+    }
+
+    async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
+        Ok(self.columnar.profiles().orgs(site_id, limit))
+    }
+}
+
+forward_roles!(impl [] ColumnarStore, records; LeadStore, WorkflowStore, AccountStore, ConfigStore);
 
 #[cfg(test)]
 mod tests {

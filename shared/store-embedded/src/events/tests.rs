@@ -2,7 +2,7 @@
 
 use super::compact::Compacted;
 use super::*;
-use crm_schemas::{Device, EventBody, Geo};
+use crm_schemas::{Device, EventBody, Geo, VisitorProfile};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -43,7 +43,7 @@ fn events_are_readable_at_once_and_durable_after_the_commit_point() {
     let store = ColumnarEvents::open(dir.path()).unwrap();
     // Two days and two sites: four parts.
     let events = vec![event("s1", "v1", T0), event("s1", "v1", T0 + 1000), event("s1", "v1", T0 + DAY_MS), event("s2", "v1", T0), event("s1", "v2", T0)];
-    assert_eq!(store.append(&events, &[], &positions(4)).unwrap(), (5, 0));
+    assert_eq!(store.append(&events, &[], &[], &positions(4)).unwrap(), (5, 0));
     assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len(), 3, "acknowledged events are visible before they are durable");
     assert!(!covered(&store, 4));
 
@@ -70,12 +70,12 @@ fn an_id_is_stored_once_whether_it_is_buffered_frozen_or_in_a_part() {
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let first = event("s1", "v1", T0);
     let twice = [first.clone(), first.clone()];
-    assert_eq!(store.append(&twice, &[], &positions(1)).unwrap(), (1, 1), "the first copy in a batch wins");
-    assert_eq!(store.append(std::slice::from_ref(&first), &[], &positions(2)).unwrap(), (0, 1), "buffered");
+    assert_eq!(store.append(&twice, &[], &[], &positions(1)).unwrap(), (1, 1), "the first copy in a batch wins");
+    assert_eq!(store.append(std::slice::from_ref(&first), &[], &[], &positions(2)).unwrap(), (0, 1), "buffered");
     store.commit_point().unwrap();
-    assert_eq!(store.append(std::slice::from_ref(&first), &[], &positions(3)).unwrap(), (0, 1), "in a part");
+    assert_eq!(store.append(std::slice::from_ref(&first), &[], &[], &positions(3)).unwrap(), (0, 1), "in a part");
     let other_site = StoredEvent { site_id: "s2".into(), ..event("s2", "v1", T0) };
-    assert_eq!(store.append(std::slice::from_ref(&other_site), &[], &positions(4)).unwrap(), (1, 0));
+    assert_eq!(store.append(std::slice::from_ref(&other_site), &[], &[], &positions(4)).unwrap(), (1, 0));
     store.commit_point().unwrap();
     assert_eq!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len(), 1);
 }
@@ -85,10 +85,10 @@ fn a_crash_before_the_manifest_edit_loses_the_events_and_their_positions_togethe
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let kept = event("s1", "v1", T0);
-    store.append(std::slice::from_ref(&kept), &[], &positions(1)).unwrap();
+    store.append(std::slice::from_ref(&kept), &[], &[], &positions(1)).unwrap();
     store.commit_point().unwrap();
     let lost = event("s1", "v1", T0 + 10);
-    store.append(std::slice::from_ref(&lost), &[], &positions(2)).unwrap();
+    store.append(std::slice::from_ref(&lost), &[], &[], &positions(2)).unwrap();
     assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
     assert!(store.visitor_events("s1", "v1", 10, None).unwrap().items.len() == 2, "still readable until the process dies");
     assert!(!covered(&store, 2));
@@ -101,7 +101,7 @@ fn a_crash_before_the_manifest_edit_loses_the_events_and_their_positions_togethe
     assert_eq!(store.part_count(), 1);
     let files = walk(dir.path());
     assert_eq!(files.iter().filter(|f| f.ends_with(".parquet")).count(), 1, "the orphan part was removed: {files:?}");
-    assert_eq!(store.append(std::slice::from_ref(&lost), &[], &positions(2)).unwrap(), (1, 0));
+    assert_eq!(store.append(std::slice::from_ref(&lost), &[], &[], &positions(2)).unwrap(), (1, 0));
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn a_crash_after_the_manifest_edit_keeps_the_events_and_their_positions_together
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let kept = event("s1", "v1", T0);
-    store.append(std::slice::from_ref(&kept), &[], &positions(7)).unwrap();
+    store.append(std::slice::from_ref(&kept), &[], &[], &positions(7)).unwrap();
     assert!(store.commit_point_failing(Some(FailAt::AfterEdit)).is_err());
     drop(store);
     let store = ColumnarEvents::open(dir.path()).unwrap();
@@ -125,13 +125,13 @@ fn timelines_page_newest_first_across_buffer_and_parts() {
     let mut all = Vec::new();
     for round in 0..3 {
         let batch: Vec<StoredEvent> = (0..4).map(|i| event("s1", "v1", T0 + round * 100 + i)).collect();
-        store.append(&batch, &[], &positions(round as u64)).unwrap();
+        store.append(&batch, &[], &[], &positions(round as u64)).unwrap();
         all.extend(batch);
         if round < 2 {
             store.commit_point().unwrap(); // two parts, the last round buffered
         }
     }
-    store.append(&[event("s1", "other", T0 + 50)], &[], &positions(9)).unwrap();
+    store.append(&[event("s1", "other", T0 + 50)], &[], &[], &positions(9)).unwrap();
     all.sort_by(|a, b| (b.ts_ms, b.event_id).cmp(&(a.ts_ms, a.event_id)));
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -200,7 +200,7 @@ async fn compaction_keeps_every_row_and_every_read() {
         ids.extend(events.iter().map(|e| e.event_id));
         // Each round rewrites the same open session of v0 with one more pageview.
         let sessions = vec![session("v0", T0, round as u32 + 1), session("v1", T0 + round, 1)];
-        store.append(&events, &sessions, &positions(round as u64)).unwrap();
+        store.append(&events, &sessions, &[], &positions(round as u64)).unwrap();
         store.commit_point().unwrap();
     }
     let before = everything(&store).await;
@@ -226,7 +226,7 @@ async fn closed_days_merge_whatever_their_part_count() {
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     for round in 0..2 {
-        store.append(&[event("s1", "v0", T0 + round)], &[], &positions(round as u64)).unwrap();
+        store.append(&[event("s1", "v0", T0 + round)], &[], &[], &positions(round as u64)).unwrap();
         store.commit_point().unwrap();
     }
     assert_eq!(store.compact(T0 + DAY_MS, 8).unwrap(), Compacted::default(), "yesterday stays open for late events");
@@ -240,7 +240,7 @@ async fn readers_keep_compacted_inputs_alive() {
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     for round in 0..3 {
-        store.append(&[event("s1", "v0", T0 + round)], &[], &positions(round as u64)).unwrap();
+        store.append(&[event("s1", "v0", T0 + round)], &[], &[], &positions(round as u64)).unwrap();
         store.commit_point().unwrap();
     }
     let reader = store.parts_snapshot(); // a query in flight
@@ -257,7 +257,7 @@ async fn retention_drops_whole_days_and_their_ids() {
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let days: Vec<StoredEvent> = (0..3).map(|d| event("s1", "v0", T0 + d * DAY_MS)).collect();
-    store.append(&days, &[session("v0", T0, 1)], &positions(1)).unwrap();
+    store.append(&days, &[session("v0", T0, 1)], &[], &positions(1)).unwrap();
     store.commit_point().unwrap();
     let first_kept = (T0 + 2 * DAY_MS).div_euclid(DAY_MS);
     assert_eq!(store.drop_days_before(first_kept).unwrap(), 3, "two event days and one session day");
@@ -276,12 +276,12 @@ fn a_failed_commit_point_leaves_its_rows_to_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = ColumnarEvents::open(dir.path()).unwrap();
     let first = event("s1", "v1", T0);
-    store.append(std::slice::from_ref(&first), &[session("v1", T0, 1)], &positions(1)).unwrap();
+    store.append(std::slice::from_ref(&first), &[session("v1", T0, 1)], &[], &positions(1)).unwrap();
     assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
     assert_eq!(store.buffered(), 1, "back in the buffer");
     let second = event("s1", "v1", T0 + 5);
-    store.append(std::slice::from_ref(&second), &[session("v1", T0, 2)], &positions(2)).unwrap();
-    assert_eq!(store.append(std::slice::from_ref(&first), &[], &positions(2)).unwrap(), (0, 1), "its id is still known");
+    store.append(std::slice::from_ref(&second), &[session("v1", T0, 2)], &[], &positions(2)).unwrap();
+    assert_eq!(store.append(std::slice::from_ref(&first), &[], &[], &positions(2)).unwrap(), (0, 1), "its id is still known");
     store.commit_point().unwrap();
     assert!(covered(&store, 2));
     drop(store);
@@ -289,4 +289,41 @@ fn a_failed_commit_point_leaves_its_rows_to_the_next_one() {
     let ids: Vec<Uuid> = store.visitor_events("s1", "v1", 10, None).unwrap().items.iter().map(|e| e.event_id).collect();
     assert_eq!(ids, vec![second.event_id, first.event_id]);
     assert_eq!(files_under(dir.path(), ".parquet"), 2, "the failed attempt's files were orphans, removed at open");
+}
+
+fn profile(visitor: &str, intent: u8, last_seen_ms: i64) -> VisitorProfile {
+    VisitorProfile { site_id: "s1".into(), visitor_id: visitor.into(), intent_score: intent, last_seen_ms, ..VisitorProfile::default() }
+}
+
+fn ranked(store: &ColumnarEvents) -> Vec<(String, u8)> {
+    let query = crm_store::VisitorQuery { site_id: "s1".into(), limit: 100, ..Default::default() };
+    store.profiles().list(&query).unwrap().items.into_iter().map(|p| (p.visitor_id, p.intent_score)).collect()
+}
+
+#[test]
+fn profiles_are_durable_with_their_commit_point_and_runs_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    for round in 0..12u8 {
+        let profiles = vec![profile("v0", round, T0 + i64::from(round)), profile(&format!("v{}", round + 1), 50, T0)];
+        store.append(&[event("s1", "v0", T0 + i64::from(round))], &[], &profiles, &positions(u64::from(round))).unwrap();
+        store.commit_point().unwrap();
+    }
+    let before = ranked(&store);
+    assert_eq!(before.len(), 13);
+    assert_eq!(before.last().unwrap(), &("v0".to_string(), 11), "lowest intent last, at its latest state");
+    let runs = walk(&dir.path().join("profiles")).len();
+    assert!(runs <= MAX_PROFILE_RUNS + 1, "runs fold into one full run: {runs} files");
+    drop(store);
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert_eq!(ranked(&store), before, "the same ranked list after reopen");
+
+    // A commit point that fails before its manifest edit takes the profile updates with it.
+    store.append(&[event("s1", "v0", T0 + 100)], &[], &[profile("v0", 99, T0 + 100)], &positions(20)).unwrap();
+    assert_eq!(store.profiles().get("s1", "v0").unwrap().intent_score, 99, "applied in memory at once");
+    assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
+    drop(store);
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert_eq!(store.profiles().get("s1", "v0").unwrap().intent_score, 11, "not durable without its events");
+    assert!(!covered(&store, 20));
 }
