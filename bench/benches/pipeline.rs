@@ -14,7 +14,9 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use crm_bench::{BeaconGen, USER_AGENTS};
 use crm_eventlog::{EmbeddedLog, EmbeddedLogConfig, EventLog, Record, Topic};
 use crm_schemas::{parse_event, CollectedEvent, Limits, Site, VisitorProfile, WireEvent};
-use crm_store::{EmbeddedStore, Store, WriteBatch};
+use crm_store::prelude::*;
+use crm_store::{EmbeddedStore, WriteBatch};
+use crm_store_embedded::ColumnarStore;
 use crm_stream_processor::{apply_event, Enricher, GeoLookup, IpStorage, SiteRules, UserAgentParser};
 
 const NOW: i64 = 1_795_478_400_000;
@@ -198,6 +200,40 @@ fn store_write(c: &mut Criterion) {
                 batch
             },
             |batch| runtime.block_on(store.write(batch.into())).expect("write"),
+            BatchSize::LargeInput,
+        )
+    });
+    // The same batches through the second design (issue 17): acknowledged into memory, with a
+    // commit point (Parquet parts, profile run, manifest fsync) every 50 batches, its cost
+    // spread over them as in a running processor.
+    let columnar_dir = tempfile::tempdir().expect("tempdir");
+    let columnar = runtime.block_on(async { ColumnarStore::open(columnar_dir.path()) }).expect("columnar store");
+    let mut offset = 0u64;
+    group.bench_function("write_batch_1000_events_columnar", |b| {
+        b.iter_batched(
+            || {
+                let mut generator = BeaconGen::new("bench", 2_000, rand_seed());
+                let fresh: Vec<String> = (0..bodies.len()).map(|_| generator.event(NOW).to_string()).collect();
+                let mut profiles: HashMap<String, VisitorProfile> = HashMap::new();
+                let mut batch = WriteBatch::default();
+                for (event, raw) in collected(&fresh) {
+                    let (mut stored, facts) = enricher.enrich(event, &raw);
+                    let profile = profiles.entry(stored.visitor_id.clone()).or_default();
+                    batch.sessions.extend(apply_event(profile, &mut stored, &site, &facts));
+                    batch.events.push(stored);
+                }
+                batch.sessions.extend(profiles.values().filter_map(|p| p.current_session.clone()));
+                batch.visitors = profiles.into_values().collect();
+                offset += 1;
+                batch.log_positions.insert("bench/events/0".into(), offset);
+                (batch, offset)
+            },
+            |(batch, offset)| {
+                runtime.block_on(columnar.write(batch.into())).expect("write");
+                if offset % 50 == 0 {
+                    runtime.block_on(columnar.commit_point()).expect("commit point");
+                }
+            },
             BatchSize::LargeInput,
         )
     });
