@@ -19,6 +19,8 @@ use crate::demo::AccountsArgs;
 use crm_service::{error_response, serve, wait_for_signal, Body, Health, MetricsRegistry, ServeOptions, Shutdown};
 use crm_store::{EmbeddedStore, Store};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use crm_store_embedded::store::Maintenance;
+use crm_store_embedded::ColumnarStore;
 use crm_stream_processor::{AiConfig, AlertDispatcher, DispatcherConfig, InsightWorker, Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -85,9 +87,26 @@ pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn S
     args.validate()?;
     let mut clickhouse = None;
     let store: Arc<dyn Store> = match args.store {
-        StoreKind::Embedded => Arc::new(
-            EmbeddedStore::open_with_cache(&data.data_dir, args.store_cache_mb.max(8) * 1024 * 1024).context("opening the embedded store")?,
-        ),
+        StoreKind::Embedded => {
+            if data.data_dir.join("columnar").join("MANIFEST.log").exists() {
+                anyhow::bail!("{} holds a columnar store: start with --store columnar", data.data_dir.display());
+            }
+            Arc::new(EmbeddedStore::open_with_cache(&data.data_dir, args.store_cache_mb.max(8) * 1024 * 1024).context("opening the embedded store")?)
+        }
+        StoreKind::Columnar => {
+            let store = ColumnarStore::open(&data.data_dir).context("opening the columnar store")?;
+            if store.records().holds_events().context("reading the redb store")? {
+                anyhow::bail!(
+                    "{} holds events written by the redb store; converting them to the columnar store is not built yet (issue 17): use a new --data-dir or --store embedded",
+                    data.data_dir.display()
+                );
+            }
+            let maintenance = Maintenance { retention_days: args.retention_days, ..Maintenance::default() };
+            // Runs as long as the process: whatever is buffered at exit is made durable by the
+            // processor's flush, or replayed from the log.
+            store.spawn_maintenance(maintenance, std::future::pending());
+            Arc::new(store)
+        }
         StoreKind::Clickhouse => {
             let config = ClickHouseConfig {
                 url: args.clickhouse_url.clone(),
@@ -473,7 +492,7 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
     let store = open_store(&args.data, &args.store).await?;
     store.ping().await?;
     match args.store.store {
-        StoreKind::Embedded => println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display()),
+        StoreKind::Embedded | StoreKind::Columnar => println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display()),
         StoreKind::Clickhouse => println!(
             "ClickHouse database {} at {} is migrated (migrations are recorded in schema_migrations)",
             args.store.clickhouse_database, args.store.clickhouse_url

@@ -211,6 +211,10 @@ pub enum CompressionArg {
 pub enum StoreKind {
     /// A redb database under the data dir.
     Embedded,
+    /// The embedded store's second design (issue 17, experimental): events and sessions in
+    /// Parquet parts, profiles in memory with checkpoints, records in redb. A new data dir only:
+    /// converting a redb store's events is not built yet.
+    Columnar,
     /// A ClickHouse server (`--clickhouse-url`).
     Clickhouse,
 }
@@ -290,7 +294,8 @@ pub struct StoreArgs {
     pub clickhouse_user: Option<String>,
     #[arg(long, env = "CRM_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     pub clickhouse_password: Option<String>,
-    /// Delete events, sessions and dead letters older than this many days (ClickHouse TTL).
+    /// Delete events and sessions older than this many days (ClickHouse TTL; whole day parts on
+    /// the columnar store).
     #[arg(long, env = "CRM_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
     /// Page cache of the embedded store in MiB.
@@ -312,7 +317,7 @@ impl StoreArgs {
             bail!("--retention-days must be at least 1");
         }
         if self.retention_days.is_some() && self.store == StoreKind::Embedded {
-            bail!("--retention-days needs --store clickhouse (the embedded store keeps everything)");
+            bail!("--retention-days needs --store clickhouse or columnar (the redb store keeps everything)");
         }
         Ok(())
     }

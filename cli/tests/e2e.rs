@@ -102,9 +102,20 @@ async fn beacons_become_an_enriched_scored_visitor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill_exactly_once() {
+    sigkill_mid_stream(&[]).await;
+}
+
+/// The same on the second store design, whose writes become durable at commit points after
+/// they are acknowledged: the log is committed only that far, so the replay fills the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkill_exactly_once_on_the_columnar_store() {
+    sigkill_mid_stream(&["--store", "columnar"]).await;
+}
+
+async fn sigkill_mid_stream(store: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = start(&data, &[]);
+    let mut server = start(&data, store);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -145,7 +156,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     assert!(acked.len() >= 2_000);
     eprintln!("acknowledged before SIGKILL: {} events", acked.len());
 
-    let server = start(&data, &[]);
+    let server = start(&data, store);
     let base = server.base.clone();
     let token = token(&client, &base).await;
     let mut acked_by_visitor: HashMap<String, HashSet<String>> = HashMap::new();
@@ -432,4 +443,43 @@ async fn a_full_log_budget_makes_the_service_not_ready() {
         let small = client.post(format!("{base}/v1/events")).body(json!({"v": 1, "type": "pageview", "site_id": "demo", "url": "https://x.example/"}).to_string()).send().await.unwrap();
         assert!(matches!(small.status().as_u16(), 202 | 503), "{}", small.status());
     }
+}
+
+/// A data directory belongs to one store design: the columnar store refuses a directory whose
+/// redb store holds events (they would vanish from every read), and the redb store refuses a
+/// directory holding a columnar store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_of_one_store_design_refuses_the_other() {
+    let migrate = |dir: &Path, store: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_crm"))
+            .args(["migrate", "--store", store, "--data-dir"])
+            .arg(dir)
+            .env("CRM_ADMIN_PASSWORD", common::PASSWORD)
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let redb_dir = dir.path().join("redb");
+    let server = start(&redb_dir, &[]);
+    let client = reqwest::Client::new();
+    let event = json!({"events": [{"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": "v-guard", "url": "https://x.example/"}]});
+    let response = client.post(format!("{}/v1/events", server.base)).header("user-agent", CHROME).body(event.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let token = token(&client, &server.base).await;
+    let base = server.base.clone();
+    eventually("the event to be stored", || async {
+        let (_, page) = get(&client, format!("{base}/api/v1/visitors/v-guard/events?site_id=demo"), &token).await;
+        (page["data"].as_array().is_some_and(|a| !a.is_empty())).then_some(())
+    })
+    .await;
+    drop(server);
+    let (ok, stderr) = migrate(&redb_dir, "columnar");
+    assert!(!ok && stderr.contains("holds events written by the redb store"), "{stderr}");
+
+    let columnar_dir = dir.path().join("columnar");
+    let (ok, stderr) = migrate(&columnar_dir, "columnar");
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = migrate(&columnar_dir, "embedded");
+    assert!(!ok && stderr.contains("holds a columnar store"), "{stderr}");
 }

@@ -343,7 +343,13 @@ impl Processor {
                 }
             }
         }
-        // Whatever the store made durable meanwhile; the rest is delivered again after restart.
+        // Make the store durable to the end, then commit whatever it reports; anything left is
+        // delivered again after restart.
+        if !self.uncommitted.is_empty() {
+            if let Err(err) = self.store.flush().await {
+                tracing::warn!(error = %err, "store flush at stop failed; the last batches will be replayed");
+            }
+        }
         if let Err(err) = self.commit_durable(consumer.as_mut()).await {
             tracing::warn!(error = %err, "final log commit failed; the last batches will be replayed");
         }

@@ -83,6 +83,11 @@ impl ColumnarStore {
         &self.columnar
     }
 
+    /// The redb store holding the records.
+    pub fn records(&self) -> &EmbeddedStore {
+        &self.records
+    }
+
     /// Runs commit points, compaction and retention until `shutdown` resolves, then makes
     /// everything buffered durable one last time. Failures are logged and retried on the next
     /// tick: a commit point that fails leaves its rows buffered and the log uncommitted.
@@ -161,6 +166,10 @@ impl PipelineStore for ColumnarStore {
 
     fn durable_positions(&self) -> Durable {
         self.columnar.durable_positions()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.commit_point().await
     }
 }
 

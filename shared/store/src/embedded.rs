@@ -125,6 +125,15 @@ impl EmbeddedStore {
         Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
     }
 
+    /// Whether any event is stored here (a data directory the columnar store must not take over
+    /// without converting it).
+    pub fn holds_events(&self) -> Result<bool> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(EVENTS).map_err(db_err)?;
+        let first = table.first().map_err(db_err)?;
+        Ok(first.is_some())
+    }
+
     /// Opens or creates `<dir>/store.redb` (and the event body segments beside it) and makes
     /// sure every table exists.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore> {

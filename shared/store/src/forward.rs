@@ -44,6 +44,9 @@ macro_rules! forward_roles {
                 fn durable_positions(&self) -> Durable {
                     self.$field.durable_positions()
                 }
+                async fn flush(&self) -> Result<()> {
+                    self.$field.flush().await
+                }
             }
         };
     };

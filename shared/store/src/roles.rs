@@ -55,6 +55,12 @@ pub trait PipelineStore: Send + Sync + 'static {
     fn durable_positions(&self) -> Durable {
         Durable::All
     }
+
+    /// Makes every acknowledged write durable now (the processor calls it when it stops, so a
+    /// clean shutdown commits the log to the end). A store durable on return has nothing to do.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Stored events, sessions and dead letters, and the analytics computed over them.
@@ -355,5 +361,9 @@ impl<T: PipelineStore + ?Sized> PipelineStore for Arc<T> {
 
     fn durable_positions(&self) -> Durable {
         (**self).durable_positions()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        (**self).flush().await
     }
 }
