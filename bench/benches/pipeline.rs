@@ -172,6 +172,24 @@ fn log_append(c: &mut Criterion) {
     runtime.block_on(log.shutdown()).expect("shutdown");
 }
 
+/// What the processor writes for `n` fresh events (new ids every batch, as live traffic has):
+/// the enriched events, their sessions and the visitors' profiles.
+fn processor_batch(enricher: &mut Enricher, site: &SiteRules, n: usize) -> WriteBatch {
+    let mut generator = BeaconGen::new("bench", 2_000, rand_seed());
+    let fresh: Vec<String> = (0..n).map(|_| generator.event(NOW).to_string()).collect();
+    let mut profiles: HashMap<String, VisitorProfile> = HashMap::new();
+    let mut batch = WriteBatch::default();
+    for (event, raw) in collected(&fresh) {
+        let (mut stored, facts) = enricher.enrich(event, &raw);
+        let profile = profiles.entry(stored.visitor_id.clone()).or_default();
+        batch.sessions.extend(apply_event(profile, &mut stored, site, &facts));
+        batch.events.push(stored);
+    }
+    batch.sessions.extend(profiles.values().filter_map(|p| p.current_session.clone()));
+    batch.visitors = profiles.into_values().collect();
+    batch
+}
+
 fn store_write(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -183,22 +201,7 @@ fn store_write(c: &mut Criterion) {
     group.throughput(Throughput::Elements(bodies.len() as u64));
     group.bench_function("write_batch_1000_events", |b| {
         b.iter_batched(
-            || {
-                // Fresh event ids every batch, as live traffic has.
-                let mut generator = BeaconGen::new("bench", 2_000, rand_seed());
-                let fresh: Vec<String> = (0..bodies.len()).map(|_| generator.event(NOW).to_string()).collect();
-                let mut profiles: HashMap<String, VisitorProfile> = HashMap::new();
-                let mut batch = WriteBatch::default();
-                for (event, raw) in collected(&fresh) {
-                    let (mut stored, facts) = enricher.enrich(event, &raw);
-                    let profile = profiles.entry(stored.visitor_id.clone()).or_default();
-                    batch.sessions.extend(apply_event(profile, &mut stored, &site, &facts));
-                    batch.events.push(stored);
-                }
-                batch.sessions.extend(profiles.values().filter_map(|p| p.current_session.clone()));
-                batch.visitors = profiles.into_values().collect();
-                batch
-            },
+            || processor_batch(&mut enricher, &site, bodies.len()),
             |batch| runtime.block_on(store.write(batch.into())).expect("write"),
             BatchSize::LargeInput,
         )
@@ -212,18 +215,7 @@ fn store_write(c: &mut Criterion) {
     group.bench_function("write_batch_1000_events_columnar", |b| {
         b.iter_batched(
             || {
-                let mut generator = BeaconGen::new("bench", 2_000, rand_seed());
-                let fresh: Vec<String> = (0..bodies.len()).map(|_| generator.event(NOW).to_string()).collect();
-                let mut profiles: HashMap<String, VisitorProfile> = HashMap::new();
-                let mut batch = WriteBatch::default();
-                for (event, raw) in collected(&fresh) {
-                    let (mut stored, facts) = enricher.enrich(event, &raw);
-                    let profile = profiles.entry(stored.visitor_id.clone()).or_default();
-                    batch.sessions.extend(apply_event(profile, &mut stored, &site, &facts));
-                    batch.events.push(stored);
-                }
-                batch.sessions.extend(profiles.values().filter_map(|p| p.current_session.clone()));
-                batch.visitors = profiles.into_values().collect();
+                let mut batch = processor_batch(&mut enricher, &site, bodies.len());
                 offset += 1;
                 batch.log_positions.insert("bench/events/0".into(), offset);
                 (batch, offset)

@@ -18,20 +18,27 @@ pub fn position_key(source: &str, record: &Delivered) -> String {
 
 /// The highest offset per topic partition of `delivered`, keyed by [`position_key`].
 pub fn log_positions(delivered: &[Delivered], source: &str) -> BTreeMap<String, u64> {
+    // Records of one partition come in runs: a key is formatted once per run, and the run's
+    // highest offset is folded in when the run ends (no allocation per record).
     let mut positions: BTreeMap<String, u64> = BTreeMap::new();
-    let mut last: Option<(crm_eventlog::Topic, u32, String)> = None;
+    let mut run: Option<(&Delivered, u64)> = None;
+    let close = |first: &Delivered, highest: u64, positions: &mut BTreeMap<String, u64>| {
+        let entry = positions.entry(position_key(source, first)).or_insert(highest);
+        *entry = (*entry).max(highest);
+    };
     for record in delivered {
-        // Records of one partition come in runs: reuse the key instead of formatting per record.
-        let key = match &last {
-            Some((topic, partition, key)) if *topic == record.topic && *partition == record.partition => key.clone(),
+        match &mut run {
+            Some((first, highest)) if first.topic == record.topic && first.partition == record.partition => *highest = (*highest).max(record.offset),
             _ => {
-                let key = position_key(source, record);
-                last = Some((record.topic, record.partition, key.clone()));
-                key
+                if let Some((first, highest)) = run.take() {
+                    close(first, highest, &mut positions);
+                }
+                run = Some((record, record.offset));
             }
-        };
-        let entry = positions.entry(key).or_insert(record.offset);
-        *entry = (*entry).max(record.offset);
+        }
+    }
+    if let Some((first, highest)) = run {
+        close(first, highest, &mut positions);
     }
     positions
 }

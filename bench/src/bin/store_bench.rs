@@ -14,6 +14,7 @@ use crm_bench::{BeaconGen, Latency};
 use crm_schemas::{CollectedEvent, Limits, Site, WireEvent};
 use crm_store::{EmbeddedStore, Store, WriteBatch};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
+use crm_store_embedded::ColumnarStore;
 use crm_stream_processor::{apply_event, Enricher, GeoLookup, IpStorage, SiteRules};
 use serde::Serialize;
 
@@ -52,7 +53,7 @@ struct Report {
     events: usize,
     seconds: f64,
     rows_per_sec: f64,
-    overview: Option<Latency>,
+    overview: Latency,
     timeline: Latency,
 }
 
@@ -88,13 +89,15 @@ fn batch(generator: &mut BeaconGen, enricher: &mut Enricher, rules: &SiteRules, 
     out
 }
 
-async fn run(name: &'static str, store: Arc<dyn Store>, args: &Args) -> Result<Report> {
+/// Writes and queries one store. With `columnar`, the batches carry log positions (so writes are
+/// acknowledged into memory, as from the processor) and a commit point runs every
+/// `--commit-every` events and at the end, inside the write time.
+async fn run(name: &'static str, store: Arc<dyn Store>, columnar: Option<&ColumnarStore>, args: &Args) -> Result<Report> {
     store.put_site(&Site::new("bench", "Bench", 0)).await?;
     let rules = SiteRules::new(&Site::new("bench", "Bench", 0));
     let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
     let mut generator = BeaconGen::new("bench", 200_000, 3);
-    let mut written = 0;
-    let mut write_seconds = 0.0;
+    let (mut written, mut since_commit, mut write_seconds) = (0, 0, 0.0);
     let mut visitors = Vec::new();
     while written < args.events {
         let count = args.batch.min(args.events - written);
@@ -103,8 +106,18 @@ async fn run(name: &'static str, store: Arc<dyn Store>, args: &Args) -> Result<R
             prepared.sessions.clear();
         }
         sample_visitors(&prepared, args.events / args.timelines.max(1), &mut visitors);
+        if columnar.is_some() {
+            prepared.log_positions.insert("bench/events/0".into(), (written + count) as u64);
+        }
         let started = Instant::now();
         store.write(prepared.into()).await?;
+        if let Some(columnar) = columnar {
+            since_commit += count;
+            if since_commit >= args.commit_every || written + count == args.events {
+                columnar.commit_point().await?;
+                since_commit = 0;
+            }
+        }
         write_seconds += started.elapsed().as_secs_f64();
         written += count;
     }
@@ -127,53 +140,9 @@ async fn run(name: &'static str, store: Arc<dyn Store>, args: &Args) -> Result<R
         events: written,
         seconds: write_seconds,
         rows_per_sec: written as f64 / write_seconds,
-        overview: Some(Latency::from_histogram(&histogram)),
+        overview: Latency::from_histogram(&histogram),
         timeline: Latency::from_histogram(&timeline),
     })
-}
-
-/// The same events through the columnar event store: append per batch, a commit point every
-/// `--commit-every` events and at the end (its time is part of the write time).
-async fn run_columnar(dir: &std::path::Path, args: &Args) -> Result<Report> {
-    let store = crm_store_embedded::events::ColumnarEvents::open(dir)?;
-    let rules = SiteRules::new(&Site::new("bench", "Bench", 0));
-    let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
-    let mut generator = BeaconGen::new("bench", 200_000, 3);
-    let (mut written, mut since_commit, mut write_seconds) = (0, 0, 0.0);
-    let mut visitors = Vec::new();
-    while written < args.events {
-        let count = args.batch.min(args.events - written);
-        let mut prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
-        if args.events_only {
-            prepared.sessions.clear();
-        }
-        sample_visitors(&prepared, args.events / args.timelines.max(1), &mut visitors);
-        let positions = std::collections::BTreeMap::from([("bench/events/0".to_string(), written as u64 + count as u64)]);
-        let started = Instant::now();
-        store.append(&prepared.events, &prepared.sessions, &prepared.visitors, &positions)?;
-        since_commit += count;
-        if since_commit >= args.commit_every || written + count == args.events {
-            store.commit_point()?;
-            since_commit = 0;
-        }
-        write_seconds += started.elapsed().as_secs_f64();
-        written += count;
-    }
-    let mut overview = new_histogram()?;
-    for _ in 0..args.queries.max(1) {
-        let started = Instant::now();
-        let result = store.overview("bench", START, START + 31 * DAY, 10).await?;
-        overview.saturating_record(started.elapsed().as_micros().max(1) as u64);
-        assert!(result.pageviews > 0);
-    }
-    let mut timeline = new_histogram()?;
-    for visitor in &visitors {
-        let started = Instant::now();
-        let page = store.visitor_events("bench", visitor, 50, None)?;
-        timeline.saturating_record(started.elapsed().as_micros().max(1) as u64);
-        assert!(!page.items.is_empty());
-    }
-    Ok(Report { store: "columnar", events: written, seconds: write_seconds, rows_per_sec: written as f64 / write_seconds, overview: Some(Latency::from_histogram(&overview)), timeline: Latency::from_histogram(&timeline) })
 }
 
 #[tokio::main]
@@ -181,15 +150,16 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(dir) = &args.embedded_dir {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir)?);
-        println!("{}", serde_json::to_string(&run("embedded", store, &args).await?)?);
+        println!("{}", serde_json::to_string(&run("embedded", store, None, &args).await?)?);
     }
     if let Some(dir) = &args.columnar_dir {
-        println!("{}", serde_json::to_string(&run_columnar(dir, &args).await?)?);
+        let columnar = ColumnarStore::open(dir)?;
+        println!("{}", serde_json::to_string(&run("columnar", Arc::new(columnar.clone()), Some(&columnar), &args).await?)?);
     }
     if let Some(url) = &args.clickhouse_url {
         let database = format!("bench_{}", uuid::Uuid::new_v4().simple());
         let store: Arc<dyn Store> = Arc::new(ClickHouseStore::connect(&ClickHouseConfig::new(url, database)).await?);
-        println!("{}", serde_json::to_string(&run("clickhouse", store, &args).await?)?);
+        println!("{}", serde_json::to_string(&run("clickhouse", store, None, &args).await?)?);
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use crm_schemas::{Session, StoredEvent};
 use crm_store::{Count, FormStats, FormStatsBuilder, Overview, SeriesPoint, StoreError};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, DataType, Int64Type, UInt64Type};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 /// What one query reads: the files and the in-memory rows of one site.
@@ -78,25 +78,24 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, St
     ctx.sql(sql).await.map_err(df_err)?.collect().await.map_err(df_err)
 }
 
-/// Column `index` of every row, as u64 (counts and sums come back as Int64 or UInt64).
-fn u64s(batches: &[RecordBatch], index: usize) -> Result<Vec<u64>, StoreError> {
+/// Column `index` of every row cast to `T` (counts and sums come back as Int64 or UInt64; a
+/// null reads as 0).
+fn primitives<T: ArrowPrimitiveType>(batches: &[RecordBatch], index: usize) -> Result<Vec<T::Native>, StoreError> {
     let mut out = Vec::new();
     for batch in batches {
-        let column = cast(batch.column(index), &DataType::UInt64).map_err(df_err)?;
-        let values = column.as_primitive::<UInt64Type>();
-        out.extend((0..values.len()).map(|i| if values.is_null(i) { 0 } else { values.value(i) }));
+        let column = cast(batch.column(index), &T::DATA_TYPE).map_err(df_err)?;
+        let values = column.as_primitive::<T>();
+        out.extend((0..values.len()).map(|i| if values.is_null(i) { T::Native::default() } else { values.value(i) }));
     }
     Ok(out)
 }
 
+fn u64s(batches: &[RecordBatch], index: usize) -> Result<Vec<u64>, StoreError> {
+    primitives::<UInt64Type>(batches, index)
+}
+
 fn i64s(batches: &[RecordBatch], index: usize) -> Result<Vec<i64>, StoreError> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let column = cast(batch.column(index), &DataType::Int64).map_err(df_err)?;
-        let values = column.as_primitive::<Int64Type>();
-        out.extend((0..values.len()).map(|i| if values.is_null(i) { 0 } else { values.value(i) }));
-    }
-    Ok(out)
+    primitives::<Int64Type>(batches, index)
 }
 
 fn strings(batches: &[RecordBatch], index: usize) -> Result<Vec<String>, StoreError> {
