@@ -69,6 +69,14 @@ CRM_TEST_KAFKA_BROKERS="$(scripts/kafka.sh start "$kafka_dir")"
 export CRM_TEST_KAFKA_BROKERS
 echo "Kafka (tansu) at $CRM_TEST_KAFKA_BROKERS"
 
+# Incremental compilation caches pay off only on a second build in the same tree; a fresh clone
+# (CI) builds once, so it would write gigabytes of cache for nothing. A developer can set it back.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+avail_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${avail_kib:-0}" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: $((avail_kib / 1024)) MiB free here; a fresh build and test run needs about 8 GiB" >&2
+fi
+
 log "checking the widgets: syntax, size budgets, committed builds up to date"
 node --check widgets/tracking.js
 node --check widgets/forms-embed.js
