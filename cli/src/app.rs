@@ -94,13 +94,8 @@ pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn S
             Arc::new(EmbeddedStore::open_with_cache(&data.data_dir, args.store_cache_mb.max(8) * 1024 * 1024).context("opening the embedded store")?)
         }
         StoreKind::Columnar => {
+            // A data directory the redb store wrote is converted here, once (one way).
             let store = ColumnarStore::open(&data.data_dir).context("opening the columnar store")?;
-            if store.records().holds_events().context("reading the redb store")? {
-                anyhow::bail!(
-                    "{} holds events written by the redb store; converting them to the columnar store is not built yet (issue 17): use a new --data-dir or --store embedded",
-                    data.data_dir.display()
-                );
-            }
             let maintenance = Maintenance { retention_days: args.retention_days, ..Maintenance::default() };
             // Runs as long as the process: whatever is buffered at exit is made durable by the
             // processor's flush, or replayed from the log.

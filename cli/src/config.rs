@@ -212,8 +212,8 @@ pub enum StoreKind {
     /// A redb database under the data dir.
     Embedded,
     /// The embedded store's second design (issue 17, experimental): events and sessions in
-    /// Parquet parts, profiles in memory with checkpoints, records in redb. A new data dir only:
-    /// converting a redb store's events is not built yet.
+    /// Parquet parts, profiles in memory with checkpoints, records in redb. A data dir written by
+    /// `embedded` is converted at the first start (one way: `embedded` then refuses it).
     Columnar,
     /// A ClickHouse server (`--clickhouse-url`).
     Clickhouse,

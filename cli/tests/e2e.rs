@@ -445,11 +445,11 @@ async fn a_full_log_budget_makes_the_service_not_ready() {
     }
 }
 
-/// A data directory belongs to one store design: the columnar store refuses a directory whose
-/// redb store holds events (they would vanish from every read), and the redb store refuses a
-/// directory holding a columnar store.
+/// Upgrading a data directory: the columnar store converts what the redb store wrote (the
+/// event is served afterwards), and from then on the redb store refuses the directory, whose
+/// events now live in columnar parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_data_dir_of_one_store_design_refuses_the_other() {
+async fn a_redb_data_dir_converts_to_columnar_and_the_redb_design_then_refuses_it() {
     let migrate = |dir: &Path, store: &str| {
         let output = Command::new(env!("CARGO_BIN_EXE_crm"))
             .args(["migrate", "--store", store, "--data-dir"])
@@ -475,7 +475,14 @@ async fn a_data_dir_of_one_store_design_refuses_the_other() {
     .await;
     drop(server);
     let (ok, stderr) = migrate(&redb_dir, "columnar");
-    assert!(!ok && stderr.contains("holds events written by the redb store"), "{stderr}");
+    assert!(ok, "converting: {stderr}");
+    let (ok, stderr) = migrate(&redb_dir, "embedded");
+    assert!(!ok && stderr.contains("holds a columnar store"), "{stderr}");
+    let server = start(&redb_dir, &["--store", "columnar"]);
+    let token = common::token(&client, &server.base).await;
+    let (_, page) = get(&client, format!("{}/api/v1/visitors/v-guard/events?site_id=demo", server.base), &token).await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1), "the converted event is served: {page}");
+    drop(server);
 
     let columnar_dir = dir.path().join("columnar");
     let (ok, stderr) = migrate(&columnar_dir, "columnar");

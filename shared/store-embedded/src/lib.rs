@@ -9,12 +9,15 @@
 //! * [`session_part`]: session parts, versioned rows deduplicated at query time;
 //! * [`query`]: the analytics (overview, timeseries, form funnels, scans) with DataFusion over
 //!   part files plus the rows still in memory;
+//! * [`convert`]: the one-time move of a redb store's events, sessions and profiles into this
+//!   layout when it opens a data directory the previous design wrote;
 //! * [`events`]: the write path, commit point and timelines tying these together;
 //! * [`profiles`]: visitor profiles and ranked lists in memory, made durable as profile runs in
 //!   the same commit points as the events;
 //! * [`sidecar`]: each event part's `.idx` file (the sorted event ids and two bloom filters), which
 //!   answers "is this event id stored?" without opening the part.
 
+pub mod convert;
 pub mod events;
 pub mod manifest;
 pub mod part;

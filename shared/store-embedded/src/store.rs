@@ -51,6 +51,10 @@ impl Default for Maintenance {
     }
 }
 
+/// redb's page cache for the records half (the redb store alone defaults to 256 MiB, most of it
+/// for events and profiles, which live in parts and memory here).
+const RECORDS_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -63,10 +67,19 @@ pub struct ColumnarStore {
 
 impl ColumnarStore {
     /// Opens `<data_dir>/store.redb` (which also takes the data directory's lock) and
-    /// `<data_dir>/columnar/`.
+    /// `<data_dir>/columnar/`. A data directory the redb store wrote is converted first: its
+    /// events, sessions and profiles move into columnar parts ([`crate::convert`]).
     pub fn open(data_dir: &Path) -> Result<ColumnarStore> {
-        let records = Arc::new(EmbeddedStore::open(data_dir)?);
+        Self::open_converting(data_dir, crate::convert::CHUNK, |_| Ok(()))
+    }
+
+    /// [`ColumnarStore::open`] with the conversion's chunk size and a hook run after each
+    /// durable chunk (tests interrupt the conversion there).
+    pub(crate) fn open_converting(data_dir: &Path, chunk: usize, after_chunk: impl FnMut(usize) -> Result<()>) -> Result<ColumnarStore> {
+        // The records are low-volume point reads: a small page cache is enough.
+        let records = Arc::new(EmbeddedStore::open_with_cache(data_dir, RECORDS_CACHE_BYTES)?);
         let columnar = Arc::new(ColumnarEvents::open(&data_dir.join("columnar"))?);
+        crate::convert::convert(&records, &columnar, chunk, after_chunk)?;
         Ok(ColumnarStore { columnar, records })
     }
 

@@ -37,6 +37,7 @@ mod alerts;
 mod auth;
 mod bodies;
 mod business;
+mod export;
 mod insights;
 mod leads;
 mod timeline;
@@ -44,6 +45,8 @@ mod migrate;
 mod records;
 mod profiles;
 mod write;
+
+pub use export::{PipelineChunk, PipelineCounts};
 
 pub(super) type EventKey<'a> = (&'a str, i64, u128);
 const EVENTS: TableDefinition<EventKey, bodies::BodyRef> = TableDefinition::new("event_index");

@@ -89,6 +89,12 @@ fn record_end(txn: &WriteTransaction, segment: u32, len: u64) -> Result<()> {
     Ok(())
 }
 
+/// Drops the recorded end (the store holds no bodies any more, [`Appender::reset`]).
+pub(super) fn forget_end(txn: &WriteTransaction) -> Result<()> {
+    txn.open_table(META).map_err(db_err)?.remove(END_KEY).map_err(db_err)?;
+    Ok(())
+}
+
 /// The single appender (the store's writes are serialised by redb's write lock and this one).
 pub(super) struct Appender {
     dir: PathBuf,
@@ -127,6 +133,16 @@ impl Appender {
         }
         File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("syncing the directory", e))?;
         Ok(Appender { dir: dir.to_owned(), segment_bytes, segment, file, len, pending: Vec::new() })
+    }
+
+    /// Removes every segment and starts again at an empty segment 0, after the transaction
+    /// that dropped the index and the recorded end ([`forget_end`]) has committed.
+    pub(super) fn reset(&mut self) -> Result<()> {
+        for segment in segments(&self.dir)? {
+            std::fs::remove_file(segment_path(&self.dir, segment)).map_err(|e| io_err("removing a segment", e))?;
+        }
+        *self = Appender::open(&self.dir, (0, 0), self.segment_bytes)?;
+        Ok(())
     }
 
     /// Starts a batch: a new segment first when the current one is full.
