@@ -9,7 +9,8 @@
 //! events already converted are skipped by id (the columnar store's dedupe), a session is
 //! written again as a newer version of the same state, a profile is overwritten with itself.
 //! Only when every row is durable in parts, and the counts agree, does one redb transaction
-//! drop the pipeline tables and the event body segments.
+//! drop the pipeline tables and the event body segments; the redb file is then compacted, so
+//! the disk space comes back.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -35,7 +36,7 @@ pub struct Converted {
 /// Converts what `records` holds into `columnar`, calling `after_chunk` with the number of
 /// chunks done after each one is durable (tests interrupt there). `None` when there was nothing
 /// to convert.
-pub(crate) fn convert(records: &EmbeddedStore, columnar: &ColumnarEvents, chunk: usize, mut after_chunk: impl FnMut(usize) -> Result<()>) -> Result<Option<Converted>> {
+pub(crate) fn convert(records: &mut EmbeddedStore, columnar: &ColumnarEvents, chunk: usize, mut after_chunk: impl FnMut(usize) -> Result<()>) -> Result<Option<Converted>> {
     let held = records.pipeline_counts()?;
     if held.is_empty() {
         return Ok(None);
@@ -72,12 +73,14 @@ pub(crate) fn convert(records: &EmbeddedStore, columnar: &ColumnarEvents, chunk:
         return Err(StoreError::Corrupt(format!("conversion moved {converted:?} but the redb store handed out {exported:?}; the redb tables are kept")));
     }
     records.clear_pipeline()?;
+    let compacted = records.compact()?;
     tracing::info!(
         events = converted.events,
         already_converted = converted.events_already_converted,
         sessions = converted.sessions,
         visitors = converted.visitors,
         elapsed_ms = started.elapsed().as_millis() as u64,
+        compacted,
         "converted the redb store to columnar parts"
     );
     Ok(Some(converted))
@@ -183,8 +186,11 @@ mod tests {
         let (before, visitors, ids) = written_by_redb(dir.path()).await;
         assert!(!ids.is_empty());
 
+        let redb_bytes = || std::fs::metadata(dir.path().join("store.redb")).unwrap().len();
+        let before_bytes = redb_bytes();
         let store = ColumnarStore::open(dir.path()).unwrap();
         assert!(store.records().pipeline_counts().unwrap().is_empty(), "the redb pipeline tables are emptied");
+        assert!(redb_bytes() < before_bytes / 2, "the redb file is compacted: {before_bytes} → {} bytes", redb_bytes());
         let after = reads(&store, &SITES, &visitors).await;
         let others = reads(&store, &SITES[1..], &visitors).await;
         assert_eq!(before.len(), after.len());

@@ -77,10 +77,10 @@ impl ColumnarStore {
     /// durable chunk (tests interrupt the conversion there).
     pub(crate) fn open_converting(data_dir: &Path, chunk: usize, after_chunk: impl FnMut(usize) -> Result<()>) -> Result<ColumnarStore> {
         // The records are low-volume point reads: a small page cache is enough.
-        let records = Arc::new(EmbeddedStore::open_with_cache(data_dir, RECORDS_CACHE_BYTES)?);
+        let mut records = EmbeddedStore::open_with_cache(data_dir, RECORDS_CACHE_BYTES)?;
         let columnar = Arc::new(ColumnarEvents::open(&data_dir.join("columnar"))?);
-        crate::convert::convert(&records, &columnar, chunk, after_chunk)?;
-        Ok(ColumnarStore { columnar, records })
+        crate::convert::convert(&mut records, &columnar, chunk, after_chunk)?;
+        Ok(ColumnarStore { columnar, records: Arc::new(records) })
     }
 
     /// Makes every acknowledged event and session durable now (a timer and shutdown call it).

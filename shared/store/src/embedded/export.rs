@@ -3,6 +3,8 @@
 //! to the columnar store (crm-store-embedded `convert.rs`). The CRM records, configuration and
 //! dead letters are not touched: they stay in this database.
 
+use std::sync::Arc;
+
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{bodies, db_err, decode, profiles, EmbeddedStore, EVENTS, EVENT_IDS, SESSIONS, VISITORS, VISITOR_EVENTS, VISITOR_RANK, VISITOR_SITES};
@@ -92,6 +94,15 @@ impl EmbeddedStore {
         bodies::forget_end(&txn)?;
         txn.commit().map_err(db_err)?;
         appender.reset()
+    }
+
+    /// Gives the pages of dropped tables back to the file system (redb keeps a file's size
+    /// otherwise). Needs the only handle on the database: returns `Ok(false)` when a clone of
+    /// this store is alive, and does nothing.
+    pub fn compact(&mut self) -> Result<bool> {
+        let Some(db) = Arc::get_mut(&mut self.db) else { return Ok(false) };
+        while db.compact().map_err(|e| StoreError::Io(format!("compacting the redb file: {e}")))? {}
+        Ok(true)
     }
 }
 
