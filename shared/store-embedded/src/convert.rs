@@ -216,7 +216,7 @@ mod tests {
     async fn an_interrupted_conversion_resumes_without_duplicates() {
         let dir = tempfile::tempdir().unwrap();
         let (before, visitors, _) = written_by_redb(dir.path()).await;
-        let failed = ColumnarStore::open_converting(dir.path(), 200, |chunk| if chunk == 3 { Err(crm_store::StoreError::Io("interrupted".into())) } else { Ok(()) });
+        let failed = ColumnarStore::open_converting(dir.path(), crate::profiles::DEFAULT_BUDGET_BYTES, 200, |chunk| if chunk == 3 { Err(crm_store::StoreError::Io("interrupted".into())) } else { Ok(()) });
         assert!(failed.is_err());
         {
             // Three chunks of events are durable in parts, and redb still holds everything.

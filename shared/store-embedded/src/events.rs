@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use crate::manifest::{Edit, Manifest, PartMeta, Stream};
 use crate::part::{self, visitor_hash};
-use crate::profiles::{self, Profiles};
+use crate::profiles::run::{self, Run};
+use crate::profiles::{Found, Profiles};
 use crate::query::{self, Snapshot};
 use crate::session_part;
 use crate::sidecar::{self, Sidecar};
@@ -121,7 +122,7 @@ pub struct ColumnarEvents {
     profiles: std::sync::RwLock<Profiles>,
 }
 
-/// Profile runs that trigger a full run replacing them.
+/// Profile runs that trigger a fold of them all into one.
 const MAX_PROFILE_RUNS: usize = 8;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,17 +131,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ColumnarEvents {
-    /// Opens the columnar root, removing files no manifest edit names.
+    /// Opens the columnar root, removing files no manifest edit names, with the default
+    /// memory budget for hot profiles.
     pub fn open(root: &Path) -> Result<ColumnarEvents> {
+        Self::open_with_budget(root, crate::profiles::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// [`ColumnarEvents::open`] keeping at most about `profile_budget` bytes of profiles hot
+    /// after each commit point (see the profiles module).
+    pub fn open_with_budget(root: &Path, profile_budget: usize) -> Result<ColumnarEvents> {
         let manifest = Manifest::open(root)?;
         let removed = manifest.remove_orphans()?;
         if removed > 0 {
             tracing::info!(removed, "removed part files of an unfinished commit point");
         }
         let mut parts = Vec::new();
-        let mut profiles = Profiles::default();
+        let mut profiles = Profiles::new(profile_budget);
         for meta in manifest.state().parts.values().filter(|p| p.stream == Stream::Profiles) {
-            profiles::read_run(&root.join(meta.relative_path()), &mut profiles)?;
+            run::load(&Arc::new(Run::new(meta.id, root.join(meta.relative_path()), meta.rows)), &mut profiles)?;
         }
         for meta in manifest.state().parts.values().filter(|p| matches!(p.stream, Stream::Events | Stream::Sessions)) {
             let path = root.join(meta.relative_path());
@@ -289,7 +297,12 @@ impl ColumnarEvents {
             return Err(ColumnarError::Io { path: self.root.display().to_string(), message: "injected failure after the manifest edit".into() });
         }
         let mut live = Vec::with_capacity(added.len());
-        for (meta, path) in added.into_iter().filter(|(meta, _)| meta.stream != Stream::Profiles) {
+        let mut profile_run = None;
+        for (meta, path) in added {
+            if meta.stream == Stream::Profiles {
+                profile_run = Some(Arc::new(Run::new(meta.id, path, meta.rows)));
+                continue;
+            }
             let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
             live.push(Arc::new(LivePart::new(meta, path, sidecar)));
         }
@@ -307,34 +320,91 @@ impl ColumnarEvents {
                 *entry = (*entry).max(offset);
             }
         }
+        {
+            let mut profiles = self.profiles.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(run) = profile_run {
+                profiles.settle(run, &frozen.profiles);
+            }
+            let evicted = profiles.evict();
+            if evicted > 0 {
+                tracing::debug!(evicted, hot_bytes = profiles.hot_bytes(), "evicted cold profiles");
+            }
+        }
         self.fold_profile_runs(&mut manifest)
     }
 
-    /// Replaces the profile runs with one full run once there are more than
-    /// [`MAX_PROFILE_RUNS`]. The full run may include states newer than the last commit point;
-    /// that is safe: the processor skips re-applying an event whose offset a profile records.
+    /// Folds the profile runs into one once there are more than [`MAX_PROFILE_RUNS`]: the rows
+    /// that are still some profile's home are copied (no JSON decoded) and the homes move as
+    /// each chunk is written; then one manifest edit swaps the runs. If that edit fails, the
+    /// merged run stays in use: it is complete and fsynced, and the folded runs, still named
+    /// by the manifest, hold the same states for a reopen.
     fn fold_profile_runs(&self, manifest: &mut Manifest) -> Result<()> {
-        let runs: Vec<u64> = manifest.state().parts.values().filter(|p| p.stream == Stream::Profiles).map(|p| p.id).collect();
-        if runs.len() <= MAX_PROFILE_RUNS {
-            return Ok(());
-        }
-        let all = self.profiles.read().unwrap_or_else(|p| p.into_inner()).all();
-        let meta = PartMeta { id: manifest.allocate_id(), stream: Stream::Profiles, site_id: String::new(), day: 0, level: 1, rows: all.len() as u64, bytes: 0, min_ts: 0, max_ts: 0 };
+        let (runs, live) = {
+            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+            if profiles.runs().len() <= MAX_PROFILE_RUNS {
+                return Ok(());
+            }
+            (profiles.runs(), profiles.live_rows())
+        };
+        let meta = PartMeta { id: manifest.allocate_id(), stream: Stream::Profiles, site_id: String::new(), day: 0, level: 1, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
         let path = self.root.join(meta.relative_path());
-        let bytes = profiles::write_run(&path, &all)?;
-        manifest.commit(Edit { add: vec![PartMeta { bytes, ..meta }], remove: runs.clone(), ..Edit::default() })?;
-        for id in runs {
-            let old = self.root.join(PartMeta { id, stream: Stream::Profiles, site_id: String::new(), day: 0, level: 0, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 }.relative_path());
-            if let Err(err) = std::fs::remove_file(&old) {
-                tracing::warn!(path = %old.display(), error = %err, "could not delete a folded profile run; the next open removes it");
+        // Its row count is known once the fold has written it.
+        let merged = Arc::new(Run::new(meta.id, path.clone(), 0));
+        let (rows, bytes) = run::fold(&runs, &live, &path, |moved| {
+            self.profiles.write().unwrap_or_else(|p| p.into_inner()).rehome(&merged, moved);
+        })?;
+        merged.set_rows(rows);
+        let edit = Edit { add: vec![PartMeta { rows, bytes, ..meta }], remove: runs.iter().map(|r| r.id()).collect(), ..Edit::default() };
+        let committed = manifest.commit(edit);
+        let mut profiles = self.profiles.write().unwrap_or_else(|p| p.into_inner());
+        match committed {
+            Ok(_) => {
+                profiles.retire_runs(merged, &runs);
+                Ok(())
+            }
+            Err(err) => {
+                profiles.add_run(merged);
+                Err(err)
             }
         }
-        Ok(())
     }
 
-    /// Read access to the profiles (point lookups, ranked lists).
-    pub fn profiles(&self) -> std::sync::RwLockReadGuard<'_, Profiles> {
-        self.profiles.read().unwrap_or_else(|p| p.into_inner())
+    /// A visitor's profile, read from its run if it is cold.
+    pub fn profile(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
+        let found = self.profiles.read().unwrap_or_else(|p| p.into_inner()).locate(site_id, visitor_id);
+        found.map(Found::load).transpose()
+    }
+
+    /// The profiles of `keys` (site, visitor) that exist, in the order asked.
+    pub fn profiles_of(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
+        let found: Vec<Found> = {
+            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+            keys.iter().filter_map(|(site, visitor)| profiles.locate(site, visitor)).collect()
+        };
+        found.into_iter().map(Found::load).collect()
+    }
+
+    /// Every site's profile of `visitor_id`, in site order.
+    pub fn find_profiles(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
+        let found = self.profiles.read().unwrap_or_else(|p| p.into_inner()).find(visitor_id);
+        found.into_iter().map(Found::load).collect()
+    }
+
+    /// A ranked page of profiles (see [`Profiles::list`]).
+    pub fn list_profiles(&self, query: &crm_store::VisitorQuery) -> Result<Page<VisitorProfile>, StoreError> {
+        let (found, next_cursor) = self.profiles.read().unwrap_or_else(|p| p.into_inner()).list(query)?;
+        let items = found.into_iter().map(Found::load).collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    pub fn profile_orgs(&self, site_id: &str, limit: usize) -> Vec<crm_store::OrgVisitors> {
+        self.profiles.read().unwrap_or_else(|p| p.into_inner()).orgs(site_id, limit)
+    }
+
+    /// (profiles known, profiles hot, estimated hot bytes, live runs): memory tests and metrics.
+    pub fn profile_memory(&self) -> (usize, usize, usize, usize) {
+        let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+        (profiles.len(), profiles.hot_count(), profiles.hot_bytes(), profiles.runs().len())
     }
 
     /// Writes the frozen rows as parts with their sidecars (all fsynced); returns them and the
@@ -370,7 +440,7 @@ impl ColumnarEvents {
         }
         if !frozen.profiles.is_empty() {
             let (mut meta, path) = new_part(manifest, Stream::Profiles, "", 0);
-            meta.bytes = profiles::write_run(&path, &frozen.profiles)?;
+            meta.bytes = run::write(&path, &frozen.profiles)?;
             meta.rows = frozen.profiles.len() as u64;
             added.push((meta, path));
         }

@@ -1,34 +1,60 @@
-//! Visitor profiles in memory: every profile of every site, the three ranked lists (intent,
-//! engagement, last seen; humans and bots apart) as ordered sets, and the set of profiles
-//! changed since the last commit point.
+//! Visitor profiles under a memory budget: every profile's ranks and a small summary stay in
+//! memory (the three ranked lists, humans and bots apart, and what the organisation grouping
+//! needs), the full profile only while it is hot.
 //!
-//! Durability comes from profile runs: each commit point writes the profiles changed since the
-//! previous one to `profiles/run-<id>.parquet` in the same manifest edit as the event parts, so
-//! an event is never durable without the profile state that includes it (the processor drops
-//! stored event ids before it applies them). Opening reads every live run, oldest first, newest
-//! state winning. When runs pile up, one full run replaces them all.
+//! Durability comes from profile runs ([`run`]): each commit point writes the profiles changed
+//! since the previous one to `profiles/run-<id>.parquet` in the same manifest edit as the event
+//! parts, so an event is never durable without the profile state that includes it (the
+//! processor drops stored event ids before it applies them). The row a profile's latest durable
+//! state sits in is its *home*.
 //!
-//! Memory: every profile stays in memory (DESIGN-v2.md §3.4 plans eviction of clean profiles to
-//! their run rows under a budget; not built yet).
+//! Memory: a profile is evicted by dropping its hot copy, which writes nothing because its
+//! home holds the same state. Only clean profiles (no change since their home was written) are
+//! evicted, least recently used first, after each commit point while the hot bytes exceed the
+//! budget. Dirty profiles are never evicted, so between commit points memory may exceed the
+//! budget by what one commit interval changes. A cold profile is read back from its home row
+//! (one page of the run) without becoming hot again: the processor keeps its own cache of the
+//! profiles it is updating, and an update makes the profile hot anyway.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+pub mod run;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crm_schemas::VisitorProfile;
-use crm_store::{group_orgs, rank_value, BotFilter, OrgVisitors, Page, StoreError, VisitorQuery, VisitorSort};
-use datafusion::arrow::array::{ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use crm_store::{group_orgs, org_member, rank_value, BotFilter, OrgMember, OrgVisitors, StoreError, VisitorQuery, VisitorSort};
 
-use crate::{ColumnarError, Result};
+pub use run::Run;
+
+use crate::Result;
 
 const SORTS: [VisitorSort; 3] = [VisitorSort::Intent, VisitorSort::Engagement, VisitorSort::LastSeen];
 
+/// Default bytes of hot profiles kept in memory.
+pub const DEFAULT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where a profile's latest durable state lives.
+#[derive(Clone)]
+pub struct Home {
+    pub run: Arc<Run>,
+    pub row: u32,
+}
+
+/// What a profile is known by while it is cold (see [`run::Summary`]).
 struct Slot {
-    profile: Arc<VisitorProfile>,
+    hot: Option<Arc<VisitorProfile>>,
+    home: Option<Home>,
     ranks: [u64; 3],
     bot: bool,
+    intent: u8,
+    last_seen_ms: i64,
+    /// The organisation the profile counts under in the grouping of unidentified visitors.
+    org: Option<Arc<str>>,
+    /// Estimated heap bytes of `hot`.
+    bytes: u32,
+    /// Clock tick of the last use (eviction order).
+    used: AtomicU32,
 }
 
 #[derive(Default)]
@@ -38,54 +64,120 @@ struct SiteProfiles {
     ranks: [[BTreeSet<(u64, Arc<str>)>; 3]; 2],
 }
 
-#[derive(Default)]
+/// A profile found in memory, or where to read it.
+pub enum Found {
+    Hot(Arc<VisitorProfile>),
+    Cold(Home),
+}
+
+impl Found {
+    /// The profile, read from its run if it is cold.
+    pub fn load(self) -> Result<VisitorProfile> {
+        match self {
+            Found::Hot(profile) => Ok((*profile).clone()),
+            Found::Cold(home) => home.run.read_row(home.row),
+        }
+    }
+}
+
 pub struct Profiles {
     sites: HashMap<String, SiteProfiles>,
     /// (site, visitor) changed since the last commit point.
-    dirty: std::collections::HashSet<(String, String)>,
+    dirty: HashSet<(String, String)>,
+    /// Live runs by id (the manifest's), oldest first.
+    runs: std::collections::BTreeMap<u64, Arc<Run>>,
+    orgs: HashSet<Arc<str>>,
+    hot_bytes: usize,
+    budget: usize,
+    clock: AtomicU32,
 }
 
 impl Profiles {
-    /// Stores the profile's latest state and moves it in the ranked lists.
-    pub fn apply(&mut self, profile: &VisitorProfile, mark_dirty: bool) {
-        let site = self.sites.entry(profile.site_id.clone()).or_default();
-        let ranks = SORTS.map(|sort| rank_value(profile, sort));
-        let bot = profile.is_bot;
-        let key: Arc<str> = match site.slots.get_key_value(profile.visitor_id.as_str()) {
+    pub fn new(budget_bytes: usize) -> Profiles {
+        Profiles { sites: HashMap::new(), dirty: HashSet::new(), runs: Default::default(), orgs: HashSet::new(), hot_bytes: 0, budget: budget_bytes, clock: AtomicU32::new(0) }
+    }
+
+    fn intern_org(&mut self, org: Option<&str>) -> Option<Arc<str>> {
+        let org = org?;
+        if let Some(known) = self.orgs.get(org) {
+            return Some(known.clone());
+        }
+        let new: Arc<str> = Arc::from(org);
+        self.orgs.insert(new.clone());
+        Some(new)
+    }
+
+    /// Puts (or moves) a profile's slot, keeping its home unless `home` is given.
+    fn place(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, hot: Option<Arc<VisitorProfile>>, home: Option<Home>) {
+        let org = self.intern_org(summary.org.as_deref());
+        let bytes = hot.as_deref().map_or(0, approx_bytes) as u32;
+        let now = self.clock.load(Ordering::Relaxed);
+        let site = self.sites.entry(site_id.to_owned()).or_default();
+        let (key, old_home) = match site.slots.get_key_value(visitor_id) {
             Some((key, old)) => {
                 let key = key.clone();
-                if old.ranks != ranks || old.bot != bot {
-                    let side = usize::from(old.bot);
+                if old.ranks != summary.ranks || old.bot != summary.bot {
                     for (i, value) in old.ranks.iter().enumerate() {
-                        site.ranks[side][i].remove(&(*value, key.clone()));
+                        site.ranks[usize::from(old.bot)][i].remove(&(*value, key.clone()));
                     }
                 }
-                key
+                self.hot_bytes -= old.bytes as usize;
+                (key, old.home.clone())
             }
-            None => Arc::from(profile.visitor_id.as_str()),
+            None => (Arc::from(visitor_id), None),
         };
-        let side = usize::from(bot);
-        for (i, value) in ranks.iter().enumerate() {
-            site.ranks[side][i].insert((*value, key.clone()));
+        for (i, value) in summary.ranks.iter().enumerate() {
+            site.ranks[usize::from(summary.bot)][i].insert((*value, key.clone()));
         }
-        site.slots.insert(key, Slot { profile: Arc::new(profile.clone()), ranks, bot });
+        self.hot_bytes += bytes as usize;
+        let slot = Slot {
+            hot,
+            home: home.or(old_home),
+            ranks: summary.ranks,
+            bot: summary.bot,
+            intent: summary.intent,
+            last_seen_ms: summary.last_seen_ms,
+            org,
+            bytes,
+            used: AtomicU32::new(now),
+        };
+        site.slots.insert(key, slot);
+    }
+
+    /// Stores the profile's latest state (hot) and moves it in the ranked lists.
+    pub fn apply(&mut self, profile: &VisitorProfile, mark_dirty: bool) {
+        self.place(&profile.site_id, &profile.visitor_id, run::Summary::of(profile), Some(Arc::new(profile.clone())), None);
         if mark_dirty {
             self.dirty.insert((profile.site_id.clone(), profile.visitor_id.clone()));
         }
     }
 
-    pub fn get(&self, site_id: &str, visitor_id: &str) -> Option<VisitorProfile> {
-        self.sites.get(site_id)?.slots.get(visitor_id).map(|slot| (*slot.profile).clone())
+    /// A durable row read at open: the profile is known by its summary and home, cold.
+    pub fn load_row(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, home: Home) {
+        self.place(site_id, visitor_id, summary, None, Some(home));
     }
 
-    pub fn find(&self, visitor_id: &str) -> Vec<VisitorProfile> {
+    /// A profile's state, hot or where to read it.
+    pub fn locate(&self, site_id: &str, visitor_id: &str) -> Option<Found> {
+        let slot = self.sites.get(site_id)?.slots.get(visitor_id)?;
+        slot.used.store(self.clock.load(Ordering::Relaxed), Ordering::Relaxed);
+        match (&slot.hot, &slot.home) {
+            (Some(hot), _) => Some(Found::Hot(hot.clone())),
+            (None, Some(home)) => Some(Found::Cold(home.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The sites that know `visitor_id`, in site order.
+    pub fn find(&self, visitor_id: &str) -> Vec<Found> {
         let mut sites: Vec<&String> = self.sites.keys().collect();
         sites.sort();
-        sites.into_iter().filter_map(|site| self.get(site, visitor_id)).collect()
+        sites.into_iter().filter_map(|site| self.locate(site, visitor_id)).collect()
     }
 
-    /// A ranked page after the cursor `"{rank value}:{visitor}"` (the format every backend uses).
-    pub fn list(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>, StoreError> {
+    /// A ranked page after the cursor `"{rank value}:{visitor}"` (the format every backend
+    /// uses), as profiles to load, and the next cursor.
+    pub fn list(&self, query: &VisitorQuery) -> Result<(Vec<Found>, Option<String>), StoreError> {
         let after = match &query.cursor {
             Some(cursor) => {
                 let (value, visitor) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
@@ -93,7 +185,7 @@ impl Profiles {
             }
             None => None,
         };
-        let Some(site) = self.sites.get(&query.site_id) else { return Ok(Page { items: Vec::new(), next_cursor: None }) };
+        let Some(site) = self.sites.get(&query.site_id) else { return Ok((Vec::new(), None)) };
         let sort = SORTS.iter().position(|s| *s == query.sort).expect("every sort is listed");
         let set = &site.ranks[usize::from(query.bots == BotFilter::Only)][sort];
         let mut entries: Box<dyn Iterator<Item = &(u64, Arc<str>)>> = match &after {
@@ -103,27 +195,33 @@ impl Profiles {
         let mut items = Vec::with_capacity(query.limit.min(1_000));
         let mut last = None;
         for (value, visitor) in entries.by_ref().take(query.limit) {
-            if let Some(slot) = site.slots.get(visitor) {
-                items.push((*slot.profile).clone());
+            if let Some(found) = self.locate(&query.site_id, visitor) {
+                items.push(found);
                 last = Some(format!("{value}:{visitor}"));
             }
         }
         let next_cursor = if entries.next().is_some() { last } else { None };
-        Ok(Page { items, next_cursor })
+        Ok((items, next_cursor))
     }
 
+    /// Unidentified visitors grouped by organisation, from the summaries alone.
     pub fn orgs(&self, site_id: &str, limit: usize) -> Vec<OrgVisitors> {
         match self.sites.get(site_id) {
-            Some(site) => group_orgs(site.slots.values().map(|slot| slot.profile.as_ref()), limit),
+            Some(site) => group_orgs(
+                site.slots.iter().filter_map(|(visitor, slot)| {
+                    Some(OrgMember { org: slot.org.as_deref()?, visitor_id: visitor, last_seen_ms: slot.last_seen_ms, intent_score: slot.intent })
+                }),
+                limit,
+            ),
             None => Vec::new(),
         }
     }
 
-    /// The profiles changed since the last call, to write in a commit point's run.
+    /// The profiles changed since the last call, to write in a commit point's run (sorted by
+    /// site and visitor; dirty profiles are always hot).
     pub fn take_dirty(&mut self) -> Vec<Arc<VisitorProfile>> {
         let dirty = std::mem::take(&mut self.dirty);
-        let mut out: Vec<Arc<VisitorProfile>> =
-            dirty.iter().filter_map(|(site, visitor)| self.sites.get(site)?.slots.get(visitor.as_str()).map(|s| s.profile.clone())).collect();
+        let mut out: Vec<Arc<VisitorProfile>> = dirty.iter().filter_map(|(site, visitor)| self.sites.get(site)?.slots.get(visitor.as_str())?.hot.clone()).collect();
         out.sort_by(|a, b| (&a.site_id, &a.visitor_id).cmp(&(&b.site_id, &b.visitor_id)));
         out
     }
@@ -133,11 +231,101 @@ impl Profiles {
         self.dirty.extend(profiles.iter().map(|p| (p.site_id.clone(), p.visitor_id.clone())));
     }
 
-    /// Every profile, for a full run that replaces the older ones.
-    pub fn all(&self) -> Vec<Arc<VisitorProfile>> {
-        let mut out: Vec<Arc<VisitorProfile>> = self.sites.values().flat_map(|s| s.slots.values().map(|slot| slot.profile.clone())).collect();
-        out.sort_by(|a, b| (&a.site_id, &a.visitor_id).cmp(&(&b.site_id, &b.visitor_id)));
-        out
+    /// After a commit point's edit: `written[i]` is row `i` of `run`, now those profiles' home.
+    pub fn settle(&mut self, run: Arc<Run>, written: &[Arc<VisitorProfile>]) {
+        self.runs.insert(run.id(), run.clone());
+        for (row, profile) in written.iter().enumerate() {
+            if let Some(slot) = self.sites.get_mut(&profile.site_id).and_then(|s| s.slots.get_mut(profile.visitor_id.as_str())) {
+                slot.home = Some(Home { run: run.clone(), row: row as u32 });
+            }
+        }
+    }
+
+    /// A run opened at start (its rows are loaded with [`Profiles::load_row`]).
+    pub fn add_run(&mut self, run: Arc<Run>) {
+        self.runs.insert(run.id(), run);
+    }
+
+    pub fn runs(&self) -> Vec<Arc<Run>> {
+        self.runs.values().cloned().collect()
+    }
+
+    /// Moves homes from a folded run's rows to the merged run: `moved` holds (site, visitor, new
+    /// row) for rows that were homes when the fold read them.
+    pub fn rehome(&mut self, merged: &Arc<Run>, moved: &[(String, String, u32)]) {
+        for (site, visitor, row) in moved {
+            if let Some(slot) = self.sites.get_mut(site).and_then(|s| s.slots.get_mut(visitor.as_str())) {
+                slot.home = Some(Home { run: merged.clone(), row: *row });
+            }
+        }
+    }
+
+    /// After the merge's edit: the folded runs leave (their files go with the last reader).
+    pub fn retire_runs(&mut self, merged: Arc<Run>, folded: &[Arc<Run>]) {
+        for run in folded {
+            self.runs.remove(&run.id());
+            run.mark_removed();
+        }
+        self.runs.insert(merged.id(), merged);
+    }
+
+    /// For each live run, which rows are still some profile's home.
+    pub fn live_rows(&self) -> HashMap<u64, Vec<bool>> {
+        let mut live: HashMap<u64, Vec<bool>> = self.runs.values().map(|run| (run.id(), vec![false; run.rows() as usize])).collect();
+        for site in self.sites.values() {
+            for slot in site.slots.values() {
+                if let Some(home) = &slot.home {
+                    if let Some(rows) = live.get_mut(&home.run.id()) {
+                        if let Some(flag) = rows.get_mut(home.row as usize) {
+                            *flag = true;
+                        }
+                    }
+                }
+            }
+        }
+        live
+    }
+
+    /// Advances the clock (once per commit point) and evicts clean profiles, least recently
+    /// used first, until the hot ones fit 90 % of the budget. Returns how many were evicted.
+    pub fn evict(&mut self) -> usize {
+        self.clock.fetch_add(1, Ordering::Relaxed);
+        if self.hot_bytes <= self.budget {
+            return 0;
+        }
+        let target = self.budget / 10 * 9;
+        let mut candidates: Vec<(u32, &String, &Arc<str>)> = Vec::new();
+        for (site_id, site) in &self.sites {
+            for (visitor, slot) in &site.slots {
+                if slot.hot.is_some() && slot.home.is_some() && !self.dirty.contains(&(site_id.clone(), visitor.to_string())) {
+                    candidates.push((slot.used.load(Ordering::Relaxed), site_id, visitor));
+                }
+            }
+        }
+        candidates.sort_unstable_by_key(|(used, _, _)| *used);
+        let victims: Vec<(String, Arc<str>)> = candidates.into_iter().map(|(_, site, visitor)| (site.clone(), visitor.clone())).collect();
+        let mut evicted = 0;
+        for (site, visitor) in victims {
+            if self.hot_bytes <= target {
+                break;
+            }
+            if let Some(slot) = self.sites.get_mut(&site).and_then(|s| s.slots.get_mut(&visitor)) {
+                slot.hot = None;
+                self.hot_bytes -= slot.bytes as usize;
+                slot.bytes = 0;
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// Estimated heap bytes of the hot profiles.
+    pub fn hot_bytes(&self) -> usize {
+        self.hot_bytes
+    }
+
+    pub fn hot_count(&self) -> usize {
+        self.sites.values().flat_map(|s| s.slots.values()).filter(|slot| slot.hot.is_some()).count()
     }
 
     pub fn len(&self) -> usize {
@@ -149,36 +337,32 @@ impl Profiles {
     }
 }
 
-fn run_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![Field::new("site_id", DataType::Utf8, false), Field::new("visitor_id", DataType::Utf8, false), Field::new("json", DataType::Binary, false)]))
+/// A profile's heap footprint, estimated from its strings and collections (the budget's unit).
+pub fn approx_bytes(profile: &VisitorProfile) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 24);
+    let utm = |u: &crm_schemas::Utm| [&u.source, &u.medium, &u.campaign, &u.term, &u.content].iter().map(|s| text(s)).sum::<usize>();
+    let mut bytes = std::mem::size_of::<VisitorProfile>() + 48;
+    bytes += profile.site_id.len() + profile.visitor_id.len();
+    bytes += text(&profile.first_referrer) + text(&profile.landing_page) + utm(&profile.first_utm) + utm(&profile.last_utm);
+    bytes += profile.device.browser.len() + profile.device.browser_version.len() + profile.device.os.len() + profile.device.os_version.len() + profile.device.category.len();
+    bytes += text(&profile.geo.country) + text(&profile.geo.region) + text(&profile.geo.city) + text(&profile.geo.org);
+    bytes += profile.intent_signals.keys().map(|k| k.len() + 64).sum::<usize>();
+    bytes += profile.traits.iter().map(|(k, v)| k.len() + 64 + serde_json::to_string(v).map_or(0, |s| s.len())).sum::<usize>();
+    bytes += profile.active_days.len() * 8;
+    bytes += text(&profile.lead_id);
+    bytes += profile.applied_offsets.keys().map(|k| k.len() + 64).sum::<usize>();
+    if let Some(session) = &profile.current_session {
+        bytes += std::mem::size_of_val(session) + session.session_id.len() + session.visitor_id.len() + session.site_id.len() + 256;
+    }
+    bytes
 }
 
-/// Writes a run of profiles (sorted by site and visitor) and fsyncs it.
-pub fn write_run(path: &Path, profiles: &[Arc<VisitorProfile>]) -> Result<u64> {
-    let mut json = Vec::with_capacity(profiles.len());
-    for profile in profiles {
-        json.push(serde_json::to_vec(profile.as_ref()).map_err(|e| ColumnarError::corrupt(path, e))?);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(profiles.iter().map(|p| p.site_id.as_str()))),
-        Arc::new(StringArray::from_iter_values(profiles.iter().map(|p| p.visitor_id.as_str()))),
-        Arc::new(BinaryArray::from_iter_values(json.iter())),
-    ];
-    let batch = RecordBatch::try_new(run_schema(), columns).map_err(|e| ColumnarError::corrupt(path, e))?;
-    crate::part::write_batch(path, &batch)
+/// Eligibility for the organisation grouping, as [`org_member`] decides it.
+pub(crate) fn org_of(profile: &VisitorProfile) -> Option<String> {
+    org_member(profile).map(|m| m.org.to_owned())
 }
 
-/// Applies a run's profiles to `into` (not dirty: they are durable already).
-pub fn read_run(path: &Path, into: &mut Profiles) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| ColumnarError::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| ColumnarError::corrupt(path, e))?.build().map_err(|e| ColumnarError::corrupt(path, e))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| ColumnarError::corrupt(path, e))?;
-        let json = batch.column(2).as_binary::<i32>();
-        for row in 0..batch.num_rows() {
-            let profile: VisitorProfile = serde_json::from_slice(json.value(row)).map_err(|e| ColumnarError::corrupt(path, e))?;
-            into.apply(&profile, false);
-        }
-    }
-    Ok(())
+/// The rank values of a profile in [`SORTS`] order.
+pub(crate) fn ranks_of(profile: &VisitorProfile) -> [u64; 3] {
+    SORTS.map(|sort| rank_value(profile, sort))
 }

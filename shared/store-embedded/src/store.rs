@@ -70,15 +70,20 @@ impl ColumnarStore {
     /// `<data_dir>/columnar/`. A data directory the redb store wrote is converted first: its
     /// events, sessions and profiles move into columnar parts ([`crate::convert`]).
     pub fn open(data_dir: &Path) -> Result<ColumnarStore> {
-        Self::open_converting(data_dir, crate::convert::CHUNK, |_| Ok(()))
+        Self::open_with_budget(data_dir, crate::profiles::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// [`ColumnarStore::open`] keeping about `profile_budget` bytes of whole profiles in memory.
+    pub fn open_with_budget(data_dir: &Path, profile_budget: usize) -> Result<ColumnarStore> {
+        Self::open_converting(data_dir, profile_budget, crate::convert::CHUNK, |_| Ok(()))
     }
 
     /// [`ColumnarStore::open`] with the conversion's chunk size and a hook run after each
     /// durable chunk (tests interrupt the conversion there).
-    pub(crate) fn open_converting(data_dir: &Path, chunk: usize, after_chunk: impl FnMut(usize) -> Result<()>) -> Result<ColumnarStore> {
+    pub(crate) fn open_converting(data_dir: &Path, profile_budget: usize, chunk: usize, after_chunk: impl FnMut(usize) -> Result<()>) -> Result<ColumnarStore> {
         // The records are low-volume point reads: a small page cache is enough.
         let mut records = EmbeddedStore::open_with_cache(data_dir, RECORDS_CACHE_BYTES)?;
-        let columnar = Arc::new(ColumnarEvents::open(&data_dir.join("columnar"))?);
+        let columnar = Arc::new(ColumnarEvents::open_with_budget(&data_dir.join("columnar"), profile_budget)?);
         crate::convert::convert(&mut records, &columnar, chunk, after_chunk)?;
         Ok(ColumnarStore { columnar, records: Arc::new(records) })
     }
@@ -225,24 +230,23 @@ impl EventStore for ColumnarStore {
 #[async_trait]
 impl ProfileStore for ColumnarStore {
     async fn visitor(&self, site_id: &str, visitor_id: &str) -> Result<Option<VisitorProfile>> {
-        Ok(self.columnar.profiles().get(site_id, visitor_id))
+        Ok(self.columnar.profile(site_id, visitor_id)?)
     }
 
     async fn visitors(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
-        let profiles = self.columnar.profiles();
-        Ok(keys.iter().filter_map(|(site, visitor)| profiles.get(site, visitor)).collect())
+        Ok(self.columnar.profiles_of(keys)?)
     }
 
     async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>> {
-        Ok(self.columnar.profiles().find(visitor_id))
+        Ok(self.columnar.find_profiles(visitor_id)?)
     }
 
     async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>> {
-        self.columnar.profiles().list(query)
+        self.columnar.list_profiles(query)
     }
 
     async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
-        Ok(self.columnar.profiles().orgs(site_id, limit))
+        Ok(self.columnar.profile_orgs(site_id, limit))
     }
 }
 

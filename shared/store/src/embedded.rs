@@ -550,7 +550,7 @@ impl ProfileStore for EmbeddedStore {
                 }
                 found.push(profiles::unpack(value.value())?);
             }
-            Ok(group_orgs(found.iter(), limit))
+            Ok(group_orgs(found.iter().filter_map(crate::org_member), limit))
         })
         .await
     }

@@ -119,10 +119,29 @@ pub struct OrgVisitors {
 }
 
 /// Groups profiles by organisation (the embedded store's way; ClickHouse does it in SQL).
-pub fn group_orgs<'a>(profiles: impl Iterator<Item = &'a crm_schemas::VisitorProfile>, limit: usize) -> Vec<OrgVisitors> {
+/// What the organisation grouping needs of one unidentified human visitor.
+#[derive(Clone, Copy, Debug)]
+pub struct OrgMember<'a> {
+    pub org: &'a str,
+    pub visitor_id: &'a str,
+    pub last_seen_ms: i64,
+    pub intent_score: u8,
+}
+
+/// The profile as an [`OrgMember`]: humans not yet identified as a lead, with a known
+/// organisation.
+pub fn org_member(profile: &crm_schemas::VisitorProfile) -> Option<OrgMember<'_>> {
+    if profile.is_bot || profile.lead_id.is_some() {
+        return None;
+    }
+    let org = profile.geo.org.as_deref().filter(|o| !o.is_empty())?;
+    Some(OrgMember { org, visitor_id: &profile.visitor_id, last_seen_ms: profile.last_seen_ms, intent_score: profile.intent_score })
+}
+
+pub fn group_orgs<'a>(members: impl Iterator<Item = OrgMember<'a>>, limit: usize) -> Vec<OrgVisitors> {
     let mut orgs: std::collections::BTreeMap<String, OrgVisitors> = std::collections::BTreeMap::new();
-    for profile in profiles.filter(|p| !p.is_bot && p.lead_id.is_none()) {
-        let Some(org) = profile.geo.org.as_deref().filter(|o| !o.is_empty()) else { continue };
+    for profile in members {
+        let org = profile.org;
         let entry = orgs.entry(org.to_owned()).or_insert_with(|| OrgVisitors {
             org: org.to_owned(),
             visitors: 0,
@@ -133,7 +152,7 @@ pub fn group_orgs<'a>(profiles: impl Iterator<Item = &'a crm_schemas::VisitorPro
         entry.visitors += 1;
         entry.last_seen_ms = entry.last_seen_ms.max(profile.last_seen_ms);
         entry.max_intent = entry.max_intent.max(profile.intent_score);
-        entry.sample_visitor_ids.push(profile.visitor_id.clone());
+        entry.sample_visitor_ids.push(profile.visitor_id.to_owned());
     }
     let mut all: Vec<OrgVisitors> = orgs.into_values().collect();
     for org in &mut all {

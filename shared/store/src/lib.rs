@@ -25,7 +25,7 @@ mod overview;
 pub mod roles;
 
 pub use embedded::EmbeddedStore;
-pub use leads::{group_orgs, lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, OrgVisitors};
+pub use leads::{group_orgs, org_member, OrgMember, lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, OrgVisitors};
 pub use overlay::Overlay;
 pub use roles::{AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
 pub use overview::{series_buckets, Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder, SeriesPoint, MAX_SERIES_POINTS};

@@ -297,7 +297,7 @@ fn profile(visitor: &str, intent: u8, last_seen_ms: i64) -> VisitorProfile {
 
 fn ranked(store: &ColumnarEvents) -> Vec<(String, u8)> {
     let query = crm_store::VisitorQuery { site_id: "s1".into(), limit: 100, ..Default::default() };
-    store.profiles().list(&query).unwrap().items.into_iter().map(|p| (p.visitor_id, p.intent_score)).collect()
+    store.list_profiles(&query).unwrap().items.into_iter().map(|p| (p.visitor_id, p.intent_score)).collect()
 }
 
 #[test]
@@ -320,10 +320,97 @@ fn profiles_are_durable_with_their_commit_point_and_runs_fold() {
 
     // A commit point that fails before its manifest edit takes the profile updates with it.
     store.append(&[event("s1", "v0", T0 + 100)], &[], &[profile("v0", 99, T0 + 100)], &positions(20)).unwrap();
-    assert_eq!(store.profiles().get("s1", "v0").unwrap().intent_score, 99, "applied in memory at once");
+    assert_eq!(store.profile("s1", "v0").unwrap().unwrap().intent_score, 99, "applied in memory at once");
     assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
     drop(store);
     let store = ColumnarEvents::open(dir.path()).unwrap();
-    assert_eq!(store.profiles().get("s1", "v0").unwrap().intent_score, 11, "not durable without its events");
+    assert_eq!(store.profile("s1", "v0").unwrap().unwrap().intent_score, 11, "not durable without its events");
     assert!(!covered(&store, 20));
+}
+
+/// 3 000 profiles of ~1 KB each, under a budget of about 300 of them: after each commit point
+/// the hot ones fit the budget, and every read returns what was written, cold or hot, before
+/// and after runs fold and the store reopens.
+#[test]
+fn profiles_over_the_budget_are_evicted_and_read_back_from_their_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |i: usize, round: u8| {
+        let mut p = profile(&format!("v{i:04}"), ((i * 7 + usize::from(round)) % 100) as u8, T0 + i as i64);
+        p.landing_page = Some(format!("/landing/{}", "x".repeat(600)));
+        p.geo.org = (i % 5 == 0).then(|| format!("org{}", i % 3));
+        p.visits = u32::from(round) + 1;
+        p
+    };
+    let budget = 300 * crate::profiles::approx_bytes(&make(0, 0));
+    let store = ColumnarEvents::open_with_budget(dir.path(), budget).unwrap();
+    let mut expected: Vec<VisitorProfile> = (0..3_000).map(|i| make(i, 0)).collect();
+    for (n, chunk) in expected.chunks(500).enumerate() {
+        store.append(&[], &[], chunk, &positions(n as u64)).unwrap();
+        store.commit_point().unwrap();
+        let (known, hot, hot_bytes, _) = store.profile_memory();
+        assert_eq!(known, (n + 1) * 500);
+        assert!(hot_bytes <= budget, "after commit point {n}: {hot_bytes} hot bytes, budget {budget}");
+        assert!(hot < known, "some profiles are cold");
+    }
+    // Rewrite every third profile over 12 more commit points: runs pile up and fold, and the
+    // rewritten profiles' homes move.
+    for round in 1..=12u8 {
+        let changed: Vec<VisitorProfile> = (0..3_000).filter(|i| i % 3 == usize::from(round) % 3).map(|i| make(i, round)).collect();
+        for p in &changed {
+            let i: usize = p.visitor_id[1..].parse().unwrap();
+            expected[i] = p.clone();
+        }
+        store.append(&[], &[], &changed, &positions(100 + u64::from(round))).unwrap();
+        store.commit_point().unwrap();
+        assert!(store.profile_memory().2 <= budget);
+    }
+    assert!(store.profile_memory().3 <= MAX_PROFILE_RUNS, "runs were folded");
+    let check = |store: &ColumnarEvents| {
+        for p in expected.iter().step_by(7) {
+            assert_eq!(store.profile("s1", &p.visitor_id).unwrap().as_ref(), Some(p), "{}", p.visitor_id);
+        }
+        let keys: Vec<(String, String)> = expected.iter().step_by(11).map(|p| ("s1".to_string(), p.visitor_id.clone())).collect();
+        assert_eq!(store.profiles_of(&keys).unwrap(), expected.iter().step_by(11).cloned().collect::<Vec<_>>());
+        let mut by_rank = expected.clone();
+        by_rank.sort_by_key(|p| (crm_store::rank_value(p, crm_store::VisitorSort::Intent), p.visitor_id.clone()));
+        let mut listed = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.list_profiles(&crm_store::VisitorQuery { site_id: "s1".into(), limit: 700, cursor, ..Default::default() }).unwrap();
+            listed.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed, by_rank, "the ranked list pages through every profile, cold ones read back");
+        let orgs = store.profile_orgs("s1", 10);
+        assert_eq!(orgs, crm_store::group_orgs(expected.iter().filter_map(crm_store::org_member), 10));
+    };
+    check(&store);
+    drop(store);
+    let store = ColumnarEvents::open_with_budget(dir.path(), budget).unwrap();
+    assert_eq!(store.profile_memory().1, 0, "a reopened store reads no profile until asked");
+    check(&store);
+    let runs = walk(&dir.path().join("profiles")).len();
+    assert_eq!(runs, store.profile_memory().3, "folded runs' files are gone");
+}
+
+/// A profile updated (dirty) is never evicted, whatever the budget: its only copy is in memory
+/// until the next commit point writes it.
+#[test]
+fn dirty_profiles_stay_in_memory_until_their_commit_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open_with_budget(dir.path(), 0).unwrap();
+    store.append(&[], &[], &[profile("a", 10, T0)], &positions(0)).unwrap();
+    store.commit_point().unwrap();
+    assert_eq!(store.profile_memory().1, 0, "a zero budget keeps nothing clean hot");
+    store.append(&[], &[], &[profile("a", 20, T0 + 1), profile("b", 30, T0)], &positions(1)).unwrap();
+    assert_eq!(store.profile_memory().1, 2);
+    assert!(store.commit_point_failing(Some(FailAt::BeforeEdit)).is_err());
+    assert_eq!(store.profile("s1", "a").unwrap().unwrap().intent_score, 20, "still hot after a failed commit point");
+    drop(store);
+    let store = ColumnarEvents::open_with_budget(dir.path(), 0).unwrap();
+    assert_eq!(store.profile("s1", "a").unwrap().unwrap().intent_score, 10);
+    assert_eq!(store.profile("s1", "b").unwrap(), None);
 }
