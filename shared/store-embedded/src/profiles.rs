@@ -41,27 +41,44 @@ pub struct Home {
     pub row: u32,
 }
 
-/// What a profile is known by while it is cold (see [`run::Summary`]).
+/// What a profile is known by while it is cold (see [`run::Summary`]). About 90 bytes: a
+/// million profiles cost ~300 MB with the index and ranked lists, whole profiles aside.
 struct Slot {
+    visitor: Arc<str>,
     hot: Option<Arc<VisitorProfile>>,
     home: Option<Home>,
     ranks: [u64; 3],
-    bot: bool,
-    intent: u8,
     last_seen_ms: i64,
-    /// The organisation the profile counts under in the grouping of unidentified visitors.
-    org: Option<Arc<str>>,
+    /// The organisation the profile counts under in the grouping of unidentified visitors:
+    /// index + 1 into `Profiles::org_names`, 0 for none.
+    org: u32,
     /// Estimated heap bytes of `hot`.
     bytes: u32,
     /// Clock tick of the last use (eviction order).
     used: AtomicU32,
+    bot: bool,
+    intent: u8,
 }
 
+/// One site's profiles: slots in a vector with an index by visitor id (a map of whole slots
+/// sized to a power of two held twice the memory at a million profiles).
 #[derive(Default)]
 struct SiteProfiles {
-    slots: HashMap<Arc<str>, Slot>,
+    index: HashMap<Arc<str>, u32>,
+    slots: Vec<Slot>,
     /// [human, bot][sort] → (rank value, visitor), ascending = best first.
     ranks: [[BTreeSet<(u64, Arc<str>)>; 3]; 2],
+}
+
+impl SiteProfiles {
+    fn slot(&self, visitor_id: &str) -> Option<&Slot> {
+        self.index.get(visitor_id).map(|&i| &self.slots[i as usize])
+    }
+
+    fn slot_mut(&mut self, visitor_id: &str) -> Option<&mut Slot> {
+        let i = *self.index.get(visitor_id)?;
+        Some(&mut self.slots[i as usize])
+    }
 }
 
 /// A profile found in memory, or where to read it.
@@ -86,7 +103,8 @@ pub struct Profiles {
     dirty: HashSet<(String, String)>,
     /// Live runs by id (the manifest's), oldest first.
     runs: std::collections::BTreeMap<u64, Arc<Run>>,
-    orgs: HashSet<Arc<str>>,
+    orgs: HashMap<String, u32>,
+    org_names: Vec<String>,
     hot_bytes: usize,
     budget: usize,
     clock: AtomicU32,
@@ -94,17 +112,18 @@ pub struct Profiles {
 
 impl Profiles {
     pub fn new(budget_bytes: usize) -> Profiles {
-        Profiles { sites: HashMap::new(), dirty: HashSet::new(), runs: Default::default(), orgs: HashSet::new(), hot_bytes: 0, budget: budget_bytes, clock: AtomicU32::new(0) }
+        Profiles { sites: HashMap::new(), dirty: HashSet::new(), runs: Default::default(), orgs: HashMap::new(), org_names: Vec::new(), hot_bytes: 0, budget: budget_bytes, clock: AtomicU32::new(0) }
     }
 
-    fn intern_org(&mut self, org: Option<&str>) -> Option<Arc<str>> {
-        let org = org?;
-        if let Some(known) = self.orgs.get(org) {
-            return Some(known.clone());
+    fn intern_org(&mut self, org: Option<&str>) -> u32 {
+        let Some(org) = org else { return 0 };
+        if let Some(&known) = self.orgs.get(org) {
+            return known;
         }
-        let new: Arc<str> = Arc::from(org);
-        self.orgs.insert(new.clone());
-        Some(new)
+        self.org_names.push(org.to_owned());
+        let id = self.org_names.len() as u32;
+        self.orgs.insert(org.to_owned(), id);
+        id
     }
 
     /// Puts (or moves) a profile's slot, keeping its home unless `home` is given.
@@ -113,9 +132,10 @@ impl Profiles {
         let bytes = hot.as_deref().map_or(0, approx_bytes) as u32;
         let now = self.clock.load(Ordering::Relaxed);
         let site = self.sites.entry(site_id.to_owned()).or_default();
-        let (key, old_home) = match site.slots.get_key_value(visitor_id) {
-            Some((key, old)) => {
-                let key = key.clone();
+        let existing = site.index.get(visitor_id).copied();
+        let (key, old_home) = match existing.map(|i| &site.slots[i as usize]) {
+            Some(old) => {
+                let key = old.visitor.clone();
                 if old.ranks != summary.ranks || old.bot != summary.bot {
                     for (i, value) in old.ranks.iter().enumerate() {
                         site.ranks[usize::from(old.bot)][i].remove(&(*value, key.clone()));
@@ -131,6 +151,7 @@ impl Profiles {
         }
         self.hot_bytes += bytes as usize;
         let slot = Slot {
+            visitor: key.clone(),
             hot,
             home: home.or(old_home),
             ranks: summary.ranks,
@@ -141,7 +162,13 @@ impl Profiles {
             bytes,
             used: AtomicU32::new(now),
         };
-        site.slots.insert(key, slot);
+        match existing {
+            Some(i) => site.slots[i as usize] = slot,
+            None => {
+                site.index.insert(key, site.slots.len() as u32);
+                site.slots.push(slot);
+            }
+        }
     }
 
     /// Stores the profile's latest state (hot) and moves it in the ranked lists.
@@ -159,7 +186,7 @@ impl Profiles {
 
     /// A profile's state, hot or where to read it.
     pub fn locate(&self, site_id: &str, visitor_id: &str) -> Option<Found> {
-        let slot = self.sites.get(site_id)?.slots.get(visitor_id)?;
+        let slot = self.sites.get(site_id)?.slot(visitor_id)?;
         slot.used.store(self.clock.load(Ordering::Relaxed), Ordering::Relaxed);
         match (&slot.hot, &slot.home) {
             (Some(hot), _) => Some(Found::Hot(hot.clone())),
@@ -208,8 +235,11 @@ impl Profiles {
     pub fn orgs(&self, site_id: &str, limit: usize) -> Vec<OrgVisitors> {
         match self.sites.get(site_id) {
             Some(site) => group_orgs(
-                site.slots.iter().filter_map(|(visitor, slot)| {
-                    Some(OrgMember { org: slot.org.as_deref()?, visitor_id: visitor, last_seen_ms: slot.last_seen_ms, intent_score: slot.intent })
+                site.slots.iter().filter(|slot| slot.org > 0).map(|slot| OrgMember {
+                    org: &self.org_names[slot.org as usize - 1],
+                    visitor_id: &slot.visitor,
+                    last_seen_ms: slot.last_seen_ms,
+                    intent_score: slot.intent,
                 }),
                 limit,
             ),
@@ -221,7 +251,7 @@ impl Profiles {
     /// site and visitor; dirty profiles are always hot).
     pub fn take_dirty(&mut self) -> Vec<Arc<VisitorProfile>> {
         let dirty = std::mem::take(&mut self.dirty);
-        let mut out: Vec<Arc<VisitorProfile>> = dirty.iter().filter_map(|(site, visitor)| self.sites.get(site)?.slots.get(visitor.as_str())?.hot.clone()).collect();
+        let mut out: Vec<Arc<VisitorProfile>> = dirty.iter().filter_map(|(site, visitor)| self.sites.get(site)?.slot(visitor)?.hot.clone()).collect();
         out.sort_by(|a, b| (&a.site_id, &a.visitor_id).cmp(&(&b.site_id, &b.visitor_id)));
         out
     }
@@ -235,7 +265,7 @@ impl Profiles {
     pub fn settle(&mut self, run: Arc<Run>, written: &[Arc<VisitorProfile>]) {
         self.runs.insert(run.id(), run.clone());
         for (row, profile) in written.iter().enumerate() {
-            if let Some(slot) = self.sites.get_mut(&profile.site_id).and_then(|s| s.slots.get_mut(profile.visitor_id.as_str())) {
+            if let Some(slot) = self.sites.get_mut(&profile.site_id).and_then(|s| s.slot_mut(&profile.visitor_id)) {
                 slot.home = Some(Home { run: run.clone(), row: row as u32 });
             }
         }
@@ -254,7 +284,7 @@ impl Profiles {
     /// row) for rows that were homes when the fold read them.
     pub fn rehome(&mut self, merged: &Arc<Run>, moved: &[(String, String, u32)]) {
         for (site, visitor, row) in moved {
-            if let Some(slot) = self.sites.get_mut(site).and_then(|s| s.slots.get_mut(visitor.as_str())) {
+            if let Some(slot) = self.sites.get_mut(site).and_then(|s| s.slot_mut(visitor)) {
                 slot.home = Some(Home { run: merged.clone(), row: *row });
             }
         }
@@ -273,7 +303,7 @@ impl Profiles {
     pub fn live_rows(&self) -> HashMap<u64, Vec<bool>> {
         let mut live: HashMap<u64, Vec<bool>> = self.runs.values().map(|run| (run.id(), vec![false; run.rows() as usize])).collect();
         for site in self.sites.values() {
-            for slot in site.slots.values() {
+            for slot in &site.slots {
                 if let Some(home) = &slot.home {
                     if let Some(rows) = live.get_mut(&home.run.id()) {
                         if let Some(flag) = rows.get_mut(home.row as usize) {
@@ -296,9 +326,9 @@ impl Profiles {
         let target = self.budget / 10 * 9;
         let mut candidates: Vec<(u32, &String, &Arc<str>)> = Vec::new();
         for (site_id, site) in &self.sites {
-            for (visitor, slot) in &site.slots {
-                if slot.hot.is_some() && slot.home.is_some() && !self.dirty.contains(&(site_id.clone(), visitor.to_string())) {
-                    candidates.push((slot.used.load(Ordering::Relaxed), site_id, visitor));
+            for slot in &site.slots {
+                if slot.hot.is_some() && slot.home.is_some() && !self.dirty.contains(&(site_id.clone(), slot.visitor.to_string())) {
+                    candidates.push((slot.used.load(Ordering::Relaxed), site_id, &slot.visitor));
                 }
             }
         }
@@ -309,7 +339,7 @@ impl Profiles {
             if self.hot_bytes <= target {
                 break;
             }
-            if let Some(slot) = self.sites.get_mut(&site).and_then(|s| s.slots.get_mut(&visitor)) {
+            if let Some(slot) = self.sites.get_mut(&site).and_then(|s| s.slot_mut(&visitor)) {
                 slot.hot = None;
                 self.hot_bytes -= slot.bytes as usize;
                 slot.bytes = 0;
@@ -325,7 +355,7 @@ impl Profiles {
     }
 
     pub fn hot_count(&self) -> usize {
-        self.sites.values().flat_map(|s| s.slots.values()).filter(|slot| slot.hot.is_some()).count()
+        self.sites.values().flat_map(|s| s.slots.iter()).filter(|slot| slot.hot.is_some()).count()
     }
 
     pub fn len(&self) -> usize {
