@@ -9,6 +9,9 @@
 #                                           `cargo build --release -p crm -p crm-bench --bins`)
 #   CRM=path/to/crm      compare another build (e.g. a copy of the binary before a change)
 #   EXTRA="--flag value" extra `crm up` flags, e.g. EXTRA="--processor-batch 30000"
+#   SEED=path/to/data    start from a copy of this data dir instead of an empty one (e.g. a store
+#                        with 1 M visitors: store_bench --embedded-dir, then seed_store, then
+#                        `crm migrate --store columnar` on it)
 #   --perf               also record a call-graph profile of 20 s into target/profile-up/perf.data
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,7 @@ BIN=target/release
 CRM=${CRM:-$BIN/crm}
 WORK=target/profile-up
 rm -rf "$WORK" && mkdir -p "$WORK"
+if [ -n "${SEED:-}" ]; then cp -r "$SEED" "$WORK/data"; fi
 
 # Only ever run in the background (`pin … &`), so exec makes $! the program itself.
 pin() { if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then exec taskset -c "$1" "${@:2}"; else exec "${@:2}"; fi; }

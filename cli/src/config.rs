@@ -303,7 +303,7 @@ pub struct StoreArgs {
     pub store_cache_mb: usize,
     /// Memory for whole visitor profiles in the columnar store, in MiB. Profiles beyond it are
     /// read back from disk when asked for; their ranks stay in memory either way.
-    #[arg(long, env = "CRM_PROFILE_MEMORY_MB", default_value_t = 64)]
+    #[arg(long, env = "CRM_PROFILE_MEMORY_MB", default_value_t = 256)]
     pub profile_memory_mb: usize,
 }
 

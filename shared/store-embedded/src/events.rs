@@ -375,13 +375,32 @@ impl ColumnarEvents {
         found.map(Found::load).transpose()
     }
 
-    /// The profiles of `keys` (site, visitor) that exist, in the order asked.
+    /// The profiles of `keys` (site, visitor) that exist, in the order asked. Cold ones are
+    /// read one pass per run (the processor asks for a batch's visitors at once).
     pub fn profiles_of(&self, keys: &[(String, String)]) -> Result<Vec<VisitorProfile>> {
         let found: Vec<Found> = {
             let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
             keys.iter().filter_map(|(site, visitor)| profiles.locate(site, visitor)).collect()
         };
-        found.into_iter().map(Found::load).collect()
+        let mut out: Vec<Option<VisitorProfile>> = vec![None; found.len()];
+        let mut cold: HashMap<u64, (Arc<Run>, Vec<(u32, usize)>)> = HashMap::new();
+        for (i, found) in found.into_iter().enumerate() {
+            match found {
+                Found::Hot(profile) => out[i] = Some((*profile).clone()),
+                Found::Cold(home) => cold.entry(home.run.id()).or_insert_with(|| (home.run.clone(), Vec::new())).1.push((home.row, i)),
+            }
+        }
+        for (run, mut wanted) in cold.into_values() {
+            wanted.sort_unstable();
+            let mut rows: Vec<u32> = wanted.iter().map(|(row, _)| *row).collect();
+            rows.dedup();
+            let read = run.read_rows(&rows)?;
+            for (row, i) in wanted {
+                let at = rows.binary_search(&row).expect("every wanted row was read");
+                out[i] = Some(read[at].clone());
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// Every site's profile of `visitor_id`, in site order.

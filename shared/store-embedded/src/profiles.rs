@@ -31,8 +31,10 @@ use crate::Result;
 
 const SORTS: [VisitorSort; 3] = [VisitorSort::Intent, VisitorSort::Engagement, VisitorSort::LastSeen];
 
-/// Default bytes of hot profiles kept in memory.
-pub const DEFAULT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// Default bytes of hot profiles kept in memory: about 200 K typical profiles, the working set
+/// that `bench/profile-up.sh` keeps busy without a cold read (a 64 MiB budget cost it 40 % of
+/// its throughput in cold reads, bench/ANALYSIS.md).
+pub const DEFAULT_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 
 /// Where a profile's latest durable state lives.
 #[derive(Clone)]

@@ -81,6 +81,12 @@ impl Run {
 
     /// The profile in row `row`: one row group, one page of the JSON column.
     pub fn read_row(&self, row: u32) -> Result<VisitorProfile> {
+        Ok(self.read_rows(&[row])?.pop().expect("one row asked, one returned"))
+    }
+
+    /// The profiles in `rows` (ascending, no repeats), in that order, read in one pass: only
+    /// the row groups and JSON pages that hold them are decompressed.
+    pub fn read_rows(&self, rows: &[u32]) -> Result<Vec<VisitorProfile>> {
         let path = &self.path;
         let metadata = match self.metadata.get() {
             Some(metadata) => metadata,
@@ -92,28 +98,48 @@ impl Run {
         };
         let file = File::open(path).map_err(|e| ColumnarError::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone());
-        let (mut group, mut first) = (None, 0usize);
+        // The row groups holding `rows`, and a selection over those groups read back to back.
+        let (mut groups, mut selectors) = (Vec::new(), Vec::new());
+        let (mut first, mut next) = (0usize, 0usize);
         for g in 0..builder.metadata().num_row_groups() {
-            let rows = builder.metadata().row_group(g).num_rows() as usize;
-            if (row as usize) < first + rows {
-                group = Some((g, row as usize - first, rows));
-                break;
+            let group_rows = builder.metadata().row_group(g).num_rows() as usize;
+            let end = first + group_rows;
+            let mut at = first;
+            let taken = next;
+            while next < rows.len() && (rows[next] as usize) < end {
+                let row = rows[next] as usize;
+                if row < at {
+                    return Err(ColumnarError::corrupt(path, "rows to read are not ascending"));
+                }
+                selectors.push(RowSelector::skip(row - at));
+                selectors.push(RowSelector::select(1));
+                at = row + 1;
+                next += 1;
             }
-            first += rows;
+            if next > taken {
+                selectors.push(RowSelector::skip(end - at));
+                groups.push(g);
+            }
+            first = end;
         }
-        let (group, local, rows) = group.ok_or_else(|| ColumnarError::corrupt(path, format!("row {row} is past the run's end")))?;
+        if next < rows.len() {
+            return Err(ColumnarError::corrupt(path, format!("row {} is past the run's end", rows[next])));
+        }
         let json = builder.schema().index_of("json").map_err(|e| ColumnarError::corrupt(path, e))?;
         let projection = ProjectionMask::roots(builder.parquet_schema(), [json]);
-        let selection = RowSelection::from(vec![RowSelector::skip(local), RowSelector::select(1), RowSelector::skip(rows - local - 1)]);
-        let reader = builder.with_row_groups(vec![group]).with_projection(projection).with_row_selection(selection).build().map_err(|e| ColumnarError::corrupt(path, e))?;
+        let reader = builder.with_row_groups(groups).with_projection(projection).with_row_selection(RowSelection::from(selectors)).build().map_err(|e| ColumnarError::corrupt(path, e))?;
+        let mut out = Vec::with_capacity(rows.len());
         for batch in reader {
             let batch = batch.map_err(|e| ColumnarError::corrupt(path, e))?;
-            if batch.num_rows() > 0 {
-                let json = batch.column(0).as_binary::<i32>();
-                return serde_json::from_slice(json.value(0)).map_err(|e| ColumnarError::corrupt(path, e));
+            let json = batch.column(0).as_binary::<i32>();
+            for i in 0..batch.num_rows() {
+                out.push(serde_json::from_slice(json.value(i)).map_err(|e| ColumnarError::corrupt(path, e))?);
             }
         }
-        Err(ColumnarError::corrupt(path, format!("row {row} was not found")))
+        if out.len() != rows.len() {
+            return Err(ColumnarError::corrupt(path, format!("{} of {} rows were found", out.len(), rows.len())));
+        }
+        Ok(out)
     }
 }
 
@@ -330,6 +356,9 @@ mod tests {
             assert_eq!(run.read_row(row).unwrap(), *profiles[row as usize], "row {row}");
         }
         assert!(matches!(run.read_row(40_000), Err(ColumnarError::Corrupt { .. })));
+        let some = [3u32, 4, 64, 16_000, 16_384, 30_001, 39_999];
+        let expected: Vec<VisitorProfile> = some.iter().map(|&r| (*profiles[r as usize]).clone()).collect();
+        assert_eq!(run.read_rows(&some).unwrap(), expected, "several rows in one pass");
 
         let mut loaded = Profiles::new(0);
         load(&Arc::new(run), &mut loaded).unwrap();
