@@ -240,10 +240,14 @@ fn enricher(args: &ProcessorArgs, geo: GeoLookup) -> Result<Enricher> {
     Ok(Enricher::new(geo, storage))
 }
 
-async fn processor(args: &ProcessorArgs, data: &DataArgs, store: Arc<dyn Store>, metrics: &MetricsRegistry, health: &Health) -> Result<Processor> {
+async fn processor(args: &ProcessorArgs, data: &DataArgs, kind: StoreKind, store: Arc<dyn Store>, metrics: &MetricsRegistry, health: &Health) -> Result<Processor> {
     let geo = geo_lookup(args, data, &store).await?;
     let config = ProcessorConfig {
         batch_size: args.processor_batch.clamp(1, 100_000),
+        profile_cache_capacity: args.processor_profile_cache.unwrap_or(match kind {
+            StoreKind::Columnar => 1_000,
+            StoreKind::Embedded | StoreKind::Clickhouse => ProcessorConfig::default().profile_cache_capacity,
+        }),
         request_insights: args.ai()?.is_some(),
         ..ProcessorConfig::default()
     };
@@ -422,7 +426,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .with_config(&crm_api::ApiConfig { body_timeout: args.http.body_timeout(), ..args.auth.api_config() })
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
-    let processor = processor(&args.processor, &args.data, store.clone(), &metrics, &health).await?;
+    let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
     if args.health_interval_mins > 0 {
         spawn_health_schedule(store.clone(), clickhouse, Duration::from_secs(args.health_interval_mins * 60), background.clone());
@@ -458,7 +462,7 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
     let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
-    let processor = processor(&args.processor, &args.data, store.clone(), &metrics, &health).await?;
+    let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let background = Shutdown::new();
     let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, background.clone());
     let listener = bind(args.listen, "crm process (health and metrics)").await?;

@@ -379,7 +379,7 @@ pub fn approx_bytes(profile: &VisitorProfile) -> usize {
     bytes += profile.device.browser.len() + profile.device.browser_version.len() + profile.device.os.len() + profile.device.os_version.len() + profile.device.category.len();
     bytes += text(&profile.geo.country) + text(&profile.geo.region) + text(&profile.geo.city) + text(&profile.geo.org);
     bytes += profile.intent_signals.keys().map(|k| k.len() + 64).sum::<usize>();
-    bytes += profile.traits.iter().map(|(k, v)| k.len() + 64 + serde_json::to_string(v).map_or(0, |s| s.len())).sum::<usize>();
+    bytes += profile.traits.iter().map(|(k, v)| k.len() + 64 + v.as_str().map_or(0, str::len)).sum::<usize>();
     bytes += profile.active_days.len() * 8;
     bytes += text(&profile.lead_id);
     bytes += profile.applied_offsets.keys().map(|k| k.len() + 64).sum::<usize>();
