@@ -334,10 +334,11 @@ impl ColumnarEvents {
     }
 
     /// Folds the profile runs into one once there are more than [`MAX_PROFILE_RUNS`]: the rows
-    /// that are still some profile's home are copied (no JSON decoded) and the homes move as
-    /// each chunk is written; then one manifest edit swaps the runs. If that edit fails, the
-    /// merged run stays in use: it is complete and fsynced, and the folded runs, still named
-    /// by the manifest, hold the same states for a reopen.
+    /// that are still some profile's home are copied (no JSON decoded); once the merged run is
+    /// written and fsynced the homes move to it, then one manifest edit swaps the runs. A fold
+    /// that fails while writing moves nothing (its file is an orphan). If the edit fails, the
+    /// merged run stays in use: it is complete, and the folded runs, still named by the
+    /// manifest, hold the same states for a reopen.
     fn fold_profile_runs(&self, manifest: &mut Manifest) -> Result<()> {
         let (runs, live) = {
             let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
@@ -350,10 +351,12 @@ impl ColumnarEvents {
         let path = self.root.join(meta.relative_path());
         // Its row count is known once the fold has written it.
         let merged = Arc::new(Run::new(meta.id, path.clone(), 0));
-        let (rows, bytes) = run::fold(&runs, &live, &path, |moved| {
-            self.profiles.write().unwrap_or_else(|p| p.into_inner()).rehome(&merged, moved);
+        let mut moves = HashMap::new();
+        let (rows, bytes) = run::fold(&runs, &live, &path, |copied| {
+            self.profiles.read().unwrap_or_else(|p| p.into_inner()).note_moves(copied, &mut moves);
         })?;
         merged.set_rows(rows);
+        self.profiles.write().unwrap_or_else(|p| p.into_inner()).rehome(&merged, &moves);
         let edit = Edit { add: vec![PartMeta { rows, bytes, ..meta }], remove: runs.iter().map(|r| r.id()).collect(), ..Edit::default() };
         let committed = manifest.commit(edit);
         let mut profiles = self.profiles.write().unwrap_or_else(|p| p.into_inner());

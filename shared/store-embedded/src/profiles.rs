@@ -282,12 +282,22 @@ impl Profiles {
         self.runs.values().cloned().collect()
     }
 
-    /// Moves homes from a folded run's rows to the merged run: `moved` holds (site, visitor, new
-    /// row) for rows that were homes when the fold read them.
-    pub fn rehome(&mut self, merged: &Arc<Run>, moved: &[(String, String, u32)]) {
-        for (site, visitor, row) in moved {
-            if let Some(slot) = self.sites.get_mut(site).and_then(|s| s.slot_mut(visitor)) {
-                slot.home = Some(Home { run: merged.clone(), row: *row });
+    /// Adds (site, visitor, new row) rows a fold has copied to `moves`, as slot numbers (8 bytes
+    /// a row, so a fold of a million profiles holds ~8 MB of them).
+    pub fn note_moves(&self, copied: &[(String, String, u32)], moves: &mut HashMap<String, Vec<(u32, u32)>>) {
+        for (site, visitor, row) in copied {
+            if let Some(&slot) = self.sites.get(site).and_then(|s| s.index.get(visitor.as_str())) {
+                moves.entry(site.clone()).or_default().push((slot, *row));
+            }
+        }
+    }
+
+    /// Points the moved slots' homes at the merged run, once it is completely written.
+    pub fn rehome(&mut self, merged: &Arc<Run>, moves: &HashMap<String, Vec<(u32, u32)>>) {
+        for (site, moved) in moves {
+            let Some(site) = self.sites.get_mut(site) else { continue };
+            for &(slot, row) in moved {
+                site.slots[slot as usize].home = Some(Home { run: merged.clone(), row });
             }
         }
     }

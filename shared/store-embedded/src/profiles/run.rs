@@ -308,7 +308,8 @@ pub fn load(run: &Arc<Run>, into: &mut Profiles) -> Result<()> {
 }
 
 /// Writes the rows of `runs` that `live` marks (still some profile's home) to a new run at
-/// `path`, fsynced, handing each chunk's (site, visitor, new row) to `moved` as it is written.
+/// `path`, fsynced, handing each chunk's (site, visitor, new row) to `moved` as it is written
+/// (the caller moves homes only once this returns `Ok`).
 /// Returns (rows, bytes). No JSON is decoded except in runs of the old layout.
 pub fn fold(runs: &[Arc<Run>], live: &HashMap<u64, Vec<bool>>, path: &Path, mut moved: impl FnMut(&[(String, String, u32)])) -> Result<(u64, u64)> {
     let mut writer = writer(path)?;
