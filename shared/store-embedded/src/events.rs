@@ -342,7 +342,7 @@ impl ColumnarEvents {
     fn fold_profile_runs(&self, manifest: &mut Manifest) -> Result<()> {
         let (runs, live) = {
             let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
-            if profiles.runs().len() <= MAX_PROFILE_RUNS {
+            if profiles.run_count() <= MAX_PROFILE_RUNS {
                 return Ok(());
             }
             (profiles.runs(), profiles.live_rows())
@@ -426,7 +426,7 @@ impl ColumnarEvents {
     /// (profiles known, profiles hot, estimated hot bytes, live runs): memory tests and metrics.
     pub fn profile_memory(&self) -> (usize, usize, usize, usize) {
         let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
-        (profiles.len(), profiles.hot_count(), profiles.hot_bytes(), profiles.runs().len())
+        (profiles.len(), profiles.hot_count(), profiles.hot_bytes(), profiles.run_count())
     }
 
     /// Writes the frozen rows as parts with their sidecars (all fsynced); returns them and the

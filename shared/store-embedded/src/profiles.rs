@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crm_schemas::VisitorProfile;
-use crm_store::{group_orgs, org_member, rank_value, BotFilter, OrgMember, OrgVisitors, StoreError, VisitorQuery, VisitorSort};
+use crm_store::{group_orgs, rank_value, BotFilter, OrgMember, OrgVisitors, StoreError, VisitorQuery, VisitorSort};
 
 pub use run::Run;
 
@@ -60,6 +60,8 @@ struct Slot {
     used: AtomicU32,
     bot: bool,
     intent: u8,
+    /// Changed since its home was written (in `Profiles::dirty` too); never evicted.
+    dirty: bool,
 }
 
 /// One site's profiles: slots in a vector with an index by visitor id (a map of whole slots
@@ -130,12 +132,15 @@ impl Profiles {
 
     /// Puts (or moves) a profile's slot, keeping its home unless `home` is given.
     fn place(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, hot: Option<Arc<VisitorProfile>>, home: Option<Home>) {
-        let org = self.intern_org(summary.org.as_deref());
+        let org = self.intern_org(summary.org);
         let bytes = hot.as_deref().map_or(0, approx_bytes) as u32;
         let now = self.clock.load(Ordering::Relaxed);
-        let site = self.sites.entry(site_id.to_owned()).or_default();
+        if !self.sites.contains_key(site_id) {
+            self.sites.insert(site_id.to_owned(), SiteProfiles::default());
+        }
+        let site = self.sites.get_mut(site_id).expect("inserted above");
         let existing = site.index.get(visitor_id).copied();
-        let (key, old_home) = match existing.map(|i| &site.slots[i as usize]) {
+        let (key, old_home, dirty) = match existing.map(|i| &site.slots[i as usize]) {
             Some(old) => {
                 let key = old.visitor.clone();
                 if old.ranks != summary.ranks || old.bot != summary.bot {
@@ -144,9 +149,9 @@ impl Profiles {
                     }
                 }
                 self.hot_bytes -= old.bytes as usize;
-                (key, old.home.clone())
+                (key, old.home.clone(), old.dirty)
             }
-            None => (Arc::from(visitor_id), None),
+            None => (Arc::from(visitor_id), None, false),
         };
         for (i, value) in summary.ranks.iter().enumerate() {
             site.ranks[usize::from(summary.bot)][i].insert((*value, key.clone()));
@@ -163,6 +168,7 @@ impl Profiles {
             org,
             bytes,
             used: AtomicU32::new(now),
+            dirty,
         };
         match existing {
             Some(i) => site.slots[i as usize] = slot,
@@ -177,7 +183,16 @@ impl Profiles {
     pub fn apply(&mut self, profile: &VisitorProfile, mark_dirty: bool) {
         self.place(&profile.site_id, &profile.visitor_id, run::Summary::of(profile), Some(Arc::new(profile.clone())), None);
         if mark_dirty {
-            self.dirty.insert((profile.site_id.clone(), profile.visitor_id.clone()));
+            self.mark_dirty(&profile.site_id, &profile.visitor_id);
+        }
+    }
+
+    fn mark_dirty(&mut self, site_id: &str, visitor_id: &str) {
+        if let Some(slot) = self.sites.get_mut(site_id).and_then(|s| s.slot_mut(visitor_id)) {
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.insert((site_id.to_owned(), visitor_id.to_owned()));
+            }
         }
     }
 
@@ -253,14 +268,22 @@ impl Profiles {
     /// site and visitor; dirty profiles are always hot).
     pub fn take_dirty(&mut self) -> Vec<Arc<VisitorProfile>> {
         let dirty = std::mem::take(&mut self.dirty);
-        let mut out: Vec<Arc<VisitorProfile>> = dirty.iter().filter_map(|(site, visitor)| self.sites.get(site)?.slot(visitor)?.hot.clone()).collect();
+        let mut out: Vec<Arc<VisitorProfile>> = Vec::with_capacity(dirty.len());
+        for (site, visitor) in &dirty {
+            if let Some(slot) = self.sites.get_mut(site).and_then(|s| s.slot_mut(visitor)) {
+                slot.dirty = false;
+                out.extend(slot.hot.clone());
+            }
+        }
         out.sort_by(|a, b| (&a.site_id, &a.visitor_id).cmp(&(&b.site_id, &b.visitor_id)));
         out
     }
 
     /// Marks profiles dirty again (their commit point failed).
     pub fn redirty(&mut self, profiles: &[Arc<VisitorProfile>]) {
-        self.dirty.extend(profiles.iter().map(|p| (p.site_id.clone(), p.visitor_id.clone())));
+        for profile in profiles {
+            self.mark_dirty(&profile.site_id, &profile.visitor_id);
+        }
     }
 
     /// After a commit point's edit: `written[i]` is row `i` of `run`, now those profiles' home.
@@ -276,6 +299,10 @@ impl Profiles {
     /// A run opened at start (its rows are loaded with [`Profiles::load_row`]).
     pub fn add_run(&mut self, run: Arc<Run>) {
         self.runs.insert(run.id(), run);
+    }
+
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
     }
 
     pub fn runs(&self) -> Vec<Arc<Run>> {
@@ -339,7 +366,7 @@ impl Profiles {
         let mut candidates: Vec<(u32, &String, &Arc<str>)> = Vec::new();
         for (site_id, site) in &self.sites {
             for slot in &site.slots {
-                if slot.hot.is_some() && slot.home.is_some() && !self.dirty.contains(&(site_id.clone(), slot.visitor.to_string())) {
+                if slot.hot.is_some() && slot.home.is_some() && !slot.dirty {
                     candidates.push((slot.used.load(Ordering::Relaxed), site_id, &slot.visitor));
                 }
             }
@@ -397,11 +424,6 @@ pub fn approx_bytes(profile: &VisitorProfile) -> usize {
         bytes += std::mem::size_of_val(session) + session.session_id.len() + session.visitor_id.len() + session.site_id.len() + 256;
     }
     bytes
-}
-
-/// Eligibility for the organisation grouping, as [`org_member`] decides it.
-pub(crate) fn org_of(profile: &VisitorProfile) -> Option<String> {
-    org_member(profile).map(|m| m.org.to_owned())
 }
 
 /// The rank values of a profile in [`SORTS`] order.

@@ -23,7 +23,9 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::PageIndexPolicy;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::{org_of, ranks_of, Home, Profiles};
+use crm_store::org_member;
+
+use super::{ranks_of, Home, Profiles};
 use crate::part::ROW_GROUP_ROWS;
 use crate::{sync_dir, ColumnarError, Result};
 
@@ -32,18 +34,18 @@ pub const PAGE_ROWS: usize = 64;
 
 /// What memory keeps of a profile while it is cold.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Summary {
+pub struct Summary<'a> {
     pub ranks: [u64; 3],
     pub bot: bool,
     pub intent: u8,
     pub last_seen_ms: i64,
     /// The organisation it is grouped under, if it is eligible (`crm_store::org_member`).
-    pub org: Option<String>,
+    pub org: Option<&'a str>,
 }
 
-impl Summary {
-    pub fn of(profile: &VisitorProfile) -> Summary {
-        Summary { ranks: ranks_of(profile), bot: profile.is_bot, intent: profile.intent_score, last_seen_ms: profile.last_seen_ms, org: org_of(profile) }
+impl Summary<'_> {
+    pub fn of(profile: &VisitorProfile) -> Summary<'_> {
+        Summary { ranks: ranks_of(profile), bot: profile.is_bot, intent: profile.intent_score, last_seen_ms: profile.last_seen_ms, org: org_member(profile).map(|m| m.org) }
     }
 }
 
@@ -186,7 +188,7 @@ fn batch_of(path: &Path, profiles: &[Arc<VisitorProfile>]) -> Result<RecordBatch
         Arc::new(UInt64Array::from_iter_values(summaries.iter().map(|s| s.ranks[0]))),
         Arc::new(UInt64Array::from_iter_values(summaries.iter().map(|s| s.ranks[1]))),
         Arc::new(UInt64Array::from_iter_values(summaries.iter().map(|s| s.ranks[2]))),
-        Arc::new(StringArray::from_iter(summaries.iter().map(|s| s.org.as_deref()))),
+        Arc::new(StringArray::from_iter(summaries.iter().map(|s| s.org))),
         Arc::new(BinaryArray::from_iter_values(json.iter())),
     ];
     RecordBatch::try_new(schema(), columns).map_err(|e| ColumnarError::corrupt(path, e))
@@ -280,13 +282,13 @@ impl<'a> Columns<'a> {
         }
     }
 
-    fn summary(&self, row: usize) -> Summary {
+    fn summary(&self, row: usize) -> Summary<'a> {
         Summary {
             ranks: self.ranks.map(|r| r.value(row)),
             bot: self.bot.value(row),
             intent: self.intent.value(row),
             last_seen_ms: self.last_seen.value(row),
-            org: (!self.org.is_null(row)).then(|| self.org.value(row).to_owned()),
+            org: (!self.org.is_null(row)).then(|| self.org.value(row)),
         }
     }
 }
