@@ -9,10 +9,10 @@
 //! far. A write without log positions (API, simulator, tests) runs a commit point before it
 //! returns, so it is durable on `Ok` as with the redb store.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -63,6 +63,8 @@ fn now_ms() -> i64 {
 pub struct ColumnarStore {
     columnar: Arc<ColumnarEvents>,
     records: Arc<EmbeddedStore>,
+    /// [`EmbeddedStore::record_positions`], kept current by `write`.
+    record_positions: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl ColumnarStore {
@@ -85,7 +87,8 @@ impl ColumnarStore {
         let mut records = EmbeddedStore::open_with_cache(data_dir, RECORDS_CACHE_BYTES)?;
         let columnar = Arc::new(ColumnarEvents::open_with_budget(&data_dir.join("columnar"), profile_budget)?);
         crate::convert::convert(&mut records, &columnar, chunk, after_chunk)?;
-        Ok(ColumnarStore { columnar, records: Arc::new(records) })
+        let record_positions = Arc::new(Mutex::new(records.record_positions()?));
+        Ok(ColumnarStore { columnar, records: Arc::new(records), record_positions })
     }
 
     /// Makes every acknowledged event and session durable now (a timer and shutdown call it).
@@ -162,20 +165,42 @@ impl PipelineStore for ColumnarStore {
         Ok(self.columnar.unseen(ids)?)
     }
 
+    /// Records first, then events: a failure between the two leaves records ahead of events,
+    /// never behind. Records are durable at once while events wait for the commit point, so
+    /// after a crash the log replays batches whose records are already written. Those were
+    /// derived from a lead state the replay is still catching up to (its profiles come from the
+    /// last checkpoint), so writing them again would add a score dip and recovery to the
+    /// history and could fire an alert again in a new window: a batch whose every log position
+    /// is at or below the highest one records were written for keeps only its dead letters
+    /// (keyed by content, so idempotent). The lead state stored already reflects it.
     async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome> {
-        let (events_written, duplicates_skipped) = self.columnar.append(&batch.events, &batch.sessions, &batch.visitors, &batch.log_positions)?;
-        let records = WriteBatch {
-            dead_letters: batch.dead_letters.clone(),
-            leads: batch.leads.clone(),
-            conflicts: batch.conflicts.clone(),
-            score_points: batch.score_points.clone(),
-            alerts: batch.alerts.clone(),
-            insight_requests: batch.insight_requests.clone(),
-            ..WriteBatch::default()
+        let replayed = !batch.log_positions.is_empty() && {
+            let written = self.record_positions.lock().unwrap_or_else(|p| p.into_inner());
+            batch.log_positions.iter().all(|(key, offset)| written.get(key).is_some_and(|high| offset <= high))
         };
-        if !records.is_empty() {
-            self.records.write(Arc::new(records)).await?;
+        let mut records = WriteBatch { dead_letters: batch.dead_letters.clone(), ..WriteBatch::default() };
+        if replayed {
+            let skipped = batch.leads.len() + batch.conflicts.len() + batch.score_points.len() + batch.alerts.len() + batch.insight_requests.len();
+            if skipped > 0 {
+                tracing::info!(skipped, "replayed batch: its lead, alert and insight records are already written");
+            }
+        } else {
+            records.leads = batch.leads.clone();
+            records.conflicts = batch.conflicts.clone();
+            records.score_points = batch.score_points.clone();
+            records.alerts = batch.alerts.clone();
+            records.insight_requests = batch.insight_requests.clone();
         }
+        if !records.is_empty() {
+            records.log_positions = batch.log_positions.clone();
+            self.records.write(Arc::new(records)).await?;
+            let mut written = self.record_positions.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, &offset) in &batch.log_positions {
+                let high = written.entry(key.clone()).or_insert(offset);
+                *high = (*high).max(offset);
+            }
+        }
+        let (events_written, duplicates_skipped) = self.columnar.append(&batch.events, &batch.sessions, &batch.visitors, &batch.log_positions)?;
         if batch.log_positions.is_empty() {
             self.commit_point().await?;
         }
@@ -378,5 +403,61 @@ mod tests {
         drop(store);
         let store = ColumnarStore::open(dir.path()).unwrap();
         assert_eq!(latest(&store.sessions_between("s1", T0 - 1, T0 + 1, 10).await.unwrap()), Some(final_state));
+    }
+
+    /// After a crash the log replays batches whose records were written while their events
+    /// were still buffered. The replay derives those records again from older profiles: the
+    /// store keeps the ones it has (no score dip in the history, no second alert), and takes
+    /// records again from the first batch past them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replayed_batch_does_not_write_its_lead_records_twice() {
+        use crm_schemas::ScorePoint;
+        use crm_store::conformance::{sample_alert, sample_lead};
+        use crm_store::{LeadStore, WorkflowStore};
+        let dir = tempfile::tempdir().unwrap();
+        let log = |offset: u64| BTreeMap::from([("log/events/0".to_string(), offset)]);
+        let lead = sample_lead("s1", "ada@acme.example", 85, T0);
+        let point = |score: u8, at_ms: i64| ScorePoint { site_id: "s1".into(), lead_id: lead.lead_id.clone(), at_ms, score };
+        let batch = |offset: u64, score: u8, at_ms: i64, alert: &str| WriteBatch {
+            events: vec![sample_event("s1", "v1", T0 + offset as i64, EventBody::Pageview, "/pricing")],
+            leads: vec![crm_schemas::Lead { score, ..lead.clone() }],
+            score_points: vec![point(score, at_ms)],
+            alerts: vec![sample_alert("s1", alert, at_ms, at_ms)],
+            log_positions: log(offset),
+            ..WriteBatch::default()
+        };
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        store.write(Arc::new(batch(10, 40, T0, "a-first"))).await.unwrap();
+        store.commit_point().await.unwrap();
+        // Acknowledged, records written, events not yet durable: then the process dies.
+        store.write(Arc::new(batch(20, 85, T0 + 1_000, "a-crossed"))).await.unwrap();
+        drop(store);
+
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        assert!(!store.durable_positions().covers(&log(20)), "the log replays offsets 11..=20");
+        // The replay recomputes the lead from the checkpointed profile: a lower score, later.
+        let outcome = store.write(Arc::new(batch(20, 60, T0 + 60_000, "a-replayed"))).await.unwrap();
+        assert_eq!(outcome.events_written, 1, "the event itself was lost with the buffer and is stored now");
+        let key = [("s1".to_string(), lead.lead_id.clone())];
+        assert_eq!(store.leads(&key).await.unwrap()[0].score, 85, "the stored lead state stays");
+        let history: Vec<u8> = store.score_history("s1", &lead.lead_id, 10).await.unwrap().iter().map(|p| p.score).collect();
+        assert_eq!(history, vec![40, 85], "no dip and recovery from the replay");
+        let alerts: Vec<String> = store.alerts("s1", 10).await.unwrap().into_iter().map(|a| a.alert_id).collect();
+        assert_eq!(alerts.len(), 2, "{alerts:?}");
+        assert!(!alerts.contains(&"a-replayed".to_string()));
+
+        // Past the replay, records are written again, and across a reopen.
+        store.write(Arc::new(batch(21, 90, T0 + 120_000, "a-new"))).await.unwrap();
+        store.commit_point().await.unwrap();
+        drop(store);
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        assert_eq!(store.leads(&key).await.unwrap()[0].score, 90);
+        let history: Vec<u8> = store.score_history("s1", &lead.lead_id, 10).await.unwrap().iter().map(|p| p.score).collect();
+        assert_eq!(history, vec![40, 85, 90]);
+        assert_eq!(store.alerts("s1", 10).await.unwrap().len(), 3);
+        // A write that did not come from the log always writes its records.
+        let api = WriteBatch { log_positions: BTreeMap::new(), ..batch(0, 95, T0 + 180_000, "a-api") };
+        store.write(Arc::new(api)).await.unwrap();
+        assert_eq!(store.leads(&key).await.unwrap()[0].score, 95);
     }
 }

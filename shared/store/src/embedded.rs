@@ -64,6 +64,10 @@ const VISITOR_SITES: TableDefinition<(&str, &str), ()> = TableDefinition::new("v
 const LEGACY_VISITOR_RANK_KEYS: &str = "visitor_rank_keys";
 const SESSIONS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("sessions");
 const DEAD_LETTERS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("dead_letters");
+/// The highest event-log position (`"{source}/{topic}/{partition}"` → offset) of any batch whose
+/// lead, alert and insight records were written: a store that makes events durable later than
+/// these records uses it to recognise a replayed batch ([`EmbeddedStore::record_positions`]).
+const RECORD_POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("record_log_positions");
 const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -137,6 +141,19 @@ impl EmbeddedStore {
         Ok(first.is_some())
     }
 
+    /// The highest log position of every batch whose records (leads, score points, alerts,
+    /// conflicts, insight requests) this store wrote.
+    pub fn record_positions(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(RECORD_POSITIONS).map_err(db_err)?;
+        let mut positions = std::collections::BTreeMap::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (key, offset) = entry.map_err(db_err)?;
+            positions.insert(key.value().to_owned(), offset.value());
+        }
+        Ok(positions)
+    }
+
     /// Opens or creates `<dir>/store.redb` (and the event body segments beside it) and makes
     /// sure every table exists.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore> {
@@ -160,6 +177,7 @@ impl EmbeddedStore {
             txn.open_table(VISITOR_SITES).map_err(db_err)?;
             txn.open_table(SESSIONS).map_err(db_err)?;
             txn.open_table(DEAD_LETTERS).map_err(db_err)?;
+            txn.open_table(RECORD_POSITIONS).map_err(db_err)?;
             txn.open_table(SITES).map_err(db_err)?;
             txn.open_table(USERS).map_err(db_err)?;
             txn.open_table(META).map_err(db_err)?;

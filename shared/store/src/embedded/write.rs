@@ -3,10 +3,10 @@
 //! lead, alert and insight records — committed atomically or not at all. Event bodies go to
 //! the append-only segments (`bodies.rs`), written and synced just before the commit.
 
-use redb::Database;
+use redb::{Database, ReadableTable};
 
 use super::bodies::{self, Appender};
-use super::{alerts, db_err, encode, insights, leads, profiles, rank_kind, DEAD_LETTERS, EVENTS, EVENT_IDS, SESSIONS, SORTS, VISITORS, VISITOR_EVENTS, VISITOR_RANK, VISITOR_SITES};
+use super::{alerts, db_err, encode, insights, leads, profiles, rank_kind, DEAD_LETTERS, EVENTS, RECORD_POSITIONS, EVENT_IDS, SESSIONS, SORTS, VISITORS, VISITOR_EVENTS, VISITOR_RANK, VISITOR_SITES};
 use crate::{Result, WriteBatch, WriteOutcome};
 
 pub(super) fn write(db: &Database, appender: &mut Appender, batch: &WriteBatch) -> Result<WriteOutcome> {
@@ -112,6 +112,13 @@ pub(super) fn write(db: &Database, appender: &mut Appender, batch: &WriteBatch) 
         leads::write(&txn, batch)?;
         alerts::insert_new(&txn, &batch.alerts)?;
         insights::upsert(&txn, &batch.insight_requests)?;
+        if !batch.log_positions.is_empty() {
+            let mut positions = txn.open_table(RECORD_POSITIONS).map_err(db_err)?;
+            for (key, &offset) in &batch.log_positions {
+                let highest = positions.get(key.as_str()).map_err(db_err)?.map_or(offset, |old| old.value().max(offset));
+                positions.insert(key.as_str(), highest).map_err(db_err)?;
+            }
+        }
     }
     appender.flush(&txn)?;
     txn.commit().map_err(db_err)?;
