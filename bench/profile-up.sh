@@ -10,8 +10,8 @@
 #   CRM=path/to/crm      compare another build (e.g. a copy of the binary before a change)
 #   EXTRA="--flag value" extra `crm up` flags, e.g. EXTRA="--processor-batch 30000"
 #   SEED=path/to/data    start from a copy of this data dir instead of an empty one (e.g. a store
-#                        with 1 M visitors: store_bench --embedded-dir, then seed_store, then
-#                        `crm migrate --store columnar` on it)
+#                        with 1 M visitors: store_bench --embedded-dir, then seed_store; or the
+#                        same with --redb-dir / --store redb to time the conversion at start)
 #   --perf               also record a call-graph profile of 20 s into target/profile-up/perf.data
 set -euo pipefail
 cd "$(dirname "$0")/.."

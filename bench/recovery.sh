@@ -5,7 +5,7 @@
 # event is stored: the replay of what was acknowledged but not yet durable, plus startup.
 #
 # Usage: bench/recovery.sh          (release binaries: `cargo build --release -p crm -p crm-bench --bins`)
-#   EXTRA="--store columnar"        `crm up` flags for both starts
+#   EXTRA="--store redb"            `crm up` flags for both starts (e.g. the first store design)
 #   RATE, DURATION                  load (defaults 500 req/s x 10 events = 5 K events/s, 20 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."

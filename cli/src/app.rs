@@ -87,13 +87,13 @@ pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn S
     args.validate()?;
     let mut clickhouse = None;
     let store: Arc<dyn Store> = match args.store {
-        StoreKind::Embedded => {
+        StoreKind::Redb => {
             if data.data_dir.join("columnar").join("MANIFEST.log").exists() {
-                anyhow::bail!("{} holds a columnar store: start with --store columnar", data.data_dir.display());
+                anyhow::bail!("{} holds the embedded store's columnar parts: start with --store embedded", data.data_dir.display());
             }
             Arc::new(EmbeddedStore::open_with_cache(&data.data_dir, args.store_cache_mb.max(8) * 1024 * 1024).context("opening the embedded store")?)
         }
-        StoreKind::Columnar => {
+        StoreKind::Embedded => {
             // A data directory the redb store wrote is converted here, once (one way).
             let store = ColumnarStore::open_with_budget(&data.data_dir, args.profile_memory_mb * 1024 * 1024).context("opening the columnar store")?;
             let maintenance = Maintenance { retention_days: args.retention_days, ..Maintenance::default() };
@@ -245,8 +245,8 @@ async fn processor(args: &ProcessorArgs, data: &DataArgs, kind: StoreKind, store
     let config = ProcessorConfig {
         batch_size: args.processor_batch.clamp(1, 100_000),
         profile_cache_capacity: args.processor_profile_cache.unwrap_or(match kind {
-            StoreKind::Columnar => 1_000,
-            StoreKind::Embedded | StoreKind::Clickhouse => ProcessorConfig::default().profile_cache_capacity,
+            StoreKind::Embedded => 1_000,
+            StoreKind::Redb | StoreKind::Clickhouse => ProcessorConfig::default().profile_cache_capacity,
         }),
         request_insights: args.ai()?.is_some(),
         ..ProcessorConfig::default()
@@ -491,7 +491,7 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
     let store = open_store(&args.data, &args.store).await?;
     store.ping().await?;
     match args.store.store {
-        StoreKind::Embedded | StoreKind::Columnar => println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display()),
+        StoreKind::Embedded | StoreKind::Redb => println!("store schema version {STORE_SCHEMA_VERSION} is in place under {}", args.data.data_dir.display()),
         StoreKind::Clickhouse => println!(
             "ClickHouse database {} at {} is migrated (migrations are recorded in schema_migrations)",
             args.store.clickhouse_database, args.store.clickhouse_url

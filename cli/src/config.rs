@@ -209,12 +209,14 @@ pub enum CompressionArg {
 /// Store backends this build provides.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StoreKind {
-    /// A redb database under the data dir.
+    /// The embedded store under the data dir: events and sessions in Parquet parts behind commit
+    /// points, profiles in memory with checkpoint runs, CRM records in redb. A data dir the first
+    /// design (`redb`) wrote is converted at the first start, one way.
+    #[value(alias = "columnar")]
     Embedded,
-    /// The embedded store's second design (issue 17, experimental): events and sessions in
-    /// Parquet parts, profiles in memory with checkpoints, records in redb. A data dir written by
-    /// `embedded` is converted at the first start (one way: `embedded` then refuses it).
-    Columnar,
+    /// The embedded store's first design, everything in one redb file: slower, kept as the
+    /// benchmarks' baseline. It refuses a data dir the embedded store has converted.
+    Redb,
     /// A ClickHouse server (`--clickhouse-url`).
     Clickhouse,
 }
@@ -295,13 +297,14 @@ pub struct StoreArgs {
     #[arg(long, env = "CRM_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     pub clickhouse_password: Option<String>,
     /// Delete events and sessions older than this many days (ClickHouse TTL; whole day parts on
-    /// the columnar store).
+    /// the embedded store).
     #[arg(long, env = "CRM_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
-    /// Page cache of the embedded store in MiB.
+    /// Page cache of the redb store in MiB (`--store redb`; the embedded store keeps only CRM
+    /// records in redb and gives them 32 MiB).
     #[arg(long, env = "CRM_STORE_CACHE_MB", default_value_t = 256)]
     pub store_cache_mb: usize,
-    /// Memory for whole visitor profiles in the columnar store, in MiB. Profiles beyond it are
+    /// Memory for whole visitor profiles in the embedded store, in MiB. Profiles beyond it are
     /// read back from disk when asked for; their ranks stay in memory either way.
     #[arg(long, env = "CRM_PROFILE_MEMORY_MB", default_value_t = 256)]
     pub profile_memory_mb: usize,
@@ -320,8 +323,8 @@ impl StoreArgs {
         if self.retention_days == Some(0) {
             bail!("--retention-days must be at least 1");
         }
-        if self.retention_days.is_some() && self.store == StoreKind::Embedded {
-            bail!("--retention-days needs --store clickhouse or columnar (the redb store keeps everything)");
+        if self.retention_days.is_some() && self.store == StoreKind::Redb {
+            bail!("--retention-days needs --store embedded or clickhouse (the redb store keeps everything)");
         }
         Ok(())
     }
@@ -435,8 +438,8 @@ pub struct ProcessorArgs {
     /// and sync: 2 000 → 10 000 took the embedded `crm up` from 3.6 K to 5.0 K events/s.
     #[arg(long, env = "CRM_PROCESSOR_BATCH", default_value_t = 10_000)]
     pub processor_batch: usize,
-    /// Visitor profiles the processor keeps between batches (emptied when full). Default: 50 000
-    /// with the redb store, 1 000 with the columnar store, which keeps hot profiles itself (the
+    /// Visitor profiles the processor keeps between batches (emptied when full). Default: 1 000
+    /// with the embedded store, which keeps hot profiles itself, 50 000 with the others (the
     /// smaller cache saved 235 MB of RSS for 6 % of `profile-up.sh` throughput).
     #[arg(long, env = "CRM_PROCESSOR_PROFILE_CACHE")]
     pub processor_profile_cache: Option<usize>,
@@ -635,6 +638,22 @@ mod tests {
                 assert!(arg.get_env().is_some(), "crm {} --{} has no env variable", sub.get_name(), arg.get_id());
             }
         }
+    }
+
+    #[test]
+    fn the_embedded_store_is_the_columnar_design_and_redb_is_named() {
+        let store = |args: &[&str]| {
+            let mut all = vec!["crm", "up"];
+            all.extend_from_slice(args);
+            let Command::Up(up) = Cli::try_parse_from(all).unwrap().command else { panic!("up") };
+            up.store
+        };
+        assert_eq!(store(&[]).store, StoreKind::Embedded);
+        assert_eq!(store(&["--store", "columnar"]).store, StoreKind::Embedded, "the opt-in name of the last release still works");
+        assert_eq!(store(&["--store", "redb"]).store, StoreKind::Redb);
+        assert!(store(&["--retention-days", "30"]).validate().is_ok());
+        let err = store(&["--store", "redb", "--retention-days", "30"]).validate().unwrap_err().to_string();
+        assert!(err.contains("--store embedded"), "{err}");
     }
 
     #[test]

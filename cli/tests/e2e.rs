@@ -100,16 +100,17 @@ async fn beacons_become_an_enriched_scored_visitor() {
     assert!(metrics.contains("crm_processor_events_total"));
 }
 
+/// The embedded store's writes become durable at commit points after they are acknowledged:
+/// the log is committed only that far, so the replay after a SIGKILL fills the gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill_exactly_once() {
     sigkill_mid_stream(&[]).await;
 }
 
-/// The same on the second store design, whose writes become durable at commit points after
-/// they are acknowledged: the log is committed only that far, so the replay fills the gap.
+/// The same on the first design (one redb file, durable per write).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_events_survive_sigkill_exactly_once_on_the_columnar_store() {
-    sigkill_mid_stream(&["--store", "columnar"]).await;
+async fn acknowledged_events_survive_sigkill_exactly_once_on_the_redb_store() {
+    sigkill_mid_stream(&["--store", "redb"]).await;
 }
 
 async fn sigkill_mid_stream(store: &[&str]) {
@@ -445,11 +446,11 @@ async fn a_full_log_budget_makes_the_service_not_ready() {
     }
 }
 
-/// Upgrading a data directory: the columnar store converts what the redb store wrote (the
-/// event is served afterwards), and from then on the redb store refuses the directory, whose
-/// events now live in columnar parts.
+/// Upgrading a data directory: the embedded store converts what its first design (redb)
+/// wrote (the event is served afterwards), and from then on the redb store refuses the
+/// directory, whose events now live in columnar parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redb_data_dir_converts_to_columnar_and_the_redb_design_then_refuses_it() {
+async fn a_redb_data_dir_converts_to_the_embedded_store_and_the_redb_design_then_refuses_it() {
     let migrate = |dir: &Path, store: &str| {
         let output = Command::new(env!("CARGO_BIN_EXE_crm"))
             .args(["migrate", "--store", store, "--data-dir"])
@@ -461,7 +462,7 @@ async fn a_redb_data_dir_converts_to_columnar_and_the_redb_design_then_refuses_i
     };
     let dir = tempfile::tempdir().unwrap();
     let redb_dir = dir.path().join("redb");
-    let server = start(&redb_dir, &[]);
+    let server = start(&redb_dir, &["--store", "redb"]);
     let client = reqwest::Client::new();
     let event = json!({"events": [{"v": 1, "type": "pageview", "site_id": "demo", "visitor_id": "v-guard", "url": "https://x.example/"}]});
     let response = client.post(format!("{}/v1/events", server.base)).header("user-agent", CHROME).body(event.to_string()).send().await.unwrap();
@@ -474,19 +475,20 @@ async fn a_redb_data_dir_converts_to_columnar_and_the_redb_design_then_refuses_i
     })
     .await;
     drop(server);
-    let (ok, stderr) = migrate(&redb_dir, "columnar");
-    assert!(ok, "converting: {stderr}");
-    let (ok, stderr) = migrate(&redb_dir, "embedded");
-    assert!(!ok && stderr.contains("holds a columnar store"), "{stderr}");
-    let server = start(&redb_dir, &["--store", "columnar"]);
+    // The default store converts the directory at its first start.
+    let server = start(&redb_dir, &[]);
     let token = common::token(&client, &server.base).await;
     let (_, page) = get(&client, format!("{}/api/v1/visitors/v-guard/events?site_id=demo", server.base), &token).await;
     assert_eq!(page["data"].as_array().map(Vec::len), Some(1), "the converted event is served: {page}");
     drop(server);
-
-    let columnar_dir = dir.path().join("columnar");
-    let (ok, stderr) = migrate(&columnar_dir, "columnar");
+    let (ok, stderr) = migrate(&redb_dir, "redb");
+    assert!(!ok && stderr.contains("holds the embedded store's columnar parts"), "{stderr}");
+    let (ok, stderr) = migrate(&redb_dir, "embedded");
     assert!(ok, "{stderr}");
-    let (ok, stderr) = migrate(&columnar_dir, "embedded");
-    assert!(!ok && stderr.contains("holds a columnar store"), "{stderr}");
+
+    let fresh_dir = dir.path().join("fresh");
+    let (ok, stderr) = migrate(&fresh_dir, "embedded");
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = migrate(&fresh_dir, "redb");
+    assert!(!ok && stderr.contains("holds the embedded store's columnar parts"), "{stderr}");
 }

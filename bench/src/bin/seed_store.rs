@@ -1,5 +1,6 @@
-//! Writes N scored visitor profiles (ids `seed-0…`) for one site straight into an embedded
-//! store, so API read latency can be measured at realistic sizes (1 M visitors).
+//! Writes N scored visitor profiles (ids `seed-0…`) for one site straight into the embedded
+//! store (or, with `--store redb`, its first design), so API read latency can be measured at
+//! realistic sizes (1 M visitors).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,7 +9,8 @@ use anyhow::Result;
 use clap::Parser;
 use crm_schemas::{Device, Geo, Site, VisitorProfile};
 use crm_store::prelude::*;
-use crm_store::{EmbeddedStore, WriteBatch};
+use crm_store::{EmbeddedStore, Store, WriteBatch};
+use crm_store_embedded::ColumnarStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -22,12 +24,24 @@ struct Args {
     visitors: u64,
     #[arg(long, env = "SEED_BATCH", default_value_t = 20_000)]
     batch: u64,
+    #[arg(long, env = "SEED_STORE", value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StoreKind {
+    Embedded,
+    Redb,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let store = EmbeddedStore::open(&args.data_dir)?;
+    let store: std::sync::Arc<dyn Store> = match args.store {
+        // Each write without log positions is durable when it returns (a commit point).
+        StoreKind::Embedded => std::sync::Arc::new(ColumnarStore::open(&args.data_dir)?),
+        StoreKind::Redb => std::sync::Arc::new(EmbeddedStore::open(&args.data_dir)?),
+    };
     if store.site(&args.site).await?.is_none() {
         store.put_site(&Site::new(&args.site, "Benchmark site", 0)).await?;
     }

@@ -1,9 +1,9 @@
 //! Store benchmark: bulk-writes N enriched events (with their sessions) through the `Store`
 //! trait, then times the analytics overview over the whole range and visitor timelines. Runs
-//! against the embedded store and, with `--clickhouse-url`, ClickHouse — same data, same
-//! process, same machine. `--columnar-dir` also writes the events through the second design's
-//! columnar event store (crm-store-embedded: buffer, commit points, Parquet parts) and times its
-//! timelines (with `--events-only`, sessions are left out of every store's batches).
+//! against the embedded store (`--embedded-dir`: crm-store-embedded's buffer, commit points and
+//! Parquet parts), its first design (`--redb-dir`) and ClickHouse (`--clickhouse-url`): same
+//! data, same process, same machine (with `--events-only`, sessions are left out of every
+//! store's batches).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,18 +28,18 @@ struct Args {
     /// Benchmark the embedded store in this directory.
     #[arg(long, env = "STORE_BENCH_EMBEDDED_DIR")]
     embedded_dir: Option<std::path::PathBuf>,
+    /// Benchmark the embedded store's first design (one redb file) in this directory.
+    #[arg(long, env = "STORE_BENCH_REDB_DIR")]
+    redb_dir: Option<std::path::PathBuf>,
     /// Benchmark ClickHouse at this URL (a fresh database is created).
     #[arg(long, env = "STORE_BENCH_CLICKHOUSE_URL")]
     clickhouse_url: Option<String>,
     #[arg(long, env = "STORE_BENCH_QUERIES", default_value_t = 20)]
     queries: usize,
-    /// Also write the events through the columnar event store in this directory.
-    #[arg(long, env = "STORE_BENCH_COLUMNAR_DIR")]
-    columnar_dir: Option<std::path::PathBuf>,
-    /// Events between two commit points of the columnar store (50 000 = one a second at 50 K/s).
+    /// Events between two commit points of the embedded store (50 000 = one a second at 50 K/s).
     #[arg(long, env = "STORE_BENCH_COMMIT_EVERY", default_value_t = 50_000)]
     commit_every: usize,
-    /// Leave sessions out of the batches (for a like-for-like comparison with the columnar store).
+    /// Leave sessions out of the batches.
     #[arg(long, env = "STORE_BENCH_EVENTS_ONLY")]
     events_only: bool,
     /// Visitor timelines to time per store (50 newest events each).
@@ -89,10 +89,10 @@ fn batch(generator: &mut BeaconGen, enricher: &mut Enricher, rules: &SiteRules, 
     out
 }
 
-/// Writes and queries one store. With `columnar`, the batches carry log positions (so writes are
+/// Writes and queries one store. With `embedded` (the embedded store), the batches carry log positions (so writes are
 /// acknowledged into memory, as from the processor) and a commit point runs every
 /// `--commit-every` events and at the end, inside the write time.
-async fn run(name: &'static str, store: Arc<dyn Store>, columnar: Option<&ColumnarStore>, args: &Args) -> Result<Report> {
+async fn run(name: &'static str, store: Arc<dyn Store>, embedded: Option<&ColumnarStore>, args: &Args) -> Result<Report> {
     store.put_site(&Site::new("bench", "Bench", 0)).await?;
     let rules = SiteRules::new(&Site::new("bench", "Bench", 0));
     let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
@@ -106,15 +106,15 @@ async fn run(name: &'static str, store: Arc<dyn Store>, columnar: Option<&Column
             prepared.sessions.clear();
         }
         sample_visitors(&prepared, args.events / args.timelines.max(1), &mut visitors);
-        if columnar.is_some() {
+        if embedded.is_some() {
             prepared.log_positions.insert("bench/events/0".into(), (written + count) as u64);
         }
         let started = Instant::now();
         store.write(prepared.into()).await?;
-        if let Some(columnar) = columnar {
+        if let Some(embedded) = embedded {
             since_commit += count;
             if since_commit >= args.commit_every || written + count == args.events {
-                columnar.commit_point().await?;
+                embedded.commit_point().await?;
                 since_commit = 0;
             }
         }
@@ -149,12 +149,12 @@ async fn run(name: &'static str, store: Arc<dyn Store>, columnar: Option<&Column
 async fn main() -> Result<()> {
     let args = Args::parse();
     if let Some(dir) = &args.embedded_dir {
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir)?);
-        println!("{}", serde_json::to_string(&run("embedded", store, None, &args).await?)?);
+        let embedded = ColumnarStore::open(dir)?;
+        println!("{}", serde_json::to_string(&run("embedded", Arc::new(embedded.clone()), Some(&embedded), &args).await?)?);
     }
-    if let Some(dir) = &args.columnar_dir {
-        let columnar = ColumnarStore::open(dir)?;
-        println!("{}", serde_json::to_string(&run("columnar", Arc::new(columnar.clone()), Some(&columnar), &args).await?)?);
+    if let Some(dir) = &args.redb_dir {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir)?);
+        println!("{}", serde_json::to_string(&run("redb", store, None, &args).await?)?);
     }
     if let Some(url) = &args.clickhouse_url {
         let database = format!("bench_{}", uuid::Uuid::new_v4().simple());
