@@ -96,7 +96,12 @@ pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn S
         StoreKind::Embedded => {
             // A data directory the redb store wrote is converted here, once (one way).
             let store = ColumnarStore::open_with_budget(&data.data_dir, args.profile_memory_mb * 1024 * 1024).context("opening the columnar store")?;
-            let maintenance = Maintenance { retention_days: args.retention_days, ..Maintenance::default() };
+            let maintenance = Maintenance {
+                retention_days: args.retention_days,
+                commit_interval: std::time::Duration::from_millis(args.commit_interval_ms),
+                commit_events: args.commit_events,
+                ..Maintenance::default()
+            };
             // Runs as long as the process: whatever is buffered at exit is made durable by the
             // processor's flush, or replayed from the log.
             store.spawn_maintenance(maintenance, std::future::pending());

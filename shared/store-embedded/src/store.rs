@@ -42,7 +42,7 @@ pub struct Maintenance {
 impl Default for Maintenance {
     fn default() -> Self {
         Maintenance {
-            commit_interval: Duration::from_secs(5),
+            commit_interval: Duration::from_secs(2),
             commit_events: 200_000,
             compact_interval: Duration::from_secs(60),
             compact_min_parts: 16,
