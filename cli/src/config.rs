@@ -669,6 +669,9 @@ mod tests {
         assert!(store(&["--retention-days", "30"]).validate().is_ok());
         let err = store(&["--store", "redb", "--retention-days", "30"]).validate().unwrap_err().to_string();
         assert!(err.contains("--store embedded"), "{err}");
+        assert_eq!(store(&[]).commit_interval_ms, 2_000);
+        assert!(store(&["--commit-interval-ms", "50"]).validate().is_err(), "a commit point per batch would bury the disk in parts");
+        assert!(store(&["--commit-events", "0"]).validate().is_err());
     }
 
     #[test]

@@ -119,29 +119,53 @@ pub fn write_events(path: &Path, events: &[StoredEvent]) -> Result<Written> {
 /// Writes one record batch as a Parquet part (zstd, row groups of [`ROW_GROUP_ROWS`], page
 /// statistics), fsyncs it and its directory, and returns its size.
 pub fn write_batch(path: &Path, batch: &RecordBatch) -> Result<u64> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_data_page_row_count_limit(1024)
-        // Dictionaries only where values repeat: a one-megabyte dictionary page of unique JSON
-        // would be read and decompressed by every timeline lookup (2.5 ms each, ANALYSIS.md).
-        .set_dictionary_enabled(false);
-    let props = ["kind", "path", "form_id", "name", "referrer", "country", "device", "browser", "utm_source"]
-        .into_iter()
-        .filter(|column| batch.schema().index_of(column).is_ok())
-        .fold(props, |props, column| props.set_column_dictionary_enabled(ColumnPath::from(column), true))
-        .build();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ColumnarError::io(dir, e))?;
+    let mut writer = PartWriter::create(path, batch.schema())?;
+    writer.write(batch)?;
+    writer.finish()
+}
+
+/// A part written batch by batch (compaction streams its merge through one): the file is
+/// complete and durable only after [`PartWriter::finish`].
+pub struct PartWriter {
+    path: std::path::PathBuf,
+    writer: ArrowWriter<File>,
+}
+
+impl PartWriter {
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<PartWriter> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_data_page_row_count_limit(1024)
+            // Dictionaries only where values repeat: a one-megabyte dictionary page of unique JSON
+            // would be read and decompressed by every timeline lookup (2.5 ms each, ANALYSIS.md).
+            .set_dictionary_enabled(false);
+        let props = ["kind", "path", "form_id", "name", "referrer", "country", "device", "browser", "utm_source"]
+            .into_iter()
+            .filter(|column| schema.index_of(column).is_ok())
+            .fold(props, |props, column| props.set_column_dictionary_enabled(ColumnPath::from(column), true))
+            .build();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| ColumnarError::io(dir, e))?;
+        }
+        let file = File::create(path).map_err(|e| ColumnarError::io(path, e))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| ColumnarError::io(path, e))?;
+        Ok(PartWriter { path: path.to_owned(), writer })
     }
-    let file = File::create(path).map_err(|e| ColumnarError::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| ColumnarError::io(path, e))?;
-    writer.write(batch).map_err(|e| ColumnarError::io(path, e))?;
-    let file = writer.into_inner().map_err(|e| ColumnarError::io(path, e))?;
-    file.sync_all().map_err(|e| ColumnarError::io(path, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    Ok(file.metadata().map_err(|e| ColumnarError::io(path, e))?.len())
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| ColumnarError::io(&self.path, e))
+    }
+
+    /// Closes the file, fsyncs it and its directory, and returns its size.
+    pub fn finish(self) -> Result<u64> {
+        let path = self.path;
+        let file = self.writer.into_inner().map_err(|e| ColumnarError::io(&path, e))?;
+        file.sync_all().map_err(|e| ColumnarError::io(&path, e))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(file.metadata().map_err(|e| ColumnarError::io(&path, e))?.len())
+    }
 }
 
 /// Within `groups`, the pages whose `visitor_hash` range (from the page index) can hold `hash`:

@@ -232,7 +232,78 @@ async fn closed_days_merge_whatever_their_part_count() {
     assert_eq!(store.compact(T0 + DAY_MS, 8).unwrap(), Compacted::default(), "yesterday stays open for late events");
     assert_eq!(store.compact(T0 + 2 * DAY_MS, 8).unwrap(), Compacted { groups: 1, inputs: 2 });
     let levels: Vec<u8> = lock(&store.parts).iter().map(|p| p.meta.level).collect();
-    assert_eq!(levels, vec![2]);
+    assert_eq!(levels, vec![1]);
+}
+
+/// A merge reads its inputs a few rows at a time and writes as it goes: with batches far
+/// smaller than the parts, every read answers as before, and each session keeps one row.
+#[tokio::test]
+async fn a_merge_streams_through_small_batches_with_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    for round in 0..5i64 {
+        let events: Vec<StoredEvent> = (0..40).map(|i| event("s1", &format!("v{}", (i * 7 + round) % 3), T0 + (i * 13 + round * 5) % 97)).collect();
+        // v0's session grows every round; v1 and v2 start a new one each round.
+        let sessions = vec![session("v0", T0, round as u32 + 1), session("v1", T0 + round, 1), session("v2", T0 + 10 + round, 2)];
+        store.append(&events, &sessions, &[], &positions(round as u64)).unwrap();
+        store.commit_point().unwrap();
+    }
+    let before = everything(&store).await;
+    let day = T0.div_euclid(DAY_MS);
+    for stream in [Stream::Events, Stream::Sessions] {
+        let inputs: Vec<Arc<LivePart>> = store.parts_snapshot().into_iter().filter(|p| p.meta.stream == stream).collect();
+        assert_eq!(inputs.len(), 5);
+        // 3 rows per read and 5 per write: every batch boundary falls inside a run.
+        store.merge(stream, "s1", day, 1, &inputs, 3, 5).unwrap();
+    }
+    assert_eq!(everything(&store).await, before);
+    let parts = store.parts_snapshot();
+    assert_eq!(parts.len(), 2);
+    let sessions = parts.iter().find(|p| p.meta.stream == Stream::Sessions).unwrap();
+    assert_eq!(sessions.meta.rows, 1 + 5 + 5, "one row per session: v0's five versions collapse");
+    let events = parts.iter().find(|p| p.meta.stream == Stream::Events).unwrap();
+    assert_eq!(events.meta.rows, 200);
+    let written = part::read_all(&events.path).unwrap();
+    let keys: Vec<(i64, i64, Uuid)> = written.iter().map(|e| (part::visitor_hash(&e.visitor_id), e.ts_ms, e.event_id)).collect();
+    assert!(keys.windows(2).all(|w| w[0] <= w[1]), "the merged part is in key order");
+    assert_eq!((events.meta.min_ts, events.meta.max_ts), (T0, T0 + 96));
+    drop(store);
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert_eq!(everything(&store).await, before, "the same after reopen");
+}
+
+/// Merges go up one level at a time: a row is rewritten once per level, not once per merge.
+#[tokio::test]
+async fn parts_merge_by_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let mut offset = 0;
+    let mut commit = |store: &ColumnarEvents, n: usize| {
+        for _ in 0..n {
+            offset += 1;
+            store.append(&[event("s1", "v0", T0 + offset as i64)], &[], &[], &positions(offset)).unwrap();
+            store.commit_point().unwrap();
+        }
+    };
+    let levels = |store: &ColumnarEvents| {
+        let mut levels: Vec<u8> = lock(&store.parts).iter().map(|p| p.meta.level).collect();
+        levels.sort();
+        levels
+    };
+    commit(&store, 3);
+    assert_eq!(store.compact(T0, 3).unwrap(), Compacted { groups: 1, inputs: 3 });
+    assert_eq!(levels(&store), vec![1]);
+    commit(&store, 2);
+    assert_eq!(store.compact(T0, 3).unwrap(), Compacted::default(), "two level-0 parts and one level-1 part: no level has three");
+    commit(&store, 1);
+    assert_eq!(store.compact(T0, 3).unwrap(), Compacted { groups: 1, inputs: 3 }, "the level-0 parts only");
+    assert_eq!(levels(&store), vec![1, 1]);
+    commit(&store, 3);
+    store.compact(T0, 3).unwrap();
+    assert_eq!(levels(&store), vec![1, 1, 1]);
+    store.compact(T0, 3).unwrap();
+    assert_eq!(levels(&store), vec![2], "three level-1 parts make a level-2 part");
+    assert_eq!(store.visitor_events("s1", "v0", 100, None).unwrap().items.len(), 9);
 }
 
 #[tokio::test]
