@@ -122,8 +122,28 @@ pub struct ColumnarEvents {
     profiles: std::sync::RwLock<Profiles>,
 }
 
-/// Profile runs that trigger a fold of them all into one.
+/// Profile runs that trigger a fold.
 const MAX_PROFILE_RUNS: usize = 8;
+
+/// The runs a fold merges: the newest ones (a suffix in id order, so the merged run, newer than
+/// each run it replaces, is also newer than every run it leaves), stopping at a run with more
+/// than twice the rows gathered so far, which stays as it is. Folding everything every time made
+/// a store with a million profiles rewrite them all every few commit points, stalling commit
+/// points for seconds while buffers grew (bench/ANALYSIS.md); by size tiers a large run is
+/// folded again only once the newer runs come near its size.
+fn runs_to_fold(mut runs: Vec<Arc<Run>>) -> Vec<Arc<Run>> {
+    let mut gathered = 0u64;
+    let mut start = runs.len();
+    while start > 0 {
+        let rows = runs[start - 1].rows();
+        if runs.len() - start >= 2 && rows > 2 * gathered {
+            break;
+        }
+        gathered += rows;
+        start -= 1;
+    }
+    runs.split_off(start)
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep serving.
@@ -345,7 +365,7 @@ impl ColumnarEvents {
             if profiles.run_count() <= MAX_PROFILE_RUNS {
                 return Ok(());
             }
-            (profiles.runs(), profiles.live_rows())
+            (runs_to_fold(profiles.runs()), profiles.live_rows())
         };
         let meta = PartMeta { id: manifest.allocate_id(), stream: Stream::Profiles, site_id: String::new(), day: 0, level: 1, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
         let path = self.root.join(meta.relative_path());

@@ -485,3 +485,17 @@ fn dirty_profiles_stay_in_memory_until_their_commit_point() {
     assert_eq!(store.profile("s1", "a").unwrap().unwrap().intent_score, 10);
     assert_eq!(store.profile("s1", "b").unwrap(), None);
 }
+
+/// A fold takes the newest runs and leaves a much larger old run alone, so a store with a
+/// million profiles does not rewrite them all every few commit points.
+#[test]
+fn folds_leave_a_large_old_run_alone_until_the_newer_runs_near_its_size() {
+    let run = |id: u64, rows: u64| Arc::new(Run::new(id, PathBuf::from(format!("run-{id}.parquet")), rows));
+    let ids = |runs: Vec<Arc<Run>>| runs.iter().map(|r| r.id()).collect::<Vec<_>>();
+    let mut runs = vec![run(1, 1_000_000)];
+    runs.extend((2..=9).map(|id| run(id, 20_000)));
+    assert_eq!(ids(runs_to_fold(runs)), (2..=9).collect::<Vec<_>>());
+    assert_eq!(ids(runs_to_fold(vec![run(1, 1_000_000), run(10, 200_000), run(11, 100_000), run(12, 50_000)])), vec![10, 11, 12]);
+    assert_eq!(ids(runs_to_fold(vec![run(1, 1_000_000), run(10, 400_000), run(11, 150_000), run(12, 100_000)])), vec![1, 10, 11, 12], "newer runs near its size");
+    assert_eq!(ids(runs_to_fold(vec![run(1, 1_000_000), run(2, 10)])), vec![1, 2], "at least two");
+}
