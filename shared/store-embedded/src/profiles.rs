@@ -19,6 +19,7 @@
 pub mod run;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -44,7 +45,7 @@ pub struct Home {
 }
 
 /// What a profile is known by while it is cold (see [`run::Summary`]). About 90 bytes: a
-/// million profiles cost ~300 MB with the index and ranked lists, whole profiles aside.
+/// million profiles cost ~250 MB with the index and ranked lists, whole profiles aside.
 struct Slot {
     visitor: Arc<str>,
     hot: Option<Arc<VisitorProfile>>,
@@ -64,24 +65,54 @@ struct Slot {
     dirty: bool,
 }
 
-/// One site's profiles: slots in a vector with an index by visitor id (a map of whole slots
-/// sized to a power of two held twice the memory at a million profiles).
+/// One site's profiles: slots in a vector (a slot's number never changes) with an index by
+/// visitor id (a map of whole slots sized to a power of two held twice the memory at a million
+/// profiles).
 #[derive(Default)]
 struct SiteProfiles {
-    index: HashMap<Arc<str>, u32>,
+    /// Slot numbers, hashed by their slot's visitor id: 5 bytes a bucket, where a map keyed by
+    /// the id's `Arc<str>` took 25.
+    index: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
     slots: Vec<Slot>,
-    /// [human, bot][sort] → (rank value, visitor), ascending = best first.
-    ranks: [[BTreeSet<(u64, Arc<str>)>; 3]; 2],
+    /// [human, bot][sort] → (rank value, slot number), ascending = best first; within one rank
+    /// value (the same score and millisecond) lists order by visitor id.
+    ranks: [[BTreeSet<(u64, u32)>; 3]; 2],
 }
 
 impl SiteProfiles {
+    fn position(&self, visitor_id: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(visitor_id);
+        self.index.find(hash, |&i| &*self.slots[i as usize].visitor == visitor_id).copied()
+    }
+
     fn slot(&self, visitor_id: &str) -> Option<&Slot> {
-        self.index.get(visitor_id).map(|&i| &self.slots[i as usize])
+        self.position(visitor_id).map(|i| &self.slots[i as usize])
     }
 
     fn slot_mut(&mut self, visitor_id: &str) -> Option<&mut Slot> {
-        let i = *self.index.get(visitor_id)?;
+        let i = self.position(visitor_id)?;
         Some(&mut self.slots[i as usize])
+    }
+
+    fn push(&mut self, slot: Slot) {
+        let number = self.slots.len() as u32;
+        let hash = self.hasher.hash_one(&*slot.visitor);
+        self.slots.push(slot);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(hash, number, |&i| hasher.hash_one(&*slots[i as usize].visitor));
+    }
+}
+
+impl Slot {
+    /// The profile's state, hot or where to read it (a use, for eviction).
+    fn found(&self, now: u32) -> Option<Found> {
+        self.used.store(now, Ordering::Relaxed);
+        match (&self.hot, &self.home) {
+            (Some(hot), _) => Some(Found::Hot(hot.clone())),
+            (None, Some(home)) => Some(Found::Cold(home.clone())),
+            (None, None) => None,
+        }
     }
 }
 
@@ -139,13 +170,14 @@ impl Profiles {
             self.sites.insert(site_id.to_owned(), SiteProfiles::default());
         }
         let site = self.sites.get_mut(site_id).expect("inserted above");
-        let existing = site.index.get(visitor_id).copied();
+        let existing = site.position(visitor_id);
+        let number = existing.unwrap_or(site.slots.len() as u32);
         let (key, old_home, dirty) = match existing.map(|i| &site.slots[i as usize]) {
             Some(old) => {
                 let key = old.visitor.clone();
                 if old.ranks != summary.ranks || old.bot != summary.bot {
                     for (i, value) in old.ranks.iter().enumerate() {
-                        site.ranks[usize::from(old.bot)][i].remove(&(*value, key.clone()));
+                        site.ranks[usize::from(old.bot)][i].remove(&(*value, number));
                     }
                 }
                 self.hot_bytes -= old.bytes as usize;
@@ -154,7 +186,7 @@ impl Profiles {
             None => (Arc::from(visitor_id), None, false),
         };
         for (i, value) in summary.ranks.iter().enumerate() {
-            site.ranks[usize::from(summary.bot)][i].insert((*value, key.clone()));
+            site.ranks[usize::from(summary.bot)][i].insert((*value, number));
         }
         self.hot_bytes += bytes as usize;
         let slot = Slot {
@@ -172,10 +204,7 @@ impl Profiles {
         };
         match existing {
             Some(i) => site.slots[i as usize] = slot,
-            None => {
-                site.index.insert(key, site.slots.len() as u32);
-                site.slots.push(slot);
-            }
+            None => site.push(slot),
         }
     }
 
@@ -203,13 +232,7 @@ impl Profiles {
 
     /// A profile's state, hot or where to read it.
     pub fn locate(&self, site_id: &str, visitor_id: &str) -> Option<Found> {
-        let slot = self.sites.get(site_id)?.slot(visitor_id)?;
-        slot.used.store(self.clock.load(Ordering::Relaxed), Ordering::Relaxed);
-        match (&slot.hot, &slot.home) {
-            (Some(hot), _) => Some(Found::Hot(hot.clone())),
-            (None, Some(home)) => Some(Found::Cold(home.clone())),
-            (None, None) => None,
-        }
+        self.sites.get(site_id)?.slot(visitor_id)?.found(self.clock.load(Ordering::Relaxed))
     }
 
     /// The sites that know `visitor_id`, in site order.
@@ -232,20 +255,32 @@ impl Profiles {
         let Some(site) = self.sites.get(&query.site_id) else { return Ok((Vec::new(), None)) };
         let sort = SORTS.iter().position(|s| *s == query.sort).expect("every sort is listed");
         let set = &site.ranks[usize::from(query.bots == BotFilter::Only)][sort];
-        let mut entries: Box<dyn Iterator<Item = &(u64, Arc<str>)>> = match &after {
-            Some(after) => Box::new(set.range((std::ops::Bound::Excluded(after.clone()), std::ops::Bound::Unbounded))),
-            None => Box::new(set.iter()),
-        };
+        let now = self.clock.load(Ordering::Relaxed);
+        let mut entries = set.range((after.as_ref().map_or(0, |(value, _)| *value), 0)..).peekable();
         let mut items = Vec::with_capacity(query.limit.min(1_000));
-        let mut last = None;
-        for (value, visitor) in entries.by_ref().take(query.limit) {
-            if let Some(found) = self.locate(&query.site_id, visitor) {
-                items.push(found);
-                last = Some(format!("{value}:{visitor}"));
+        let (mut last, mut more) = (None, false);
+        // Entries come by rank value; the few that share one are put in visitor order.
+        'groups: while let Some(&&(value, _)) = entries.peek() {
+            let mut group: Vec<&Slot> = Vec::new();
+            while let Some(&(_, number)) = entries.next_if(|(v, _)| *v == value) {
+                group.push(&site.slots[number as usize]);
+            }
+            group.sort_by(|a, b| a.visitor.cmp(&b.visitor));
+            for slot in group {
+                if after.as_ref().is_some_and(|(after_value, after_visitor)| value == *after_value && slot.visitor <= *after_visitor) {
+                    continue;
+                }
+                if items.len() == query.limit {
+                    more = true;
+                    break 'groups;
+                }
+                if let Some(found) = slot.found(now) {
+                    items.push(found);
+                    last = Some(format!("{value}:{}", slot.visitor));
+                }
             }
         }
-        let next_cursor = if entries.next().is_some() { last } else { None };
-        Ok((items, next_cursor))
+        Ok((items, if more { last } else { None }))
     }
 
     /// Unidentified visitors grouped by organisation, from the summaries alone.
@@ -313,7 +348,7 @@ impl Profiles {
     /// a row, so a fold of a million profiles holds ~8 MB of them).
     pub fn note_moves(&self, copied: &[(String, String, u32)], moves: &mut HashMap<String, Vec<(u32, u32)>>) {
         for (site, visitor, row) in copied {
-            if let Some(&slot) = self.sites.get(site).and_then(|s| s.index.get(visitor.as_str())) {
+            if let Some(slot) = self.sites.get(site).and_then(|s| s.position(visitor)) {
                 moves.entry(site.clone()).or_default().push((slot, *row));
             }
         }
