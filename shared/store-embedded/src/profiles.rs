@@ -73,7 +73,9 @@ struct SiteProfiles {
     /// Slot numbers, hashed by their slot's visitor id: 5 bytes a bucket, where a map keyed by
     /// the id's `Arc<str>` took 25.
     index: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
+    /// foldhash, seeded per table: visitor ids come from clients, so the seed keeps them from
+    /// choosing colliding ids; SipHash here cost ~2.5 % of `crm up`'s core (bench/ANALYSIS.md).
+    hasher: hashbrown::DefaultHashBuilder,
     slots: Vec<Slot>,
     /// [human, bot][sort] → (rank value, slot number), ascending = best first; within one rank
     /// value (the same score and millisecond) lists order by visitor id.
