@@ -431,13 +431,15 @@ def write_results():
     add("Enriched events with their sessions written through the `Store` trait in 10 000-event batches, "
         "then `overview` over the whole 30-day range (10 runs) and 1 000 visitor timelines (50 newest events).")
     add("")
-    add("| store | events | write rows/s | overview p50 | overview p99 | timeline p50 | timeline p99 |")
-    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    add("The embedded store's parts are merged after the writes (as `crm up` does every minute; the time is in the last column) and before the queries.")
+    add("")
+    add("| store | events | write rows/s | overview p50 | overview p99 | timeline p50 | timeline p99 | merge |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     stores = {"embedded": "embedded (default)", "redb": "redb (first design)"}
     for row in results.get("stores", []):
         add(f"| {stores.get(row['store'], row['store'])} | {row['events']:,} | {row['rows_per_sec']:,.0f} | {percentile_ms(row['overview'], 'p50_us')} ms | "
             f"{percentile_ms(row['overview'], 'p99_us')} ms | {percentile_ms(row['timeline'], 'p50_us')} ms | "
-            f"{percentile_ms(row['timeline'], 'p99_us')} ms |")
+            f"{percentile_ms(row['timeline'], 'p99_us')} ms | {str(round(row['compact_seconds'], 1)) + ' s' if 'compact_seconds' in row else ''} |")
     if not FULL:
         add("")
         add("10 M events (the embedded store and ClickHouse; redb only to 1 M) run with `scripts/bench.sh --full`.")
