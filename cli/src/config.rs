@@ -636,6 +636,14 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// `crm up` parsed with `args`.
+    fn up(args: &[&str]) -> UpArgs {
+        let mut all = vec!["crm", "up"];
+        all.extend_from_slice(args);
+        let Command::Up(up) = Cli::try_parse_from(all).unwrap().command else { panic!("up") };
+        up
+    }
+
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
@@ -657,12 +665,7 @@ mod tests {
 
     #[test]
     fn the_embedded_store_is_the_columnar_design_and_redb_is_named() {
-        let store = |args: &[&str]| {
-            let mut all = vec!["crm", "up"];
-            all.extend_from_slice(args);
-            let Command::Up(up) = Cli::try_parse_from(all).unwrap().command else { panic!("up") };
-            up.store
-        };
+        let store = |args: &[&str]| up(args).store;
         assert_eq!(store(&[]).store, StoreKind::Embedded);
         assert_eq!(store(&["--store", "columnar"]).store, StoreKind::Embedded, "the opt-in name of the last release still works");
         assert_eq!(store(&["--store", "redb"]).store, StoreKind::Redb);
@@ -676,17 +679,10 @@ mod tests {
 
     #[test]
     fn invalid_settings_fail_at_start() {
-        let cli = Cli::try_parse_from(["crm", "up", "--max-event-bytes", "999999999"]).unwrap();
-        let Command::Up(up) = cli.command else { panic!("up") };
-        assert!(up.collector.to_config().is_err());
+        assert!(up(&["--max-event-bytes", "999999999"]).collector.to_config().is_err());
         assert!(Cli::try_parse_from(["crm", "up", "--store", "postgres"]).is_err());
         assert!(Cli::try_parse_from(["crm", "up", "--listen", "not-an-address"]).is_err());
-        let auth = |args: &[&str]| {
-            let mut all = vec!["crm", "up"];
-            all.extend_from_slice(args);
-            let Command::Up(up) = Cli::try_parse_from(all).unwrap().command else { panic!("up") };
-            up.auth
-        };
+        let auth = |args: &[&str]| up(args).auth;
         assert!(auth(&["--jwt-secret", "short"]).validate().is_err());
         assert!(auth(&["--api-cors-origins", "https://crm.example.com,http://localhost:5173"]).validate().is_ok());
         assert!(auth(&["--api-cors-origins", "https://crm.example.com/path"]).validate().is_err());
@@ -698,12 +694,7 @@ mod tests {
 
     #[test]
     fn ai_insights_are_off_unless_an_endpoint_is_set() {
-        let processor = |args: &[&str]| {
-            let mut all = vec!["crm", "up"];
-            all.extend_from_slice(args);
-            let Command::Up(up) = Cli::try_parse_from(all).unwrap().command else { panic!("up") };
-            up.processor.ai()
-        };
+        let processor = |args: &[&str]| up(args).processor.ai();
         assert!(processor(&[]).unwrap().is_none());
         let ai = processor(&["--ai-base-url", "http://127.0.0.1:11434/v1", "--ai-model", "llama3"]).unwrap().expect("on");
         assert_eq!((ai.model.as_str(), ai.timeout.as_secs()), ("llama3", 30));

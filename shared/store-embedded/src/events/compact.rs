@@ -22,6 +22,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::record_batch::RecordBatchReader;
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{Int64Type, SchemaRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
@@ -69,7 +70,8 @@ impl Cursor {
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.with_batch_size(read_rows).build())
             .map_err(|e| ColumnarError::corrupt(path, e))?;
-        let mut cursor = Cursor { reader, batch: RecordBatch::new_empty(part::events_schema()), keys: converter.empty_rows(0, 0), row: 0, slot: 0 };
+        let empty = RecordBatch::new_empty(reader.schema());
+        let mut cursor = Cursor { reader, batch: empty, keys: converter.empty_rows(0, 0), row: 0, slot: 0 };
         Ok(cursor.load(converter, path)?.then_some(cursor))
     }
 
