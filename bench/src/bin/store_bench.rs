@@ -58,6 +58,13 @@ struct Report {
     /// Embedded store: merging the written parts until no group has more to merge.
     #[serde(skip_serializing_if = "Option::is_none")]
     compact_seconds: Option<f64>,
+    /// Embedded store: the overview scanning the merged parts, before the day rollups exist
+    /// (what an overview of days not rolled up yet, such as today, costs per event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overview_scan: Option<Latency>,
+    /// Embedded store: building the rollups of the closed days (`crm up` does it after merging).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollup_seconds: Option<f64>,
 }
 
 /// Visitors to time timelines for: every n-th written event's visitor.
@@ -126,19 +133,22 @@ async fn run(name: &'static str, store: Arc<dyn Store>, embedded: Option<&Column
     }
     // The embedded store merges its parts in the background as it runs (`crm up` every minute);
     // queries are timed on the merged parts, as a store that has been up a while has them.
-    let mut compact_seconds = None;
+    let (mut compact_seconds, mut overview_scan, mut rollup_seconds) = (None, None, None);
     if let Some(embedded) = embedded {
         let started = Instant::now();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         while embedded.columnar().compact(now, crm_store_embedded::store::Maintenance::default().compact_min_parts)?.groups > 0 {}
         compact_seconds = Some(started.elapsed().as_secs_f64());
-    }
-    let mut histogram = new_histogram()?;
-    for _ in 0..args.queries.max(1) {
+        let scanned = time_overviews(&store, args.queries).await?;
         let started = Instant::now();
-        let overview = store.overview("bench", START, START + 31 * DAY, 10).await?;
-        histogram.saturating_record(started.elapsed().as_micros().max(1) as u64);
-        assert!(overview.pageviews > 0);
+        let built = embedded.columnar().build_rollups(now).await?;
+        rollup_seconds = Some(started.elapsed().as_secs_f64());
+        anyhow::ensure!(built > 0, "no day was rolled up");
+        overview_scan = Some(scanned);
+    }
+    let (overview, answer) = time_overviews(&store, args.queries).await?;
+    if let Some((_, scanned)) = &overview_scan {
+        anyhow::ensure!(scanned == &answer, "the overview from rollups differs from the scanned one");
     }
     let mut timeline = new_histogram()?;
     for visitor in &visitors {
@@ -152,10 +162,26 @@ async fn run(name: &'static str, store: Arc<dyn Store>, embedded: Option<&Column
         events: written,
         seconds: write_seconds,
         rows_per_sec: written as f64 / write_seconds,
-        overview: Latency::from_histogram(&histogram),
+        overview,
         timeline: Latency::from_histogram(&timeline),
         compact_seconds,
+        overview_scan: overview_scan.map(|(latency, _)| latency),
+        rollup_seconds,
     })
+}
+
+/// The overview over the whole range, `queries` times; also checks the answers agree.
+async fn time_overviews(store: &Arc<dyn Store>, queries: usize) -> Result<(Latency, crm_store::Overview)> {
+    let mut histogram = new_histogram()?;
+    let mut first = None;
+    for _ in 0..queries.max(1) {
+        let started = Instant::now();
+        let overview = store.overview("bench", START, START + 31 * DAY, 10).await?;
+        histogram.saturating_record(started.elapsed().as_micros().max(1) as u64);
+        anyhow::ensure!(overview.pageviews > 0, "the overview counted no pageviews");
+        anyhow::ensure!(first.get_or_insert_with(|| overview.clone()) == &overview, "two runs of the same overview differ");
+    }
+    Ok((Latency::from_histogram(&histogram), first.expect("at least one run")))
 }
 
 #[tokio::main]

@@ -24,6 +24,7 @@ use crate::part::{self, visitor_hash};
 use crate::profiles::run::{self, Run};
 use crate::profiles::{Found, Profiles};
 use crate::query::{self, Snapshot};
+use crate::rollup::Rollup;
 use crate::session_part;
 use crate::sidecar::{self, Sidecar};
 use crate::{ColumnarError, Result};
@@ -120,6 +121,8 @@ pub struct ColumnarEvents {
     /// Lock order: `buffers`, then `profiles` (an append applies its profiles while it holds
     /// the buffer, so a freeze never splits an event from its profile update).
     profiles: std::sync::RwLock<Profiles>,
+    /// The rollup of each closed (site, day) that has one (rollup.rs).
+    rollups: Mutex<HashMap<(String, i64), Arc<Rollup>>>,
 }
 
 /// Profile runs that trigger a fold.
@@ -177,6 +180,18 @@ impl ColumnarEvents {
         }
         let durable = manifest.state().positions.clone();
         let buffers = Buffers { version: manifest.state().version, ..Buffers::default() };
+        let mut rollups = HashMap::new();
+        for rollup in crate::rollup::load_all(root) {
+            // A day without parts (retention ran after the rollup) never uses it again.
+            if !parts.iter().any(|p| p.meta.site_id == rollup.site_id() && p.meta.day == rollup.day()) {
+                rollup.mark_obsolete();
+                continue;
+            }
+            let key = (rollup.site_id().to_owned(), rollup.day());
+            if let Some(other) = rollups.insert(key, Arc::new(rollup)) {
+                other.mark_obsolete();
+            }
+        }
         Ok(ColumnarEvents {
             root: root.to_owned(),
             buffers: Mutex::new(buffers),
@@ -184,6 +199,7 @@ impl ColumnarEvents {
             manifest: Mutex::new(manifest),
             durable: Mutex::new(durable),
             profiles: std::sync::RwLock::new(profiles),
+            rollups: Mutex::new(rollups),
         })
     }
 
@@ -555,6 +571,13 @@ impl ColumnarEvents {
     /// The files and buffered rows of one site that can hold rows of `[from_ms, to_ms)`, taken
     /// under both locks so no row is in the buffer and a part at once.
     fn snapshot(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Snapshot> {
+        self.snapshot_with(site_id, from_ms, to_ms, false)
+    }
+
+    /// [`ColumnarEvents::snapshot`]; with `rollups`, each day wholly inside the window that has
+    /// a rollup matching its live parts, and no buffered row, is read from the rollup and its
+    /// parts are left out.
+    fn snapshot_with(&self, site_id: &str, from_ms: i64, to_ms: i64, rollups: bool) -> Result<Snapshot> {
         let (events, sessions, all_parts) = {
             let buffers = lock(&self.buffers);
             let all_parts = self.parts_snapshot();
@@ -576,10 +599,28 @@ impl ColumnarEvents {
                 .collect();
             (events, sessions, all_parts)
         };
-        let parts: Vec<Arc<LivePart>> = all_parts
+        let mut parts: Vec<Arc<LivePart>> = all_parts
             .into_iter()
             .filter(|p| p.meta.site_id == site_id && p.meta.max_ts >= from_ms && p.meta.min_ts < to_ms)
             .collect();
+        let mut used = Vec::new();
+        if rollups {
+            let buffered: HashSet<i64> = events.iter().map(|e| e.ts_ms.div_euclid(DAY_MS)).chain(sessions.iter().map(|(s, _)| s.start_ms.div_euclid(DAY_MS))).collect();
+            let mut by_day: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+            for part in parts.iter().filter(|p| matches!(p.meta.stream, Stream::Events | Stream::Sessions)) {
+                by_day.entry(part.meta.day).or_default().push(part.meta.id);
+            }
+            let (first, end) = (from_ms.div_euclid(DAY_MS) + i64::from(from_ms.rem_euclid(DAY_MS) != 0), to_ms.div_euclid(DAY_MS));
+            let known = lock(&self.rollups);
+            for (day, mut ids) in by_day.into_iter().filter(|(day, _)| *day >= first && *day < end && !buffered.contains(day)) {
+                ids.sort_unstable();
+                if let Some(rollup) = known.get(&(site_id.to_owned(), day)).filter(|r| r.parts() == ids.as_slice()) {
+                    used.push(rollup.clone());
+                }
+            }
+            drop(known);
+            parts.retain(|p| !used.iter().any(|r| r.day() == p.meta.day && matches!(p.meta.stream, Stream::Events | Stream::Sessions)));
+        }
         let files = |stream: Stream| -> Vec<PathBuf> { parts.iter().filter(|p| p.meta.stream == stream).map(|p| p.path.clone()).collect() };
         Ok(Snapshot {
             event_files: files(Stream::Events),
@@ -587,11 +628,12 @@ impl ColumnarEvents {
             session_files: files(Stream::Sessions),
             sessions: session_part::sessions_batch(&sessions)?,
             keep_alive: parts.into_iter().map(|p| p as Arc<dyn std::any::Any + Send + Sync>).collect(),
+            rollups: used,
         })
     }
 
     pub async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview, StoreError> {
-        query::overview(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, top_n).await
+        query::overview(&self.snapshot_with(site_id, from_ms, to_ms, true)?, from_ms, to_ms, top_n).await
     }
 
     pub async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>, StoreError> {
@@ -599,7 +641,9 @@ impl ColumnarEvents {
         if starts.is_empty() {
             return Ok(Vec::new());
         }
-        query::timeseries(&self.snapshot(site_id, from_ms, to_ms)?, &starts, from_ms, to_ms, step_ms).await
+        // Buckets of whole days (aligned, as multiples of the step) hold whole rolled-up days.
+        let rollups = step_ms % DAY_MS == 0;
+        query::timeseries(&self.snapshot_with(site_id, from_ms, to_ms, rollups)?, &starts, from_ms, to_ms, step_ms).await
     }
 
     pub async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>, StoreError> {

@@ -14,6 +14,8 @@
 //! * [`events`]: the write path, commit point and timelines tying these together;
 //! * [`profiles`]: visitor profiles and ranked lists in memory, made durable as profile runs in
 //!   the same commit points as the events;
+//! * [`rollup`]: per closed (site, day) overview figures, so an overview over weeks reads a file
+//!   per day instead of scanning the day's parts;
 //! * [`sidecar`]: each event part's `.idx` file (the sorted event ids and two bloom filters), which
 //!   answers "is this event id stored?" without opening the part.
 
@@ -23,6 +25,7 @@ pub mod manifest;
 pub mod part;
 pub mod profiles;
 pub mod query;
+pub mod rollup;
 pub mod session_part;
 pub mod sidecar;
 pub mod store;

@@ -8,6 +8,7 @@
 //! definitions (bots excluded, what a bounce is, the labels for missing values, top-N ordering by
 //! count then key) are the overview's, shared with the redb store and ClickHouse.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crm_schemas::{Session, StoredEvent};
@@ -25,6 +26,8 @@ pub struct Snapshot {
     pub sessions: RecordBatch,
     /// Holds the parts read, so a compaction meanwhile does not delete their files.
     pub keep_alive: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
+    /// Days read from their rollups instead (overview only; their parts are not in the files).
+    pub rollups: Vec<std::sync::Arc<crate::rollup::Rollup>>,
 }
 
 fn df_err(err: impl std::fmt::Display) -> StoreError {
@@ -125,11 +128,6 @@ fn decode<T: serde::de::DeserializeOwned>(batches: &[RecordBatch], index: usize)
     Ok(out)
 }
 
-async fn top(ctx: &SessionContext, sql: &str) -> Result<Vec<Count>, StoreError> {
-    let batches = collect(ctx, sql).await?;
-    Ok(strings(&batches, 0)?.into_iter().zip(u64s(&batches, 1)?).map(|(key, count)| Count { key, count }).collect())
-}
-
 fn sessions_in(from_ms: i64, to_ms: i64) -> String {
     format!("start_ms >= {from_ms} AND start_ms < {to_ms} AND NOT is_bot")
 }
@@ -138,39 +136,118 @@ fn pageviews_in(from_ms: i64, to_ms: i64) -> String {
     format!("ts_ms >= {from_ms} AND ts_ms < {to_ms} AND kind = 'pageview' AND NOT is_bot")
 }
 
-/// The analytics overview of `[from_ms, to_ms)`, bots excluded.
+/// The overview's figures of a window before the top-N cut, in a form that adds up: a day's
+/// [`Partial`] is what its rollup stores (rollup.rs), and an overview is the sum of its days'
+/// rollups and the partial of whatever no rollup covers. Visitors are kept as 128-bit hashes of
+/// their ids ([`visitor_key`]), so sets from different days union without the ids.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Partial {
+    pub sessions: u64,
+    pub bounces: u64,
+    pub duration_ms: u64,
+    pub pageviews: u64,
+    /// Pages, referrers, countries, devices, browsers, UTM sources: every key with its count.
+    pub groups: [BTreeMap<String, u64>; 6],
+    #[serde(skip)]
+    pub visitors: Vec<u128>,
+}
+
+/// The visitor key of distinct-visitor counts: SipHash-1-3 with 128-bit output and fixed keys,
+/// a specified algorithm, so keys written into a rollup by one release match the next one's.
+/// Two of a site's visitors collide with a chance of about n²/2¹²⁹.
+pub fn visitor_key(visitor_id: &str) -> u128 {
+    use std::hash::Hasher as _;
+    let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0x6372_6d2d_7669_7369, 0x746f_722d_6b65_7973);
+    hasher.write(visitor_id.as_bytes());
+    siphasher::sip128::Hasher128::finish128(&hasher).as_u128()
+}
+
+impl Partial {
+    pub fn add(&mut self, other: Partial) {
+        self.sessions += other.sessions;
+        self.bounces += other.bounces;
+        self.duration_ms += other.duration_ms;
+        self.pageviews += other.pageviews;
+        for (mine, theirs) in self.groups.iter_mut().zip(other.groups) {
+            for (key, count) in theirs {
+                *mine.entry(key).or_default() += count;
+            }
+        }
+        self.visitors.extend(other.visitors);
+    }
+
+    /// The overview: distinct visitors counted, each group cut to its `top_n` keys (by count,
+    /// then key).
+    pub fn finish(self, top_n: usize) -> Overview {
+        let mut seen = hashbrown::HashSet::with_capacity(self.visitors.len());
+        let visitors = self.visitors.into_iter().filter(|v| seen.insert(*v)).count() as u64;
+        let [pages, referrers, countries, devices, browsers, utm_sources] = self.groups.map(|group| {
+            let mut counts: Vec<Count> = group.into_iter().map(|(key, count)| Count { key, count }).collect();
+            counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+            counts.truncate(top_n);
+            counts
+        });
+        let sessions = self.sessions;
+        Overview {
+            visitors,
+            sessions,
+            pageviews: self.pageviews,
+            bounce_rate: if sessions == 0 { 0.0 } else { self.bounces as f64 / sessions as f64 },
+            avg_session_duration_ms: self.duration_ms.checked_div(sessions).unwrap_or(0),
+            top_pages: pages,
+            top_referrers: referrers,
+            countries,
+            devices,
+            browsers,
+            utm_sources,
+        }
+    }
+}
+
+/// The analytics overview of `[from_ms, to_ms)`, bots excluded: the snapshot's rows plus its
+/// rollups' days.
 pub async fn overview(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview, StoreError> {
+    let mut total = partial(snapshot, from_ms, to_ms).await?;
+    for rollup in &snapshot.rollups {
+        total.add(rollup.read()?);
+    }
+    Ok(total.finish(top_n))
+}
+
+/// The [`Partial`] of `[from_ms, to_ms)` over a snapshot (its rollups aside), bots excluded.
+pub async fn partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Partial, StoreError> {
     let ctx = context(snapshot).await?;
     register_sessions(&ctx, from_ms, to_ms).await?;
     let s = sessions_in(from_ms, to_ms);
     let e = pageviews_in(from_ms, to_ms);
     let totals = collect(&ctx, &format!("SELECT count(*), sum(CASE WHEN bounce THEN 1 ELSE 0 END), sum(duration_ms) FROM sessions WHERE {s}")).await?;
-    let (sessions, bounces, duration) = (one_u64(&totals, 0)?, one_u64(&totals, 1)?, one_u64(&totals, 2)?);
     let pageviews = one_u64(&collect(&ctx, &format!("SELECT count(*) FROM events WHERE {e}")).await?, 0)?;
-    let visitors = one_u64(
-        &collect(&ctx, &format!("SELECT count(DISTINCT v) FROM (SELECT visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT visitor_id AS v FROM events WHERE {e})")).await?,
-        0,
-    )?;
-    let grouped = |column: &str, table: &str, filter: &str| {
-        format!("SELECT {column} AS key, count(*) AS n FROM {table} WHERE {filter} GROUP BY {column} ORDER BY n DESC, key ASC LIMIT {top_n}")
-    };
-    Ok(Overview {
-        visitors,
-        sessions,
-        pageviews,
-        bounce_rate: if sessions == 0 { 0.0 } else { bounces as f64 / sessions as f64 },
-        avg_session_duration_ms: duration.checked_div(sessions).unwrap_or(0),
-        top_pages: top(&ctx, &grouped("coalesce(path, '/')", "events", &e)).await?,
-        top_referrers: top(&ctx, &grouped("referrer", "sessions", &s)).await?,
-        countries: top(&ctx, &grouped("country", "sessions", &s)).await?,
-        devices: top(&ctx, &grouped("device", "sessions", &s)).await?,
-        browsers: top(&ctx, &grouped("browser", "sessions", &s)).await?,
-        utm_sources: top(&ctx, &grouped("utm_source", "sessions", &format!("{s} AND utm_source IS NOT NULL"))).await?,
-    })
+    let ids = collect(&ctx, &format!("SELECT DISTINCT v FROM (SELECT visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT visitor_id AS v FROM events WHERE {e})")).await?;
+    let mut visitors = Vec::new();
+    for batch in &ids {
+        let column = cast(batch.column(0), &DataType::Utf8).map_err(df_err)?;
+        let values = column.as_string::<i32>();
+        visitors.extend((0..values.len()).map(|i| visitor_key(values.value(i))));
+    }
+    let mut groups: [BTreeMap<String, u64>; 6] = Default::default();
+    let queries = [
+        ("coalesce(path, '/')", "events", e.clone()),
+        ("referrer", "sessions", s.clone()),
+        ("country", "sessions", s.clone()),
+        ("device", "sessions", s.clone()),
+        ("browser", "sessions", s.clone()),
+        ("utm_source", "sessions", format!("{s} AND utm_source IS NOT NULL")),
+    ];
+    for (group, (column, table, filter)) in groups.iter_mut().zip(queries) {
+        let rows = collect(&ctx, &format!("SELECT {column}, count(*) FROM {table} WHERE {filter} GROUP BY {column}")).await?;
+        group.extend(strings(&rows, 0)?.into_iter().zip(u64s(&rows, 1)?));
+    }
+    Ok(Partial { sessions: one_u64(&totals, 0)?, bounces: one_u64(&totals, 1)?, duration_ms: one_u64(&totals, 2)?, pageviews, groups, visitors })
 }
 
 /// The overview's headline figures per bucket starting at `starts[k]`, each `step_ms` long,
-/// clipped to `[from_ms, to_ms)`.
+/// clipped to `[from_ms, to_ms)`. A rollup's day adds to the bucket holding it (the caller
+/// passes rollups only when buckets are whole days).
 pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>, StoreError> {
     let Some(&first) = starts.first() else { return Ok(Vec::new()) };
     let ctx = context(snapshot).await?;
@@ -186,28 +263,44 @@ pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms
     let visitors = collect(
         &ctx,
         &format!(
-            "SELECT b, count(DISTINCT v) FROM (SELECT {} AS b, visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT {} AS b, visitor_id AS v FROM events WHERE {e}) GROUP BY b",
+            "SELECT DISTINCT b, v FROM (SELECT {} AS b, visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT {} AS b, visitor_id AS v FROM events WHERE {e})",
             bucket("start_ms"),
             bucket("ts_ms")
         ),
     )
     .await?;
-    let mut figures = vec![[0u64; 5]; starts.len()];
-    let mut fill = |batches: &[RecordBatch], columns: &[(usize, usize)]| -> Result<(), StoreError> {
-        let buckets = i64s(batches, 0)?;
-        for &(column, slot) in columns {
-            for (b, value) in buckets.iter().zip(u64s(batches, column)?) {
-                if let Some(row) = usize::try_from(*b).ok().and_then(|i| figures.get_mut(i)) {
-                    row[slot] = value;
-                }
-            }
+    let mut partials: Vec<Partial> = vec![Partial::default(); starts.len()];
+    let slot = |b: i64| usize::try_from(b).ok().filter(|&i| i < starts.len());
+    for (b, ((sessions, bounces), duration)) in i64s(&totals, 0)?.into_iter().zip(u64s(&totals, 1)?.into_iter().zip(u64s(&totals, 2)?).zip(u64s(&totals, 3)?)) {
+        if let Some(i) = slot(b) {
+            (partials[i].sessions, partials[i].bounces, partials[i].duration_ms) = (sessions, bounces, duration);
         }
-        Ok(())
-    };
-    fill(&totals, &[(1, 1), (2, 2), (3, 3)])?;
-    fill(&views, &[(1, 4)])?;
-    fill(&visitors, &[(1, 0)])?;
-    Ok(starts.iter().zip(figures).map(|(&start, [v, sessions, bounces, duration, pageviews])| SeriesPoint::from_totals(start, v, sessions, bounces, duration, pageviews)).collect())
+    }
+    for (b, pageviews) in i64s(&views, 0)?.into_iter().zip(u64s(&views, 1)?) {
+        if let Some(i) = slot(b) {
+            partials[i].pageviews = pageviews;
+        }
+    }
+    for (b, visitor) in i64s(&visitors, 0)?.into_iter().zip(strings(&visitors, 1)?) {
+        if let Some(i) = slot(b) {
+            partials[i].visitors.push(visitor_key(&visitor));
+        }
+    }
+    for rollup in &snapshot.rollups {
+        if let Some(i) = slot((rollup.day() * 86_400_000 - first).div_euclid(step_ms)) {
+            let mut day = rollup.read()?;
+            day.groups = Default::default();
+            partials[i].add(day);
+        }
+    }
+    Ok(starts
+        .iter()
+        .zip(partials)
+        .map(|(&start, p)| {
+            let visitors = p.visitors.iter().collect::<hashbrown::HashSet<_>>().len() as u64;
+            SeriesPoint::from_totals(start, visitors, p.sessions, p.bounces, p.duration_ms, p.pageviews)
+        })
+        .collect())
 }
 
 /// Form funnels of `[from_ms, to_ms)`, bots excluded.

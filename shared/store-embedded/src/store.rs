@@ -109,7 +109,7 @@ impl ColumnarStore {
         &self.records
     }
 
-    /// Runs commit points, compaction and retention until `shutdown` resolves, then makes
+    /// Runs commit points, compaction, day rollups and retention until `shutdown` resolves, then makes
     /// everything buffered durable one last time. Failures are logged and retried on the next
     /// tick: a commit point that fails leaves its rows buffered and the log uncommitted.
     pub fn spawn_maintenance(&self, config: Maintenance, shutdown: impl Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
@@ -149,6 +149,11 @@ impl ColumnarStore {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => tracing::warn!(error = %err, "compaction failed; retried at the next interval"),
                         Err(err) => tracing::warn!(error = %err, "compaction task failed"),
+                    }
+                    match store.columnar.build_rollups(now_ms()).await {
+                        Ok(0) => {}
+                        Ok(built) => tracing::info!(built, "rolled up closed days"),
+                        Err(err) => tracing::warn!(error = %err, "building day rollups failed; overviews scan those days until the next interval"),
                     }
                 }
             }

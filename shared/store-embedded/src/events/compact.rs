@@ -15,7 +15,9 @@
 //! a crash leaves either the inputs or the merged part (the other side is an orphan, removed at
 //! open). Inputs are deleted when the last reader holding them lets go.
 //!
-//! [`ColumnarEvents::drop_days_before`] is retention: whole day partitions leave in one edit.
+//! [`ColumnarEvents::build_rollups`] then computes the overview's figures of each closed,
+//! merged day once (rollup.rs). [`ColumnarEvents::drop_days_before`] is retention: whole day
+//! partitions leave in one edit, with their rollups.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -31,6 +33,8 @@ use datafusion::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, Parquet
 use super::{lock, ColumnarEvents, LivePart, DAY_MS};
 use crate::manifest::{Edit, PartMeta, Stream};
 use crate::part::{self, PartWriter};
+use crate::query;
+use crate::rollup::Rollup;
 use crate::session_part;
 use crate::sidecar::{self, Sidecar};
 use crate::{ColumnarError, Result};
@@ -228,6 +232,46 @@ impl ColumnarEvents {
         Ok(done)
     }
 
+    /// Builds the rollup of every closed day (before yesterday, relative to `now_ms`) whose
+    /// streams are merged down to one part each and that has no rollup of exactly those parts.
+    /// Returns how many were built. Days still waiting for a merge are left for a later round,
+    /// so a day is rolled up about once.
+    pub async fn build_rollups(&self, now_ms: i64) -> Result<usize> {
+        let today = now_ms.div_euclid(DAY_MS);
+        let mut days: BTreeMap<(String, i64), Vec<Arc<LivePart>>> = BTreeMap::new();
+        for part in self.parts_snapshot().into_iter().filter(|p| matches!(p.meta.stream, Stream::Events | Stream::Sessions) && p.meta.day < today - 1) {
+            days.entry((part.meta.site_id.clone(), part.meta.day)).or_default().push(part);
+        }
+        let mut built = 0;
+        for ((site_id, day), parts) in days {
+            let merged = [Stream::Events, Stream::Sessions].iter().all(|s| parts.iter().filter(|p| p.meta.stream == *s).count() <= 1);
+            let mut ids: Vec<u64> = parts.iter().map(|p| p.meta.id).collect();
+            ids.sort_unstable();
+            if !merged || lock(&self.rollups).get(&(site_id.clone(), day)).is_some_and(|r| r.parts() == ids.as_slice()) {
+                continue;
+            }
+            let files = |stream: Stream| parts.iter().filter(|p| p.meta.stream == stream).map(|p| p.path.clone()).collect();
+            let snapshot = query::Snapshot {
+                event_files: files(Stream::Events),
+                events: part::events_batch(&[])?,
+                session_files: files(Stream::Sessions),
+                sessions: session_part::sessions_batch(&[])?,
+                keep_alive: parts.iter().map(|p| p.clone() as Arc<dyn std::any::Any + Send + Sync>).collect(),
+                rollups: Vec::new(),
+            };
+            let partial = query::partial(&snapshot, day * DAY_MS, (day + 1) * DAY_MS).await.map_err(|e| ColumnarError::Io { path: format!("rollup of day {day}"), message: e.to_string() })?;
+            let path = self.root.join(Rollup::relative_path(&site_id, day, &ids));
+            let rollup = Arc::new(Rollup::write(&path, &site_id, day, ids, partial)?);
+            if let Some(old) = lock(&self.rollups).insert((site_id, day), rollup) {
+                if old.path() != path {
+                    old.mark_obsolete();
+                }
+            }
+            built += 1;
+        }
+        Ok(built)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn merge(&self, stream: Stream, site_id: &str, day: i64, level: u8, inputs: &[Arc<LivePart>], read_rows: usize, out_rows: usize) -> Result<()> {
         let id = lock(&self.manifest).allocate_id();
@@ -274,6 +318,13 @@ impl ColumnarEvents {
         }
         lock(&self.manifest).commit(Edit { remove: doomed.iter().map(|p| p.meta.id).collect(), ..Edit::default() })?;
         self.replace_parts(&doomed, None);
+        lock(&self.rollups).retain(|(_, day), rollup| {
+            let kept = *day >= first_kept_day;
+            if !kept {
+                rollup.mark_obsolete();
+            }
+            kept
+        });
         tracing::info!(parts = doomed.len(), first_kept_day, "retention dropped whole day partitions");
         Ok(doomed.len())
     }

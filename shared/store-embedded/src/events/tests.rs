@@ -529,3 +529,89 @@ fn equal_ranks_page_in_visitor_order() {
     let store = ColumnarEvents::open(dir.path()).unwrap();
     assert_eq!(ranked(&store).into_iter().map(|(v, _)| v).collect::<Vec<_>>(), seen);
 }
+
+/// The overview with rollups ignored: what every rollup-backed answer must equal.
+async fn scanned_overview(store: &ColumnarEvents, from_ms: i64, to_ms: i64) -> Overview {
+    query::overview(&store.snapshot("s1", from_ms, to_ms).unwrap(), from_ms, to_ms, 10).await.unwrap()
+}
+
+/// Overview and daily, two-day and hourly timeseries answer as if there were no rollups.
+async fn answers_as_scanned(store: &ColumnarEvents, from_ms: i64, to_ms: i64) {
+    assert_eq!(store.overview("s1", from_ms, to_ms, 10).await.unwrap(), scanned_overview(store, from_ms, to_ms).await, "overview of [{from_ms}, {to_ms})");
+    for step in [DAY_MS, 2 * DAY_MS, 3_600_000] {
+        let starts = series_buckets(from_ms, to_ms, step).unwrap();
+        let scanned = query::timeseries(&store.snapshot("s1", from_ms, to_ms).unwrap(), &starts, from_ms, to_ms, step).await.unwrap();
+        assert_eq!(store.timeseries("s1", from_ms, to_ms, step).await.unwrap(), scanned, "timeseries of [{from_ms}, {to_ms}) by {step} ms");
+    }
+}
+
+fn rollups_used(store: &ColumnarEvents, from_ms: i64, to_ms: i64) -> Vec<i64> {
+    let mut days: Vec<i64> = store.snapshot_with("s1", from_ms, to_ms, true).unwrap().rollups.iter().map(|r| r.day()).collect();
+    days.sort_unstable();
+    days
+}
+
+#[tokio::test]
+async fn day_rollups_answer_for_closed_days_until_their_parts_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let day0 = T0.div_euclid(DAY_MS);
+    let start = day0 * DAY_MS;
+    let mut offset = 0;
+    for day in 0..3i64 {
+        for round in 0..2i64 {
+            let at = start + day * DAY_MS + round * 60_000;
+            let mut events: Vec<StoredEvent> = (0..4).map(|i| event("s1", &format!("v{}", (i + day) % 5), at + i)).collect();
+            events[0].path = Some(format!("/day-{day}"));
+            events[1].is_bot = true;
+            let mut sessions = vec![session("v0", start + day * DAY_MS, round as u32 + 1), session(&format!("v{}", day + 1), at, 1)];
+            sessions[1].referrer_host = Some(format!("ref{day}.example"));
+            offset += 1;
+            store.append(&events, &sessions, &[], &positions(offset)).unwrap();
+            store.commit_point().unwrap();
+        }
+    }
+    let (from, to) = (start - DAY_MS, start + 4 * DAY_MS);
+    let expected = scanned_overview(&store, from, to).await;
+    let now = start + 5 * DAY_MS;
+    assert_eq!(store.build_rollups(now).await.unwrap(), 0, "days waiting for their merge are not rolled up");
+    store.compact(now, 4).unwrap();
+    assert_eq!(store.build_rollups(now).await.unwrap(), 3);
+    assert_eq!(store.build_rollups(now).await.unwrap(), 0, "a day is rolled up once");
+    assert_eq!(rollups_used(&store, from, to), vec![day0, day0 + 1, day0 + 2]);
+    assert!(store.snapshot_with("s1", from, to, true).unwrap().event_files.is_empty(), "rolled-up days are not scanned");
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), expected);
+    assert_eq!(expected.visitors, 5, "a visitor seen on several days counts once");
+    assert_eq!(rollups_used(&store, start + 1, to), vec![day0 + 1, day0 + 2], "a day the window cuts is scanned");
+    for (a, b) in [(from, to), (start + 1, to), (start + DAY_MS, start + 2 * DAY_MS), (start + 90_000, start + DAY_MS + 30_000)] {
+        answers_as_scanned(&store, a, b).await;
+    }
+    let daily = store.timeseries("s1", start, start + 3 * DAY_MS, DAY_MS).await.unwrap();
+    assert_eq!(daily.iter().map(|p| p.visitors).collect::<Vec<_>>(), vec![4, 5, 4], "pageviewers and session starters (a bot's pageview does not count)");
+
+    // A late event for day 1: buffered, then in a part of its own, then merged and rolled up again.
+    let mut late = event("s1", "v9", start + DAY_MS + 5_000);
+    late.path = Some("/late".into());
+    store.append(std::slice::from_ref(&late), &[], &[], &positions(offset + 1)).unwrap();
+    assert_eq!(rollups_used(&store, from, to), vec![day0, day0 + 2], "a buffered row turns its day's rollup off");
+    let with_late = store.overview("s1", from, to, 10).await.unwrap();
+    answers_as_scanned(&store, from, to).await;
+    assert_eq!((with_late.pageviews, with_late.visitors), (expected.pageviews + 1, 6));
+    store.commit_point().unwrap();
+    assert_eq!(rollups_used(&store, from, to), vec![day0, day0 + 2], "so does a part the rollup does not name");
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), with_late);
+    store.compact(now, 4).unwrap();
+    assert_eq!(store.build_rollups(now).await.unwrap(), 1);
+    assert_eq!(rollups_used(&store, from, to), vec![day0, day0 + 1, day0 + 2]);
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), with_late);
+    assert_eq!(files_under(dir.path(), ".roll"), 3, "the replaced rollup's file is deleted");
+    drop(store);
+
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert_eq!(rollups_used(&store, from, to), vec![day0, day0 + 1, day0 + 2], "rollups survive a reopen");
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), with_late);
+    answers_as_scanned(&store, from, to).await;
+    store.drop_days_before(day0 + 1).unwrap();
+    assert_eq!(files_under(dir.path(), ".roll"), 2, "retention takes the day's rollup with its parts");
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), scanned_overview(&store, from, to).await);
+}
