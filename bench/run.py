@@ -297,6 +297,38 @@ def main():
     results["api_seed"] = seeded
     api.stop()
 
+    log(f"crm up with {visitors:,} visitors under load: peak RSS, then kill -9 mid-load and recovery")
+    up_args = [str(BIN / "crm"), "up", "--listen", "127.0.0.1:0", "--data-dir", api_dir, "--rate-limit-ip", "0", "--rate-limit-site", "0"] + NO_API_LIMITS
+    loaded = Server(up_args)
+    before = loaded.metrics()
+    started = time.time()
+    results["up_seeded_load"] = loadgen(loaded.address, mix="batch", connections=32, rate=e2e_rate, duration=DURATION * 2, pool=200_000)
+    processed = loaded.metrics().get("crm_processor_events_total", 0) - before.get("crm_processor_events_total", 0)
+    results["up_seeded"] = {"visitors": visitors, "processed_events_per_sec": round(processed / (time.time() - started)), "peak_rss_mb": loaded.peak_rss_mb()}
+    # SIGKILL halfway through a second load; the load generator sees the connections drop.
+    threading.Timer(DURATION / 2, loaded.proc.kill).start()
+    subprocess.run(CLIENT_CPU + [str(BIN / "loadgen"), "--target", loaded.address, "--mix", "batch", "--connections", "32", "--rate", str(e2e_rate),
+                                 "--duration-secs", str(DURATION), "--warmup-secs", "0", "--site", "demo", "--pool", "200000", "--json"],
+                   capture_output=True, text=True)
+    loaded.proc.wait()
+    restarted_at = time.time()
+    recovered = Server(up_args)
+    recovery = {"listening_s": round(time.time() - restarted_at, 2)}
+    deadline = time.time() + 300
+    while time.time() < deadline and "ready_s" not in recovery:
+        try:
+            if urllib.request.urlopen(f"http://{recovered.address}/readyz", timeout=5).status == 200:
+                recovery["ready_s"] = round(time.time() - restarted_at, 2)
+        except OSError:
+            time.sleep(0.1)
+    while time.time() < deadline and "caught_up_s" not in recovery:
+        if recovered.metrics().get("crm_eventlog_consumer_lag", 1) == 0:
+            recovery["caught_up_s"] = round(time.time() - restarted_at, 2)
+        else:
+            time.sleep(0.2)
+    results["recovery_seeded"] = recovery
+    recovered.stop()
+
     log("stores: bulk write and overview latency (embedded vs ClickHouse)")
     results["stores"] = []
     if not clickhouse_url:
@@ -426,20 +458,34 @@ def write_results():
     add(f"- `GET /api/v1/visitors?sort=…&limit=50`: p50 {percentile_ms(api['list_latency'], 'p50_us')} ms, "
         f"p99 {percentile_ms(api['list_latency'], 'p99_us')} ms.")
     add("")
+    seeded_up = results.get("up_seeded")
+    if seeded_up:
+        rec = results.get("recovery_seeded") or {}
+        add(f"- `crm up` on that store under the same load as above ({results['up_seeded_load']['events_per_sec']:,} events/s offered): "
+            f"{seeded_up['processed_events_per_sec']:,} events/s processed, peak RSS {seeded_up['peak_rss_mb']:.0f} MB.")
+        add(f"- Killed with SIGKILL halfway through a second load, then started again on the same data dir: listening after "
+            f"{rec.get('listening_s', '?')} s, `/readyz` 200 after {rec.get('ready_s', '?')} s, consumer lag 0 (every acknowledged event stored) "
+            f"after {rec.get('caught_up_s', '?')} s. The counts (0 lost, 0 twice) are asserted by the e2e test "
+            "`acknowledged_events_survive_sigkill_exactly_once` in `.ci/run`.")
+    add("")
     add("## Stores: bulk write and overview query (same data, same run)")
     add("")
     add("Enriched events with their sessions written through the `Store` trait in 10 000-event batches, "
         "then `overview` over the whole 30-day range (10 runs) and 1 000 visitor timelines (50 newest events).")
     add("")
-    add("The embedded store's parts are merged after the writes (as `crm up` does every minute; the time is in the last column) and before the queries.")
+    add("The embedded store's parts are merged after the writes (as `crm up` does every minute) and its closed days rolled up "
+        "(as `crm up` does after merging); the overview is timed on the merged parts before the rollups exist (scan) and after "
+        "(as served), and store_bench checks both answers are equal.")
     add("")
-    add("| store | events | write rows/s | overview p50 | overview p99 | timeline p50 | timeline p99 | merge |")
-    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    add("| store | events | write rows/s | overview p50 | overview p99 | overview p50, scanning | timeline p50 | timeline p99 | merge | rollups |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     stores = {"embedded": "embedded (default)", "redb": "redb (first design)"}
+    seconds = lambda row, key: f"{row[key]:.1f} s" if key in row else ""
     for row in results.get("stores", []):
+        scan = f"{percentile_ms(row['overview_scan'], 'p50_us')} ms" if "overview_scan" in row else ""
         add(f"| {stores.get(row['store'], row['store'])} | {row['events']:,} | {row['rows_per_sec']:,.0f} | {percentile_ms(row['overview'], 'p50_us')} ms | "
-            f"{percentile_ms(row['overview'], 'p99_us')} ms | {percentile_ms(row['timeline'], 'p50_us')} ms | "
-            f"{percentile_ms(row['timeline'], 'p99_us')} ms | {str(round(row['compact_seconds'], 1)) + ' s' if 'compact_seconds' in row else ''} |")
+            f"{percentile_ms(row['overview'], 'p99_us')} ms | {scan} | {percentile_ms(row['timeline'], 'p50_us')} ms | "
+            f"{percentile_ms(row['timeline'], 'p99_us')} ms | {seconds(row, 'compact_seconds')} | {seconds(row, 'rollup_seconds')} |")
     if not FULL:
         add("")
         add("10 M events (the embedded store and ClickHouse; redb only to 1 M) run with `scripts/bench.sh --full`.")
@@ -475,6 +521,18 @@ def write_results():
     p99_list = api["list_latency"]["p99_us"] / 1000
     add(f"| API profile and list p99 < 20 ms with {results['api_visitors']:,} visitors | {p99_profile:.2f} / {p99_list:.2f} ms | {verdict(max(p99_profile, p99_list) < 20)} |")
     add(f"| collector RSS < 100 MB under load | {results['ingest_rss_mb']:.0f} MB | {verdict(results['ingest_rss_mb'] < 100)} |")
+    if seeded_up:
+        add(f"| `crm up` peak RSS < 512 MB at {seeded_up['visitors']:,} visitors under load | {seeded_up['peak_rss_mb']:.0f} MB | {verdict(seeded_up['peak_rss_mb'] < 512)} |")
+        ready = (results.get("recovery_seeded") or {}).get("ready_s")
+        add(f"| kill -9 under load at {seeded_up['visitors']:,} visitors: ready again < 15 s | {ready if ready is not None else '?'} s | {verdict(ready is not None and ready < 15)} |")
+    by_size = {}
+    for row in results.get("stores", []):
+        by_size.setdefault(row["events"], {})[row["store"]] = row
+    for events, rows in sorted(by_size.items()):
+        if events >= 10_000_000 and "embedded" in rows and "clickhouse" in rows:
+            q = rows["embedded"]["overview"]["p50_us"] / rows["clickhouse"]["overview"]["p50_us"]
+            add(f"| overview at {events:,} events ≤ 1.5 × ClickHouse's | {q:.2f} × (scanning, no rollups: "
+                f"{rows['embedded']['overview_scan']['p50_us'] / rows['clickhouse']['overview']['p50_us']:.1f} ×) | {verdict(q <= 1.5)} |")
     size = results["tracker_min_gzip"]
     add(f"| tracker ≤ 2 KB gzipped | {size or 'n/a'} bytes | {verdict(size is not None and size <= 2048)} |")
     if "kafka" in results:

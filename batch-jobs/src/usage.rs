@@ -2,19 +2,21 @@
 //! `account_id, visitor_id, ts_ms, kind, name, session_id, engaged_ms` — the events of visitors
 //! that identified with an `account_id` trait, over the last two 28-day windows.
 //!
-//! Where the table comes from depends on the store: the embedded store is scanned page by page
-//! into record batches; ClickHouse renders the joined window as Parquet (no row-by-row JSON),
-//! read here as Arrow. Product conventions: `custom` events named `login` are logins, `api_call`
+//! Where the table comes from depends on the store: the embedded store's parts (and buffered
+//! rows) are read with DataFusion and joined to the visitors' accounts; ClickHouse renders the
+//! joined window as Parquet (no row-by-row JSON), read here as Arrow; any other store is scanned
+//! page by page through the store seam. Product conventions: `custom` events named `login` are logins, `api_call`
 //! API calls, any other custom name a feature.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crm_schemas::{EventBody, Scalar, DAY_MS};
-use crm_store::Store;
+use crm_store::{ProfileStore, Store};
 use crm_store_clickhouse::ClickHouseStore;
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder, Int64Builder};
-use datafusion::arrow::compute::cast;
+use crm_store_embedded::ColumnarStore;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -79,8 +81,10 @@ impl EventsBuilder {
 
 /// Where the health job reads usage from.
 pub enum UsageSource<'a> {
-    /// Any store, scanned through the store seam (the embedded default).
+    /// Any store, scanned through the store seam (the redb design; tests).
     Scan(&'a dyn Store),
+    /// The embedded store (the default): its event parts, read directly.
+    Parts(&'a ColumnarStore),
     /// ClickHouse, exported as Parquet.
     ClickHouse(&'a ClickHouseStore),
 }
@@ -94,6 +98,7 @@ impl UsageSource<'_> {
     pub async fn batches(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<RecordBatch>, BatchError> {
         match self {
             UsageSource::Scan(store) => scan_batches(*store, site_id, from_ms, to_ms).await,
+            UsageSource::Parts(store) => parts_batches(store, site_id, from_ms, to_ms).await,
             UsageSource::ClickHouse(store) => {
                 let bytes = store.export_account_events_parquet(site_id, from_ms, to_ms).await?;
                 parquet_batches(bytes)
@@ -149,6 +154,52 @@ async fn scan_batches(store: &dyn Store, site_id: &str, from_ms: i64, to_ms: i64
         }
     }
     Ok(batches)
+}
+
+/// The embedded store's rows of the window, each with its visitor's account (the profile's
+/// `account_id` trait; rows of visitors without one, and of bot profiles, are dropped as
+/// [`scan_batches`] drops them).
+async fn parts_batches(store: &ColumnarStore, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<RecordBatch>, BatchError> {
+    let rows = store.columnar().usage_rows(site_id, from_ms, to_ms).await?;
+    let mut visitors = std::collections::BTreeSet::new();
+    for batch in &rows {
+        let ids = cast(batch.column(0), &DataType::Utf8).map_err(df_err)?;
+        visitors.extend((0..ids.len()).map(|i| ids.as_string::<i32>().value(i).to_owned()));
+    }
+    let keys: Vec<(String, String)> = visitors.into_iter().map(|v| (site_id.to_owned(), v)).collect();
+    let mut accounts: HashMap<String, String> = HashMap::new();
+    for chunk in keys.chunks(PAGE) {
+        for profile in store.visitors(chunk).await? {
+            if let Some(account) = profile.traits.get("account_id").map(Scalar::to_text).filter(|a| !a.is_empty() && !profile.is_bot) {
+                accounts.insert(profile.visitor_id, account);
+            }
+        }
+    }
+    let schema = events_schema();
+    let mut out = Vec::new();
+    for batch in rows {
+        let ids = cast(batch.column(0), &DataType::Utf8).map_err(df_err)?;
+        let ids = ids.as_string::<i32>();
+        let (mut account, mut keep) = (StringBuilder::new(), BooleanBuilder::with_capacity(ids.len()));
+        for i in 0..ids.len() {
+            let found = accounts.get(ids.value(i));
+            keep.append_value(found.is_some());
+            if let Some(found) = found {
+                account.append_value(found);
+            }
+        }
+        let kept = filter_record_batch(&batch, &keep.finish()).map_err(df_err)?;
+        if kept.num_rows() == 0 {
+            continue;
+        }
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(account.finish())];
+        for field in schema.fields().iter().skip(1) {
+            let column = kept.column_by_name(field.name()).ok_or_else(|| df_err(format!("parts lack column {}", field.name())))?;
+            columns.push(cast(column, field.data_type()).map_err(df_err)?);
+        }
+        out.push(RecordBatch::try_new(schema.clone(), columns).map_err(df_err)?);
+    }
+    Ok(out)
 }
 
 /// Reads a Parquet export and conforms it to [`events_schema`] (same names, cast types).

@@ -125,6 +125,20 @@ mod on_a_store {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn churn_on_the_columnar_store_reads_its_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crm_store_embedded::ColumnarStore::open(dir.path()).unwrap();
+        // With its maintenance running, as in `crm up`: the simulated history goes into parts.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let maintenance = store.spawn_maintenance(crm_store_embedded::store::Maintenance::default(), async move {
+            let _ = stopped.await;
+        });
+        scenario(&store, || UsageSource::Parts(&store)).await;
+        let _ = stop.send(());
+        maintenance.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn churn_on_clickhouse_reads_a_parquet_export() {
         let url = std::env::var("CRM_TEST_CLICKHOUSE_URL")
             .expect("CRM_TEST_CLICKHOUSE_URL is not set: start a server with scripts/clickhouse.sh (scripts/test.sh does)");

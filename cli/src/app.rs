@@ -82,10 +82,20 @@ pub async fn open_store(data: &DataArgs, args: &StoreArgs) -> Result<Arc<dyn Sto
     Ok(open_stores(data, args).await?.0)
 }
 
-/// The store, and the same store as ClickHouse when it is one (batch jobs export from it).
-pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn Store>, Option<Arc<ClickHouseStore>>)> {
+/// The store's own handle for the batch jobs' bulk reads.
+#[derive(Clone)]
+pub enum BulkReader {
+    /// The embedded store: its event parts, read directly.
+    Parts(ColumnarStore),
+    /// ClickHouse: a Parquet export.
+    ClickHouse(Arc<ClickHouseStore>),
+}
+
+/// The store, and its bulk reader for the batch jobs where it has one (the redb design has none:
+/// the jobs page through it).
+pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn Store>, Option<BulkReader>)> {
     args.validate()?;
-    let mut clickhouse = None;
+    let mut bulk = None;
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Redb => {
             if data.data_dir.join("columnar").join("MANIFEST.log").exists() {
@@ -105,6 +115,7 @@ pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn S
             // Runs as long as the process: whatever is buffered at exit is made durable by the
             // processor's flush, or replayed from the log.
             store.spawn_maintenance(maintenance, std::future::pending());
+            bulk = Some(BulkReader::Parts(store.clone()));
             Arc::new(store)
         }
         StoreKind::Clickhouse => {
@@ -116,12 +127,12 @@ pub async fn open_stores(data: &DataArgs, args: &StoreArgs) -> Result<(Arc<dyn S
                 retention_days: args.retention_days,
             };
             let connected = Arc::new(ClickHouseStore::connect(&config).await.with_context(|| format!("connecting to ClickHouse at {}", args.clickhouse_url))?);
-            clickhouse = Some(connected.clone());
+            bulk = Some(BulkReader::ClickHouse(connected.clone()));
             connected
         }
     };
     store.put_meta("schema_version", STORE_SCHEMA_VERSION.as_bytes()).await?;
-    Ok((store, clickhouse))
+    Ok((store, bulk))
 }
 
 fn now_ms() -> Result<i64> {
@@ -135,37 +146,38 @@ async fn site_ids(store: &Arc<dyn Store>, site: Option<&str>) -> Result<Vec<Stri
     })
 }
 
-fn usage_source<'a>(store: &'a Arc<dyn Store>, clickhouse: Option<&'a Arc<ClickHouseStore>>) -> UsageSource<'a> {
-    match clickhouse {
-        Some(ch) => UsageSource::ClickHouse(ch.as_ref()),
+fn usage_source<'a>(store: &'a Arc<dyn Store>, bulk: Option<&'a BulkReader>) -> UsageSource<'a> {
+    match bulk {
+        Some(BulkReader::ClickHouse(ch)) => UsageSource::ClickHouse(ch.as_ref()),
+        Some(BulkReader::Parts(parts)) => UsageSource::Parts(parts),
         None => UsageSource::Scan(store.as_ref()),
     }
 }
 
 /// Runs the health job for one site or every site; returns every account's result.
-pub async fn health_all(store: &Arc<dyn Store>, clickhouse: Option<&Arc<ClickHouseStore>>, site: Option<&str>) -> Result<Vec<crm_schemas::AccountHealth>> {
+pub async fn health_all(store: &Arc<dyn Store>, bulk: Option<&BulkReader>, site: Option<&str>) -> Result<Vec<crm_schemas::AccountHealth>> {
     let now = now_ms()?;
     let mut all = Vec::new();
     for site in site_ids(store, site).await? {
-        all.extend(crm_batch_jobs::health_job::run_health(store.as_ref(), usage_source(store, clickhouse), &site, now).await?);
+        all.extend(crm_batch_jobs::health_job::run_health(store.as_ref(), usage_source(store, bulk), &site, now).await?);
     }
     Ok(all)
 }
 
 /// Runs the churn job for one site or every site.
-pub async fn churn_all(store: &Arc<dyn Store>, clickhouse: Option<&Arc<ClickHouseStore>>, site: Option<&str>) -> Result<Vec<ChurnRun>> {
+pub async fn churn_all(store: &Arc<dyn Store>, bulk: Option<&BulkReader>, site: Option<&str>) -> Result<Vec<ChurnRun>> {
     let now = now_ms()?;
     let mut runs = Vec::new();
     for site in site_ids(store, site).await? {
-        runs.push(crm_batch_jobs::churn_job::run_churn(store.as_ref(), usage_source(store, clickhouse), &site, now).await?);
+        runs.push(crm_batch_jobs::churn_job::run_churn(store.as_ref(), usage_source(store, bulk), &site, now).await?);
     }
     Ok(runs)
 }
 
 /// `crm batch health`: scores every account once and prints the results as JSON lines.
 pub async fn batch_health(args: HealthJobArgs) -> Result<()> {
-    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
-    for result in health_all(&store, clickhouse.as_ref(), args.site.as_deref()).await? {
+    let (store, bulk) = open_stores(&args.data, &args.store).await?;
+    for result in health_all(&store, bulk.as_ref(), args.site.as_deref()).await? {
         println!("{}", serde_json::to_string(&result)?);
     }
     Ok(())
@@ -173,8 +185,8 @@ pub async fn batch_health(args: HealthJobArgs) -> Result<()> {
 
 /// `crm batch churn`: one report per site as JSON lines.
 pub async fn batch_churn(args: HealthJobArgs) -> Result<()> {
-    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
-    for run in churn_all(&store, clickhouse.as_ref(), args.site.as_deref()).await? {
+    let (store, bulk) = open_stores(&args.data, &args.store).await?;
+    for run in churn_all(&store, bulk.as_ref(), args.site.as_deref()).await? {
         println!("{}", serde_json::to_string(&run)?);
     }
     Ok(())
@@ -182,16 +194,16 @@ pub async fn batch_churn(args: HealthJobArgs) -> Result<()> {
 
 /// `crm demo accounts`: simulated customers, then health and churn on them.
 pub async fn demo_accounts(args: AccountsArgs) -> Result<()> {
-    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
+    let (store, bulk) = open_stores(&args.data, &args.store).await?;
     let now = now_ms()?;
     if store.site(&args.site).await?.is_none() {
         store.put_site(&crm_schemas::Site::new(args.site.clone(), "Demo site", now)).await?;
     }
     let summary = crm_batch_jobs::simulator::load_simulated_accounts(store.as_ref(), &args.site, args.accounts, args.days, now, args.seed).await?;
     println!("{}", serde_json::to_string(&summary)?);
-    let health = health_all(&store, clickhouse.as_ref(), Some(&args.site)).await?;
+    let health = health_all(&store, bulk.as_ref(), Some(&args.site)).await?;
     println!("{}", serde_json::json!({ "health_scored": health.len() }));
-    for run in churn_all(&store, clickhouse.as_ref(), Some(&args.site)).await? {
+    for run in churn_all(&store, bulk.as_ref(), Some(&args.site)).await? {
         println!("{}", serde_json::to_string(&run)?);
     }
     Ok(())
@@ -199,18 +211,18 @@ pub async fn demo_accounts(args: AccountsArgs) -> Result<()> {
 
 /// Re-runs the health and churn jobs every `interval` inside `crm up` (each run replaces the
 /// day's results).
-fn spawn_health_schedule(store: Arc<dyn Store>, clickhouse: Option<Arc<ClickHouseStore>>, interval: Duration, shutdown: Shutdown) {
+fn spawn_health_schedule(store: Arc<dyn Store>, bulk: Option<BulkReader>, interval: Duration, shutdown: Shutdown) {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.wait() => return,
             }
-            match health_all(&store, clickhouse.as_ref(), None).await {
+            match health_all(&store, bulk.as_ref(), None).await {
                 Ok(results) => tracing::info!(accounts = results.len(), "scheduled health run done"),
                 Err(err) => tracing::warn!(error = %err, "scheduled health run failed"),
             }
-            match churn_all(&store, clickhouse.as_ref(), None).await {
+            match churn_all(&store, bulk.as_ref(), None).await {
                 Ok(runs) => tracing::info!(scored = runs.iter().map(|r| r.scored).sum::<usize>(), "scheduled churn run done"),
                 Err(err) => tracing::warn!(error = %err, "scheduled churn run failed"),
             }
@@ -422,7 +434,7 @@ async fn collector_parts(config: crm_ingest::CollectorConfig, store: &Arc<dyn St
 
 pub async fn up(args: UpArgs) -> Result<()> {
     let collector_config = crm_ingest::CollectorConfig { body_timeout: args.http.body_timeout(), ..args.collector.to_config()? };
-    let (store, clickhouse) = open_stores(&args.data, &args.store).await?;
+    let (store, bulk) = open_stores(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
@@ -434,7 +446,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
     if args.health_interval_mins > 0 {
-        spawn_health_schedule(store.clone(), clickhouse, Duration::from_secs(args.health_interval_mins * 60), background.clone());
+        spawn_health_schedule(store.clone(), bulk, Duration::from_secs(args.health_interval_mins * 60), background.clone());
     }
 
     let listener = bind(args.http.listen, "crm up").await?;

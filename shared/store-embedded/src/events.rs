@@ -650,6 +650,12 @@ impl ColumnarEvents {
         query::form_stats(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms).await
     }
 
+    /// A site's non-bot events in `[from_ms, to_ms)` as the batch jobs read them, straight from
+    /// the parts and the buffer ([`query::usage_rows`]).
+    pub async fn usage_rows(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<datafusion::arrow::array::RecordBatch>, StoreError> {
+        query::usage_rows(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms).await
+    }
+
     /// A site's events in `[from_ms, to_ms)`, oldest first, a page at a time.
     pub async fn scan_events(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize, cursor: Option<&str>) -> Result<Page<StoredEvent>, StoreError> {
         let after = cursor.map(parse_event_cursor).transpose()?;

@@ -303,6 +303,21 @@ pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms
         .collect())
 }
 
+/// Events of `[from_ms, to_ms)` that are not a bot's, with the columns the batch jobs aggregate:
+/// `visitor_id, ts_ms, kind, name` (a custom event's name, else ""), `session_id, engaged_ms`
+/// (an engagement's, else 0).
+pub async fn usage_rows(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Vec<RecordBatch>, StoreError> {
+    let ctx = context(snapshot).await?;
+    collect(
+        &ctx,
+        &format!(
+            "SELECT visitor_id, ts_ms, kind, coalesce(name, '') AS name, session_id, coalesce(engaged_ms, 0) AS engaged_ms
+             FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot"
+        ),
+    )
+    .await
+}
+
 /// Form funnels of `[from_ms, to_ms)`, bots excluded.
 pub async fn form_stats(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>, StoreError> {
     let ctx = context(snapshot).await?;
