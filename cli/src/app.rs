@@ -2,7 +2,6 @@
 //! libraries, serves them behind one dispatcher, and runs the shutdown sequence (stop accepting
 //! → drain requests → stop the processor after its batch → close the log).
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,6 @@ use crm_stream_processor::{AiConfig, AlertDispatcher, DispatcherConfig, InsightW
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use prometheus_gauges::LogGauges;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -274,33 +272,6 @@ async fn processor(args: &ProcessorArgs, data: &DataArgs, kind: StoreKind, store
     Ok(processor)
 }
 
-mod prometheus_gauges {
-    use super::*;
-    use prometheus_client::metrics::gauge::Gauge;
-
-    /// Mirrors the event log's figures into gauges at scrape time.
-    pub struct LogGauges;
-
-    impl LogGauges {
-        pub fn register(metrics: &MetricsRegistry, log: Arc<dyn EventLog>) {
-            let next: Gauge<u64, AtomicU64> = Gauge::default();
-            let bytes: Gauge<u64, AtomicU64> = Gauge::default();
-            let queued: Gauge<u64, AtomicU64> = Gauge::default();
-            metrics.register(|r| {
-                r.register("eventlog_next_offset", "Offset the next appended record gets", next.clone());
-                r.register("eventlog_bytes", "Bytes the event log holds on disk", bytes.clone());
-                r.register("eventlog_queued_appends", "Appends waiting for the log writer", queued.clone());
-            });
-            metrics.on_scrape(move || {
-                let stats = log.stats();
-                next.set(stats.next_offset);
-                bytes.set(stats.bytes_on_disk);
-                queued.set(stats.queued_appends as u64);
-            });
-        }
-    }
-}
-
 fn log_health(health: &Health, log: Arc<dyn EventLog>) {
     health.add_check("event_log", move || log.stats().unavailable);
 }
@@ -424,7 +395,8 @@ struct CollectorParts {
 async fn collector_parts(config: crm_ingest::CollectorConfig, store: &Arc<dyn Store>, log: &Arc<dyn EventLog>, background: &Shutdown) -> Result<CollectorParts> {
     let metrics = Arc::new(MetricsRegistry::new());
     let health = Health::new();
-    LogGauges::register(&metrics, log.clone());
+    crate::gauges::allocator(&metrics);
+    crate::gauges::event_log(&metrics, log.clone());
     log_health(&health, log.clone());
     let sites = SiteDirectory::load(store.clone()).await?;
     let collector = Collector::new(config, log.clone(), sites.clone(), IngestMetrics::new(&metrics));
@@ -439,6 +411,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
     let CollectorParts { collector, sites, metrics, health } = collector_parts(collector_config, &store, &log, &background).await?;
+    if let Some(BulkReader::Parts(columnar)) = &bulk {
+        crate::gauges::embedded_store(&metrics, columnar.clone());
+    }
     let api_state = ApiState::new(store.clone(), keys)
         .with_config(&crm_api::ApiConfig { body_timeout: args.http.body_timeout(), ..args.auth.api_config() })
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
@@ -475,9 +450,13 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
 }
 
 pub async fn process(args: ProcessArgs) -> Result<()> {
-    let store = open_store(&args.data, &args.store).await?;
+    let (store, bulk) = open_stores(&args.data, &args.store).await?;
     let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
+    crate::gauges::allocator(&metrics);
+    if let Some(BulkReader::Parts(columnar)) = bulk {
+        crate::gauges::embedded_store(&metrics, columnar);
+    }
     let health = Health::new();
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let background = Shutdown::new();
@@ -495,6 +474,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let store = open_store(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
     let metrics = Arc::new(MetricsRegistry::new());
+    crate::gauges::allocator(&metrics);
     let health = Health::new();
     let listener = bind(args.http.listen, "crm api").await?;
     let config = crm_api::ApiConfig { body_timeout: args.http.body_timeout(), ..args.auth.api_config() };

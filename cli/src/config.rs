@@ -314,7 +314,9 @@ pub struct StoreArgs {
     /// RSS (bench/ANALYSIS.md).
     #[arg(long, env = "CRM_COMMIT_INTERVAL_MS", default_value_t = 2_000)]
     pub commit_interval_ms: u64,
-    /// Buffered events that make the embedded store run a commit point before the interval is up.
+    /// Buffered events that make the embedded store run a commit point before the interval is up;
+    /// the processor waits while twice as many are buffered, which bounds memory when commit
+    /// points fall behind.
     #[arg(long, env = "CRM_COMMIT_EVENTS", default_value_t = 200_000)]
     pub commit_events: usize,
 }

@@ -4,6 +4,7 @@
 mod app;
 mod config;
 mod demo;
+mod gauges;
 mod geoip;
 
 use clap::Parser;

@@ -30,7 +30,9 @@ use crate::events::ColumnarEvents;
 pub struct Maintenance {
     /// Longest time acknowledged rows wait for a commit point.
     pub commit_interval: Duration,
-    /// Buffered events that trigger a commit point before the interval is up.
+    /// Buffered events that trigger a commit point before the interval is up. Writers wait
+    /// while twice as many are buffered (a commit point that falls behind, e.g. while profile
+    /// runs fold, slows the processor down instead of growing memory).
     pub commit_events: usize,
     pub compact_interval: Duration,
     /// Parts of one (stream, site, day) that trigger a merge.
@@ -65,6 +67,16 @@ pub struct ColumnarStore {
     records: Arc<EmbeddedStore>,
     /// [`EmbeddedStore::record_positions`], kept current by `write`.
     record_positions: Arc<Mutex<BTreeMap<String, u64>>>,
+    backpressure: Arc<Backpressure>,
+}
+
+/// Holds writers while too many events wait for a commit point (set by the maintenance task,
+/// which is what drains them; a store without it never waits).
+#[derive(Default)]
+struct Backpressure {
+    /// Buffered events at which writers wait; 0 = never.
+    limit: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
 }
 
 impl ColumnarStore {
@@ -88,16 +100,35 @@ impl ColumnarStore {
         let columnar = Arc::new(ColumnarEvents::open_with_budget(&data_dir.join("columnar"), profile_budget)?);
         crate::convert::convert(&mut records, &columnar, chunk, after_chunk)?;
         let record_positions = Arc::new(Mutex::new(records.record_positions()?));
-        Ok(ColumnarStore { columnar, records: Arc::new(records), record_positions })
+        Ok(ColumnarStore { columnar, records: Arc::new(records), record_positions, backpressure: Arc::default() })
     }
 
     /// Makes every acknowledged event and session durable now (a timer and shutdown call it).
     pub async fn commit_point(&self) -> Result<()> {
         let columnar = self.columnar.clone();
-        tokio::task::spawn_blocking(move || columnar.commit_point())
+        let done = tokio::task::spawn_blocking(move || columnar.commit_point())
             .await
             .map_err(|e| StoreError::Backend { message: format!("commit point task failed: {e}"), retryable: true })?
-            .map_err(StoreError::from)
+            .map_err(StoreError::from);
+        self.backpressure.drained.notify_waiters();
+        done
+    }
+
+    /// Waits while the buffer holds the backpressure limit or more (see [`Maintenance`]).
+    async fn wait_for_room(&self) {
+        let full = || {
+            let limit = self.backpressure.limit.load(std::sync::atomic::Ordering::Relaxed);
+            limit != 0 && self.columnar.buffered() >= limit
+        };
+        if !full() {
+            return;
+        }
+        let started = Instant::now();
+        while full() {
+            // Re-checked on a timer too: a commit point may finish between the check and the wait.
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.backpressure.drained.notified()).await;
+        }
+        tracing::debug!(waited_ms = started.elapsed().as_millis() as u64, "write waited for a commit point");
     }
 
     pub fn columnar(&self) -> &ColumnarEvents {
@@ -114,6 +145,7 @@ impl ColumnarStore {
     /// tick: a commit point that fails leaves its rows buffered and the log uncommitted.
     pub fn spawn_maintenance(&self, config: Maintenance, shutdown: impl Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
+        self.backpressure.limit.store(config.commit_events.saturating_mul(2), std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             let tick = config.commit_interval.min(Duration::from_millis(100));
             let (mut last_commit, mut last_compact) = (Instant::now(), Instant::now());
@@ -157,6 +189,9 @@ impl ColumnarStore {
                     }
                 }
             }
+            // Nothing drains the buffer any more: writers (the processor's flush) go ahead.
+            store.backpressure.limit.store(0, std::sync::atomic::Ordering::Relaxed);
+            store.backpressure.drained.notify_waiters();
             if let Err(err) = store.commit_point().await {
                 tracing::warn!(error = %err, "final commit point failed; the log replays what it held");
             }
@@ -179,6 +214,7 @@ impl PipelineStore for ColumnarStore {
     /// is at or below the highest one records were written for keeps only its dead letters
     /// (keyed by content, so idempotent). The lead state stored already reflects it.
     async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteOutcome> {
+        self.wait_for_room().await;
         let replayed = !batch.log_positions.is_empty() && {
             let written = self.record_positions.lock().unwrap_or_else(|p| p.into_inner());
             batch.log_positions.iter().all(|(key, offset)| written.get(key).is_some_and(|high| offset <= high))
@@ -297,6 +333,33 @@ mod tests {
     }
 
     crm_store::store_conformance_suite!(Harness(tempfile::tempdir().unwrap()));
+
+    /// A write waits while the buffer is at the limit, until a commit point drains it (the
+    /// limit is set by hand here: no maintenance task runs, so nothing else drains it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_wait_for_a_commit_point_while_the_buffer_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ColumnarStore::open(dir.path()).unwrap();
+        store.backpressure.limit.store(3, std::sync::atomic::Ordering::Relaxed);
+        let log = |offset: u64| BTreeMap::from([("log/events/0".to_string(), offset)]);
+        let batch = |offset: u64, visitor: &str| {
+            let events = (0..3).map(|i| sample_event("s1", visitor, now_ms() + i, EventBody::Pageview, "/")).collect();
+            Arc::new(WriteBatch { events, log_positions: log(offset), ..WriteBatch::default() })
+        };
+        store.write(batch(1, "v1")).await.unwrap();
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            let next = batch(2, "v2");
+            async move { store.write(next).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "three events are buffered: the next write waits");
+        assert_eq!(store.columnar().buffered(), 3);
+        store.commit_point().await.unwrap();
+        let written = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the commit point lets it through").unwrap().unwrap();
+        assert_eq!(written.events_written, 3);
+        assert_eq!(store.visitor_events("s1", "v2", 10, None).await.unwrap().items.len(), 3);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn maintenance_commits_on_its_interval_compacts_and_flushes_at_shutdown() {
