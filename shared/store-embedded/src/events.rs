@@ -123,6 +123,8 @@ pub struct ColumnarEvents {
     profiles: std::sync::RwLock<Profiles>,
     /// The rollup of each closed (site, day) that has one (rollup.rs).
     rollups: Mutex<HashMap<(String, i64), Arc<Rollup>>>,
+    /// Held by the one profile-run fold running.
+    folding: Mutex<()>,
 }
 
 /// Profile runs that trigger a fold.
@@ -200,6 +202,7 @@ impl ColumnarEvents {
             durable: Mutex::new(durable),
             profiles: std::sync::RwLock::new(profiles),
             rollups: Mutex::new(rollups),
+            folding: Mutex::new(()),
         })
     }
 
@@ -286,10 +289,12 @@ impl ColumnarEvents {
         Durable::Upto(lock(&self.durable).clone())
     }
 
-    /// Makes everything appended so far durable (see the module docs). One at a time: the
-    /// manifest lock is held throughout.
+    /// Makes everything appended so far durable (see the module docs), then folds the profile
+    /// runs if there are too many. One at a time: the manifest lock is held throughout the
+    /// commit point (not the fold).
     pub fn commit_point(&self) -> Result<()> {
-        self.commit_point_failing(None)
+        self.commit_point_failing(None)?;
+        self.fold_profile_runs().map(|_| ())
     }
 
     /// [`ColumnarEvents::commit_point`] that stops with an error at `fail` (crash tests).
@@ -366,7 +371,12 @@ impl ColumnarEvents {
                 tracing::debug!(evicted, hot_bytes = profiles.hot_bytes(), "evicted cold profiles");
             }
         }
-        self.fold_profile_runs(&mut manifest)
+        Ok(())
+    }
+
+    /// Whether the profile runs are due a fold ([`ColumnarEvents::fold_profile_runs`]).
+    pub fn needs_fold(&self) -> bool {
+        self.profiles.read().unwrap_or_else(|p| p.into_inner()).run_count() > MAX_PROFILE_RUNS
     }
 
     /// Folds the profile runs into one once there are more than [`MAX_PROFILE_RUNS`]: the rows
@@ -375,15 +385,28 @@ impl ColumnarEvents {
     /// that fails while writing moves nothing (its file is an orphan). If the edit fails, the
     /// merged run stays in use: it is complete, and the folded runs, still named by the
     /// manifest, hold the same states for a reopen.
-    fn fold_profile_runs(&self, manifest: &mut Manifest) -> Result<()> {
+    ///
+    /// Commit points go on meanwhile (the manifest lock is taken only to name the merged run
+    /// and to commit the edit), so a folded profile may get a newer row in a newer run while the
+    /// fold copies its old one: its home then stays where the commit point put it, and since the
+    /// merged run's id is taken before the rows to copy are chosen, every run a later commit
+    /// point writes has a higher id and wins at a reopen too. Returns whether it folded (one
+    /// fold at a time: a call while another runs returns `false`).
+    pub fn fold_profile_runs(&self) -> Result<bool> {
+        let _folding = match self.folding.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        if !self.needs_fold() {
+            return Ok(false);
+        }
+        let id = lock(&self.manifest).allocate_id();
         let (runs, live) = {
             let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
-            if profiles.run_count() <= MAX_PROFILE_RUNS {
-                return Ok(());
-            }
             (runs_to_fold(profiles.runs()), profiles.live_rows())
         };
-        let meta = PartMeta { id: manifest.allocate_id(), stream: Stream::Profiles, site_id: String::new(), day: 0, level: 1, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
+        let meta = PartMeta { id, stream: Stream::Profiles, site_id: String::new(), day: 0, level: 1, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
         let path = self.root.join(meta.relative_path());
         // Its row count is known once the fold has written it.
         let merged = Arc::new(Run::new(meta.id, path.clone(), 0));
@@ -392,14 +415,14 @@ impl ColumnarEvents {
             self.profiles.read().unwrap_or_else(|p| p.into_inner()).note_moves(copied, &mut moves);
         })?;
         merged.set_rows(rows);
-        self.profiles.write().unwrap_or_else(|p| p.into_inner()).rehome(&merged, &moves);
+        self.profiles.write().unwrap_or_else(|p| p.into_inner()).rehome(&merged, &moves, &runs);
         let edit = Edit { add: vec![PartMeta { rows, bytes, ..meta }], remove: runs.iter().map(|r| r.id()).collect(), ..Edit::default() };
-        let committed = manifest.commit(edit);
+        let committed = lock(&self.manifest).commit(edit);
         let mut profiles = self.profiles.write().unwrap_or_else(|p| p.into_inner());
         match committed {
             Ok(_) => {
                 profiles.retire_runs(merged, &runs);
-                Ok(())
+                Ok(true)
             }
             Err(err) => {
                 profiles.add_run(merged);

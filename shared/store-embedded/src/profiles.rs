@@ -356,12 +356,18 @@ impl Profiles {
         }
     }
 
-    /// Points the moved slots' homes at the merged run, once it is completely written.
-    pub fn rehome(&mut self, merged: &Arc<Run>, moves: &HashMap<String, Vec<(u32, u32)>>) {
+    /// Points the moved slots' homes at the merged run, once it is completely written: only
+    /// slots still at home in one of the `folded` runs (a commit point during the fold may have
+    /// given a profile a newer row elsewhere, which stays its home).
+    pub fn rehome(&mut self, merged: &Arc<Run>, moves: &HashMap<String, Vec<(u32, u32)>>, folded: &[Arc<Run>]) {
+        let folded: HashSet<u64> = folded.iter().map(|r| r.id()).collect();
         for (site, moved) in moves {
             let Some(site) = self.sites.get_mut(site) else { continue };
             for &(slot, row) in moved {
-                site.slots[slot as usize].home = Some(Home { run: merged.clone(), row });
+                let home = &mut site.slots[slot as usize].home;
+                if home.as_ref().is_some_and(|h| folded.contains(&h.run.id())) {
+                    *home = Some(Home { run: merged.clone(), row });
+                }
             }
         }
     }

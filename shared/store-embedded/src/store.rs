@@ -105,8 +105,14 @@ impl ColumnarStore {
 
     /// Makes every acknowledged event and session durable now (a timer and shutdown call it).
     pub async fn commit_point(&self) -> Result<()> {
+        self.commit(true).await
+    }
+
+    /// A commit point, with the profile-run fold after it (`fold`) or without (the maintenance
+    /// task folds on its own thread so the next commit points need not wait for it).
+    async fn commit(&self, fold: bool) -> Result<()> {
         let columnar = self.columnar.clone();
-        let done = tokio::task::spawn_blocking(move || columnar.commit_point())
+        let done = tokio::task::spawn_blocking(move || if fold { columnar.commit_point() } else { columnar.commit_point_failing(None) })
             .await
             .map_err(|e| StoreError::Backend { message: format!("commit point task failed: {e}"), retryable: true })?
             .map_err(StoreError::from);
@@ -149,6 +155,7 @@ impl ColumnarStore {
         tokio::spawn(async move {
             let tick = config.commit_interval.min(Duration::from_millis(100));
             let (mut last_commit, mut last_compact) = (Instant::now(), Instant::now());
+            let mut fold: Option<tokio::task::JoinHandle<()>> = None;
             tokio::pin!(shutdown);
             loop {
                 tokio::select! {
@@ -157,8 +164,16 @@ impl ColumnarStore {
                 }
                 if store.columnar.buffered() >= config.commit_events || last_commit.elapsed() >= config.commit_interval {
                     last_commit = Instant::now();
-                    if let Err(err) = store.commit_point().await {
+                    if let Err(err) = store.commit(false).await {
                         tracing::warn!(error = %err, "commit point failed; rows stay buffered and are retried");
+                    }
+                    if fold.as_ref().is_none_or(|f| f.is_finished()) && store.columnar.needs_fold() {
+                        let columnar = store.columnar.clone();
+                        fold = Some(tokio::task::spawn_blocking(move || {
+                            if let Err(err) = columnar.fold_profile_runs() {
+                                tracing::warn!(error = %err, "folding profile runs failed; retried after the next commit point");
+                            }
+                        }));
                     }
                 }
                 if last_compact.elapsed() >= config.compact_interval {
@@ -188,6 +203,9 @@ impl ColumnarStore {
                         Err(err) => tracing::warn!(error = %err, "building day rollups failed; overviews scan those days until the next interval"),
                     }
                 }
+            }
+            if let Some(fold) = fold {
+                let _ = fold.await;
             }
             // Nothing drains the buffer any more: writers (the processor's flush) go ahead.
             store.backpressure.limit.store(0, std::sync::atomic::Ordering::Relaxed);

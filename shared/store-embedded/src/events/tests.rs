@@ -615,3 +615,43 @@ async fn day_rollups_answer_for_closed_days_until_their_parts_change() {
     assert_eq!(files_under(dir.path(), ".roll"), 2, "retention takes the day's rollup with its parts");
     assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), scanned_overview(&store, from, to).await);
 }
+
+/// Folds run on their own thread while commit points keep writing newer rows of the same
+/// profiles (no profile stays hot, so every read goes through its home): each profile reads
+/// as last written, during and after the folds, and after a reopen.
+#[test]
+fn profiles_written_while_their_runs_fold_keep_their_newest_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ColumnarEvents::open_with_budget(dir.path(), 0).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let folder = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut folds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                folds += usize::from(store.fold_profile_runs().unwrap());
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            folds
+        })
+    };
+    let version = |round: u64| profile("v", 0, T0 + round as i64).last_seen_ms;
+    for round in 0..80u64 {
+        let written: Vec<VisitorProfile> = (0..40).map(|v| profile(&format!("v{v:02}"), (round % 100) as u8, version(round))).collect();
+        store.append(&[], &[], &written, &positions(round)).unwrap();
+        store.commit_point_failing(None).unwrap();
+        let read = store.profile("s1", &format!("v{:02}", round % 40)).unwrap().unwrap();
+        assert_eq!(read.last_seen_ms, version(round), "round {round}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let folds = folder.join().unwrap();
+    assert!(folds >= 2, "the runs folded while commit points went on ({folds} folds)");
+    let check = |store: &ColumnarEvents| {
+        for v in 0..40 {
+            assert_eq!(store.profile("s1", &format!("v{v:02}")).unwrap().unwrap().last_seen_ms, version(79), "v{v:02}");
+        }
+    };
+    check(&store);
+    drop(store);
+    check(&ColumnarEvents::open_with_budget(dir.path(), 0).unwrap());
+}
