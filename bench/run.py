@@ -321,8 +321,11 @@ def main():
                 recovery["ready_s"] = round(time.time() - restarted_at, 2)
         except OSError:
             time.sleep(0.1)
+    # The lag gauge reads 0 until the processor's first poll: caught up means a batch (the replay of
+    # what was acknowledged but not durable at the kill) has been processed and the lag is 0.
     while time.time() < deadline and "caught_up_s" not in recovery:
-        if recovered.metrics().get("crm_eventlog_consumer_lag", 1) == 0:
+        figures = recovered.metrics()
+        if figures.get("crm_processor_batch_duration_seconds_count", 0) > 0 and figures.get("crm_eventlog_consumer_lag", 1) == 0:
             recovery["caught_up_s"] = round(time.time() - restarted_at, 2)
         else:
             time.sleep(0.2)
