@@ -305,12 +305,19 @@ def main():
     results["up_seeded_load"] = loadgen(loaded.address, mix="batch", connections=32, rate=e2e_rate, duration=DURATION * 2, pool=200_000)
     processed = loaded.metrics().get("crm_processor_events_total", 0) - before.get("crm_processor_events_total", 0)
     results["up_seeded"] = {"visitors": visitors, "processed_events_per_sec": round(processed / (time.time() - started)), "peak_rss_mb": loaded.peak_rss_mb()}
-    # SIGKILL halfway through a second load; the load generator sees the connections drop.
-    threading.Timer(DURATION / 2, loaded.proc.kill).start()
-    subprocess.run(CLIENT_CPU + [str(BIN / "loadgen"), "--target", loaded.address, "--mix", "batch", "--connections", "32", "--rate", str(e2e_rate),
-                                 "--duration-secs", str(DURATION), "--warmup-secs", "0", "--site", "demo", "--pool", "200000", "--json"],
-                   capture_output=True, text=True)
+    # SIGKILL in the middle of a second load: once the log has grown by a few seconds' worth (the
+    # load generator builds its beacon pool first), then the load generator sees the connections drop.
+    second = subprocess.Popen(CLIENT_CPU + [str(BIN / "loadgen"), "--target", loaded.address, "--mix", "batch", "--connections", "32", "--rate", str(e2e_rate),
+                                            "--duration-secs", str(DURATION * 4), "--warmup-secs", "0", "--site", "demo", "--pool", "200000", "--json"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    offset_before = loaded.metrics().get("crm_eventlog_next_offset", 0)
+    deadline = time.time() + 120
+    while time.time() < deadline and loaded.metrics().get("crm_eventlog_next_offset", 0) == offset_before:
+        time.sleep(0.2)
+    time.sleep(DURATION / 2)
+    loaded.proc.kill()
     loaded.proc.wait()
+    second.wait()
     restarted_at = time.time()
     recovered = Server(up_args)
     recovery = {"listening_s": round(time.time() - restarted_at, 2)}
