@@ -78,12 +78,7 @@ impl Drop for LivePart {
     fn drop(&mut self) {
         if self.obsolete.load(std::sync::atomic::Ordering::Acquire) {
             for path in [self.path.clone(), self.path.with_extension("idx")] {
-                if let Err(err) = std::fs::remove_file(&path) {
-                    if err.kind() != std::io::ErrorKind::NotFound {
-                        // Left for the orphan sweep at the next open.
-                        tracing::warn!(path = %path.display(), error = %err, "could not delete a removed part");
-                    }
-                }
+                crate::remove_unused(&path, "removed part");
             }
         }
     }

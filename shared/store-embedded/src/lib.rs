@@ -79,6 +79,17 @@ pub(crate) fn write_durably(path: &std::path::Path, bytes: &[u8]) -> Result<()> 
     sync_dir(path.parent().unwrap_or(std::path::Path::new(".")))
 }
 
+/// Deletes a file whose owner is gone (a removed part, a folded run, a replaced rollup). A file
+/// that cannot be deleted is only logged: the next open's orphan sweep, or the next rebuild,
+/// takes care of it.
+pub(crate) fn remove_unused(path: &std::path::Path, what: &str) {
+    if let Err(err) = std::fs::remove_file(path) {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %err, what, "could not delete an unused file");
+        }
+    }
+}
+
 pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ColumnarError::io(dir, e))
 }

@@ -111,6 +111,17 @@ fn strings(batches: &[RecordBatch], index: usize) -> Result<Vec<String>, StoreEr
     Ok(out)
 }
 
+/// [`visitor_key`] of column `index` of every row (visitor ids, hashed without copying them).
+fn visitor_keys(batches: &[RecordBatch], index: usize) -> Result<Vec<u128>, StoreError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(index), &DataType::Utf8).map_err(df_err)?;
+        let values = column.as_string::<i32>();
+        out.extend((0..values.len()).map(|i| visitor_key(values.value(i))));
+    }
+    Ok(out)
+}
+
 fn one_u64(batches: &[RecordBatch], index: usize) -> Result<u64, StoreError> {
     Ok(u64s(batches, index)?.first().copied().unwrap_or(0))
 }
@@ -223,12 +234,7 @@ pub async fn partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Pa
     let totals = collect(&ctx, &format!("SELECT count(*), sum(CASE WHEN bounce THEN 1 ELSE 0 END), sum(duration_ms) FROM sessions WHERE {s}")).await?;
     let pageviews = one_u64(&collect(&ctx, &format!("SELECT count(*) FROM events WHERE {e}")).await?, 0)?;
     let ids = collect(&ctx, &format!("SELECT DISTINCT v FROM (SELECT visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT visitor_id AS v FROM events WHERE {e})")).await?;
-    let mut visitors = Vec::new();
-    for batch in &ids {
-        let column = cast(batch.column(0), &DataType::Utf8).map_err(df_err)?;
-        let values = column.as_string::<i32>();
-        visitors.extend((0..values.len()).map(|i| visitor_key(values.value(i))));
-    }
+    let visitors = visitor_keys(&ids, 0)?;
     let mut groups: [BTreeMap<String, u64>; 6] = Default::default();
     let queries = [
         ("coalesce(path, '/')", "events", e.clone()),
@@ -281,9 +287,9 @@ pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms
             partials[i].pageviews = pageviews;
         }
     }
-    for (b, visitor) in i64s(&visitors, 0)?.into_iter().zip(strings(&visitors, 1)?) {
+    for (b, key) in i64s(&visitors, 0)?.into_iter().zip(visitor_keys(&visitors, 1)?) {
         if let Some(i) = slot(b) {
-            partials[i].visitors.push(visitor_key(&visitor));
+            partials[i].visitors.push(key);
         }
     }
     for rollup in &snapshot.rollups {

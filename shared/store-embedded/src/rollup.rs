@@ -150,11 +150,7 @@ impl Rollup {
 impl Drop for Rollup {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {
-            if let Err(err) = std::fs::remove_file(&self.path) {
-                if err.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %self.path.display(), error = %err, "could not delete a replaced rollup");
-                }
-            }
+            crate::remove_unused(&self.path, "replaced rollup");
         }
     }
 }

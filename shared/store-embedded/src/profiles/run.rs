@@ -148,11 +148,7 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         if self.removed.load(Ordering::Acquire) {
-            if let Err(err) = std::fs::remove_file(&self.path) {
-                if err.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %self.path.display(), error = %err, "could not delete a folded profile run; the next open removes it");
-                }
-            }
+            crate::remove_unused(&self.path, "folded profile run");
         }
     }
 }
