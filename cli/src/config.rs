@@ -304,9 +304,10 @@ pub struct StoreArgs {
     /// records in redb and gives them 32 MiB).
     #[arg(long, env = "CRM_STORE_CACHE_MB", default_value_t = 256)]
     pub store_cache_mb: usize,
-    /// Memory for whole visitor profiles in the embedded store, in MiB. Profiles beyond it are
-    /// read back from disk when asked for; their ranks stay in memory either way.
-    #[arg(long, env = "CRM_PROFILE_MEMORY_MB", default_value_t = 256)]
+    /// Memory for whole visitor profiles in the embedded store (kept as JSON, about 1 KB
+    /// each), in MiB. Profiles beyond it are read back from disk when asked for; their ranks
+    /// stay in memory either way.
+    #[arg(long, env = "CRM_PROFILE_MEMORY_MB", default_value_t = 128)]
     pub profile_memory_mb: usize,
     /// Longest time the embedded store keeps acknowledged events in memory before a commit point
     /// makes them durable (and lets the log be committed), in milliseconds. Longer buffers more:

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::manifest::{Edit, Manifest, PartMeta, Stream};
 use crate::part::{self, visitor_hash};
-use crate::profiles::run::{self, Run};
+use crate::profiles::run::{self, Row, Run};
 use crate::profiles::{Found, Profiles};
 use crate::query::{self, Snapshot};
 use crate::rollup::Rollup;
@@ -91,7 +91,7 @@ struct Frozen {
     ids: HashSet<u128>,
     sessions: Vec<(Session, u64)>,
     /// Profiles changed since the previous commit point, in the state they had at the freeze.
-    profiles: Vec<Arc<VisitorProfile>>,
+    profiles: Vec<Row>,
 }
 
 #[derive(Default)]
@@ -167,9 +167,11 @@ impl ColumnarEvents {
         }
         let mut parts = Vec::new();
         let mut profiles = Profiles::new(profile_budget);
+        profiles.start_loading();
         for meta in manifest.state().parts.values().filter(|p| p.stream == Stream::Profiles) {
             run::load(&Arc::new(Run::new(meta.id, root.join(meta.relative_path()), meta.rows)), &mut profiles)?;
         }
+        profiles.finish_loading();
         for meta in manifest.state().parts.values().filter(|p| matches!(p.stream, Stream::Events | Stream::Sessions)) {
             let path = root.join(meta.relative_path());
             let sidecar = if meta.stream == Stream::Events { Some(Sidecar::open(&path.with_extension("idx"))?) } else { None };
@@ -243,6 +245,8 @@ impl ColumnarEvents {
     pub fn append(&self, events: &[StoredEvent], sessions: &[Session], profiles: &[VisitorProfile], positions: &BTreeMap<String, u64>) -> Result<(usize, usize)> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let unseen = self.unseen(&ids)?;
+        // Encoded before any lock is taken.
+        let rows: Vec<Row> = profiles.iter().map(Row::of).collect();
         let mut buffers = lock(&self.buffers);
         let mut written = 0;
         for event in events {
@@ -253,10 +257,10 @@ impl ColumnarEvents {
                 written += 1;
             }
         }
-        if !profiles.is_empty() {
+        if !rows.is_empty() {
             let mut state = self.profiles.write().unwrap_or_else(|p| p.into_inner());
-            for profile in profiles {
-                state.apply(profile, true);
+            for row in &rows {
+                state.apply_row(row, true);
             }
         }
         if !sessions.is_empty() {
@@ -443,7 +447,7 @@ impl ColumnarEvents {
         let mut cold: HashMap<u64, (Arc<Run>, Vec<(u32, usize)>)> = HashMap::new();
         for (i, found) in found.into_iter().enumerate() {
             match found {
-                Found::Hot(profile) => out[i] = Some((*profile).clone()),
+                hot @ Found::Hot(_) => out[i] = Some(hot.load()?),
                 Found::Cold(home) => cold.entry(home.run.id()).or_insert_with(|| (home.run.clone(), Vec::new())).1.push((home.row, i)),
             }
         }
@@ -486,13 +490,13 @@ impl ColumnarEvents {
     /// Writes the frozen rows as parts with their sidecars (all fsynced); returns them and the
     /// highest session version among them.
     fn write_frozen(&self, manifest: &mut Manifest, frozen: &Frozen) -> Result<(Vec<(PartMeta, PathBuf)>, u64)> {
-        let mut event_groups: HashMap<(&str, i64), Vec<StoredEvent>> = HashMap::new();
+        let mut event_groups: HashMap<(&str, i64), Vec<&StoredEvent>> = HashMap::new();
         for event in &frozen.events {
-            event_groups.entry((event.site_id.as_str(), event.ts_ms.div_euclid(DAY_MS))).or_default().push(event.clone());
+            event_groups.entry((event.site_id.as_str(), event.ts_ms.div_euclid(DAY_MS))).or_default().push(event);
         }
-        let mut session_groups: HashMap<(&str, i64), Vec<(Session, u64)>> = HashMap::new();
-        for (session, version) in &frozen.sessions {
-            session_groups.entry((session.site_id.as_str(), session.start_ms.div_euclid(DAY_MS))).or_default().push((session.clone(), *version));
+        let mut session_groups: HashMap<(&str, i64), Vec<&(Session, u64)>> = HashMap::new();
+        for row in &frozen.sessions {
+            session_groups.entry((row.0.site_id.as_str(), row.0.start_ms.div_euclid(DAY_MS))).or_default().push(row);
         }
         let mut added = Vec::with_capacity(event_groups.len() + session_groups.len());
         let new_part = |manifest: &mut Manifest, stream: Stream, site_id: &str, day: i64| {
@@ -642,9 +646,9 @@ impl ColumnarEvents {
         let files = |stream: Stream| -> Vec<PathBuf> { parts.iter().filter(|p| p.meta.stream == stream).map(|p| p.path.clone()).collect() };
         Ok(Snapshot {
             event_files: files(Stream::Events),
-            events: part::events_batch(&events)?,
+            events: part::events_batch(&events.iter().collect::<Vec<_>>())?,
             session_files: files(Stream::Sessions),
-            sessions: session_part::sessions_batch(&sessions)?,
+            sessions: session_part::sessions_batch(&sessions.iter().collect::<Vec<_>>())?,
             keep_alive: parts.into_iter().map(|p| p as Arc<dyn std::any::Any + Send + Sync>).collect(),
             rollups: used,
         })

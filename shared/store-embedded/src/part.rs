@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crm_schemas::{EventBody, StoredEvent};
-use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelector};
 use datafusion::parquet::file::metadata::ParquetMetaData;
@@ -27,6 +27,9 @@ use crate::{sync_dir, ColumnarError, Result};
 /// Rows per row group: small enough that a visitor's rows sit in one or two groups of a large
 /// part, large enough that the per-group overhead stays small.
 pub const ROW_GROUP_ROWS: usize = 16 * 1024;
+
+/// Rows encoded at a time when a commit point writes its events.
+const WRITE_BATCH_ROWS: usize = 4096;
 
 /// The stable hash events are sorted and looked up by (FNV-1a, 64 bit): it is stored on disk,
 /// so it must never change.
@@ -70,14 +73,22 @@ pub struct Written {
     pub max_ts: i64,
 }
 
-/// Sorts `events` by the part key and builds the record batch.
-pub fn events_batch(events: &[StoredEvent]) -> Result<RecordBatch> {
-    let mut order: Vec<(i64, &StoredEvent)> = events.iter().map(|e| (visitor_hash(&e.visitor_id), e)).collect();
+/// Sorts `events` by the part key and builds the record batch (borrowing the events: a commit
+/// point groups its buffer by day without copying it).
+pub fn events_batch(events: &[&StoredEvent]) -> Result<RecordBatch> {
+    sorted_batch(&in_part_order(events))
+}
+
+/// `events` with their visitor hashes, in the part's order (visitor hash, time, id).
+fn in_part_order<'a>(events: &[&'a StoredEvent]) -> Vec<(i64, &'a StoredEvent)> {
+    let mut order: Vec<(i64, &StoredEvent)> = events.iter().map(|e| (visitor_hash(&e.visitor_id), *e)).collect();
     order.sort_by(|(ha, a), (hb, b)| (ha, a.ts_ms, a.event_id).cmp(&(hb, b.ts_ms, b.event_id)));
-    let mut json = Vec::with_capacity(order.len());
-    for (_, event) in &order {
-        json.push(serde_json::to_vec(event).map_err(|e| ColumnarError::corrupt(Path::new("<event>"), e))?);
-    }
+    order
+}
+
+/// The record batch of events already in part order.
+fn sorted_batch(order: &[(i64, &StoredEvent)]) -> Result<RecordBatch> {
+    let json = json_column(order.iter().map(|(_, e)| *e), "<event>")?;
     let form_id = |e: &StoredEvent| match &e.body {
         EventBody::FormSubmit { form_id, .. } | EventBody::FormView { form_id } | EventBody::FormStart { form_id } => Some(form_id.clone()),
         _ => None,
@@ -100,14 +111,34 @@ pub fn events_batch(events: &[StoredEvent]) -> Result<RecordBatch> {
             EventBody::Engagement { engaged_ms, .. } => Some(engaged_ms.min(i64::MAX as u64) as i64),
             _ => None,
         }))),
-        Arc::new(BinaryArray::from_iter_values(json.iter())),
+        Arc::new(json),
     ];
     RecordBatch::try_new(events_schema(), columns).map_err(|e| ColumnarError::corrupt(Path::new("<batch>"), e))
 }
 
+/// Each value's JSON in one binary column, encoded through one scratch buffer (no allocation
+/// per row).
+pub(crate) fn json_column<'a, T: serde::Serialize + 'a>(values: impl ExactSizeIterator<Item = &'a T>, what: &str) -> Result<BinaryArray> {
+    let mut column = BinaryBuilder::with_capacity(values.len(), values.len() * 512);
+    let mut scratch = Vec::with_capacity(2048);
+    for value in values {
+        scratch.clear();
+        serde_json::to_writer(&mut scratch, value).map_err(|e| ColumnarError::corrupt(Path::new(what), e))?;
+        column.append_value(&scratch);
+    }
+    Ok(column.finish())
+}
+
 /// Writes `events` (one site, one day) as a part at `path` and fsyncs it and its directory.
-pub fn write_events(path: &Path, events: &[StoredEvent]) -> Result<Written> {
-    let bytes = write_batch(path, &events_batch(events)?)?;
+///
+/// The rows go to the writer in batches of [`WRITE_BATCH_ROWS`]: a commit point's encoded
+/// events (about 1 KB of JSON each) exist one batch at a time, not all at once.
+pub fn write_events(path: &Path, events: &[&StoredEvent]) -> Result<Written> {
+    let mut writer = PartWriter::create(path, events_schema())?;
+    for chunk in in_part_order(events).chunks(WRITE_BATCH_ROWS) {
+        writer.write(&sorted_batch(chunk)?)?;
+    }
+    let bytes = writer.finish()?;
     Ok(Written {
         rows: events.len() as u64,
         bytes,
@@ -330,7 +361,7 @@ mod tests {
             event("v3", 50, EventBody::Click { target: ClickTarget::default() }),
             event("v1", 100, EventBody::Custom { name: "signup".into() }),
         ];
-        let written = write_events(&path, &events).unwrap();
+        let written = write_events(&path, &events.iter().collect::<Vec<_>>()).unwrap();
         assert_eq!((written.rows, written.min_ts, written.max_ts), (5, 50, 300));
         let back = read_all(&path).unwrap();
         let mut expected = events.clone();
@@ -341,6 +372,15 @@ mod tests {
         assert_eq!(v1.len(), 3);
         assert!(v1.windows(2).all(|w| (w[0].ts_ms, w[0].event_id) <= (w[1].ts_ms, w[1].event_id)), "ascending time within a visitor");
         assert!(read_visitor(&path, "nobody").unwrap().is_empty());
+
+        // More rows than one write batch and one row group: the part is still in key order.
+        let many: Vec<StoredEvent> = (0..(ROW_GROUP_ROWS + WRITE_BATCH_ROWS + 7) as i64).map(|i| event(&format!("v{}", i % 997), 1_000 + i % 13, EventBody::Pageview)).collect();
+        let path = dir.path().join("many.parquet");
+        write_events(&path, &many.iter().collect::<Vec<_>>()).unwrap();
+        let mut expected = many.clone();
+        expected.sort_by_key(|e| (visitor_hash(&e.visitor_id), e.ts_ms, e.event_id));
+        assert_eq!(read_all(&path).unwrap(), expected);
+        assert_eq!(read_visitor(&path, "v5").unwrap().len(), many.iter().filter(|e| e.visitor_id == "v5").count());
     }
 
     #[test]
@@ -349,7 +389,7 @@ mod tests {
         let path = dir.path().join("big.parquet");
         // 5 000 visitors × 20 events = 100 000 rows = 7 row groups.
         let events: Vec<StoredEvent> = (0..100_000).map(|i| event(&format!("v{}", i % 5_000), i as i64, EventBody::Pageview)).collect();
-        write_events(&path, &events).unwrap();
+        write_events(&path, &events.iter().collect::<Vec<_>>()).unwrap();
         let (candidates, groups) = candidate_row_groups(&path, "v1234").unwrap();
         assert!(groups >= 6, "{groups} row groups");
         assert!(candidates <= 2, "a visitor's rows are contiguous: {candidates} of {groups} groups read");
@@ -369,7 +409,7 @@ mod tests {
     fn a_damaged_part_is_corrupt_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.parquet");
-        write_events(&path, &[event("v1", 1, EventBody::Pageview)]).unwrap();
+        write_events(&path, &[&event("v1", 1, EventBody::Pageview)]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         assert!(matches!(read_all(&path), Err(ColumnarError::Corrupt { .. })));

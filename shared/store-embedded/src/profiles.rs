@@ -8,7 +8,8 @@
 //! processor drops stored event ids before it applies them). The row a profile's latest durable
 //! state sits in is its *home*.
 //!
-//! Memory: a profile is evicted by dropping its hot copy, which writes nothing because its
+//! Memory: a hot profile is kept as its run row's JSON ([`run::Row`]), decoded when read. A
+//! profile is evicted by dropping its hot copy, which writes nothing because its
 //! home holds the same state. Only clean profiles (no change since their home was written) are
 //! evicted, least recently used first, after each commit point while the hot bytes exceed the
 //! budget. Dirty profiles are never evicted, so between commit points memory may exceed the
@@ -17,6 +18,7 @@
 //! profiles it is updating, and an update makes the profile hot anyway.
 
 pub mod run;
+mod slots;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -26,16 +28,20 @@ use std::sync::Arc;
 use crm_schemas::VisitorProfile;
 use crm_store::{group_orgs, rank_value, BotFilter, OrgMember, OrgVisitors, StoreError, VisitorQuery, VisitorSort};
 
-pub use run::Run;
+pub use run::{Row, Run};
 
 use crate::Result;
+use slots::{IdArena, Slots};
 
 const SORTS: [VisitorSort; 3] = [VisitorSort::Intent, VisitorSort::Engagement, VisitorSort::LastSeen];
 
-/// Default bytes of hot profiles kept in memory: about 200 K typical profiles, the working set
-/// that `bench/profile-up.sh` keeps busy without a cold read (a 64 MiB budget cost it 40 % of
-/// its throughput in cold reads, bench/ANALYSIS.md).
-pub const DEFAULT_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+/// Default bytes of hot profiles kept in memory (as JSON, 0.5–1 KB each): the whole 200 K-visitor
+/// working set of `bench/profile-up.sh` takes ~100 MB of it (a budget that held a third of the
+/// set cost 40 % of the throughput in cold reads, bench/ANALYSIS.md).
+pub const DEFAULT_BUDGET_BYTES: usize = 128 * 1024 * 1024;
+
+/// Bytes a hot profile costs besides its JSON (the `Arc` header and allocator rounding).
+const HOT_OVERHEAD: usize = 48;
 
 /// Where a profile's latest durable state lives.
 #[derive(Clone)]
@@ -44,18 +50,20 @@ pub struct Home {
     pub row: u32,
 }
 
-/// What a profile is known by while it is cold (see [`run::Summary`]). About 90 bytes: a
-/// million profiles cost ~250 MB with the index and ranked lists, whole profiles aside.
+/// What a profile is known by while it is cold (see [`run::Summary`]). 88 bytes and the id in
+/// the arena: a million profiles cost ~160 MB with the index and ranked lists, hot ones aside.
 struct Slot {
-    visitor: Arc<str>,
-    hot: Option<Arc<VisitorProfile>>,
+    /// The visitor id's handle in [`SiteProfiles::ids`].
+    visitor: u64,
+    /// The profile's JSON while it is hot.
+    hot: Option<Arc<[u8]>>,
     home: Option<Home>,
     ranks: [u64; 3],
     last_seen_ms: i64,
     /// The organisation the profile counts under in the grouping of unidentified visitors:
     /// index + 1 into `Profiles::org_names`, 0 for none.
     org: u32,
-    /// Estimated heap bytes of `hot`.
+    /// Heap bytes of `hot`.
     bytes: u32,
     /// Clock tick of the last use (eviction order).
     used: AtomicU32,
@@ -65,18 +73,18 @@ struct Slot {
     dirty: bool,
 }
 
-/// One site's profiles: slots in a vector (a slot's number never changes) with an index by
-/// visitor id (a map of whole slots sized to a power of two held twice the memory at a million
-/// profiles).
-#[derive(Default)]
+/// One site's profiles: numbered slots with an index by visitor id (a map of whole slots sized
+/// to a power of two held twice the memory at a million profiles).
 struct SiteProfiles {
+    name: Arc<str>,
     /// Slot numbers, hashed by their slot's visitor id: 5 bytes a bucket, where a map keyed by
     /// the id's `Arc<str>` took 25.
     index: hashbrown::HashTable<u32>,
     /// foldhash, seeded per table: visitor ids come from clients, so the seed keeps them from
     /// choosing colliding ids; SipHash here cost ~2.5 % of `crm up`'s core (bench/ANALYSIS.md).
     hasher: hashbrown::DefaultHashBuilder,
-    slots: Vec<Slot>,
+    slots: Slots<Slot>,
+    ids: IdArena,
     /// [human, bot][sort] → (rank value, slot number), ascending = best first; within one rank
     /// value (the same score and millisecond) lists order by visitor id.
     ranks: [[BTreeSet<(u64, u32)>; 3]; 2],
@@ -85,7 +93,11 @@ struct SiteProfiles {
 impl SiteProfiles {
     fn position(&self, visitor_id: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(visitor_id);
-        self.index.find(hash, |&i| &*self.slots[i as usize].visitor == visitor_id).copied()
+        self.index.find(hash, |&i| self.visitor(&self.slots[i as usize]) == visitor_id).copied()
+    }
+
+    fn visitor(&self, slot: &Slot) -> &str {
+        self.ids.get(slot.visitor)
     }
 
     fn slot(&self, visitor_id: &str) -> Option<&Slot> {
@@ -99,10 +111,10 @@ impl SiteProfiles {
 
     fn push(&mut self, slot: Slot) {
         let number = self.slots.len() as u32;
-        let hash = self.hasher.hash_one(&*slot.visitor);
+        let hash = self.hasher.hash_one(self.ids.get(slot.visitor));
         self.slots.push(slot);
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index.insert_unique(hash, number, |&i| hasher.hash_one(&*slots[i as usize].visitor));
+        let (slots, ids, hasher) = (&self.slots, &self.ids, &self.hasher);
+        self.index.insert_unique(hash, number, |&i| hasher.hash_one(ids.get(slots[i as usize].visitor)));
     }
 }
 
@@ -118,17 +130,17 @@ impl Slot {
     }
 }
 
-/// A profile found in memory, or where to read it.
+/// A profile found in memory (its JSON), or where to read it.
 pub enum Found {
-    Hot(Arc<VisitorProfile>),
+    Hot(Arc<[u8]>),
     Cold(Home),
 }
 
 impl Found {
-    /// The profile, read from its run if it is cold.
+    /// The profile, decoded, or read from its run if it is cold.
     pub fn load(self) -> Result<VisitorProfile> {
         match self {
-            Found::Hot(profile) => Ok((*profile).clone()),
+            Found::Hot(json) => run::decode(&json, std::path::Path::new("(hot profile in memory)")),
             Found::Cold(home) => home.run.read_row(home.row),
         }
     }
@@ -137,19 +149,45 @@ impl Found {
 pub struct Profiles {
     sites: HashMap<String, SiteProfiles>,
     /// (site, visitor) changed since the last commit point.
-    dirty: HashSet<(String, String)>,
+    /// (site, slot number) of each slot whose `dirty` flag is set, once.
+    dirty: Vec<(Arc<str>, u32)>,
     /// Live runs by id (the manifest's), oldest first.
     runs: std::collections::BTreeMap<u64, Arc<Run>>,
-    orgs: HashMap<String, u32>,
-    org_names: Vec<String>,
+    orgs: HashMap<Arc<str>, u32>,
+    org_names: Vec<Arc<str>>,
     hot_bytes: usize,
     budget: usize,
     clock: AtomicU32,
+    /// Runs are being loaded at open: the ranked lists are built once at the end
+    /// ([`Profiles::finish_loading`]).
+    loading: bool,
 }
 
 impl Profiles {
     pub fn new(budget_bytes: usize) -> Profiles {
-        Profiles { sites: HashMap::new(), dirty: HashSet::new(), runs: Default::default(), orgs: HashMap::new(), org_names: Vec::new(), hot_bytes: 0, budget: budget_bytes, clock: AtomicU32::new(0) }
+        Profiles { sites: HashMap::new(), dirty: Vec::new(), runs: Default::default(), orgs: HashMap::new(), org_names: Vec::new(), hot_bytes: 0, budget: budget_bytes, clock: AtomicU32::new(0), loading: false }
+    }
+
+    /// Loads runs without maintaining the ranked lists row by row (until
+    /// [`Profiles::finish_loading`]).
+    pub fn start_loading(&mut self) {
+        self.loading = true;
+    }
+
+    /// Builds every ranked list from the slots in one sorted pass: bulk-built B-trees have full
+    /// nodes, about a third less memory than the same entries inserted one by one (~25 MB
+    /// at a million profiles).
+    pub fn finish_loading(&mut self) {
+        self.loading = false;
+        for site in self.sites.values_mut() {
+            let mut lists: [[Vec<(u64, u32)>; 3]; 2] = Default::default();
+            for (number, slot) in site.slots.iter().enumerate() {
+                for (i, value) in slot.ranks.iter().enumerate() {
+                    lists[usize::from(slot.bot)][i].push((*value, number as u32));
+                }
+            }
+            site.ranks = lists.map(|kind| kind.map(BTreeSet::from_iter));
+        }
     }
 
     fn intern_org(&mut self, org: Option<&str>) -> u32 {
@@ -157,27 +195,29 @@ impl Profiles {
         if let Some(&known) = self.orgs.get(org) {
             return known;
         }
-        self.org_names.push(org.to_owned());
+        let name: Arc<str> = Arc::from(org);
+        self.org_names.push(name.clone());
         let id = self.org_names.len() as u32;
-        self.orgs.insert(org.to_owned(), id);
+        self.orgs.insert(name, id);
         id
     }
 
     /// Puts (or moves) a profile's slot, keeping its home unless `home` is given.
-    fn place(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, hot: Option<Arc<VisitorProfile>>, home: Option<Home>) {
+    fn place(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, hot: Option<Arc<[u8]>>, home: Option<Home>) {
         let org = self.intern_org(summary.org);
-        let bytes = hot.as_deref().map_or(0, approx_bytes) as u32;
+        let bytes = hot.as_ref().map_or(0, |json| json.len() + HOT_OVERHEAD) as u32;
         let now = self.clock.load(Ordering::Relaxed);
         if !self.sites.contains_key(site_id) {
-            self.sites.insert(site_id.to_owned(), SiteProfiles::default());
+            let site = SiteProfiles { name: Arc::from(site_id), index: Default::default(), hasher: Default::default(), slots: Slots::default(), ids: IdArena::default(), ranks: Default::default() };
+            self.sites.insert(site_id.to_owned(), site);
         }
         let site = self.sites.get_mut(site_id).expect("inserted above");
         let existing = site.position(visitor_id);
         let number = existing.unwrap_or(site.slots.len() as u32);
         let (key, old_home, dirty) = match existing.map(|i| &site.slots[i as usize]) {
             Some(old) => {
-                let key = old.visitor.clone();
-                if old.ranks != summary.ranks || old.bot != summary.bot {
+                let key = old.visitor;
+                if !self.loading && (old.ranks != summary.ranks || old.bot != summary.bot) {
                     for (i, value) in old.ranks.iter().enumerate() {
                         site.ranks[usize::from(old.bot)][i].remove(&(*value, number));
                     }
@@ -185,14 +225,16 @@ impl Profiles {
                 self.hot_bytes -= old.bytes as usize;
                 (key, old.home.clone(), old.dirty)
             }
-            None => (Arc::from(visitor_id), None, false),
+            None => (site.ids.push(visitor_id), None, false),
         };
-        for (i, value) in summary.ranks.iter().enumerate() {
-            site.ranks[usize::from(summary.bot)][i].insert((*value, number));
+        if !self.loading {
+            for (i, value) in summary.ranks.iter().enumerate() {
+                site.ranks[usize::from(summary.bot)][i].insert((*value, number));
+            }
         }
         self.hot_bytes += bytes as usize;
         let slot = Slot {
-            visitor: key.clone(),
+            visitor: key,
             hot,
             home: home.or(old_home),
             ranks: summary.ranks,
@@ -212,18 +254,24 @@ impl Profiles {
 
     /// Stores the profile's latest state (hot) and moves it in the ranked lists.
     pub fn apply(&mut self, profile: &VisitorProfile, mark_dirty: bool) {
-        self.place(&profile.site_id, &profile.visitor_id, run::Summary::of(profile), Some(Arc::new(profile.clone())), None);
+        self.apply_row(&Row::of(profile), mark_dirty);
+    }
+
+    /// [`Profiles::apply`] for a profile already encoded (outside the lock).
+    pub fn apply_row(&mut self, row: &Row, mark_dirty: bool) {
+        self.place(&row.site_id, &row.visitor_id, row.summary(), Some(row.json.clone()), None);
         if mark_dirty {
-            self.mark_dirty(&profile.site_id, &profile.visitor_id);
+            self.mark_dirty(&row.site_id, &row.visitor_id);
         }
     }
 
     fn mark_dirty(&mut self, site_id: &str, visitor_id: &str) {
-        if let Some(slot) = self.sites.get_mut(site_id).and_then(|s| s.slot_mut(visitor_id)) {
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.insert((site_id.to_owned(), visitor_id.to_owned()));
-            }
+        let Some(site) = self.sites.get_mut(site_id) else { return };
+        let Some(number) = site.position(visitor_id) else { return };
+        let slot = &mut site.slots[number as usize];
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push((site.name.clone(), number));
         }
     }
 
@@ -250,7 +298,7 @@ impl Profiles {
         let after = match &query.cursor {
             Some(cursor) => {
                 let (value, visitor) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
-                Some((value.parse::<u64>().map_err(|_| StoreError::InvalidCursor)?, Arc::<str>::from(visitor)))
+                Some((value.parse::<u64>().map_err(|_| StoreError::InvalidCursor)?, visitor))
             }
             None => None,
         };
@@ -263,13 +311,14 @@ impl Profiles {
         let (mut last, mut more) = (None, false);
         // Entries come by rank value; the few that share one are put in visitor order.
         'groups: while let Some(&&(value, _)) = entries.peek() {
-            let mut group: Vec<&Slot> = Vec::new();
+            let mut group: Vec<(&str, &Slot)> = Vec::new();
             while let Some(&(_, number)) = entries.next_if(|(v, _)| *v == value) {
-                group.push(&site.slots[number as usize]);
+                let slot = &site.slots[number as usize];
+                group.push((site.visitor(slot), slot));
             }
-            group.sort_by(|a, b| a.visitor.cmp(&b.visitor));
-            for slot in group {
-                if after.as_ref().is_some_and(|(after_value, after_visitor)| value == *after_value && slot.visitor <= *after_visitor) {
+            group.sort_by(|a, b| a.0.cmp(b.0));
+            for (visitor, slot) in group {
+                if after.as_ref().is_some_and(|(after_value, after_visitor)| value == *after_value && visitor <= *after_visitor) {
                     continue;
                 }
                 if items.len() == query.limit {
@@ -278,7 +327,7 @@ impl Profiles {
                 }
                 if let Some(found) = slot.found(now) {
                     items.push(found);
-                    last = Some(format!("{value}:{}", slot.visitor));
+                    last = Some(format!("{value}:{visitor}"));
                 }
             }
         }
@@ -290,8 +339,8 @@ impl Profiles {
         match self.sites.get(site_id) {
             Some(site) => group_orgs(
                 site.slots.iter().filter(|slot| slot.org > 0).map(|slot| OrgMember {
-                    org: &self.org_names[slot.org as usize - 1],
-                    visitor_id: &slot.visitor,
+                    org: &*self.org_names[slot.org as usize - 1],
+                    visitor_id: site.visitor(slot),
                     last_seen_ms: slot.last_seen_ms,
                     intent_score: slot.intent,
                 }),
@@ -301,15 +350,26 @@ impl Profiles {
         }
     }
 
-    /// The profiles changed since the last call, to write in a commit point's run (sorted by
-    /// site and visitor; dirty profiles are always hot).
-    pub fn take_dirty(&mut self) -> Vec<Arc<VisitorProfile>> {
+    /// The profiles changed since the last call, as the rows a commit point's run writes
+    /// (sorted by site and visitor; dirty profiles are always hot).
+    pub fn take_dirty(&mut self) -> Vec<Row> {
         let dirty = std::mem::take(&mut self.dirty);
-        let mut out: Vec<Arc<VisitorProfile>> = Vec::with_capacity(dirty.len());
-        for (site, visitor) in &dirty {
-            if let Some(slot) = self.sites.get_mut(site).and_then(|s| s.slot_mut(visitor)) {
-                slot.dirty = false;
-                out.extend(slot.hot.clone());
+        let mut out: Vec<Row> = Vec::with_capacity(dirty.len());
+        for (site, number) in &dirty {
+            let Some(site) = self.sites.get_mut(&**site) else { continue };
+            let slot = &mut site.slots[*number as usize];
+            slot.dirty = false;
+            if let Some(json) = &slot.hot {
+                out.push(Row {
+                    site_id: site.name.clone(),
+                    visitor_id: Arc::from(site.ids.get(slot.visitor)),
+                    ranks: slot.ranks,
+                    bot: slot.bot,
+                    intent: slot.intent,
+                    last_seen_ms: slot.last_seen_ms,
+                    org: slot.org.checked_sub(1).map(|i| self.org_names[i as usize].clone()),
+                    json: json.clone(),
+                });
             }
         }
         out.sort_by(|a, b| (&a.site_id, &a.visitor_id).cmp(&(&b.site_id, &b.visitor_id)));
@@ -317,17 +377,17 @@ impl Profiles {
     }
 
     /// Marks profiles dirty again (their commit point failed).
-    pub fn redirty(&mut self, profiles: &[Arc<VisitorProfile>]) {
-        for profile in profiles {
-            self.mark_dirty(&profile.site_id, &profile.visitor_id);
+    pub fn redirty(&mut self, rows: &[Row]) {
+        for row in rows {
+            self.mark_dirty(&row.site_id, &row.visitor_id);
         }
     }
 
     /// After a commit point's edit: `written[i]` is row `i` of `run`, now those profiles' home.
-    pub fn settle(&mut self, run: Arc<Run>, written: &[Arc<VisitorProfile>]) {
+    pub fn settle(&mut self, run: Arc<Run>, written: &[Row]) {
         self.runs.insert(run.id(), run.clone());
         for (row, profile) in written.iter().enumerate() {
-            if let Some(slot) = self.sites.get_mut(&profile.site_id).and_then(|s| s.slot_mut(&profile.visitor_id)) {
+            if let Some(slot) = self.sites.get_mut(&*profile.site_id).and_then(|s| s.slot_mut(&profile.visitor_id)) {
                 slot.home = Some(Home { run: run.clone(), row: row as u32 });
             }
         }
@@ -385,7 +445,7 @@ impl Profiles {
     pub fn live_rows(&self) -> HashMap<u64, Vec<bool>> {
         let mut live: HashMap<u64, Vec<bool>> = self.runs.values().map(|run| (run.id(), vec![false; run.rows() as usize])).collect();
         for site in self.sites.values() {
-            for slot in &site.slots {
+            for slot in site.slots.iter() {
                 if let Some(home) = &slot.home {
                     if let Some(rows) = live.get_mut(&home.run.id()) {
                         if let Some(flag) = rows.get_mut(home.row as usize) {
@@ -406,22 +466,23 @@ impl Profiles {
             return 0;
         }
         let target = self.budget / 10 * 9;
-        let mut candidates: Vec<(u32, &String, &Arc<str>)> = Vec::new();
-        for (site_id, site) in &self.sites {
-            for slot in &site.slots {
+        // (last use, site, slot number) of every clean hot profile.
+        let mut candidates: Vec<(u32, Arc<str>, u32)> = Vec::new();
+        for site in self.sites.values() {
+            for (number, slot) in site.slots.iter().enumerate() {
                 if slot.hot.is_some() && slot.home.is_some() && !slot.dirty {
-                    candidates.push((slot.used.load(Ordering::Relaxed), site_id, &slot.visitor));
+                    candidates.push((slot.used.load(Ordering::Relaxed), site.name.clone(), number as u32));
                 }
             }
         }
         candidates.sort_unstable_by_key(|(used, _, _)| *used);
-        let victims: Vec<(String, Arc<str>)> = candidates.into_iter().map(|(_, site, visitor)| (site.clone(), visitor.clone())).collect();
         let mut evicted = 0;
-        for (site, visitor) in victims {
+        for (_, site, number) in candidates {
             if self.hot_bytes <= target {
                 break;
             }
-            if let Some(slot) = self.sites.get_mut(&site).and_then(|s| s.slot_mut(&visitor)) {
+            if let Some(site) = self.sites.get_mut(&*site) {
+                let slot = &mut site.slots[number as usize];
                 slot.hot = None;
                 self.hot_bytes -= slot.bytes as usize;
                 slot.bytes = 0;
@@ -431,7 +492,7 @@ impl Profiles {
         evicted
     }
 
-    /// Estimated heap bytes of the hot profiles.
+    /// Heap bytes of the hot profiles (their JSON).
     pub fn hot_bytes(&self) -> usize {
         self.hot_bytes
     }
@@ -447,26 +508,6 @@ impl Profiles {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// A profile's heap footprint, estimated from its strings and collections (the budget's unit).
-pub fn approx_bytes(profile: &VisitorProfile) -> usize {
-    let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 24);
-    let utm = |u: &crm_schemas::Utm| [&u.source, &u.medium, &u.campaign, &u.term, &u.content].iter().map(|s| text(s)).sum::<usize>();
-    let mut bytes = std::mem::size_of::<VisitorProfile>() + 48;
-    bytes += profile.site_id.len() + profile.visitor_id.len();
-    bytes += text(&profile.first_referrer) + text(&profile.landing_page) + utm(&profile.first_utm) + utm(&profile.last_utm);
-    bytes += profile.device.browser.len() + profile.device.browser_version.len() + profile.device.os.len() + profile.device.os_version.len() + profile.device.category.len();
-    bytes += text(&profile.geo.country) + text(&profile.geo.region) + text(&profile.geo.city) + text(&profile.geo.org);
-    bytes += profile.intent_signals.keys().map(|k| k.len() + 64).sum::<usize>();
-    bytes += profile.traits.iter().map(|(k, v)| k.len() + 64 + v.as_str().map_or(0, str::len)).sum::<usize>();
-    bytes += profile.active_days.len() * 8;
-    bytes += text(&profile.lead_id);
-    bytes += profile.applied_offsets.keys().map(|k| k.len() + 64).sum::<usize>();
-    if let Some(session) = &profile.current_session {
-        bytes += std::mem::size_of_val(session) + session.session_id.len() + session.visitor_id.len() + session.site_id.len() + 256;
-    }
-    bytes
 }
 
 /// The rank values of a profile in [`SORTS`] order.

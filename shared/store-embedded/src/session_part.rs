@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crm_schemas::Session;
-use datafusion::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::part::Written;
@@ -37,13 +37,10 @@ pub fn sessions_schema() -> SchemaRef {
 
 /// `(session, version)` rows sorted by `(start_ms, session_id, version)`. The group-by columns
 /// carry the overview's labels for missing values, so every backend shows the same keys.
-pub fn sessions_batch(sessions: &[(Session, u64)]) -> Result<RecordBatch> {
-    let mut order: Vec<&(Session, u64)> = sessions.iter().collect();
+pub fn sessions_batch(sessions: &[&(Session, u64)]) -> Result<RecordBatch> {
+    let mut order: Vec<&(Session, u64)> = sessions.to_vec();
     order.sort_by(|(a, va), (b, vb)| (a.start_ms, &a.session_id, va).cmp(&(b.start_ms, &b.session_id, vb)));
-    let mut json = Vec::with_capacity(order.len());
-    for (session, _) in &order {
-        json.push(serde_json::to_vec(session).map_err(|e| ColumnarError::corrupt(Path::new("<session>"), e))?);
-    }
+    let json = crate::part::json_column(order.iter().map(|(s, _)| s), "<session>")?;
     let label = |value: &str| if value.is_empty() { "(unknown)".to_owned() } else { value.to_owned() };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(order.iter().map(|(s, _)| s.start_ms))),
@@ -58,13 +55,13 @@ pub fn sessions_batch(sessions: &[(Session, u64)]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| label(&s.device_category)))),
         Arc::new(StringArray::from_iter_values(order.iter().map(|(s, _)| label(&s.browser)))),
         Arc::new(StringArray::from_iter(order.iter().map(|(s, _)| s.utm.source.clone()))),
-        Arc::new(BinaryArray::from_iter_values(json.iter())),
+        Arc::new(json),
     ];
     RecordBatch::try_new(sessions_schema(), columns).map_err(|e| ColumnarError::corrupt(Path::new("<batch>"), e))
 }
 
 /// Writes a session part and fsyncs it and its directory.
-pub fn write_sessions(path: &Path, sessions: &[(Session, u64)]) -> Result<Written> {
+pub fn write_sessions(path: &Path, sessions: &[&(Session, u64)]) -> Result<Written> {
     let bytes = crate::part::write_batch(path, &sessions_batch(sessions)?)?;
     Ok(Written {
         rows: sessions.len() as u64,

@@ -412,7 +412,7 @@ fn profiles_over_the_budget_are_evicted_and_read_back_from_their_runs() {
         p.visits = u32::from(round) + 1;
         p
     };
-    let budget = 300 * crate::profiles::approx_bytes(&make(0, 0));
+    let budget = 300 * (crate::profiles::Row::of(&make(0, 0)).json.len() + 48);
     let store = ColumnarEvents::open_with_budget(dir.path(), budget).unwrap();
     let mut expected: Vec<VisitorProfile> = (0..3_000).map(|i| make(i, 0)).collect();
     for (n, chunk) in expected.chunks(500).enumerate() {
