@@ -69,6 +69,11 @@ CRM_TEST_KAFKA_BROKERS="$(scripts/kafka.sh start "$kafka_dir")"
 export CRM_TEST_KAFKA_BROKERS
 echo "Kafka (tansu) at $CRM_TEST_KAFKA_BROKERS"
 
+# The knowledge-base search's sentence-embedding model (real weights, for shared/search's tests).
+log "installing the embedding model (all-MiniLM-L6-v2)"
+CRM_EMBEDDING_MODEL="$(scripts/fetch-model.sh)"
+export CRM_EMBEDDING_MODEL
+echo "embedding model in $CRM_EMBEDDING_MODEL"
 # Incremental compilation caches pay off only on a second build in the same tree; a fresh clone
 # (CI) builds once, so it would write gigabytes of cache for nothing. A developer can set it back.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
