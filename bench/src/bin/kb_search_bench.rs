@@ -122,7 +122,7 @@ fn main() -> Result<()> {
     let indexing_s = started.elapsed().as_secs_f64();
     let mut rng = StdRng::seed_from_u64(cli.seed + 1);
     let queries: Vec<&str> = (0..cli.queries).map(|_| QUERIES[rng.gen_range(0..QUERIES.len())]).collect();
-    let mut time = |hybrid: bool| -> Result<Vec<f64>> {
+    let time = |hybrid: bool| -> Result<Vec<f64>> {
         let mut ms = Vec::with_capacity(queries.len());
         for query in &queries {
             let started = Instant::now();
