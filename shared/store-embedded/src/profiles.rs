@@ -202,8 +202,9 @@ impl Profiles {
         id
     }
 
-    /// Puts (or moves) a profile's slot, keeping its home unless `home` is given.
-    fn place(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, hot: Option<Arc<[u8]>>, home: Option<Home>) {
+    /// Puts (or moves) a profile's slot, keeping its home unless `home` is given; returns the
+    /// slot's number.
+    fn place(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, hot: Option<Arc<[u8]>>, home: Option<Home>) -> u32 {
         let org = self.intern_org(summary.org);
         let bytes = hot.as_ref().map_or(0, |json| json.len() + HOT_OVERHEAD) as u32;
         let now = self.clock.load(Ordering::Relaxed);
@@ -250,6 +251,7 @@ impl Profiles {
             Some(i) => site.slots[i as usize] = slot,
             None => site.push(slot),
         }
+        number
     }
 
     /// Stores the profile's latest state (hot) and moves it in the ranked lists.
@@ -259,15 +261,21 @@ impl Profiles {
 
     /// [`Profiles::apply`] for a profile already encoded (outside the lock).
     pub fn apply_row(&mut self, row: &Row, mark_dirty: bool) {
-        self.place(&row.site_id, &row.visitor_id, row.summary(), Some(row.json.clone()), None);
+        let number = self.place(&row.site_id, &row.visitor_id, row.summary(), Some(row.json.clone()), None);
         if mark_dirty {
-            self.mark_dirty(&row.site_id, &row.visitor_id);
+            self.mark_slot_dirty(&row.site_id, number);
         }
     }
 
     fn mark_dirty(&mut self, site_id: &str, visitor_id: &str) {
+        if let Some(number) = self.sites.get(site_id).and_then(|site| site.position(visitor_id)) {
+            self.mark_slot_dirty(site_id, number);
+        }
+    }
+
+    /// Marks slot `number` of the site dirty (the caller knows the slot: no index lookup).
+    fn mark_slot_dirty(&mut self, site_id: &str, number: u32) {
         let Some(site) = self.sites.get_mut(site_id) else { return };
-        let Some(number) = site.position(visitor_id) else { return };
         let slot = &mut site.slots[number as usize];
         if !slot.dirty {
             slot.dirty = true;
