@@ -101,7 +101,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, code: &'static str, message: impl Into<String>) -> FieldError {
+    pub(crate) fn new(field: &str, code: &'static str, message: impl Into<String>) -> FieldError {
         FieldError { field: field.to_owned(), code, message: message.into() }
     }
 }

@@ -10,6 +10,7 @@ mod business;
 mod event;
 mod forms;
 mod insights;
+mod kb;
 pub mod lead_score;
 mod leads;
 mod records;
@@ -36,6 +37,10 @@ pub use leads::{
     company_domain, is_network_provider, lead_id_for, normalize_email, IdealCustomerProfile, IdentityConflict, IdentityMap, IdentityOverride,
     Lead, LeadActivity, OverrideKind,
     LeadAudit, LeadCrm, LeadStatus, Outcome, OutcomeRecord, ScoreBreakdown, ScorePoint,
+};
+pub use kb::{
+    normalize_query, slugify, valid_slug, Article, ArticleEmbedding, ArticleStatus, ArticleVersion, Conversation, ConversationMessage,
+    ConversationStatus, KbCounter, MessageAuthor, MAX_ARTICLE_BODY_BYTES, MAX_ARTICLE_TAGS, MAX_GAP_QUERY_CHARS, MAX_MESSAGE_BYTES,
 };
 pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use records::{

@@ -88,6 +88,7 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
 ), (3, "leads", crate::store::LEADS_MIGRATION), (4, "alerts", crate::store::ALERTS_MIGRATION), (5, "ai insights", crate::store::INSIGHTS_MIGRATION),
     (6, "business data", crate::store::BUSINESS_MIGRATION),
     (7, "refresh tokens and the auth audit log", crate::store::AUTH_MIGRATION),
+    (8, "knowledge base", crate::store::KB_MIGRATION),
 ];
 
 /// Renders a migration statement for the configured retention.

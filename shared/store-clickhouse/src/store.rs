@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
     AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
-    VisitorProfile,
+    VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter,
 };
 use crm_store::{
-    rank_value, series_buckets, SeriesPoint, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, StoreError, AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
+    rank_value, series_buckets, SeriesPoint, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, StoreError, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -46,12 +46,14 @@ mod business;
 mod export;
 mod auth;
 mod insights;
+mod kb;
 mod leads;
 mod records;
 
 pub(crate) use alerts::MIGRATION as ALERTS_MIGRATION;
 pub(crate) use business::MIGRATION as BUSINESS_MIGRATION;
 pub(crate) use insights::MIGRATION as INSIGHTS_MIGRATION;
+pub(crate) use kb::MIGRATION as KB_MIGRATION;
 pub(crate) use auth::MIGRATION as AUTH_MIGRATION;
 pub(crate) use leads::MIGRATION as LEADS_MIGRATION;
 

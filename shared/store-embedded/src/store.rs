@@ -334,7 +334,7 @@ impl ProfileStore for ColumnarStore {
     }
 }
 
-forward_roles!(impl [] ColumnarStore, records; LeadStore, WorkflowStore, AccountStore, ConfigStore);
+forward_roles!(impl [] ColumnarStore, records; LeadStore, WorkflowStore, AccountStore, ConfigStore, KnowledgeStore);
 
 #[cfg(test)]
 mod tests {

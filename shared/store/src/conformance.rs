@@ -18,8 +18,10 @@ use crate::{BotFilter, LeadQuery, LeadSort, Store, VisitorQuery, VisitorSort, Wr
 
 mod auth;
 mod crm;
+mod kb;
 pub use auth::*;
 pub use crm::*;
+pub use kb::*;
 
 #[async_trait]
 pub trait StoreHarness: Send + Sync {
@@ -55,7 +57,11 @@ macro_rules! store_conformance_suite {
             tasks_are_added_once_and_updated,
             refresh_tokens_rotate_and_revoke_by_family,
             auth_audit_pages_newest_first,
-            timeseries_matches_overview_per_bucket
+            timeseries_matches_overview_per_bucket,
+            kb_articles_keep_versions_and_soft_delete,
+            kb_embeddings_round_trip_bit_exact,
+            kb_conversations_page_newest_first_and_messages_once,
+            kb_counters_sum_per_key_and_window
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use crm_schemas::{
     AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
-    VisitorProfile,
+    VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter,
 };
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{
-    parse_event_cursor, group_orgs, AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
+    parse_event_cursor, group_orgs, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
     WriteOutcome,
 };
 
@@ -39,6 +39,7 @@ mod bodies;
 mod business;
 mod export;
 mod insights;
+mod kb;
 mod leads;
 mod timeline;
 mod migrate;
@@ -189,6 +190,7 @@ impl EmbeddedStore {
             business::create_tables(&txn)?;
             business::create_health_table(&txn)?;
             business::create_task_table(&txn)?;
+            kb::create_tables(&txn)?;
         }
         let committed = bodies::committed_end(&txn)?;
         txn.commit().map_err(db_err)?;

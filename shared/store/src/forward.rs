@@ -11,14 +11,14 @@ pub mod __private {
 
     pub use async_trait::async_trait;
     pub use crm_schemas::{
-        AccountHealth, Alert, AlertRule, AuthAuditEntry, BusinessData, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride,
+        AccountHealth, Alert, AlertRule, Article, ArticleEmbedding, ArticleVersion, AuthAuditEntry, Conversation, ConversationMessage, KbCounter, BusinessData, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride,
         ImportBatch, InsightRequest, Lead, LeadAudit, LeadCrm, LeadInsight, RefreshToken, ScorePoint, Session, Site, StoredEvent, Task,
         User, VisitorProfile,
     };
     pub use uuid::Uuid;
 
     pub use crate::{
-        AccountStore, ConfigStore, Durable, EventStore, FormStats, LeadQuery, LeadRecord, LeadStore, OrgVisitors, Overview, Page,
+        AccountStore, ConfigStore, Durable, KnowledgeStore, EventStore, FormStats, LeadQuery, LeadRecord, LeadStore, OrgVisitors, Overview, Page,
         PipelineStore, ProfileStore, Result, SeriesPoint, VisitorQuery, WorkflowStore, WriteBatch, WriteOutcome,
     };
 }
@@ -209,6 +209,53 @@ macro_rules! forward_roles {
                 }
                 async fn latest_health(&self, site_id: &str) -> Result<Vec<AccountHealth>> {
                     self.$field.latest_health(site_id).await
+                }
+            }
+        };
+    };
+    (@KnowledgeStore [$($gen:tt)*] $ty:ty, $field:ident) => {
+        const _: () = {
+            use $crate::forward::__private::*;
+            #[async_trait]
+            impl<$($gen)*> KnowledgeStore for $ty {
+                async fn put_article(&self, article: &Article, version: &ArticleVersion) -> Result<()> {
+                    self.$field.put_article(article, version).await
+                }
+                async fn article(&self, site_id: &str, article_id: &str) -> Result<Option<Article>> {
+                    self.$field.article(site_id, article_id).await
+                }
+                async fn articles(&self, site_id: &str) -> Result<Vec<Article>> {
+                    self.$field.articles(site_id).await
+                }
+                async fn article_versions(&self, site_id: &str, article_id: &str, limit: usize) -> Result<Vec<ArticleVersion>> {
+                    self.$field.article_versions(site_id, article_id, limit).await
+                }
+                async fn put_article_embedding(&self, embedding: &ArticleEmbedding) -> Result<()> {
+                    self.$field.put_article_embedding(embedding).await
+                }
+                async fn article_embeddings(&self, site_id: &str) -> Result<Vec<ArticleEmbedding>> {
+                    self.$field.article_embeddings(site_id).await
+                }
+                async fn put_conversation(&self, conversation: &Conversation) -> Result<()> {
+                    self.$field.put_conversation(conversation).await
+                }
+                async fn conversation(&self, site_id: &str, conversation_id: &str) -> Result<Option<Conversation>> {
+                    self.$field.conversation(site_id, conversation_id).await
+                }
+                async fn conversations(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<Conversation>> {
+                    self.$field.conversations(site_id, limit, cursor).await
+                }
+                async fn add_messages(&self, messages: &[ConversationMessage]) -> Result<()> {
+                    self.$field.add_messages(messages).await
+                }
+                async fn messages(&self, site_id: &str, conversation_id: &str, limit: usize) -> Result<Vec<ConversationMessage>> {
+                    self.$field.messages(site_id, conversation_id, limit).await
+                }
+                async fn add_kb_counters(&self, deltas: &[KbCounter]) -> Result<()> {
+                    self.$field.add_kb_counters(deltas).await
+                }
+                async fn kb_counters(&self, site_id: &str, from_day: i64, to_day: i64) -> Result<Vec<KbCounter>> {
+                    self.$field.kb_counters(site_id, from_day, to_day).await
                 }
             }
         };

@@ -1,8 +1,9 @@
 //! The store seam: everything the pipeline writes and the services read.
 //!
-//! * [`roles`]: the seven narrow traits ([`PipelineStore`], [`EventStore`], [`ProfileStore`],
-//!   [`LeadStore`], [`WorkflowStore`], [`AccountStore`], [`ConfigStore`]) and [`Store`], which
-//!   is all of them.
+//! * [`roles`]: the eight narrow traits ([`PipelineStore`], [`EventStore`], [`ProfileStore`],
+//!   [`LeadStore`], [`WorkflowStore`], [`AccountStore`], [`ConfigStore`], [`KnowledgeStore`]) and
+//!   [`Store`], which is all of them.
+//! * [`KbReport`]: knowledge-base analytics from the raw counters, the same for every backend.
 //! * This file: the types shared by the roles ([`WriteBatch`], [`Durable`], pages, visitor
 //!   sorts and the rank value every backend indexes by) and [`StoreError`].
 //! * [`Overlay`]: one store's pipeline role in front of another store (tests that break the
@@ -19,15 +20,17 @@ use serde::{Deserialize, Serialize};
 pub mod conformance;
 pub mod embedded;
 pub mod forward;
+mod kb;
 mod leads;
 mod overlay;
 mod overview;
 pub mod roles;
 
 pub use embedded::EmbeddedStore;
+pub use kb::{KbArticleStats, KbDay, KbGap, KbReport, MAX_REPORT_DAYS};
 pub use leads::{group_orgs, org_member, OrgMember, lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, OrgVisitors};
 pub use overlay::Overlay;
-pub use roles::{AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
+pub use roles::{AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
 pub use overview::{series_buckets, Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder, SeriesPoint, MAX_SERIES_POINTS};
 
 #[derive(Debug, thiserror::Error)]
@@ -184,5 +187,5 @@ pub fn parse_event_cursor(cursor: &str) -> Result<(i64, u128)> {
 /// Every role trait, for code that calls store methods on a concrete backend type
 /// (`EmbeddedStore`, `ClickHouseStore`) rather than through `dyn Store`.
 pub mod prelude {
-    pub use crate::{AccountStore, ConfigStore, EventStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
+    pub use crate::{AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
 }

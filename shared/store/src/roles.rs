@@ -1,16 +1,17 @@
 //! The store seam cut by role. Each caller names the narrowest role it needs; a backend
-//! implements all seven and so is a [`Store`] (blanket impl). The roles follow who calls them:
+//! implements all eight and so is a [`Store`] (blanket impl). The roles follow who calls them:
 //! the processor writes through [`PipelineStore`]; analytics and timelines read [`EventStore`];
 //! ranked visitor lists come from [`ProfileStore`]; the CRM reads and edits [`LeadStore`];
 //! alerts, insights and tasks are [`WorkflowStore`]; imports and health are [`AccountStore`];
-//! everything small and rarely written is [`ConfigStore`].
+//! everything small and rarely written is [`ConfigStore`]; help-centre articles, chat
+//! conversations and KB counters are [`KnowledgeStore`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
-    AccountHealth, Alert, AlertRule, AuthAuditEntry, BusinessData, DeadLetter, FormDefinition,
+    AccountHealth, Alert, AlertRule, Article, ArticleEmbedding, ArticleVersion, AuthAuditEntry, Conversation, ConversationMessage, KbCounter, BusinessData, DeadLetter, FormDefinition,
     IdentityConflict, IdentityOverride, ImportBatch, InsightRequest, Lead, LeadAudit, LeadCrm,
     LeadInsight, RefreshToken, ScorePoint, Session, Site, StoredEvent, Task, User, VisitorProfile,
 };
@@ -21,11 +22,11 @@ use crate::{
     WriteBatch, WriteOutcome,
 };
 
-/// Everything a service may ask of a store: the seven roles together. Implemented for every type
+/// Everything a service may ask of a store: the eight roles together. Implemented for every type
 /// that implements them, so `Arc<dyn Store>` is what services hold, and functions that need less
 /// take `&S` with `S: ConfigStore + ?Sized` (or another role).
 pub trait Store:
-    PipelineStore + EventStore + ProfileStore + LeadStore + WorkflowStore + AccountStore + ConfigStore
+    PipelineStore + EventStore + ProfileStore + LeadStore + WorkflowStore + AccountStore + ConfigStore + KnowledgeStore
 {
 }
 
@@ -37,6 +38,7 @@ impl<T> Store for T where
         + WorkflowStore
         + AccountStore
         + ConfigStore
+        + KnowledgeStore
 {
 }
 
@@ -366,4 +368,47 @@ impl<T: PipelineStore + ?Sized> PipelineStore for Arc<T> {
     async fn flush(&self) -> Result<()> {
         (**self).flush().await
     }
+}
+
+/// The knowledge base: help-centre articles with their versions and stored passage embeddings,
+/// chat conversations and messages, and the additive daily counters behind KB analytics.
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync + 'static {
+    /// Writes the article's current state and its history row together (a soft delete is a
+    /// write with `deleted_at_ms` set).
+    async fn put_article(&self, article: &Article, version: &ArticleVersion) -> Result<()>;
+
+    async fn article(&self, site_id: &str, article_id: &str) -> Result<Option<Article>>;
+
+    /// Every article of a site (drafts and soft-deleted ones too), ordered by article id.
+    async fn articles(&self, site_id: &str) -> Result<Vec<Article>>;
+
+    /// An article's history, newest version first.
+    async fn article_versions(&self, site_id: &str, article_id: &str, limit: usize) -> Result<Vec<ArticleVersion>>;
+
+    /// Stores (or replaces) an article's passage embeddings; floats come back bit for bit.
+    async fn put_article_embedding(&self, embedding: &ArticleEmbedding) -> Result<()>;
+
+    /// A site's stored embeddings, ordered by article id.
+    async fn article_embeddings(&self, site_id: &str) -> Result<Vec<ArticleEmbedding>>;
+
+    /// Creates or replaces a conversation (keyed by site and conversation id).
+    async fn put_conversation(&self, conversation: &Conversation) -> Result<()>;
+
+    async fn conversation(&self, site_id: &str, conversation_id: &str) -> Result<Option<Conversation>>;
+
+    /// A site's conversations, newest started first; the cursor is `{started_at_ms}:{uuid}`.
+    async fn conversations(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<Conversation>>;
+
+    /// Appends messages; a message id already stored is skipped (a retried send is a no-op).
+    async fn add_messages(&self, messages: &[ConversationMessage]) -> Result<()>;
+
+    /// A conversation's messages, oldest first (by time, then id), at most `limit`.
+    async fn messages(&self, site_id: &str, conversation_id: &str, limit: usize) -> Result<Vec<ConversationMessage>>;
+
+    /// Adds each counter's counts to the stored ones of its key (site, day, article, query).
+    async fn add_kb_counters(&self, deltas: &[KbCounter]) -> Result<()>;
+
+    /// The summed counters of days `from_day..to_day` (half-open), ordered by (day, article, query).
+    async fn kb_counters(&self, site_id: &str, from_day: i64, to_day: i64) -> Result<Vec<KbCounter>>;
 }

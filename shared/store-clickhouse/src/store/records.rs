@@ -1,5 +1,5 @@
 //! The ClickHouse store's low-volume roles: workflow (alerts, insights, tasks), accounts (imports
-//! and health) and configuration (sites, users, tokens, audit, forms, meta), over the sibling
+//! and health), configuration (sites, users, tokens, audit, forms, meta) and the knowledge base, over the sibling
 //! modules' queries.
 
 use super::*;
@@ -178,4 +178,59 @@ fn decode_hex(text: &str) -> Result<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| StoreError::Corrupt("meta value is not hex".into())))
         .collect()
+}
+
+#[async_trait]
+impl KnowledgeStore for ClickHouseStore {
+    async fn put_article(&self, article: &Article, version: &ArticleVersion) -> Result<()> {
+        self.insert_article(article, version).await
+    }
+
+    async fn article(&self, site_id: &str, article_id: &str) -> Result<Option<Article>> {
+        self.get_article(site_id, article_id).await
+    }
+
+    async fn articles(&self, site_id: &str) -> Result<Vec<Article>> {
+        self.get_articles(site_id).await
+    }
+
+    async fn article_versions(&self, site_id: &str, article_id: &str, limit: usize) -> Result<Vec<ArticleVersion>> {
+        self.get_article_versions(site_id, article_id, limit).await
+    }
+
+    async fn put_article_embedding(&self, embedding: &ArticleEmbedding) -> Result<()> {
+        self.insert_embedding(embedding).await
+    }
+
+    async fn article_embeddings(&self, site_id: &str) -> Result<Vec<ArticleEmbedding>> {
+        self.get_embeddings(site_id).await
+    }
+
+    async fn put_conversation(&self, conversation: &Conversation) -> Result<()> {
+        self.insert_conversation(conversation).await
+    }
+
+    async fn conversation(&self, site_id: &str, conversation_id: &str) -> Result<Option<Conversation>> {
+        self.get_conversation(site_id, conversation_id).await
+    }
+
+    async fn conversations(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<Conversation>> {
+        self.get_conversations(site_id, limit, cursor).await
+    }
+
+    async fn add_messages(&self, messages: &[ConversationMessage]) -> Result<()> {
+        self.insert_messages(messages).await
+    }
+
+    async fn messages(&self, site_id: &str, conversation_id: &str, limit: usize) -> Result<Vec<ConversationMessage>> {
+        self.get_messages(site_id, conversation_id, limit).await
+    }
+
+    async fn add_kb_counters(&self, deltas: &[KbCounter]) -> Result<()> {
+        self.insert_counters(deltas).await
+    }
+
+    async fn kb_counters(&self, site_id: &str, from_day: i64, to_day: i64) -> Result<Vec<KbCounter>> {
+        self.get_counters(site_id, from_day, to_day).await
+    }
 }

@@ -1,5 +1,5 @@
 //! The embedded store's low-volume roles: workflow (alerts, insights, tasks), accounts (imports
-//! and health) and configuration (sites, users, tokens, audit, forms, meta). Each method opens one
+//! and health), configuration (sites, users, tokens, audit, forms, meta) and the knowledge base. Each method opens one
 //! redb transaction; the table logic lives in the sibling modules.
 
 use super::*;
@@ -211,5 +211,73 @@ impl ConfigStore for EmbeddedStore {
 
     async fn ping(&self) -> Result<()> {
         self.blocking(|db| db.begin_read().map(|_| ()).map_err(db_err)).await
+    }
+}
+
+#[async_trait]
+impl KnowledgeStore for EmbeddedStore {
+    async fn put_article(&self, article: &Article, version: &ArticleVersion) -> Result<()> {
+        let (article, version) = (article.clone(), version.clone());
+        self.blocking(move |db| kb::put_article(db, &article, &version)).await
+    }
+
+    async fn article(&self, site_id: &str, article_id: &str) -> Result<Option<Article>> {
+        let (site, id) = (site_id.to_owned(), article_id.to_owned());
+        self.blocking(move |db| kb::article(db, &site, &id)).await
+    }
+
+    async fn articles(&self, site_id: &str) -> Result<Vec<Article>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| kb::articles(db, &site)).await
+    }
+
+    async fn article_versions(&self, site_id: &str, article_id: &str, limit: usize) -> Result<Vec<ArticleVersion>> {
+        let (site, id) = (site_id.to_owned(), article_id.to_owned());
+        self.blocking(move |db| kb::versions(db, &site, &id, limit)).await
+    }
+
+    async fn put_article_embedding(&self, embedding: &ArticleEmbedding) -> Result<()> {
+        let embedding = embedding.clone();
+        self.blocking(move |db| kb::put_embedding(db, &embedding)).await
+    }
+
+    async fn article_embeddings(&self, site_id: &str) -> Result<Vec<ArticleEmbedding>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| kb::embeddings(db, &site)).await
+    }
+
+    async fn put_conversation(&self, conversation: &Conversation) -> Result<()> {
+        let conversation = conversation.clone();
+        self.blocking(move |db| kb::put_conversation(db, &conversation)).await
+    }
+
+    async fn conversation(&self, site_id: &str, conversation_id: &str) -> Result<Option<Conversation>> {
+        let (site, id) = (site_id.to_owned(), conversation_id.to_owned());
+        self.blocking(move |db| kb::conversation(db, &site, &id)).await
+    }
+
+    async fn conversations(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<Conversation>> {
+        let (site, cursor) = (site_id.to_owned(), cursor.map(str::to_owned));
+        self.blocking(move |db| kb::conversations(db, &site, limit, cursor.as_deref())).await
+    }
+
+    async fn add_messages(&self, messages: &[ConversationMessage]) -> Result<()> {
+        let messages = messages.to_vec();
+        self.blocking(move |db| kb::add_messages(db, &messages)).await
+    }
+
+    async fn messages(&self, site_id: &str, conversation_id: &str, limit: usize) -> Result<Vec<ConversationMessage>> {
+        let (site, id) = (site_id.to_owned(), conversation_id.to_owned());
+        self.blocking(move |db| kb::messages(db, &site, &id, limit)).await
+    }
+
+    async fn add_kb_counters(&self, deltas: &[KbCounter]) -> Result<()> {
+        let deltas = deltas.to_vec();
+        self.blocking(move |db| kb::add_counters(db, &deltas)).await
+    }
+
+    async fn kb_counters(&self, site_id: &str, from_day: i64, to_day: i64) -> Result<Vec<KbCounter>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| kb::counters(db, &site, from_day, to_day)).await
     }
 }
