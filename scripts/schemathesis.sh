@@ -18,7 +18,7 @@ fi
 work="$(mktemp -d)"
 password="fuzz-admin-password-1"
 CRM_ADMIN_PASSWORD="$password" RUST_LOG=warn "$crm" up --listen 127.0.0.1:0 --data-dir "$work/data" \
-  --api-rate-limit-ip 0 --api-rate-limit-user 0 --rate-limit-ip 0 --health-interval-mins 0 >"$work/out" 2>"$work/err" &
+  --api-rate-limit-ip 0 --api-rate-limit-user 0 --kb-rate-limit-ip 0 --rate-limit-ip 0 --health-interval-mins 0 >"$work/out" 2>"$work/err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do

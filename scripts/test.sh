@@ -74,6 +74,10 @@ log "installing the embedding model (all-MiniLM-L6-v2)"
 CRM_EMBEDDING_MODEL="$(scripts/fetch-model.sh)"
 export CRM_EMBEDDING_MODEL
 echo "embedding model in $CRM_EMBEDDING_MODEL"
+
+# An HTML5 validator (html5lib's strict parser) for the help centre's pages.
+CRM_TEST_HTML_VALIDATOR="$(scripts/html-validator.sh)"
+export CRM_TEST_HTML_VALIDATOR
 # Incremental compilation caches pay off only on a second build in the same tree; a fresh clone
 # (CI) builds once, so it would write gigabytes of cache for nothing. A developer can set it back.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -404,6 +404,30 @@ async fn collector_parts(config: crm_ingest::CollectorConfig, store: &Arc<dyn St
     Ok(CollectorParts { collector, sites, metrics, health })
 }
 
+fn api_config(auth: &crate::config::AuthArgs, kb: &crate::config::KbArgs, http: &crate::config::HttpArgs) -> crm_api::ApiConfig {
+    crm_api::ApiConfig {
+        body_timeout: http.body_timeout(),
+        public_per_ip_per_minute: Some(kb.kb_rate_limit_ip).filter(|n| *n > 0),
+        ..auth.api_config()
+    }
+}
+
+/// Loads the knowledge base (index from stored articles and embeddings), reports its search
+/// mode in `/readyz`, and starts its background work (embedding, counter flush, reloads).
+async fn knowledge_base(
+    args: &crate::config::KbArgs,
+    store: &Arc<dyn Store>,
+    health: &Arc<Health>,
+    background: &Shutdown,
+) -> Result<(Arc<crm_api::KbRuntime>, tokio::task::JoinHandle<()>)> {
+    args.validate()?;
+    let (kb, _) = crm_api::KbRuntime::load(store, args.embedder().await?).await?;
+    let mode = kb.mode();
+    health.add_detail("knowledge_base", move || mode.clone());
+    let task = kb.spawn_background(store.clone(), background.clone());
+    Ok((kb, task))
+}
+
 pub async fn up(args: UpArgs) -> Result<()> {
     let collector_config = crm_ingest::CollectorConfig { body_timeout: args.http.body_timeout(), ..args.collector.to_config()? };
     let (store, bulk) = open_stores(&args.data, &args.store).await?;
@@ -414,10 +438,17 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if let Some(BulkReader::Parts(columnar)) = &bulk {
         crate::gauges::embedded_store(&metrics, columnar.clone());
     }
+    let (kb, kb_task) = knowledge_base(&args.kb, &store, &health, &background).await?;
+    let kb_sites = kb.clone();
     let api_state = ApiState::new(store.clone(), keys)
-        .with_config(&crm_api::ApiConfig { body_timeout: args.http.body_timeout(), ..args.auth.api_config() })
+        .with_config(&api_config(&args.auth, &args.kb, &args.http))
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
-        .with_site_listener(Arc::new(move |site| sites.upsert(site.clone())));
+        .with_kb(kb)
+        .with_help_base_url(args.kb.help_base_url())
+        .with_site_listener(Arc::new(move |site| {
+            kb_sites.site_changed(&site.site_id);
+            sites.upsert(site.clone())
+        }));
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
     if args.health_interval_mins > 0 {
@@ -430,6 +461,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
     background.trigger();
     let _ = processor_task.await;
+    let _ = kb_task.await;
     log.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
@@ -477,10 +509,19 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     crate::gauges::allocator(&metrics);
     let health = Health::new();
     let listener = bind(args.http.listen, "crm api").await?;
-    let config = crm_api::ApiConfig { body_timeout: args.http.body_timeout(), ..args.auth.api_config() };
-    let state = ApiState::new(store, keys).with_config(&config).with_dashboard_dir(args.auth.dashboard_dir.clone());
+    let background = Shutdown::new();
+    let (kb, kb_task) = knowledge_base(&args.kb, &store, &health, &background).await?;
+    let kb_sites = kb.clone();
+    let state = ApiState::new(store, keys)
+        .with_config(&api_config(&args.auth, &args.kb, &args.http))
+        .with_dashboard_dir(args.auth.dashboard_dir.clone())
+        .with_kb(kb)
+        .with_help_base_url(args.kb.help_base_url())
+        .with_site_listener(Arc::new(move |site| kb_sites.site_changed(&site.site_id)));
     let dispatch = Dispatch { collector: None, api: Some(crm_api::router(state)), health, metrics };
     serve_until_signal(listener, dispatch, args.http.serve_options()).await;
+    background.trigger();
+    let _ = kb_task.await;
     Ok(())
 }
 

@@ -530,6 +530,57 @@ pub struct AuthArgs {
     pub dashboard_dir: Option<std::path::PathBuf>,
 }
 
+/// The knowledge base: search model, public limits and the help centre's address.
+#[derive(Args, Debug, Clone)]
+pub struct KbArgs {
+    /// Sentence-embedding model directory (config.json, tokenizer.json, model.safetensors;
+    /// scripts/fetch-model.sh installs all-MiniLM-L6-v2). Without it knowledge-base search ranks
+    /// by keywords alone.
+    #[arg(long, env = "CRM_EMBEDDING_MODEL")]
+    pub embedding_model: Option<std::path::PathBuf>,
+    /// Public help-centre and /v1/kb requests per minute per client address (0 = unlimited).
+    #[arg(long, env = "CRM_KB_RATE_LIMIT_IP", default_value_t = 120)]
+    pub kb_rate_limit_ip: u32,
+    /// Absolute origin of the help centre for canonical links and sitemap.xml
+    /// (https://help.example.com); without it they are root-relative.
+    #[arg(long, env = "CRM_HELP_BASE_URL")]
+    pub help_base_url: Option<String>,
+}
+
+impl KbArgs {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(dir) = &self.embedding_model {
+            for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+                if !dir.join(file).is_file() {
+                    bail!("--embedding-model {}: no {file} there (scripts/fetch-model.sh installs a model)", dir.display());
+                }
+            }
+        }
+        if let Some(base) = &self.help_base_url {
+            match url::Url::parse(base) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.path() == "/" && url.query().is_none() => {}
+                _ => bail!("--help-base-url: {base:?} is not an origin like https://help.example.com"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the model (a few hundred milliseconds) off the async threads.
+    pub async fn embedder(&self) -> Result<Option<std::sync::Arc<crm_search::Embedder>>> {
+        let Some(dir) = self.embedding_model.clone() else {
+            tracing::warn!("no --embedding-model: knowledge-base search ranks by keywords only (scripts/fetch-model.sh installs a model)");
+            return Ok(None);
+        };
+        let embedder = tokio::task::spawn_blocking(move || crm_search::Embedder::load(&dir)).await??;
+        tracing::info!(model = %embedder.model_id(), "embedding model loaded");
+        Ok(Some(std::sync::Arc::new(embedder)))
+    }
+
+    pub fn help_base_url(&self) -> Option<String> {
+        self.help_base_url.as_ref().map(|b| b.trim_end_matches('/').to_owned())
+    }
+}
+
 impl AuthArgs {
     pub fn api_config(&self) -> crm_api::ApiConfig {
         crm_api::ApiConfig {
@@ -580,6 +631,8 @@ pub struct UpArgs {
     pub processor: ProcessorArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub kb: KbArgs,
     /// Re-run the customer health job this often (minutes; 0 = never, run `crm batch health`).
     #[arg(long, env = "CRM_HEALTH_INTERVAL_MINS", default_value_t = 60)]
     pub health_interval_mins: u64,
@@ -624,6 +677,8 @@ pub struct ApiArgs {
     pub http: HttpArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub kb: KbArgs,
 }
 
 #[derive(Args, Debug)]
@@ -663,6 +718,21 @@ mod tests {
                 }
                 assert!(arg.get_env().is_some(), "crm {} --{} has no env variable", sub.get_name(), arg.get_id());
             }
+        }
+    }
+
+    #[test]
+    fn knowledge_base_flags_are_checked_at_start() {
+        let kb = |args: &[&str]| up(args).kb;
+        assert!(kb(&[]).validate().is_ok());
+        assert_eq!(kb(&[]).kb_rate_limit_ip, 120);
+        let missing = tempfile::tempdir().unwrap();
+        let err = kb(&["--embedding-model", missing.path().to_str().unwrap()]).validate().unwrap_err().to_string();
+        assert!(err.contains("config.json") && err.contains("fetch-model.sh"), "{err}");
+        assert!(kb(&["--help-base-url", "https://help.example.com"]).validate().is_ok());
+        assert_eq!(kb(&["--help-base-url", "https://help.example.com/"]).help_base_url().as_deref(), Some("https://help.example.com"));
+        for bad in ["help.example.com", "ftp://x.io", "https://x.io/docs", "javascript:alert(1)"] {
+            assert!(kb(&["--help-base-url", bad]).validate().is_err(), "{bad}");
         }
     }
 

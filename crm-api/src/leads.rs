@@ -80,11 +80,7 @@ async fn load(state: &ApiState, site_id: &str, lead_id: &str) -> Result<LeadReco
 pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(crate::rbac::Permission::LeadsRead)?;
     let limit = params::limit(&query, 50, 200)?;
-    let include_deleted = match query.get("include_deleted").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::InvalidParameter { name: "include_deleted".into(), message: "must be true or false".into() }),
-    };
+    let include_deleted = params::flag(&query, "include_deleted")?;
     let status = match query.get("status") {
         None => None,
         Some(_) => Some(params::choice::<LeadStatus>(&query, "status", "new, working, qualified, unqualified, customer, lost")?),

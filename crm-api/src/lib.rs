@@ -2,6 +2,10 @@
 //! timelines, leads (CRM fields, audit, score history, timelines, feedback, merge/split), accounts, alert rules and alerts, lead forms, the analytics overview and form funnels, and dead letters. Every answer uses the JSON envelope
 //! (`{"success":true,"data":…,"meta":…}` or the typed error) and every input is validated into
 //! a typed value before it reaches the store.
+//!
+//! Two public surfaces share the router: the knowledge base's JSON API for sites' pages
+//! (`/v1/kb/{site}/…`, per-site CORS, rate-limited per address) and the server-rendered help
+//! centre (`/help/{site}/…`). See [`kb`].
 
 mod accounts;
 mod alerts;
@@ -13,6 +17,7 @@ mod forms;
 mod health;
 mod identity;
 pub mod import;
+pub mod kb;
 mod leads;
 mod middleware;
 mod openapi;
@@ -31,6 +36,7 @@ use axum::Router;
 
 pub use auth::{bootstrap, hash_password, Bootstrap, JwtKeys, ACCESS_TOKEN_TTL_SECS};
 pub use error::ApiError;
+pub use kb::{KbRuntime, LoadStats};
 pub use middleware::ApiConfig;
 pub use state::{ApiState, SiteListener};
 
@@ -88,6 +94,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/analytics/live", get(analytics::live))
         .route("/api/v1/analytics/forms", get(analytics::forms))
         .route("/api/v1/dead-letters", get(analytics::dead_letters))
+        .route("/api/v1/kb/articles", get(kb::list).post(kb::create))
+        .route("/api/v1/kb/articles/{site_id}/{article_id}", get(kb::get_one).put(kb::update).delete(kb::delete))
+        .route("/api/v1/kb/articles/{site_id}/{article_id}/restore", post(kb::restore))
+        .route("/api/v1/kb/articles/{site_id}/{article_id}/versions", get(kb::versions))
+        .route("/api/v1/kb/search", get(kb::search))
+        .route("/api/v1/kb/analytics", get(kb::analytics))
+        .route("/v1/kb/{site_id}/search", get(kb::public::search))
+        .route("/v1/kb/{site_id}/feedback", post(kb::public::feedback))
+        .route("/help/{site_id}", get(kb::help::home))
+        .route("/help/{site_id}/", get(kb::help::home))
+        .route("/help/{site_id}/c/{category}", get(kb::help::category))
+        .route("/help/{site_id}/a/{slug}", get(kb::help::article))
+        .route("/help/{site_id}/a/{slug}/feedback", post(kb::help::vote))
+        .route("/help/{site_id}/search", get(kb::help::search))
+        .route("/help/{site_id}/sitemap.xml", get(kb::help::sitemap))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::layer))

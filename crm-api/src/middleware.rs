@@ -1,4 +1,7 @@
-//! What wraps every API request: CORS for the configured origins (preflights answered here),
+//! What wraps every request of the router, by surface: the staff API (`/api/`), the public
+//! knowledge-base API (`/v1/kb/`: CORS from the site's own allowed origins, its own per-address
+//! limit, `no-store`) and the help centre (`/help/`: the public limit; pages set their own CSP).
+//! For the staff API: CORS for the configured origins (preflights answered here),
 //! the per-address rate limit (the per-user one is in the [`crate::auth::AuthUser`] extractor),
 //! the request-body deadline (408 `body_timeout`), security headers, caching headers, and ETags on successful reads (`If-None-Match` → 304).
 //! Compression (gzip, br) is tower-http's layer, added by [`crate::router`].
@@ -40,6 +43,8 @@ pub struct ApiConfig {
     pub revocation_ttl: std::time::Duration,
     /// Longest time a request body may take to arrive in full (then 408 `body_timeout`).
     pub body_timeout: std::time::Duration,
+    /// Public knowledge-base and help-centre requests per minute per client address (`None`: unlimited).
+    pub public_per_ip_per_minute: Option<u32>,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +56,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             revocation_ttl: crate::revocation::DEFAULT_REVOCATION_TTL,
             body_timeout: std::time::Duration::from_secs(60),
+            public_per_ip_per_minute: Some(120),
         }
     }
 }
@@ -59,6 +65,7 @@ impl Default for ApiConfig {
 pub struct Limits {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_user: Option<DefaultKeyedRateLimiter<String>>,
+    per_ip_public: Option<DefaultKeyedRateLimiter<IpAddr>>,
     pub trust_forwarded_for: bool,
     cors_origins: Vec<String>,
     body_timeout: std::time::Duration,
@@ -78,6 +85,7 @@ impl Limits {
         Limits {
             per_ip: limiter(config.per_ip_per_minute),
             per_user: limiter(config.per_user_per_minute),
+            per_ip_public: limiter(config.public_per_ip_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
             cors_origins: config.cors_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
             body_timeout: config.body_timeout,
@@ -91,8 +99,13 @@ impl Limits {
         }
     }
 
-    fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        match (&self.per_ip, ip) {
+    fn check_ip(&self, ip: Option<IpAddr>, surface: Surface) -> Result<(), ApiError> {
+        let limiter = match surface {
+            Surface::Api => &self.per_ip,
+            Surface::PublicKb | Surface::Help => &self.per_ip_public,
+            Surface::Other => return Ok(()),
+        };
+        match (limiter, ip) {
             (Some(limiter), Some(ip)) => limiter.check_key(&ip).map_err(|not_until| refused(not_until.wait_time_from(DefaultClock::default().now()))),
             _ => Ok(()),
         }
@@ -103,6 +116,44 @@ impl Limits {
         let text = origin.to_str().ok()?.to_ascii_lowercase();
         self.cors_origins.iter().any(|o| *o == text).then(|| origin.clone())
     }
+}
+
+/// Which part of the router a path belongs to (each has its own limits and headers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Surface {
+    Api,
+    PublicKb,
+    Help,
+    Other,
+}
+
+fn surface(path: &str) -> Surface {
+    if path.starts_with("/api/") {
+        Surface::Api
+    } else if path.starts_with("/v1/kb/") {
+        Surface::PublicKb
+    } else if path.starts_with("/help/") {
+        Surface::Help
+    } else {
+        Surface::Other
+    }
+}
+
+/// The request's `Origin` when the site named in a `/v1/kb/{site}/…` path allows it.
+async fn site_origin(state: &ApiState, path: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let site_id = path.split('/').nth(3).filter(|s| crm_schemas::valid_key(s))?;
+    let site = state.kb.site(&state.store, site_id).await.ok()??;
+    site.origin_allowed(origin.to_str().ok()?).then(|| origin.clone())
+}
+
+fn public_cors_headers(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after"));
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
 }
 
 fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {
@@ -134,20 +185,26 @@ fn matches_etag(if_none_match: Option<&HeaderValue>, etag: &HeaderValue) -> bool
 /// The middleware around the whole API router.
 pub async fn layer(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let origin = state.limits.allowed_origin(&parts.headers);
+    let surface = surface(parts.uri.path());
+    let (origin, cors): (Option<HeaderValue>, fn(&mut HeaderMap, HeaderValue)) = match surface {
+        Surface::PublicKb => (site_origin(&state, parts.uri.path(), &parts.headers).await, public_cors_headers),
+        _ => (state.limits.allowed_origin(&parts.headers), cors_headers),
+    };
     if parts.method == Method::OPTIONS && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
         let mut response = StatusCode::NO_CONTENT.into_response();
         if let Some(origin) = origin {
-            cors_headers(response.headers_mut(), origin);
+            cors(response.headers_mut(), origin);
         }
         return response;
     }
-    let is_api = parts.uri.path().starts_with("/api/");
+    let enveloped_errors = matches!(surface, Surface::Api | Surface::PublicKb);
     let client = crate::session::client_info(&parts, state.limits.trust_forwarded_for);
-    if is_api {
-        if let Err(err) = state.limits.check_ip(client.ip) {
-            return err.into_response();
+    if let Err(err) = state.limits.check_ip(client.ip, surface) {
+        let mut response = err.into_response();
+        if let Some(origin) = origin {
+            cors(response.headers_mut(), origin);
         }
+        return response;
     }
     let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
     let if_none_match = parts.headers.get(header::IF_NONE_MATCH).cloned();
@@ -177,22 +234,32 @@ pub async fn layer(State(state): State<ApiState>, request: Request, next: Next) 
             response = Response::from_parts(head, Body::from(bytes));
         }
     }
-    if is_api && response.status().as_u16() >= 400 {
+    if enveloped_errors && response.status().as_u16() >= 400 {
         response = enveloped(response).await;
     }
     let headers = response.headers_mut();
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
     set(headers, header::REFERRER_POLICY, "no-referrer");
-    if is_api {
-        set(headers, header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'");
-        // Per-user data: browsers may keep it but must revalidate (the ETag makes that cheap).
-        set(headers, header::CACHE_CONTROL, "private, no-cache");
-    } else {
-        set(headers, header::CONTENT_SECURITY_POLICY, "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    match surface {
+        Surface::Api => {
+            set(headers, header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'");
+            // Per-user data: browsers may keep it but must revalidate (the ETag makes that cheap).
+            set(headers, header::CACHE_CONTROL, "private, no-cache");
+        }
+        Surface::PublicKb => {
+            set(headers, header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'");
+            set(headers, header::CACHE_CONTROL, "no-store");
+        }
+        Surface::Help => {
+            set(headers, header::CONTENT_SECURITY_POLICY, crate::kb::help::HELP_CSP);
+        }
+        Surface::Other => {
+            set(headers, header::CONTENT_SECURITY_POLICY, "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+        }
     }
     if let Some(origin) = origin {
-        cors_headers(headers, origin);
+        cors(headers, origin);
     }
     response
 }

@@ -81,6 +81,11 @@ const RULE: &str = r#"{"type":"object","required":["site_id","name","condition",
 const FORM: &str = r#"{"type":"object","required":["name","fields"],"properties":{"site_id":{"type":"string"},"form_id":{"type":"string"},"name":{"type":"string"},"fields":{"type":"array","items":{"type":"object"}}}}"#;
 const TASK_PATCH: &str = r#"{"type":"object","additionalProperties":false,"properties":{"status":{"type":"string","enum":["open","done"]},"owner":{"type":"string"}}}"#;
 const CSV: &str = r#"{"type":"string"}"#;
+const ARTICLE: &str = r#"{"type":"object","required":["site_id","title","body_md"],"additionalProperties":false,"properties":{"site_id":{"type":"string"},"slug":{"type":"string","pattern":"^[a-z0-9]+(-[a-z0-9]+)*$","maxLength":100},"title":{"type":"string","maxLength":200},"body_md":{"type":"string","maxLength":204800},"category":{"type":["string","null"]},"tags":{"type":"array","maxItems":20,"items":{"type":"string"}},"status":{"type":"string","enum":["draft","published"]}}}"#;
+const ARTICLE_UPDATE: &str = r#"{"type":"object","required":["title","body_md","version"],"additionalProperties":false,"properties":{"site_id":{"type":"string"},"slug":{"type":"string"},"title":{"type":"string","maxLength":200},"body_md":{"type":"string","maxLength":204800},"category":{"type":["string","null"]},"tags":{"type":"array","items":{"type":"string"}},"status":{"type":"string","enum":["draft","published"]},"version":{"type":"integer","minimum":1,"description":"the version you edited"}}}"#;
+const FEEDBACK: &str = r#"{"type":"object","required":["article_id","helpful"],"additionalProperties":false,"properties":{"article_id":{"type":"string","maxLength":64},"helpful":{"type":"boolean"}}}"#;
+const PATH_ARTICLE: Param = Param { name: "article_id", path: true, required: true, schema: r#"{"type":"string","minLength":1,"maxLength":64}"#, doc: "the article" };
+const KB_QUERY: Param = q("q", true, r#"{"type":"string","minLength":1,"maxLength":512}"#, "the question or keywords");
 
 /// Every route of the API (the dashboard's `/` and `/app/{file}` are not API operations).
 pub const OPERATIONS: &[Operation] = &[
@@ -134,6 +139,17 @@ pub const OPERATIONS: &[Operation] = &[
     with(op("get", "/api/v1/forms/{site_id}/{form_id}", "forms", "One lead form", Some(P::FormsRead)), &[PATH_SITE, PATH_FORM], None, 200, &[404]),
     with(op("put", "/api/v1/forms/{site_id}/{form_id}", "forms", "Replace a lead form", Some(P::FormsManage)), &[PATH_SITE, PATH_FORM], Some(FORM), 200, &[404, 422]),
     with(op("delete", "/api/v1/forms/{site_id}/{form_id}", "forms", "Delete a lead form", Some(P::FormsManage)), &[PATH_SITE, PATH_FORM], None, 204, &[404]),
+    with(op("get", "/api/v1/kb/articles", "knowledge base", "A site's articles without bodies (drafts too; deleted ones on request)", Some(P::KbRead)), &[SITE, LIMIT, CURSOR, q("status", false, r#"{"type":"string","enum":["draft","published"]}"#, "only this status"), q("category", false, r#"{"type":"string","maxLength":100}"#, "only this category"), q("tag", false, r#"{"type":"string","maxLength":64}"#, "only with this tag"), q("include_deleted", false, r#"{"type":"boolean"}"#, "include soft-deleted")], None, 200, &[404]),
+    with(op("post", "/api/v1/kb/articles", "knowledge base", "Write a new article (markdown; a draft unless `status` is published)", Some(P::KbManage)), &[], Some(ARTICLE), 201, &[404, 409, 422]),
+    with(op("get", "/api/v1/kb/articles/{site_id}/{article_id}", "knowledge base", "One article with its markdown and rendered HTML", Some(P::KbRead)), &[PATH_SITE, PATH_ARTICLE], None, 200, &[404]),
+    with(op("put", "/api/v1/kb/articles/{site_id}/{article_id}", "knowledge base", "Edit an article; `version` must be the one edited (else 409 `version_conflict`)", Some(P::KbManage)), &[PATH_SITE, PATH_ARTICLE], Some(ARTICLE_UPDATE), 200, &[404, 409, 422]),
+    with(op("delete", "/api/v1/kb/articles/{site_id}/{article_id}", "knowledge base", "Soft-delete an article (it leaves the help centre and search; history stays)", Some(P::KbManage)), &[PATH_SITE, PATH_ARTICLE], None, 204, &[404]),
+    with(op("post", "/api/v1/kb/articles/{site_id}/{article_id}/restore", "knowledge base", "Undelete an article", Some(P::KbManage)), &[PATH_SITE, PATH_ARTICLE], None, 200, &[404, 409]),
+    with(op("get", "/api/v1/kb/articles/{site_id}/{article_id}/versions", "knowledge base", "An article's versions with author and time, newest first", Some(P::KbRead)), &[PATH_SITE, PATH_ARTICLE, LIMIT], None, 200, &[404]),
+    with(op("get", "/api/v1/kb/search", "knowledge base", "Search live articles as visitors do (hybrid keyword and semantic); not counted", Some(P::KbRead)), &[SITE, KB_QUERY, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":50}"#, "hits")], None, 200, &[404]),
+    with(op("get", "/api/v1/kb/analytics", "knowledge base", "Views, searches, content gaps, helpfulness and deflection per day", Some(P::KbRead)), &[SITE, FROM, TO, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":200}"#, "top articles and gaps")], None, 200, &[404]),
+    with(op("get", "/v1/kb/{site_id}/search", "knowledge base (public)", "Public help search for a site's pages (no sign-in; CORS for the site's origins; `typeahead=true` is not counted)", None), &[PATH_SITE, KB_QUERY, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":20}"#, "hits"), q("typeahead", false, r#"{"type":"boolean"}"#, "search-as-you-type (not counted)")], None, 200, &[404]),
+    with(op("post", "/v1/kb/{site_id}/feedback", "knowledge base (public)", "A visitor's helpful yes/no on a live article (a yes counts as a deflection)", None), &[PATH_SITE], Some(FEEDBACK), 202, &[404, 422]),
     op("get", "/api/v1/openapi.json", "meta", "This document", None),
     op("get", "/api/v1/docs", "meta", "This document, rendered", None),
 ];
@@ -146,6 +162,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
         204 => "Done; no content",
         304 => "Not modified (If-None-Match matched the ETag)",
         400 => "Malformed JSON or an invalid/missing parameter — codes `malformed_json`, `invalid_parameter`, `missing_parameter`, `bad_request`",
@@ -154,7 +171,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not found — code `not_found`",
         405 => "Method not allowed — code `method_not_allowed`",
         408 => "The request body did not arrive in time — code `body_timeout`",
-        409 => "Conflicts with an existing record — codes `site_exists`, `lead_exists`, `rule_exists`, `form_exists`, `user_exists`, `already_merged`, `ambiguous_visitor`",
+        409 => "Conflicts with an existing record — codes `site_exists`, `lead_exists`, `rule_exists`, `form_exists`, `user_exists`, `already_merged`, `ambiguous_visitor`, `slug_exists`, `version_conflict`",
         413 => "Request body too large — code `payload_too_large`",
         422 => "Validation failed — code `validation_failed` (details.fields names each field), or an import's `invalid_rows`",
         429 => "Rate limited (`rate_limited`) or locked out after failed logins (`too_many_attempts`); see Retry-After",

@@ -32,6 +32,15 @@ pub fn limit(query: &Query, default: usize, max: usize) -> Result<usize, ApiErro
     }
 }
 
+/// A `true`/`false` parameter (absent: false).
+pub fn flag(query: &Query, name: &str) -> Result<bool, ApiError> {
+    match query.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(invalid(name, "must be true or false")),
+    }
+}
+
 /// Parses an enum-like parameter through serde's snake_case names.
 pub fn choice<T: serde::de::DeserializeOwned + Default>(query: &Query, name: &str, allowed: &str) -> Result<T, ApiError> {
     match query.get(name) {

@@ -14,6 +14,8 @@
 //! | accounts and health: read | ✓ | ✓ | | ✓ |
 //! | accounts: update (tasks) | ✓ | ✓ | | ✓ |
 //! | business data import | ✓ | | | ✓ |
+//! | knowledge base: read (articles, drafts, search, analytics) | ✓ | ✓ | ✓ | ✓ |
+//! | knowledge base: manage (write, delete, restore articles) | ✓ | ✓ | | |
 //!
 //! "Own" is enforced where the record is known (a rep may edit a lead that is unassigned or
 //! theirs, and assign only to themselves); listing stays open to every role that may read.
@@ -48,10 +50,12 @@ pub enum Permission {
     HealthRead,
     UsersManage,
     AuditRead,
+    KbRead,
+    KbManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 20] = [
+    pub const ALL: [Permission; 22] = [
         Permission::SitesRead,
         Permission::SitesManage,
         Permission::AnalyticsRead,
@@ -72,6 +76,8 @@ impl Permission {
         Permission::HealthRead,
         Permission::UsersManage,
         Permission::AuditRead,
+        Permission::KbRead,
+        Permission::KbManage,
     ];
 
     /// Whether `role` holds this permission.
@@ -80,8 +86,8 @@ impl Permission {
         match role {
             Role::Admin => true,
             Role::SalesManager => !matches!(self, SitesManage | DeadLettersRead | DataImport | UsersManage | AuditRead),
-            Role::SalesRep => matches!(self, SitesRead | AnalyticsRead | LeadsRead | LeadsCreate | LeadsUpdate | AlertsRead | FormsRead),
-            Role::CustomerSuccess => matches!(self, SitesRead | AnalyticsRead | AccountsRead | AccountsUpdate | DataImport | HealthRead),
+            Role::SalesRep => matches!(self, SitesRead | AnalyticsRead | LeadsRead | LeadsCreate | LeadsUpdate | AlertsRead | FormsRead | KbRead),
+            Role::CustomerSuccess => matches!(self, SitesRead | AnalyticsRead | AccountsRead | AccountsUpdate | DataImport | HealthRead | KbRead),
         }
     }
 
@@ -109,6 +115,8 @@ impl Permission {
             HealthRead => "read customer health",
             UsersManage => "manage users",
             AuditRead => "read the audit log",
+            KbRead => "read the knowledge base",
+            KbManage => "write knowledge-base articles",
         }
     }
 }

@@ -12,6 +12,7 @@ use crm_store::Store;
 use crate::middleware::{ApiConfig, Limits};
 use crate::revocation::TokenGate;
 use crate::session::LoginGuard;
+use crate::kb::KbRuntime;
 use crate::JwtKeys;
 
 /// Called after a site is created or changed.
@@ -27,6 +28,12 @@ pub struct ApiState {
     pub(crate) refresh_lock: Arc<tokio::sync::Mutex<()>>,
     pub(crate) token_gate: Arc<TokenGate>,
     pub(crate) dashboard_dir: Option<PathBuf>,
+    /// The knowledge base's index, catalog and counters.
+    pub kb: Arc<KbRuntime>,
+    /// Serialises article writes in this process, so slug and version checks hold.
+    pub(crate) kb_write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// `--help-base-url`: the help centre's absolute origin for canonical links and sitemaps.
+    pub(crate) help_base_url: Option<String>,
 }
 
 impl ApiState {
@@ -40,6 +47,9 @@ impl ApiState {
             refresh_lock: Arc::default(),
             token_gate: Arc::default(),
             dashboard_dir: None,
+            kb: KbRuntime::empty(None),
+            kb_write_lock: Arc::default(),
+            help_base_url: None,
         }
     }
 
@@ -51,6 +61,18 @@ impl ApiState {
     pub fn with_config(mut self, config: &ApiConfig) -> ApiState {
         self.limits = Arc::new(Limits::new(config));
         self.token_gate = Arc::new(TokenGate::new(config.revocation_ttl));
+        self
+    }
+
+    /// Use this knowledge-base runtime (loaded from the store) instead of an empty one.
+    pub fn with_kb(mut self, kb: Arc<KbRuntime>) -> ApiState {
+        self.kb = kb;
+        self
+    }
+
+    /// Canonical links and the sitemap use this origin (`https://help.example.com`).
+    pub fn with_help_base_url(mut self, base: Option<String>) -> ApiState {
+        self.help_base_url = base;
         self
     }
 

@@ -126,9 +126,10 @@ impl Collector {
         }
     }
 
-    /// Whether a request path belongs to the collector (beacons and the widget files).
+    /// Whether a request path belongs to the collector (beacons and the widget files). The
+    /// knowledge base's public API (`/v1/kb/`) shares the `/v1/` prefix but is the API's.
     pub fn owns_path(path: &str) -> bool {
-        path.starts_with("/v1/") || path.starts_with("/widgets/")
+        (path.starts_with("/v1/") && !path.starts_with("/v1/kb/")) || path.starts_with("/widgets/")
     }
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
@@ -425,6 +426,16 @@ fn wire_from_query(query: &str) -> Result<WireEvent, ValidationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_knowledge_base_api_is_not_the_collectors() {
+        for ours in ["/v1/events", "/v1/p.gif", "/v1/forms/s/f", "/widgets/tracking.js"] {
+            assert!(Collector::owns_path(ours), "{ours}");
+        }
+        for theirs in ["/v1/kb/demo/search", "/v1/kb/demo/feedback", "/api/v1/sites", "/help/demo/"] {
+            assert!(!Collector::owns_path(theirs), "{theirs}");
+        }
+    }
 
     #[test]
     fn pixel_query_maps_to_a_wire_event() {

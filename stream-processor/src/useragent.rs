@@ -14,14 +14,6 @@ pub struct UaInfo {
     pub is_bot: bool,
 }
 
-/// Case-insensitive substrings that mark automated clients.
-const BOT_MARKERS: &[&str] = &[
-    "bot", "crawl", "spider", "slurp", "headless", "phantomjs", "selenium", "webdriver", "puppeteer", "playwright",
-    "python-requests", "python-urllib", "aiohttp", "httpx", "curl/", "wget/", "go-http-client", "java/", "okhttp",
-    "axios", "node-fetch", "undici", "libwww", "httpclient", "scrapy", "lighthouse", "pingdom", "uptime", "monitor",
-    "facebookexternalhit", "embedly", "preview", "validator", "feedfetcher", "archiver",
-];
-
 pub struct UserAgentParser {
     parser: woothee::parser::Parser,
     cache: ClearingCache<String, Arc<UaInfo>>,
@@ -41,8 +33,7 @@ fn parse_with(parser: &woothee::parser::Parser, user_agent: &str) -> UaInfo {
     if user_agent.trim().is_empty() {
         return UaInfo { device: Device { category: "unknown".into(), ..Device::default() }, is_bot: true };
     }
-    let lower = user_agent.to_ascii_lowercase();
-    let marker = BOT_MARKERS.iter().any(|m| lower.contains(m));
+    let marker = crm_schemas::looks_like_bot(user_agent);
     let device = match parser.parse(user_agent) {
         Some(result) => Device {
             browser: known(result.name),

@@ -13,6 +13,7 @@ pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    pub kb: Arc<crm_api::KbRuntime>,
     _dir: tempfile::TempDir,
     _shutdown: crm_service::Shutdown,
 }
@@ -25,6 +26,11 @@ pub async fn start() -> Api {
 }
 
 pub async fn start_with(config: crm_api::ApiConfig) -> Api {
+    start_custom(config, |state| state).await
+}
+
+/// The API with `customize` applied to its state (a knowledge-base runtime, a help base URL).
+pub async fn start_custom(config: crm_api::ApiConfig, customize: impl FnOnce(ApiState) -> ApiState) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let boot = bootstrap(store.as_ref(), None, Some(PASSWORD)).await.unwrap();
@@ -33,7 +39,9 @@ pub async fn start_with(config: crm_api::ApiConfig) -> Api {
         let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0, disabled: false, token_version: 0 };
         store.put_user(&user).await.unwrap();
     }
-    let router = crm_api::router(ApiState::new(store.clone(), boot.keys).with_config(&config));
+    let state = customize(ApiState::new(store.clone(), boot.keys).with_config(&config));
+    let kb = state.kb.clone();
+    let router = crm_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = crm_service::Shutdown::new();
@@ -42,7 +50,7 @@ pub async fn start_with(config: crm_api::ApiConfig) -> Api {
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, service).with_graceful_shutdown(async move { stop.wait().await }).await.unwrap();
     });
-    Api { base, client: reqwest::Client::new(), store, _dir: dir, _shutdown: shutdown }
+    Api { base, client: reqwest::Client::new(), store, kb, _dir: dir, _shutdown: shutdown }
 }
 
 impl Api {

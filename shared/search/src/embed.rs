@@ -20,6 +20,7 @@ pub struct Embedder {
     tokenizer: Tokenizer,
     dimensions: usize,
     dir: PathBuf,
+    model_id: String,
 }
 
 impl Embedder {
@@ -37,9 +38,16 @@ impl Embedder {
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..TruncationParams::default() }))
             .map_err(|e| failed("tokenizer.json", e.to_string()))?;
         let weights = std::fs::read(dir.join("model.safetensors")).map_err(|e| failed("model.safetensors", e.to_string()))?;
+        let model_id = model_id(dir, &weights)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).map_err(|e| failed("model.safetensors", e.to_string()))?;
         let model = BertModel::load(vb, &config).map_err(|e| failed("model.safetensors", e.to_string()))?;
-        Ok(Embedder { model, tokenizer, dimensions: config.hidden_size, dir: dir.to_owned() })
+        Ok(Embedder { model, tokenizer, dimensions: config.hidden_size, dir: dir.to_owned(), model_id })
+    }
+
+    /// Names these exact weights and tokenizer (`{dir name}@{hash}`): embeddings stored under
+    /// another id were made by another model and are recomputed.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
     }
 
     pub fn dimensions(&self) -> usize {
@@ -69,6 +77,21 @@ impl Embedder {
         let mean: Vec<f32> = states.mean(1).and_then(|m| m.squeeze(0)).and_then(|m| m.to_vec1()).map_err(failed)?;
         Ok(normalised(mean))
     }
+}
+
+fn model_id(dir: &Path, weights: &[u8]) -> Result<String> {
+    let mut hash = crate::FNV_OFFSET;
+    for file in ["config.json", "tokenizer.json"] {
+        let bytes = std::fs::read(dir.join(file)).map_err(|e| SearchError::Model { path: dir.join(file).display().to_string(), message: e.to_string() })?;
+        hash = crate::fnv1a(&bytes, hash);
+    }
+    // The weights' length and a sample of them: hashing all 90 MB would cost a start-up second.
+    hash = crate::fnv1a(&(weights.len() as u64).to_le_bytes(), hash);
+    for chunk in weights.chunks(weights.len().div_ceil(64).max(1)) {
+        hash = crate::fnv1a(&chunk[..chunk.len().min(256)], hash);
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(format!("{name}@{hash:016x}"))
 }
 
 /// `v` scaled to unit length (a zero vector stays zero).

@@ -212,6 +212,17 @@ pub fn passages(doc: &Doc) -> Vec<String> {
     out
 }
 
+/// A fingerprint of what [`passages`] makes of `doc`: stored embeddings are reused only while it
+/// (and the model) are unchanged.
+pub fn passage_hash(doc: &Doc) -> String {
+    let mut hash = crate::FNV_OFFSET;
+    for passage in passages(doc) {
+        hash = crate::fnv1a(passage.as_bytes(), hash);
+        hash = crate::fnv1a(&[0], hash);
+    }
+    format!("{hash:016x}")
+}
+
 /// (fused score, keyword rank, similarity) of a candidate.
 type Fused = (f64, Option<usize>, Option<f32>);
 
@@ -310,6 +321,19 @@ mod tests {
         assert!(matches!(index.search("s1", &long, 10), Err(SearchError::QueryTooLong { .. })));
         assert!(index.search("s1", "   ", 10).unwrap().is_empty());
         assert!(!index.semantic());
+    }
+
+    #[test]
+    fn passage_hash_follows_the_embedded_text() {
+        let a = doc("a", "Title", "One sentence with enough words in it. Another sentence with enough words too.");
+        let mut b = a.clone();
+        b.url = "/elsewhere".into();
+        assert_eq!(passage_hash(&a), passage_hash(&b), "the url is not embedded");
+        b.body.push_str(" A third sentence changes the passages.");
+        assert_ne!(passage_hash(&a), passage_hash(&b));
+        b.title = "Other".into();
+        assert_ne!(passage_hash(&a), passage_hash(&b));
+        assert_eq!(passage_hash(&a).len(), 16);
     }
 
     #[test]

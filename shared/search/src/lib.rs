@@ -17,7 +17,19 @@ pub mod keyword;
 pub mod vectors;
 
 pub use embed::Embedder;
-pub use hybrid::{Hit, SearchIndex};
+pub use hybrid::{passage_hash, Hit, SearchIndex};
+
+/// FNV-1a, 64 bit: a stable hash for content and model fingerprints (not for security).
+pub fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The FNV-1a offset basis, the starting value of [`fnv1a`].
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// Longest query accepted, in bytes (a search box sends a few words; a longer one is an error,
 /// not something to truncate silently).

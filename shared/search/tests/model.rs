@@ -30,6 +30,8 @@ struct Reference {
 
 #[test]
 fn embeddings_match_a_reference_forward_pass() {
+    let id = embedder().model_id().to_owned();
+    assert!(id.starts_with("all-MiniLM-L6-v2@") && id.len() == "all-MiniLM-L6-v2@".len() + 16, "{id}");
     let reference: Reference = serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
     let embedder = embedder();
     assert_eq!(embedder.dimensions(), 384);

@@ -11,11 +11,13 @@ use serde_json::json;
 use crate::{json_response, Body};
 
 type Check = Box<dyn Fn() -> Option<String> + Send + Sync>;
+type Detail = Box<dyn Fn() -> String + Send + Sync>;
 
 #[derive(Default)]
 pub struct Health {
     draining: AtomicBool,
     checks: Mutex<Vec<(String, Check)>>,
+    details: Mutex<Vec<(String, Detail)>>,
 }
 
 impl Health {
@@ -26,6 +28,12 @@ impl Health {
     /// Registers a dependency check returning `Some(reason)` while the dependency is unusable.
     pub fn add_check(&self, name: &str, check: impl Fn() -> Option<String> + Send + Sync + 'static) {
         self.checks.lock().push((name.to_owned(), Box::new(check)));
+    }
+
+    /// Registers a fact `/readyz` reports without it affecting readiness (a degraded but
+    /// working mode, such as search without its model).
+    pub fn add_detail(&self, name: &str, detail: impl Fn() -> String + Send + Sync + 'static) {
+        self.details.lock().push((name.to_owned(), Box::new(detail)));
     }
 
     pub fn set_draining(&self) {
@@ -56,13 +64,20 @@ impl Health {
 
     pub fn readyz(&self) -> Response<Body> {
         let problems = self.problems();
-        if problems.is_empty() {
-            json_response(StatusCode::OK, &json!({"status": "ready"}))
+        let details: serde_json::Map<String, serde_json::Value> =
+            self.details.lock().iter().map(|(k, d)| (k.clone(), serde_json::Value::String(d()))).collect();
+        let mut body = if problems.is_empty() {
+            json!({"status": "ready"})
         } else {
             let reasons: serde_json::Map<String, serde_json::Value> =
                 problems.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
-            json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not_ready", "problems": reasons}))
+            json!({"status": "not_ready", "problems": reasons})
+        };
+        if !details.is_empty() {
+            body["details"] = serde_json::Value::Object(details);
         }
+        let status = if body["status"] == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        json_response(status, &body)
     }
 }
 
@@ -84,5 +99,18 @@ mod tests {
         health.set_draining();
         assert_eq!(health.readyz().status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(health.healthz().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn details_are_reported_without_changing_readiness() {
+        use http_body_util::BodyExt;
+        let health = Health::new();
+        health.add_detail("knowledge_base", || "keyword search only".to_owned());
+        let response = health.readyz();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["details"]["knowledge_base"], "keyword search only");
+        assert_eq!(json["status"], "ready");
     }
 }
