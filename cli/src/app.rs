@@ -567,10 +567,40 @@ pub async fn geoip_install(args: crate::config::GeoipInstallArgs) -> Result<()> 
 
 /// `crm import`: parses the whole file (CSV or Parquet) first; any bad row → every problem
 /// printed, nothing stored.
+/// `crm import kb DIR`: every file checked first, then articles upserted by slug.
+async fn import_kb(args: ImportArgs) -> Result<()> {
+    let articles = match crm_api::kb::import::read_dir(&args.site, &args.file) {
+        Ok(articles) => articles,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            anyhow::bail!("{} problem(s); nothing was imported", problems.len());
+        }
+    };
+    let store = open_store(&args.data, &args.store).await?;
+    if store.site(&args.site).await?.is_none() {
+        anyhow::bail!("site {:?} does not exist", args.site);
+    }
+    let kb_args = crate::config::KbArgs { embedding_model: args.embedding_model.clone(), kb_rate_limit_ip: 0, help_base_url: None };
+    kb_args.validate()?;
+    let (kb, _) = crm_api::KbRuntime::load(&store, kb_args.embedder().await?).await?;
+    let count = articles.len();
+    let report = crm_api::kb::import::import_articles(&store, &kb, &args.site, articles.into_iter().map(|(_, a)| a).collect())
+        .await
+        .map_err(|e| anyhow::anyhow!("import stopped: {e}"))?;
+    let embedded = kb.embed_queued(&store).await.map_err(|e| anyhow::anyhow!("embedding failed: {e}"))?;
+    println!(
+        "imported {count} articles into site {}: {} new, {} changed, {} unchanged; {embedded} embedded",
+        args.site, report.created, report.updated, report.unchanged
+    );
+    Ok(())
+}
+
 pub async fn import(args: ImportArgs) -> Result<()> {
     use crm_api::import::{check_header, parse_csv, ImportError, RowParser, MAX_IMPORT_ROWS};
+    let Some(kind) = args.kind.kind() else { return import_kb(args).await };
     let bytes = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
-    let kind = args.kind.kind();
     let parquet = args.file.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) || crm_batch_jobs::parquet_table::is_parquet(&bytes);
     let parsed = if parquet {
         let table = crm_batch_jobs::parquet_table::read_parquet_table(bytes, MAX_IMPORT_ROWS).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;

@@ -111,16 +111,21 @@ pub struct ImportArgs {
     pub data: DataArgs,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// What the file holds.
+    /// What the file holds (`kb`: a folder of markdown articles).
     #[arg(value_enum, env = "CRM_IMPORT_KIND")]
     pub kind: ImportKindArg,
     /// The file: CSV (header row with the kind's columns) or Parquet (the same column names), told
-    /// apart by the `.parquet` extension or the Parquet magic bytes.
+    /// apart by the `.parquet` extension or the Parquet magic bytes. For `kb`, the folder of
+    /// `*.md` files (front matter: title, slug, category, tags, status).
     #[arg(env = "CRM_IMPORT_FILE")]
     pub file: std::path::PathBuf,
     /// The site the data belongs to.
     #[arg(long, env = "CRM_IMPORT_SITE", default_value = "demo")]
     pub site: String,
+    /// For `kb`: embed the imported articles with this model now (else `crm up`/`crm api` with
+    /// `--embedding-model` embed them in the background).
+    #[arg(long, env = "CRM_EMBEDDING_MODEL")]
+    pub embedding_model: Option<std::path::PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -129,15 +134,19 @@ pub enum ImportKindArg {
     Invoices,
     Tickets,
     Relationships,
+    /// Knowledge-base articles: a folder of markdown files.
+    Kb,
 }
 
 impl ImportKindArg {
-    pub fn kind(self) -> crm_schemas::ImportKind {
+    /// The business-data kind (`None` for `kb`).
+    pub fn kind(self) -> Option<crm_schemas::ImportKind> {
         match self {
-            ImportKindArg::Accounts => crm_schemas::ImportKind::Accounts,
-            ImportKindArg::Invoices => crm_schemas::ImportKind::Invoices,
-            ImportKindArg::Tickets => crm_schemas::ImportKind::Tickets,
-            ImportKindArg::Relationships => crm_schemas::ImportKind::Relationships,
+            ImportKindArg::Accounts => Some(crm_schemas::ImportKind::Accounts),
+            ImportKindArg::Invoices => Some(crm_schemas::ImportKind::Invoices),
+            ImportKindArg::Tickets => Some(crm_schemas::ImportKind::Tickets),
+            ImportKindArg::Relationships => Some(crm_schemas::ImportKind::Relationships),
+            ImportKindArg::Kb => None,
         }
     }
 }

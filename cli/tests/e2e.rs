@@ -311,6 +311,44 @@ async fn crm_import_reports_bad_rows_by_line_and_imports_good_files_whole() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("imported 2 tickets rows into site demo"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_import_kb_upserts_a_markdown_folder_that_the_help_centre_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(start(&data, &[]));
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(docs.join("security")).unwrap();
+    std::fs::write(docs.join("security/sso.md"), "---\ntitle: Single sign-on with SAML\ntags: [sso]\n---\nConnect Okta to sign in.\n").unwrap();
+    std::fs::write(docs.join("pricing.md"), "# Pricing\n\nPer seat, monthly or yearly.\n").unwrap();
+    let import = || Command::new(env!("CARGO_BIN_EXE_crm")).args(["import", "kb"]).arg(&docs).arg("--data-dir").arg(&data).output().unwrap();
+    let stdout = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let first = import();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout(&first).contains("imported 2 articles into site demo: 2 new, 0 changed, 0 unchanged"), "{}", stdout(&first));
+    let again = import();
+    assert!(stdout(&again).contains("0 new, 0 changed, 2 unchanged"), "{}", stdout(&again));
+    std::fs::write(docs.join("pricing.md"), "# Pricing\n\nPer seat; volume discounts from 50 seats.\n").unwrap();
+    std::fs::write(docs.join("broken.md"), "---\ntitel: typo\n---\n").unwrap();
+    let refused = import();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("broken.md: front matter line 2: unknown key `titel`") && stderr.contains("nothing was imported"), "{stderr}");
+    std::fs::remove_file(docs.join("broken.md")).unwrap();
+    assert!(stdout(&import()).contains("0 new, 1 changed, 1 unchanged"));
+
+    let server = start(&data, &[]);
+    let client = reqwest::Client::new();
+    let page = client.get(format!("{}/help/demo/a/sso", server.base)).header("user-agent", CHROME).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<h1>Single sign-on with SAML</h1>"));
+    let found: Value = client.get(format!("{}/v1/kb/demo/search?q=volume+discounts", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(found["data"]["hits"][0]["url"], "/help/demo/a/pricing", "{found}");
+    let token = token(&client, &server.base).await;
+    let (_, articles) = get(&client, format!("{}/api/v1/kb/articles?site_id=demo", server.base), &token).await;
+    let pricing = articles["data"].as_array().unwrap().iter().find(|a| a["slug"] == "pricing").unwrap().clone();
+    assert_eq!((pricing["version"].as_u64(), pricing["updated_by"].as_str(), pricing["category"].is_null()), (Some(2), Some("import"), true));
+}
+
 fn parquet_file(path: &Path, columns: Vec<(&str, datafusion::arrow::array::ArrayRef)>) {
     use datafusion::arrow::datatypes::{Field, Schema};
     let schema = Arc::new(Schema::new(columns.iter().map(|(name, array)| Field::new(*name, array.data_type().clone(), true)).collect::<Vec<_>>()));

@@ -4,6 +4,7 @@
 //! feedback under `/v1/kb/`) and [`help`] (the server-rendered help centre under `/help/`).
 
 pub mod help;
+pub mod import;
 pub mod markdown;
 pub mod public;
 pub mod runtime;

@@ -322,6 +322,24 @@ impl KbRuntime {
         })
     }
 
+    /// Embeds and stores every article queued so far, then returns how many (for one-shot
+    /// commands such as `crm import kb`, which run no background embedder).
+    pub async fn embed_queued(&self, store: &Arc<dyn Store>) -> Result<usize, ApiError> {
+        let Some(embedder) = self.index.embedder().cloned() else { return Ok(0) };
+        let Some(mut rx) = self.embed_rx.lock().take() else { return Ok(0) };
+        let mut done = 0;
+        let mut result = Ok(());
+        while let Ok((site_id, article_id)) = rx.try_recv() {
+            if let Err(e) = self.embed_one(store, &embedder, &site_id, &article_id).await {
+                result = Err(e);
+                break;
+            }
+            done += 1;
+        }
+        *self.embed_rx.lock() = Some(rx);
+        result.map(|()| done)
+    }
+
     async fn refresh_changed(&self, store: &Arc<dyn Store>) {
         let Ok(sites) = store.sites().await else { return };
         for site in sites {
