@@ -412,6 +412,23 @@ fn api_config(auth: &crate::config::AuthArgs, kb: &crate::config::KbArgs, http: 
     }
 }
 
+/// Chat events (messages, handoffs, identifications) appended to the event log like beacons.
+fn chat_events(log: Arc<dyn EventLog>) -> crm_api::chat::EventSink {
+    Arc::new(move |events: Vec<crm_schemas::CollectedEvent>| {
+        let log = log.clone();
+        Box::pin(async move {
+            let mut records = Vec::with_capacity(events.len());
+            for event in events {
+                let key = format!("{}:{}", event.event.site_id, event.event.visitor_id.as_deref().unwrap_or(""));
+                let at = event.event.ts;
+                let payload = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+                records.push(crm_eventlog::Record::new(crm_eventlog::Topic::Events, key, payload).with_event_time(at));
+            }
+            log.append(records).await.map_err(|e| e.to_string())
+        })
+    })
+}
+
 /// Loads the knowledge base (index from stored articles and embeddings), reports its search
 /// mode in `/readyz`, and starts its background work (embedding, counter flush, reloads).
 async fn knowledge_base(
@@ -441,6 +458,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let (kb, kb_task) = knowledge_base(&args.kb, &store, &health, &background).await?;
     let kb_sites = kb.clone();
     let api_state = ApiState::new(store.clone(), keys)
+        .with_chat_events(Some(chat_events(log.clone())))
         .with_config(&api_config(&args.auth, &args.kb, &args.http))
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_kb(kb)

@@ -76,7 +76,7 @@ fn validate(input: &RuleInput) -> Vec<(String, String)> {
                 problems.push(("condition.rules".into(), format!("each rule must be one of {}", crm_schemas::PLAYBOOK_RULES.join(", "))));
             }
         }
-        AlertCondition::ScoreCrossed { .. } => {}
+        AlertCondition::ScoreCrossed { .. } | AlertCondition::ChatHandoff { .. } => {}
     }
     problems
 }

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Too many requests (`rate_limited`) or too many failed logins (`too_many_attempts`).
     #[error("{message}")]
     RateLimited { code: &'static str, message: String, retry_after_secs: u64 },
+    /// A field over its size limit (the body itself was accepted).
+    #[error("{message}")]
+    PayloadTooLarge { code: &'static str, message: String },
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
     #[error("storage temporarily unavailable")]
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } | ApiError::MissingParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,7 +69,7 @@ impl ApiError {
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. } | ApiError::Unprocessable { code, .. } | ApiError::RateLimited { code, .. } => code,
+            ApiError::Conflict { code, .. } | ApiError::Unprocessable { code, .. } | ApiError::RateLimited { code, .. } | ApiError::PayloadTooLarge { code, .. } => code,
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::Validation(_) => "validation_failed",
             ApiError::InvalidParameter { .. } => "invalid_parameter",

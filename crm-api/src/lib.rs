@@ -3,14 +3,16 @@
 //! (`{"success":true,"data":…,"meta":…}` or the typed error) and every input is validated into
 //! a typed value before it reaches the store.
 //!
-//! Two public surfaces share the router: the knowledge base's JSON API for sites' pages
-//! (`/v1/kb/{site}/…`, per-site CORS, rate-limited per address) and the server-rendered help
-//! centre (`/help/{site}/…`). See [`kb`].
+//! Three public surfaces share the router: the knowledge base's JSON API for sites' pages
+//! (`/v1/kb/{site}/…`) and the chat widget's (`/v1/chat/{site}/…`), both with per-site CORS and
+//! rate-limited per address, and the server-rendered help centre (`/help/{site}/…`). See [`kb`]
+//! and [`chat`].
 
 mod accounts;
 mod alerts;
 mod analytics;
 mod auth;
+pub mod chat;
 mod dashboard;
 mod error;
 mod forms;
@@ -102,6 +104,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/kb/analytics", get(kb::analytics))
         .route("/v1/kb/{site_id}/search", get(kb::public::search))
         .route("/v1/kb/{site_id}/feedback", post(kb::public::feedback))
+        .route("/api/v1/chat/conversations", get(chat::staff::list))
+        .route("/api/v1/chat/conversations/{site_id}/{conversation_id}", get(chat::staff::get_one))
+        .route("/api/v1/chat/conversations/{site_id}/{conversation_id}/messages", post(chat::staff::send))
+        .route("/api/v1/chat/conversations/{site_id}/{conversation_id}/close", post(chat::staff::close))
+        .route("/v1/chat/{site_id}/conversations", post(chat::start))
+        .route("/v1/chat/{site_id}/conversations/{conversation_id}", get(chat::poll))
+        .route("/v1/chat/{site_id}/conversations/{conversation_id}/messages", post(chat::send))
+        .route("/v1/chat/{site_id}/conversations/{conversation_id}/handoff", post(chat::request_handoff))
+        .route("/v1/chat/{site_id}/conversations/{conversation_id}/feedback", post(chat::feedback))
         .route("/help/{site_id}", get(kb::help::home))
         .route("/help/{site_id}/", get(kb::help::home))
         .route("/help/{site_id}/c/{category}", get(kb::help::category))

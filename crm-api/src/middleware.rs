@@ -130,7 +130,7 @@ enum Surface {
 fn surface(path: &str) -> Surface {
     if path.starts_with("/api/") {
         Surface::Api
-    } else if path.starts_with("/v1/kb/") {
+    } else if path.starts_with("/v1/kb/") || path.starts_with("/v1/chat/") {
         Surface::PublicKb
     } else if path.starts_with("/help/") {
         Surface::Help
@@ -139,7 +139,8 @@ fn surface(path: &str) -> Surface {
     }
 }
 
-/// The request's `Origin` when the site named in a `/v1/kb/{site}/…` path allows it.
+/// The request's `Origin` when the site named in a `/v1/kb/{site}/…` or `/v1/chat/{site}/…`
+/// path allows it.
 async fn site_origin(state: &ApiState, path: &str, headers: &HeaderMap) -> Option<HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
     let site_id = path.split('/').nth(3).filter(|s| crm_schemas::valid_key(s))?;

@@ -16,6 +16,7 @@
 //! | business data import | ✓ | | | ✓ |
 //! | knowledge base: read (articles, drafts, search, analytics) | ✓ | ✓ | ✓ | ✓ |
 //! | knowledge base: manage (write, delete, restore articles) | ✓ | ✓ | | |
+//! | chat: inbox, transcripts, reply, close | ✓ | ✓ | ✓ | ✓ |
 //!
 //! "Own" is enforced where the record is known (a rep may edit a lead that is unassigned or
 //! theirs, and assign only to themselves); listing stays open to every role that may read.
@@ -52,10 +53,11 @@ pub enum Permission {
     AuditRead,
     KbRead,
     KbManage,
+    ChatRespond,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 23] = [
         Permission::SitesRead,
         Permission::SitesManage,
         Permission::AnalyticsRead,
@@ -78,6 +80,7 @@ impl Permission {
         Permission::AuditRead,
         Permission::KbRead,
         Permission::KbManage,
+        Permission::ChatRespond,
     ];
 
     /// Whether `role` holds this permission.
@@ -86,8 +89,8 @@ impl Permission {
         match role {
             Role::Admin => true,
             Role::SalesManager => !matches!(self, SitesManage | DeadLettersRead | DataImport | UsersManage | AuditRead),
-            Role::SalesRep => matches!(self, SitesRead | AnalyticsRead | LeadsRead | LeadsCreate | LeadsUpdate | AlertsRead | FormsRead | KbRead),
-            Role::CustomerSuccess => matches!(self, SitesRead | AnalyticsRead | AccountsRead | AccountsUpdate | DataImport | HealthRead | KbRead),
+            Role::SalesRep => matches!(self, SitesRead | AnalyticsRead | LeadsRead | LeadsCreate | LeadsUpdate | AlertsRead | FormsRead | KbRead | ChatRespond),
+            Role::CustomerSuccess => matches!(self, SitesRead | AnalyticsRead | AccountsRead | AccountsUpdate | DataImport | HealthRead | KbRead | ChatRespond),
         }
     }
 
@@ -117,6 +120,7 @@ impl Permission {
             AuditRead => "read the audit log",
             KbRead => "read the knowledge base",
             KbManage => "write knowledge-base articles",
+            ChatRespond => "answer chats",
         }
     }
 }

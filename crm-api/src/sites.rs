@@ -21,6 +21,8 @@ struct SiteInput {
     intent_half_life_days: Option<f64>,
     /// What lead "company fit" is scored against.
     icp: Option<IdealCustomerProfile>,
+    /// The chat widget: greeting, qualification questions, handoff rules.
+    chat: Option<crm_schemas::ChatSettings>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -91,7 +93,10 @@ fn validate(input: &SiteInput) -> Vec<(String, String)> {
 
 fn parse_input(body: &Bytes) -> Result<SiteInput, ApiError> {
     let input: SiteInput = crate::params::json(body)?;
-    let problems = validate(&input);
+    let mut problems = validate(&input);
+    if let Some(chat) = &input.chat {
+        problems.extend(chat.check().into_iter().map(|p| (p.field, p.message)));
+    }
     if problems.is_empty() {
         Ok(input)
     } else {
@@ -109,6 +114,9 @@ fn apply(site: &mut Site, input: SiteInput) {
     }
     if let Some(icp) = input.icp {
         site.icp = icp;
+    }
+    if let Some(chat) = input.chat {
+        site.chat = chat;
     }
 }
 

@@ -12,6 +12,7 @@ use crm_store::Store;
 use crate::middleware::{ApiConfig, Limits};
 use crate::revocation::TokenGate;
 use crate::session::LoginGuard;
+use crate::chat::{ChatRuntime, EventSink};
 use crate::kb::KbRuntime;
 use crate::JwtKeys;
 
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub(crate) kb_write_lock: Arc<tokio::sync::Mutex<()>>,
     /// `--help-base-url`: the help centre's absolute origin for canonical links and sitemaps.
     pub(crate) help_base_url: Option<String>,
+    /// The chat's presence, flood limits and event sink.
+    pub chat: Arc<ChatRuntime>,
 }
 
 impl ApiState {
@@ -50,6 +53,7 @@ impl ApiState {
             kb: KbRuntime::empty(None),
             kb_write_lock: Arc::default(),
             help_base_url: None,
+            chat: Arc::new(ChatRuntime::new(None)),
         }
     }
 
@@ -67,6 +71,12 @@ impl ApiState {
     /// Use this knowledge-base runtime (loaded from the store) instead of an empty one.
     pub fn with_kb(mut self, kb: Arc<KbRuntime>) -> ApiState {
         self.kb = kb;
+        self
+    }
+
+    /// Chat events (messages, handoffs, identifications) go to the event log through `sink`.
+    pub fn with_chat_events(mut self, sink: Option<EventSink>) -> ApiState {
+        self.chat = Arc::new(ChatRuntime::new(sink));
         self
     }
 

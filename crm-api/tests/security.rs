@@ -181,7 +181,7 @@ fn allowed(permission: &str, role: &str) -> bool {
         "leads_read" | "leads_create" | "leads_update" | "alerts_read" | "forms_read" => "admin sales_manager sales_rep",
         "accounts_read" | "accounts_update" | "health_read" => "admin sales_manager customer_success",
         "data_import" => "admin customer_success",
-        "kb_read" => "admin sales_manager sales_rep customer_success",
+        "kb_read" | "chat_respond" => "admin sales_manager sales_rep customer_success",
         "kb_manage" => "admin sales_manager",
         other => panic!("unknown permission {other}"),
     };

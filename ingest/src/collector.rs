@@ -127,9 +127,10 @@ impl Collector {
     }
 
     /// Whether a request path belongs to the collector (beacons and the widget files). The
-    /// knowledge base's public API (`/v1/kb/`) shares the `/v1/` prefix but is the API's.
+    /// knowledge base's and the chat's public APIs (`/v1/kb/`, `/v1/chat/`) share the `/v1/`
+    /// prefix but are the API's.
     pub fn owns_path(path: &str) -> bool {
-        (path.starts_with("/v1/") && !path.starts_with("/v1/kb/")) || path.starts_with("/widgets/")
+        (path.starts_with("/v1/") && !path.starts_with("/v1/kb/") && !path.starts_with("/v1/chat/")) || path.starts_with("/widgets/")
     }
 
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
@@ -432,7 +433,7 @@ mod tests {
         for ours in ["/v1/events", "/v1/p.gif", "/v1/forms/s/f", "/widgets/tracking.js"] {
             assert!(Collector::owns_path(ours), "{ours}");
         }
-        for theirs in ["/v1/kb/demo/search", "/v1/kb/demo/feedback", "/api/v1/sites", "/help/demo/"] {
+        for theirs in ["/v1/kb/demo/search", "/v1/kb/demo/feedback", "/v1/chat/demo/conversations", "/api/v1/sites", "/help/demo/"] {
             assert!(!Collector::owns_path(theirs), "{theirs}");
         }
     }

@@ -27,6 +27,13 @@ pub enum AlertCondition {
         #[serde(default)]
         rules: Vec<String>,
     },
+    /// A chat visitor was handed to a person (asked for one, or a handoff rule fired); with
+    /// `only_when_offline`, only while no staff member is online. Fired by the API, once per
+    /// conversation and window.
+    ChatHandoff {
+        #[serde(default)]
+        only_when_offline: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
-//! Knowledge-base records: help-centre articles with their version history and stored passage
-//! embeddings, chat conversations and their messages, and the daily counters behind KB
-//! analytics (views, helpfulness, searches, content gaps, deflections, handoffs).
+//! Knowledge-base and chat records: help-centre articles with their version history and stored
+//! passage embeddings, each site's chat settings (greeting, qualification questions, handoff
+//! rules), chat conversations and their messages, and the daily counters behind KB analytics
+//! (views, helpfulness, searches, content gaps, deflections, handoffs).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,8 @@ use crate::forms::{valid_key, FieldError};
 pub const MAX_ARTICLE_BODY_BYTES: usize = 200 * 1024;
 /// The most tags an article may carry.
 pub const MAX_ARTICLE_TAGS: usize = 20;
-/// The longest chat message a visitor or agent may send, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
+/// The longest chat message a visitor or agent may send, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
 /// The longest content-gap query kept, in characters.
 pub const MAX_GAP_QUERY_CHARS: usize = 100;
 
@@ -199,6 +200,87 @@ pub struct Conversation {
     /// Lead fields the visitor gave in the chat (email, company, team size, ...).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// SHA-256 (hex) of the secret the widget holds to read and write the conversation.
+    #[serde(default)]
+    pub token_hash: String,
+    /// The lead field the assistant just asked for (the next message answers it).
+    #[serde(default)]
+    pub pending_field: Option<String>,
+    /// The tracker's session when the conversation started.
+    #[serde(default)]
+    pub session_id: Option<String>,
+}
+
+/// One qualification question: the lead field its answer fills and how the assistant asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatQuestion {
+    /// `email` (checked as an email; identifies the visitor) or another trait key such as
+    /// `company`, `team_size`, `use_case`, `timeline`.
+    pub field: String,
+    pub prompt: String,
+}
+
+/// A site's chat: on or off, what it says first, which lead fields it asks for after its first
+/// answer, and when it hands the visitor to a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatSettings {
+    pub enabled: bool,
+    pub title: String,
+    pub greeting: String,
+    /// Asked one at a time, in order, skipping fields already known.
+    pub questions: Vec<ChatQuestion>,
+    /// Phrases (whole words, any case) that ask for a person.
+    pub handoff_keywords: Vec<String>,
+    /// A question about price, cost, seats or quotes goes to a person after its answer.
+    pub handoff_on_pricing: bool,
+}
+
+impl Default for ChatSettings {
+    fn default() -> ChatSettings {
+        ChatSettings {
+            enabled: true,
+            title: "Questions? Chat with us".into(),
+            greeting: "Hi! Ask me anything about the product; I answer from our help centre, and a person can take over any time.".into(),
+            questions: vec![
+                ChatQuestion { field: "email".into(), prompt: "What's your work email, so we can follow up?".into() },
+                ChatQuestion { field: "company".into(), prompt: "Which company are you with?".into() },
+            ],
+            handoff_keywords: ["talk to a person", "talk to someone", "human", "real person", "agent", "sales", "representative", "speak to someone"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            handoff_on_pricing: true,
+        }
+    }
+}
+
+impl ChatSettings {
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for (field, text, max) in [("chat.title", &self.title, 100), ("chat.greeting", &self.greeting, 1000)] {
+            if text.trim().is_empty() || text.chars().count() > max {
+                errors.push(FieldError::new(field, "invalid_value", format!("{field} must be 1–{max} characters")));
+            }
+        }
+        if self.questions.len() > 10 {
+            errors.push(FieldError::new("chat.questions", "invalid_value", "at most 10 questions"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, q) in self.questions.iter().enumerate() {
+            if !valid_key(&q.field) || !seen.insert(q.field.as_str()) {
+                errors.push(FieldError::new(&format!("chat.questions[{i}].field"), "invalid_id", "fields are distinct keys of 1–64 of [A-Za-z0-9_.-]"));
+            }
+            if q.prompt.trim().is_empty() || q.prompt.chars().count() > 300 {
+                errors.push(FieldError::new(&format!("chat.questions[{i}].prompt"), "invalid_value", "prompts are 1–300 characters"));
+            }
+        }
+        if self.handoff_keywords.len() > 50 || self.handoff_keywords.iter().any(|k| k.trim().is_empty() || k.chars().count() > 60) {
+            errors.push(FieldError::new("chat.handoff_keywords", "invalid_value", "at most 50 phrases of 1–60 characters"));
+        }
+        errors
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,7 +446,14 @@ mod tests {
         assert_eq!(back, a);
         let old = r#"{"site_id":"s","conversation_id":"c","visitor_id":null,"status":"open","started_at_ms":1,"updated_at_ms":1,"messages":0,"article_ids":[]}"#;
         let c: Conversation = serde_json::from_str(old).unwrap();
-        assert!(c.fields.is_empty() && c.assigned_to.is_none());
+        assert!(c.fields.is_empty() && c.assigned_to.is_none() && c.token_hash.is_empty() && c.pending_field.is_none());
+        let settings: ChatSettings = serde_json::from_str(r#"{"greeting":"Hello"}"#).unwrap();
+        assert_eq!((settings.greeting.as_str(), settings.questions.len(), settings.enabled), ("Hello", 2, true));
+        assert!(ChatSettings::default().check().is_empty());
+        let bad = ChatSettings { title: String::new(), questions: vec![ChatQuestion { field: "a b".into(), prompt: String::new() }], ..ChatSettings::default() };
+        let fields: Vec<_> = bad.check().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["chat.title", "chat.questions[0].field", "chat.questions[0].prompt"]);
+        assert!(serde_json::from_str::<ChatSettings>(r#"{"greting":"typo"}"#).is_err());
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use leads::{
 };
 pub use kb::{
     normalize_query, slugify, valid_slug, Article, ArticleEmbedding, ArticleStatus, ArticleVersion, Conversation, ConversationMessage,
-    ConversationStatus, KbCounter, MessageAuthor, MAX_ARTICLE_BODY_BYTES, MAX_ARTICLE_TAGS, MAX_GAP_QUERY_CHARS, MAX_MESSAGE_BYTES,
+    ConversationStatus, KbCounter, MessageAuthor, MAX_ARTICLE_BODY_BYTES, MAX_ARTICLE_TAGS, MAX_GAP_QUERY_CHARS, MAX_MESSAGE_CHARS, ChatQuestion, ChatSettings,
 };
 pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use records::{

@@ -230,6 +230,9 @@ pub struct Site {
     #[serde(default)]
     pub icp: crate::IdealCustomerProfile,
     pub created_at_ms: i64,
+    /// The chat widget's settings (greeting, qualification questions, handoff rules).
+    #[serde(default)]
+    pub chat: crate::ChatSettings,
 }
 
 fn default_half_life() -> f64 {
@@ -246,6 +249,7 @@ impl Site {
             intent_half_life_days: default_half_life(),
             icp: crate::IdealCustomerProfile::default(),
             created_at_ms: now_ms,
+            chat: crate::ChatSettings::default(),
         }
     }
 

@@ -176,7 +176,21 @@ pub fn apply_event(profile: &mut VisitorProfile, event: &mut StoredEvent, site: 
         }
         // Form views and starts are funnel analytics (per form), not intent: only a submission
         // says something about the visitor.
-        EventBody::FormView { .. } | EventBody::FormStart { .. } | EventBody::Custom { .. } => {}
+        EventBody::FormView { .. } | EventBody::FormStart { .. } => {}
+        // Chat events the API writes for the visitor: talking to us is intent, asking for a
+        // person more so. Other custom events are the site's own analytics.
+        EventBody::Custom { name } => {
+            let by_visitor = event.props.get("author").and_then(Scalar::as_str) == Some("visitor");
+            let signal = match name.as_str() {
+                "chat_message" if by_visitor => Some(("chat", scoring::CHAT_POINTS)),
+                "chat_handoff" => Some(("chat_handoff", scoring::CHAT_HANDOFF_POINTS)),
+                _ => None,
+            };
+            if let Some((signal, signal_points)) = signal {
+                points += credit(signal, signal_points, session, &mut profile.intent_signals);
+                event.intent_signal = Some(signal.to_owned());
+            }
+        }
     }
     profile.intent_points += points;
 
@@ -273,6 +287,31 @@ mod tests {
         assert_eq!(sessions[1].exit_page.as_deref(), Some("/blog"));
         assert_eq!(sessions[0].referrer_host.as_deref(), Some("news.example"));
         assert_eq!(profile.return_gap_ms, Some(1000), "gap before the campaign session");
+    }
+
+    #[test]
+    fn chat_messages_and_handoffs_are_intent_but_other_custom_events_are_not() {
+        let chat = |ts: i64, name: &str, author: Option<&str>| {
+            let mut e = event(ts, EventBody::Custom { name: name.into() }, "https://a.example/");
+            if let Some(author) = author {
+                e.props.insert("author".into(), Scalar::Str(author.into()));
+            }
+            e
+        };
+        let mut profile = VisitorProfile::default();
+        let mut events = vec![
+            chat(T0, "signup_clicked", None),
+            chat(T0 + 1, "chat_message", Some("agent")),
+            chat(T0 + 2, "chat_message", Some("visitor")),
+            chat(T0 + 3, "chat_message", Some("visitor")),
+            chat(T0 + 4, "chat_handoff", None),
+        ];
+        run(&mut profile, &mut events);
+        let signals: Vec<Option<&str>> = events.iter().map(|e| e.intent_signal.as_deref()).collect();
+        assert_eq!(signals, [None, None, Some("chat"), Some("chat"), Some("chat_handoff")]);
+        // Decay over the few milliseconds between events is below a millionth of a point.
+        assert!((profile.intent_points - (scoring::CHAT_POINTS + scoring::CHAT_HANDOFF_POINTS)).abs() < 1e-6, "each signal once per session: {}", profile.intent_points);
+        assert_eq!((profile.intent_signals.get("chat"), profile.intent_signals.get("chat_handoff")), (Some(&2), Some(&1)));
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crm_schemas::{utc_day, VisitorProfile, DAY_MS};
 pub const INTENT_SCALE: f64 = 60.0;
 pub const FORM_SUBMIT_POINTS: f64 = 30.0;
 pub const IDENTIFY_POINTS: f64 = 10.0;
+/// A visitor writing in the chat (once per session).
+pub const CHAT_POINTS: f64 = 10.0;
+/// A visitor asking for a person in the chat.
+pub const CHAT_HANDOFF_POINTS: f64 = 20.0;
 
 pub fn depth_component(pageviews: u64, visits: u32) -> f64 {
     let per_visit = pageviews as f64 / f64::from(visits.max(1));

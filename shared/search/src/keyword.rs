@@ -33,6 +33,13 @@ const FUZZY_BOOST: f32 = 0.3;
 /// Characters of body text a snippet shows.
 pub const SNIPPET_CHARS: usize = 180;
 
+/// Words of how people ask rather than of what they ask about (pronouns, auxiliaries, question
+/// words, greetings), dropped from queries but not from the index.
+const QUESTION_WORDS: &[&str] = &[
+    "i", "me", "my", "we", "us", "our", "you", "your", "do", "does", "did", "can", "could", "would", "should", "how", "what", "when", "where",
+    "why", "which", "who", "please", "hi", "hello", "hey", "thanks", "am", "im",
+];
+
 struct Fields {
     key: Field,
     site: Field,
@@ -156,7 +163,11 @@ impl KeywordIndex {
             out
         };
         let mut seen = std::collections::HashSet::new();
-        let terms: Vec<(String, String)> = tokens(STEMMED).into_iter().zip(tokens(WORDS)).filter(|(stem, _)| seen.insert(stem.clone())).take(MAX_QUERY_WORDS).collect();
+        let all: Vec<(String, String)> = tokens(STEMMED).into_iter().zip(tokens(WORDS)).filter(|(stem, _)| seen.insert(stem.clone())).collect();
+        // A question's filler ("do you", "how can I") would count against the half-of-the-words
+        // rule; it goes unless it is all there is.
+        let content: Vec<(String, String)> = all.iter().filter(|(_, word)| !QUESTION_WORDS.contains(&word.as_str())).cloned().collect();
+        let terms: Vec<(String, String)> = if content.is_empty() { all } else { content }.into_iter().take(MAX_QUERY_WORDS).collect();
         if terms.is_empty() {
             return Ok(KeywordSearch { hits: Vec::new(), snippets: None });
         }
@@ -252,6 +263,16 @@ mod tests {
         assert_eq!(ids(&index.search("s1", "exportng", 10).unwrap()), ["export"]);
         let found = index.search("s1", "seat", 10).unwrap();
         assert_eq!(found.hits.first().map(|(id, _)| id.as_str()), Some("pricing"));
+    }
+
+    #[test]
+    fn how_a_question_is_asked_does_not_count_against_it() {
+        let index = index();
+        // "do", "you", "with" would make 5 words needing 3 matches; the article has 2 of them.
+        assert_eq!(ids(&index.search("s1", "Do you support SAML with Okta?", 10).unwrap()), ["sso"]);
+        assert_eq!(ids(&index.search("s1", "how can I export my leads", 10).unwrap()), ["export"]);
+        // A query of filler alone is searched as it is.
+        assert!(index.search("s1", "how do you do", 10).unwrap().hits.is_empty());
     }
 
     #[test]

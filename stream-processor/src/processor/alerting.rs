@@ -34,6 +34,8 @@ pub fn fires(rule: &AlertRule, lead: &Lead, old_score: Option<u8>, matching_view
         }
         // Fired by the health jobs when a playbook creates a task, never by lead changes.
         AlertCondition::Playbook { .. } => None,
+        // Fired by the API when a chat is handed to a person.
+        AlertCondition::ChatHandoff { .. } => None,
     }
 }
 

@@ -10,6 +10,8 @@ import { renderOverview } from './views/overview.js';
 import { renderVisitor, renderVisitors } from './views/visitors.js';
 import { renderLead, renderLeads } from './views/leads.js';
 import { renderAccount, renderAccounts } from './views/accounts.js';
+import { renderChat } from './views/chat.js';
+import { renderArticle, renderKb, renderNewArticle } from './views/kb.js';
 
 const SITE_KEY = 'crm.dashboard.site';
 const root = document.getElementById('app') || document.body;
@@ -20,6 +22,8 @@ const NAV = [
   { route: 'visitors', label: 'Visitors', perm: 'analytics_read', icon: 'M12 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-8 9c0-4 4-6 8-6s8 2 8 6' },
   { route: 'leads', label: 'Leads', perm: 'leads_read', icon: 'M4 4h16v4H4zM4 10h16v4H4zM4 16h10v4H4z' },
   { route: 'accounts', label: 'Accounts & health', perm: 'health_read', icon: 'M12 21s-8-5-8-11a4.5 4.5 0 0 1 8-3 4.5 4.5 0 0 1 8 3c0 6-8 11-8 11z' },
+  { route: 'chat', label: 'Chat', perm: 'chat_respond', icon: 'M4 5h16v11H10l-6 4z' },
+  { route: 'kb', label: 'Knowledge base', perm: 'kb_read', icon: 'M4 5a2 2 0 0 1 2-2h5v17H6a2 2 0 0 0-2 1zM20 5a2 2 0 0 0-2-2h-5v17h5a2 2 0 0 1 2 1z' },
 ];
 
 const ROUTES = [
@@ -30,14 +34,21 @@ const ROUTES = [
   { path: /^\/leads\/([^/]+)$/, nav: 'leads', title: 'Lead', render: renderLead, detail: true },
   { path: /^\/accounts$/, nav: 'accounts', title: 'Accounts & health', render: renderAccounts },
   { path: /^\/accounts\/([^/]+)$/, nav: 'accounts', title: 'Account health', render: renderAccount, detail: true },
+  { path: /^\/chat$/, nav: 'chat', title: 'Chat', render: renderChat },
+  { path: /^\/kb$/, nav: 'kb', title: 'Knowledge base', render: renderKb },
+  { path: /^\/kb\/new$/, nav: 'kb', title: 'New article', render: renderNewArticle },
+  { path: /^\/kb\/([^/]+)$/, nav: 'kb', title: 'Article', render: renderArticle, detail: true },
 ];
 
 // permissions: a Set, or null when the server does not say (then every screen is shown).
 const state = { sites: [], site: null, shell: null, active: null, permissions: null, attributions: [] };
 
+/** Whether the signed-in role holds `perm` (true when the server does not list permissions). */
+const can = (perm) => !state.permissions || state.permissions.has(perm);
+
 const allowed = (nav) => {
   const item = NAV.find((n) => n.route === nav);
-  return !state.permissions || !item || state.permissions.has(item.perm);
+  return !item || can(item.perm);
 };
 
 function icon(d) {
@@ -198,6 +209,7 @@ function route() {
     query,
     signal: controller.signal,
     onCleanup: (fn) => active.cleanups.push(fn),
+    can,
     setTitle: (text) => {
       if (state.active === active) {
         state.shell.title.textContent = text;

@@ -168,6 +168,14 @@ export function segmented(options, current, onChange, labelText) {
   );
 }
 
+/** Marks `value` as the chosen option of a segmented() group (for screens that filter in place). */
+export function selectSegment(group, value) {
+  for (const button of group.querySelectorAll('button')) {
+    button.classList.toggle('active', button.dataset.value === value);
+    button.setAttribute('aria-pressed', String(button.dataset.value === value));
+  }
+}
+
 /** The best display name of a person from traits / lead fields. */
 export function personName(traits = {}, fallback) {
   const text = (v) => (typeof v === 'string' && v.trim() ? v.trim() : null);

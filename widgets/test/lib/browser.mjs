@@ -36,8 +36,12 @@ export async function launchBrowser() {
  */
 const WIDGETS_FROM = process.env.WIDGETS_FROM || 'binary';
 const WIDGET_FILES = {
-  dist: { 'tracking.js': 'widgets/dist/tracking.min.js', 'forms-embed.js': 'widgets/dist/forms-embed.min.js' },
-  source: { 'tracking.js': 'widgets/tracking.js', 'forms-embed.js': 'widgets/forms-embed.js' },
+  dist: {
+    'tracking.js': 'widgets/dist/tracking.min.js',
+    'forms-embed.js': 'widgets/dist/forms-embed.min.js',
+    'chat-widget.js': 'widgets/dist/chat-widget.min.js',
+  },
+  source: { 'tracking.js': 'widgets/tracking.js', 'forms-embed.js': 'widgets/forms-embed.js', 'chat-widget.js': 'widgets/chat-widget.js' },
 };
 
 export async function newContext(browser, options = {}) {
@@ -45,7 +49,7 @@ export async function newContext(browser, options = {}) {
   if (WIDGETS_FROM !== 'binary') {
     const files = WIDGET_FILES[WIDGETS_FROM];
     if (!files) throw new Error(`WIDGETS_FROM must be binary, dist or source, not ${WIDGETS_FROM}`);
-    await context.route(/\/widgets\/(tracking|forms-embed)\.js(\?.*)?$/, (route) => {
+    await context.route(/\/widgets\/(tracking|forms-embed|chat-widget)\.js(\?.*)?$/, (route) => {
       const name = new URL(route.request().url()).pathname.split('/').pop();
       route.fulfill({ path: join(REPO_ROOT, files[name]), contentType: 'application/javascript; charset=utf-8' });
     });

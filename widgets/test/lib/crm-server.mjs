@@ -15,11 +15,12 @@ process.on('exit', () => {
  * Returns { url, password, output(), stop() }. One port serves the collector and the API.
  * `dataDir`: start on an existing data directory (e.g. one `crm demo accounts` filled) instead of
  * a fresh one; the server owns it from then on (removed by stop(), unless KEEP_E2E_DATA).
+ * `args`: more command-line arguments for `crm up`.
  */
-export async function startCrm({ password = 'e2e-admin-password', startTimeoutMs = 20_000, dataDir: existingDataDir } = {}) {
+export async function startCrm({ password = 'e2e-admin-password', startTimeoutMs = 20_000, dataDir: existingDataDir, args: extraArgs = [] } = {}) {
   requireExecutable(CRM_BIN, 'Build it with `cargo build -p crm` (or set CRM_BIN to a crm binary).');
   const dataDir = existingDataDir || await mkdtemp(join(tmpdir(), 'crm-widget-e2e-'));
-  const args = ['up', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--rate-limit-ip', '0', '--drain-timeout-secs', '2'];
+  const args = ['up', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--rate-limit-ip', '0', '--drain-timeout-secs', '2', ...extraArgs];
   const child = spawn(CRM_BIN, args, {
     env: { ...process.env, CRM_ADMIN_PASSWORD: password, RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],

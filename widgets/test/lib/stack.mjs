@@ -7,10 +7,11 @@ import { startStaticServer } from './static-server.mjs';
 
 /**
  * Starts the stack. `siteId` is created with allowed_origins = [the demo site's origin];
- * `tagAttrs` goes into every tracking tag (e.g. " data-cookieless").
+ * `tagAttrs` goes into every tracking tag (e.g. " data-cookieless"); `chat: true` adds the chat
+ * widget's tag to every page; `crmArgs` are more arguments for `crm up`.
  * Returns { crm, api, web, browser, siteId, stop() }; stop() is safe to call on partial starts.
  */
-export async function startStack({ siteId, siteName = siteId, tagAttrs = '' }) {
+export async function startStack({ siteId, siteName = siteId, tagAttrs = '', chat = false, crmArgs = [] }) {
   const stack = { siteId };
   stack.stop = async () => {
     await stack.browser?.close().catch(() => {});
@@ -18,8 +19,8 @@ export async function startStack({ siteId, siteName = siteId, tagAttrs = '' }) {
     await stack.crm?.stop();
   };
   try {
-    stack.crm = await startCrm();
-    stack.web = await startStaticServer({ collector: stack.crm.url, site: siteId, tagAttrs });
+    stack.crm = await startCrm({ args: crmArgs });
+    stack.web = await startStaticServer({ collector: stack.crm.url, site: siteId, tagAttrs, chat });
     stack.api = await Api.login(stack.crm.url, stack.crm.password);
     await stack.api.post('/api/v1/sites', { site_id: siteId, name: siteName, allowed_origins: [stack.web.origin] });
     stack.browser = await launchBrowser();

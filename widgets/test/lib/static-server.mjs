@@ -2,11 +2,13 @@
 //   {{COLLECTOR}}  collector origin the tags load from (e.g. http://127.0.0.1:8080)
 //   {{SITE}}       site id
 //   {{TAG_ATTRS}}  extra attributes for the tracking tag (e.g. ` data-cookieless`), or nothing
+// With `chat: true`, every HTML page also gets the chat widget's tag, right before </head>:
+//   <script async src="{{COLLECTOR}}/widgets/chat-widget.js" data-site="{{SITE}}"></script>
 // /app and /app/* serve app.html (a single-page app with client-side routes); a path ending in
 // "/" serves that folder's index.html.
 //
 // Also a command-line tool, for looking at the demo site in a browser:
-//   node widgets/test/lib/static-server.mjs --collector http://127.0.0.1:8080 --site demo [--port 8000] [--cookieless]
+//   node widgets/test/lib/static-server.mjs --collector http://127.0.0.1:8080 --site demo [--port 8000] [--cookieless] [--chat]
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
@@ -35,8 +37,9 @@ function filePath(root, pathname) {
  * Starts the server; resolves to { origin, url(path), requests, close() }.
  * `requests` lists every request as "METHOD /path?query" (handy in failure messages).
  */
-export async function startStaticServer({ collector, site, tagAttrs = '', root = DEMO_SITE, host = '127.0.0.1', port = 0 }) {
-  const fill = (html) => html
+export async function startStaticServer({ collector, site, tagAttrs = '', chat = false, root = DEMO_SITE, host = '127.0.0.1', port = 0 }) {
+  const chatTag = '  <script async src="{{COLLECTOR}}/widgets/chat-widget.js" data-site="{{SITE}}"></script>\n';
+  const fill = (html) => (chat ? html.replace('</head>', chatTag + '</head>') : html)
     .replaceAll('{{COLLECTOR}}', collector.replace(/\/+$/, ''))
     .replaceAll('{{SITE}}', site)
     .replaceAll('{{TAG_ATTRS}}', tagAttrs);
@@ -87,6 +90,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     collector,
     site,
     tagAttrs: args.includes('--cookieless') ? ' data-cookieless' : '',
+    chat: args.includes('--chat'),
     port: Number(option('port', '8000')),
   });
   console.log(`demo site on ${server.origin}/ (tags load from ${collector}, site "${site}")`);

@@ -105,6 +105,9 @@ fn conversation(site: &str, n: u128, started: i64) -> Conversation {
         article_ids: vec![],
         assigned_to: None,
         fields: BTreeMap::new(),
+        token_hash: format!("hash-{n}"),
+        pending_field: None,
+        session_id: Some("s1".into()),
     }
 }
 
