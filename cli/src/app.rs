@@ -458,7 +458,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let (kb, kb_task) = knowledge_base(&args.kb, &store, &health, &background).await?;
     let kb_sites = kb.clone();
     let api_state = ApiState::new(store.clone(), keys)
-        .with_chat_events(Some(chat_events(log.clone())))
+        .with_chat(Some(chat_events(log.clone())), args.processor.ai.writer()?)
         .with_config(&api_config(&args.auth, &args.kb, &args.http))
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_kb(kb)
@@ -535,7 +535,9 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_kb(kb)
         .with_help_base_url(args.kb.help_base_url())
+        .with_chat(None, args.ai.writer()?)
         .with_site_listener(Arc::new(move |site| kb_sites.site_changed(&site.site_id)));
+    health.add_detail("chat_events", || "not sent to the event log by crm api alone: chat leads and intent need crm up (or the collector's process)".to_owned());
     let dispatch = Dispatch { collector: None, api: Some(crm_api::router(state)), health, metrics };
     serve_until_signal(listener, dispatch, args.http.serve_options()).await;
     background.trigger();

@@ -470,7 +470,16 @@ pub struct ProcessorArgs {
     /// smaller cache saved 235 MB of RSS for 6 % of `profile-up.sh` throughput).
     #[arg(long, env = "CRM_PROCESSOR_PROFILE_CACHE")]
     pub processor_profile_cache: Option<usize>,
-    /// OpenAI-compatible API base (e.g. `https://api.openai.com/v1`); enables AI lead insights.
+    #[command(flatten)]
+    pub ai: AiArgs,
+}
+
+/// The optional model endpoint: AI lead insights (processor) and chat answers written from the
+/// knowledge base's articles (API).
+#[derive(Args, Debug, Clone)]
+pub struct AiArgs {
+    /// OpenAI-compatible API base (e.g. `https://api.openai.com/v1`); enables AI lead insights
+    /// and model-written chat answers.
     #[arg(long, env = "CRM_AI_BASE_URL")]
     pub ai_base_url: Option<String>,
     /// Bearer key for the AI endpoint.
@@ -483,9 +492,22 @@ pub struct ProcessorArgs {
     pub ai_timeout_secs: u64,
 }
 
-impl ProcessorArgs {
+impl AiArgs {
+    /// The chat answer writer's configuration, when an endpoint is set (checked as for insights).
+    pub fn writer(&self) -> Result<Option<crm_api::chat::writer::AnswerWriter>> {
+        Ok(self.insights()?.map(|ai| {
+            crm_api::chat::writer::AnswerWriter::new(crm_api::chat::writer::WriterConfig {
+                base_url: ai.base_url,
+                api_key: ai.api_key,
+                model: ai.model,
+                // The visitor is waiting: at most 15 s per attempt whatever insights may take.
+                timeout: ai.timeout.min(std::time::Duration::from_secs(15)),
+            })
+        }))
+    }
+
     /// The AI insight configuration, when an endpoint is set (checked: an absolute http(s) URL).
-    pub fn ai(&self) -> Result<Option<crm_stream_processor::AiConfig>> {
+    pub fn insights(&self) -> Result<Option<crm_stream_processor::AiConfig>> {
         let Some(base_url) = &self.ai_base_url else { return Ok(None) };
         match url::Url::parse(base_url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
@@ -501,6 +523,13 @@ impl ProcessorArgs {
             timeout: std::time::Duration::from_secs(self.ai_timeout_secs),
             poll_interval: std::time::Duration::from_secs(1),
         }))
+    }
+}
+
+impl ProcessorArgs {
+    /// The AI insight configuration (see [`AiArgs::insights`]).
+    pub fn ai(&self) -> Result<Option<crm_stream_processor::AiConfig>> {
+        self.ai.insights()
     }
 }
 
@@ -688,6 +717,8 @@ pub struct ApiArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub kb: KbArgs,
+    #[command(flatten)]
+    pub ai: AiArgs,
 }
 
 #[derive(Args, Debug)]

@@ -53,7 +53,7 @@ impl ApiState {
             kb: KbRuntime::empty(None),
             kb_write_lock: Arc::default(),
             help_base_url: None,
-            chat: Arc::new(ChatRuntime::new(None)),
+            chat: Arc::new(ChatRuntime::new(None, None)),
         }
     }
 
@@ -74,9 +74,10 @@ impl ApiState {
         self
     }
 
-    /// Chat events (messages, handoffs, identifications) go to the event log through `sink`.
-    pub fn with_chat_events(mut self, sink: Option<EventSink>) -> ApiState {
-        self.chat = Arc::new(ChatRuntime::new(sink));
+    /// Chat events (messages, handoffs, identifications) go to the event log through `sink`;
+    /// with a `writer`, a model writes the chat's answers from the articles found.
+    pub fn with_chat(mut self, sink: Option<EventSink>, writer: Option<crate::chat::writer::AnswerWriter>) -> ApiState {
+        self.chat = Arc::new(ChatRuntime::new(sink, writer));
         self
     }
 

@@ -25,7 +25,7 @@ async fn start_chat_api() -> (Api, Sent) {
         })
     });
     let config = crm_api::ApiConfig { per_ip_per_minute: None, per_user_per_minute: None, public_per_ip_per_minute: None, ..crm_api::ApiConfig::default() };
-    let api = start_custom(config, move |state| state.with_chat_events(Some(sink))).await;
+    let api = start_custom(config, move |state| state.with_chat(Some(sink), None)).await;
     let mut site = crm_schemas::Site::new("acme", "Acme Cloud", 0);
     site.allowed_origins = vec!["https://www.acme.io".into()];
     api.store.put_site(&site).await.unwrap();

@@ -1,7 +1,9 @@
 // Acceptance test of the chat widget (chat-widget.js) and its backend: a visitor on the demo site
 // opens the chat, asks a question the knowledge base answers and gets a link to the article,
-// answers the assistant's email question, asks for a person, gets a staff member's reply, and
-// finds the conversation again on the next page. The API then shows the lead (scored), the
+// answers the assistant's email question, asks for a person, gets the reply a staff member (admin)
+// types in the dashboard's chat inbox (a real page of the dashboard the crm server serves at /,
+// signed in through its login form, in a browser context of its own), and finds the
+// conversation again on the next page. The API then shows the lead (scored), the
 // transcript on the tracker's visitor, and the chat_handoff alert (delivered to a webhook).
 // Smaller tests: hostile input stays text and over-long messages are refused visibly; "Yes"
 // under an answer resolves the conversation.
@@ -76,6 +78,7 @@ before(async () => {
 });
 
 after(async () => {
+  await state.staff?.context.close().catch(() => {});
   await state.visitor?.context.close().catch(() => {});
   await receiver?.close();
   await stack?.stop();
@@ -176,6 +179,34 @@ async function say(page, text) {
   return waitForMessage(page, 'visitor', text);
 }
 
+/**
+ * The staff side: the dashboard the crm server serves at its origin, in a browser context of its
+ * own, signed in as admin through the login form (as dashboard-chat.test.mjs does) with the test
+ * site selected. Returns { context, page, pageErrors }.
+ */
+async function openDashboard() {
+  const context = await newContext(stack.browser, { viewport: { width: 1440, height: 900 } });
+  const pageErrors = [];
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    await page.goto(`${stack.crm.url}/`);
+    await page.locator('#login-username').waitFor({ timeout: 15_000 });
+    await page.fill('#login-username', 'admin');
+    await page.fill('#login-password', stack.crm.password);
+    await page.click('.login-form button[type=submit]');
+    await page.locator('#site-select').waitFor({ timeout: 15_000 });
+    await page.selectOption('#site-select', SITE);
+    await page.locator('[data-nav=chat]').waitFor({ timeout: 10_000 }).catch((err) => {
+      throw new Error(`no Chat screen in the dashboard's navigation (does this crm build serve the dashboard with the chat inbox?): ${err.message}`);
+    });
+    return { context, page, pageErrors };
+  } catch (err) {
+    await context.close().catch(() => {});
+    throw err;
+  }
+}
+
 /** A direct request to the public chat API, sent like the widget sends it. */
 async function publicChat(method, path, body) {
   const res = await fetch(`${stack.crm.url}/v1/chat/${SITE}/conversations${path}`, {
@@ -271,7 +302,7 @@ test('visitor: question answered with an article, email given, handed to a perso
   assert.ok(asked.length > 0 && asked.every((e) => e.message.author === 'assistant'), 'the email question comes from the assistant');
   await say(page, EMAIL);
 
-  // A person: the handoff notice, then the staff member's reply through the staff API (polled).
+  // A person: the handoff notice, then the staff member's reply from the dashboard (polled).
   const beforeHandoff = await countMessages(page, 'assistant');
   await talkButton(page).click();
   await poll('the crm:chat "handoff" event', async () =>
@@ -279,11 +310,46 @@ test('visitor: question answered with an article, email given, handed to a perso
   await waitForMoreMessages(page, 'assistant', beforeHandoff);
   await talkButton(page).waitFor({ state: 'hidden', timeout: 5_000 });
 
-  await stack.api.post(`/api/v1/chat/conversations/${SITE}/${conversationId}/messages`, { text: AGENT_REPLY });
+  // The staff member signs in to the dashboard, finds the visitor waiting in the chat inbox
+  // (named by the email they gave), opens the conversation and replies from the reply box.
+  const staff = await openDashboard();
+  state.staff = staff;
+  const desk = staff.page;
+  await desk.click('[data-nav=chat]');
+  const row = desk.locator(`#chat-waiting [data-conversation="${conversationId}"]`);
+  await row.waitFor({ timeout: 10_000 }).catch(async (err) => {
+    throw new Error(`the handed-off conversation ${conversationId} is not waiting in the dashboard's chat inbox ` +
+      `(${err.message.split('\n')[0]})\ninbox: ${await desk.locator('#chat-list').textContent().catch(() => '?')}`);
+  });
+  assert.equal(await row.getAttribute('data-status'), 'handed_off');
+  assert.match(await row.textContent(), /Waiting/);
+  assert.equal((await row.locator('.inbox-who').textContent()).trim(), EMAIL, 'the inbox names the visitor by the email they gave');
+  await row.click();
+  await desk.locator('#chat-transcript [data-author=visitor] .msg-text', { hasText: QUESTION }).waitFor({ timeout: 10_000 });
+  assert.ok((await desk.evaluate(() => location.hash)).includes(`c=${conversationId}`), 'the route names the open conversation');
+  await desk.click('#chat-reply');
+  await desk.keyboard.type(AGENT_REPLY);
+  await desk.keyboard.press('Enter');
+  const sent = desk.locator('#chat-transcript [data-author=agent]', { hasText: AGENT_REPLY });
+  await sent.first().waitFor({ timeout: 10_000 }).catch(async (err) => {
+    throw new Error(`the dashboard does not show the sent reply (${err.message.split('\n')[0]})\n` +
+      `reply error: ${await desk.locator('#chat-reply-error').textContent().catch(() => '?')}`);
+  });
+  assert.equal(await sent.count(), 1, 'the reply is shown once in the dashboard');
+  assert.equal(await sent.locator('.msg-text').textContent(), AGENT_REPLY);
+  assert.equal(await sent.locator('.msg-author').textContent(), 'admin');
+  // (The reply box is emptied when the send returns; a poll of the open conversation may show the reply just before.)
+  await desk.waitForFunction(() => document.querySelector('#chat-reply')?.value === '', undefined, { timeout: 5_000 }).catch(() => {});
+  assert.equal(await desk.inputValue('#chat-reply'), '', 'the reply box is emptied');
+  await desk.screenshot({ path: screenshotPath('chat-dashboard-reply.png'), fullPage: true });
+
   await waitForMessage(page, 'agent', AGENT_REPLY, 20_000);
   const agentEvent = (await chatEvents(page)).find((e) => e.type === 'message' && e.message?.author === 'agent');
   assert.equal(agentEvent?.message.agent, 'admin', `the agent message names the staff member: ${JSON.stringify(agentEvent)}`);
   await page.screenshot({ path: screenshotPath('chat-agent-reply.png') });
+  assert.deepEqual(staff.pageErrors, [], 'no uncaught errors in the dashboard page');
+  await staff.context.close();
+  state.staff = undefined;
 
   // Each message shown once, even after several polls.
   await sleep(3_500);

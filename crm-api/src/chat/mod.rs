@@ -6,13 +6,15 @@
 //! What a visitor's message gets back, in order: the answer to a pending qualification question
 //! (an email identifies the visitor through the event log, exactly as a form does); a handoff
 //! when they ask for a person or ask about pricing (a rule per site); otherwise the knowledge
-//! base's best passages with links ([`answer`]), then the next qualification question. Visitor
+//! base's best passages with links ([`answer`]; written by a model from those articles only when
+//! `--ai-base-url` is set, [`writer`]), then the next qualification question. Visitor
 //! and agent messages, the start, handoffs and resolutions also go to the event log as events of
 //! the visitor, so intent, lead scores, timelines and alerts see the conversation.
 
 pub mod answer;
 pub mod runtime;
 pub mod staff;
+pub mod writer;
 
 use std::collections::BTreeMap;
 
@@ -297,7 +299,19 @@ async fn respond(state: &ApiState, site: &Site, c: &mut Conversation, visitor: &
         Err(other) => return Err(other),
     };
     count_search(state, &site.site_id, &visitor.text, &hits);
-    let reply = answer::compose(&hits);
+    let mut reply = answer::compose(&hits);
+    if let (Some(writer), false) = (state.chat.writer(), reply.article_ids.is_empty()) {
+        let mut sources = Vec::new();
+        for id in &reply.article_ids {
+            if let Some(article) = state.store.article(&site.site_id, id).await?.filter(|a| a.is_live()) {
+                sources.push(writer::Source { title: article.title.clone(), text: crate::kb::markdown::render(&article.body_md).text });
+            }
+        }
+        match writer.write(&visitor.text, &sources).await {
+            Ok(text) => reply.text = text,
+            Err(e) => tracing::warn!(conversation_id = %c.conversation_id, error = %e, "the model wrote no answer; sending the articles' passages"),
+        }
+    }
     let mut m = message(c, MessageAuthor::Assistant, reply.text, at);
     m.article_ids = reply.article_ids.clone();
     for id in reply.article_ids {

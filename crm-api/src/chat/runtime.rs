@@ -39,14 +39,20 @@ pub enum ChatEvent {
 #[derive(Default)]
 pub struct ChatRuntime {
     sink: Option<EventSink>,
+    writer: Option<super::writer::AnswerWriter>,
     presence: Mutex<HashMap<String, Instant>>,
     flood: Mutex<HashMap<String, VecDeque<Instant>>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ChatRuntime {
-    pub fn new(sink: Option<EventSink>) -> ChatRuntime {
-        ChatRuntime { sink, ..ChatRuntime::default() }
+    pub fn new(sink: Option<EventSink>, writer: Option<super::writer::AnswerWriter>) -> ChatRuntime {
+        ChatRuntime { sink, writer, ..ChatRuntime::default() }
+    }
+
+    /// The model that writes answers, when one is configured.
+    pub fn writer(&self) -> Option<&super::writer::AnswerWriter> {
+        self.writer.as_ref()
     }
 
     /// Whether chat events reach the event log (they do in `crm up`, and in `crm api` with Kafka).
@@ -206,7 +212,7 @@ mod tests {
 
     #[test]
     fn floods_are_refused_per_conversation() {
-        let chat = ChatRuntime::new(None);
+        let chat = ChatRuntime::new(None, None);
         for _ in 0..FLOOD_MESSAGES_PER_MINUTE {
             chat.check_flood("a").unwrap();
         }
@@ -217,7 +223,7 @@ mod tests {
 
     #[test]
     fn presence_is_who_looked_lately() {
-        let chat = ChatRuntime::new(None);
+        let chat = ChatRuntime::new(None, None);
         assert!(!chat.agents_online());
         chat.seen("ana");
         assert!(chat.agents_online());
