@@ -18,6 +18,9 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(String),
+    /// A public write from a page the site does not allow (its `allowed_origins`).
+    #[error("origin {0} may not send to this site")]
+    OriginNotAllowed(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String, details: Option<serde_json::Value> },
     /// Well-formed input that cannot be applied, with structured details (e.g. import rows).
@@ -49,7 +52,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized | ApiError::InvalidToken(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } | ApiError::MissingParameter(_) => StatusCode::BAD_REQUEST,
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } | ApiError::Unprocessable { code, .. } | ApiError::RateLimited { code, .. } | ApiError::PayloadTooLarge { code, .. } => code,
             ApiError::MalformedJson(_) => "malformed_json",

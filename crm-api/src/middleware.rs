@@ -139,13 +139,25 @@ fn surface(path: &str) -> Surface {
     }
 }
 
-/// The request's `Origin` when the site named in a `/v1/kb/{site}/…` or `/v1/chat/{site}/…`
-/// path allows it.
-async fn site_origin(state: &ApiState, path: &str, headers: &HeaderMap) -> Option<HeaderValue> {
-    let origin = headers.get(header::ORIGIN)?;
-    let site_id = path.split('/').nth(3).filter(|s| crm_schemas::valid_key(s))?;
-    let site = state.kb.site(&state.store, site_id).await.ok()??;
-    site.origin_allowed(origin.to_str().ok()?).then(|| origin.clone())
+/// How a request's `Origin` stands with the site named in a `/v1/kb/{site}/…` or
+/// `/v1/chat/{site}/…` path.
+enum SiteOrigin {
+    /// No `Origin` header, or no such site (the handler answers 404).
+    Unchecked,
+    Allowed(HeaderValue),
+    /// The site exists and does not allow this origin.
+    Refused,
+}
+
+async fn site_origin(state: &ApiState, path: &str, headers: &HeaderMap, cached_only: bool) -> SiteOrigin {
+    let Some(origin) = headers.get(header::ORIGIN) else { return SiteOrigin::Unchecked };
+    let Some(site_id) = path.split('/').nth(3).filter(|s| crm_schemas::valid_key(s)) else { return SiteOrigin::Unchecked };
+    let site = if cached_only { state.kb.cached_site(site_id) } else { state.kb.site(&state.store, site_id).await.ok().flatten() };
+    match (site, origin.to_str()) {
+        (Some(site), Ok(text)) if site.origin_allowed(text) => SiteOrigin::Allowed(origin.clone()),
+        (Some(_), _) => SiteOrigin::Refused,
+        (None, _) => SiteOrigin::Unchecked,
+    }
 }
 
 fn public_cors_headers(headers: &mut HeaderMap, origin: HeaderValue) {
@@ -187,8 +199,33 @@ fn matches_etag(if_none_match: Option<&HeaderValue>, etag: &HeaderValue) -> bool
 pub async fn layer(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let surface = surface(parts.uri.path());
+    let client = crate::session::client_info(&parts, state.limits.trust_forwarded_for);
+    // The address limit comes before anything that may read the store.
+    if let Err(err) = state.limits.check_ip(client.ip, surface) {
+        let mut response = err.into_response();
+        let origin = match surface {
+            Surface::PublicKb => match site_origin(&state, parts.uri.path(), &parts.headers, true).await {
+                SiteOrigin::Allowed(origin) => Some((origin, public_cors_headers as fn(&mut HeaderMap, HeaderValue))),
+                _ => None,
+            },
+            _ => state.limits.allowed_origin(&parts.headers).map(|o| (o, cors_headers as fn(&mut HeaderMap, HeaderValue))),
+        };
+        if let Some((origin, cors)) = origin {
+            cors(response.headers_mut(), origin);
+        }
+        return response;
+    }
     let (origin, cors): (Option<HeaderValue>, fn(&mut HeaderMap, HeaderValue)) = match surface {
-        Surface::PublicKb => (site_origin(&state, parts.uri.path(), &parts.headers).await, public_cors_headers),
+        Surface::PublicKb => match site_origin(&state, parts.uri.path(), &parts.headers, false).await {
+            SiteOrigin::Allowed(origin) => (Some(origin), public_cors_headers),
+            // A page on another origin may not write into a site's chat or votes: CORS would not
+            // stop a simple text/plain POST, so the origin check is the server's.
+            SiteOrigin::Refused if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) => {
+                let origin = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("").chars().take(200).collect();
+                return ApiError::OriginNotAllowed(origin).into_response();
+            }
+            _ => (None, public_cors_headers),
+        },
         _ => (state.limits.allowed_origin(&parts.headers), cors_headers),
     };
     if parts.method == Method::OPTIONS && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
@@ -199,14 +236,6 @@ pub async fn layer(State(state): State<ApiState>, request: Request, next: Next) 
         return response;
     }
     let enveloped_errors = matches!(surface, Surface::Api | Surface::PublicKb);
-    let client = crate::session::client_info(&parts, state.limits.trust_forwarded_for);
-    if let Err(err) = state.limits.check_ip(client.ip, surface) {
-        let mut response = err.into_response();
-        if let Some(origin) = origin {
-            cors(response.headers_mut(), origin);
-        }
-        return response;
-    }
     let is_read = parts.method == Method::GET || parts.method == Method::HEAD;
     let if_none_match = parts.headers.get(header::IF_NONE_MATCH).cloned();
     let body_timed_out = Arc::new(AtomicBool::new(false));

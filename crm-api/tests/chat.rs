@@ -14,6 +14,8 @@ use support::*;
 
 type Sent = Arc<Mutex<Vec<CollectedEvent>>>;
 
+const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15";
+
 async fn start_chat_api() -> (Api, Sent) {
     let sent: Sent = Arc::default();
     let sink_sent = sent.clone();
@@ -38,6 +40,7 @@ async fn public(api: &Api, method: Method, path: &str, body: Option<Value>) -> (
         // The widget sends text/plain JSON (no CORS preflight).
         request = request.header("content-type", "text/plain;charset=UTF-8").body(body.to_string());
     }
+    request = request.header("user-agent", BROWSER);
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
@@ -84,7 +87,7 @@ async fn a_question_gets_a_kb_answer_then_qualification_identifies_the_visitor()
     assert_eq!(messages[1]["articles"][0]["url"], "/help/acme/a/single-sign-on-with-saml");
     assert_eq!(messages[2]["expects"], "email", "then the first qualification question: {reply}");
 
-    let (_, reply) = say(&api, &id, &token, "not an email").await;
+    let (_, reply) = say(&api, &id, &token, "ana@acme").await;
     assert!(texts(&reply)[1].contains("doesn't look like an email"), "{reply}");
     let (_, reply) = say(&api, &id, &token, "  Ana@Acme-Corp.example ").await;
     assert_eq!(reply["data"]["messages"][1]["expects"], "text", "the next question (company): {reply}");
@@ -96,6 +99,9 @@ async fn a_question_gets_a_kb_answer_then_qualification_identifies_the_visitor()
     assert_eq!(identify[0].visitor_id.as_deref(), Some("v-chat-1"));
     assert_eq!(identify[0].traits.as_ref().unwrap()["email"].as_str(), Some("ana@acme-corp.example"));
     assert_eq!(identify[1].traits.as_ref().unwrap()["company"].as_str(), Some("Acme Corp"));
+    // Chat events carry the visitor's own user agent and address, as beacons do (else the
+    // processor would take the visitor for a bot).
+    assert!(sent.lock().unwrap().iter().all(|e| e.user_agent.as_deref() == Some(BROWSER) && e.ip.as_deref() == Some("127.0.0.1")));
     let names = custom_names(&sent);
     assert_eq!(names.iter().filter(|n| *n == "chat_started").count(), 1);
     assert_eq!(names.iter().filter(|n| *n == "chat_message").count(), 4, "{names:?}");
@@ -110,14 +116,71 @@ async fn a_question_gets_a_kb_answer_then_qualification_identifies_the_visitor()
     let (status, voted) = public(&api, Method::POST, &format!("/v1/chat/acme/conversations/{id}/feedback"), Some(json!({ "token": token, "helpful": true }))).await;
     assert_eq!((status, voted["data"]["status"].as_str()), (200, Some("resolved")));
     api.kb.flush_counters(&api.store).await.unwrap();
+    // Yesterday to tomorrow, so a run across UTC midnight sums the same.
     let today = crm_schemas::utc_day(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
-    let rows = api.store.kb_counters("acme", today, today + 1).await.unwrap();
-    let site_row = rows.iter().find(|r| r.article_id.is_empty() && r.query.is_empty()).unwrap();
-    assert_eq!(site_row.deflections, 1);
-    assert!(site_row.searches >= 1);
+    let rows = api.store.kb_counters("acme", today - 1, today + 2).await.unwrap();
+    let site_rows = rows.iter().filter(|r| r.article_id.is_empty() && r.query.is_empty());
+    let (deflections, searches) = site_rows.fold((0, 0), |(d, s), r| (d + r.deflections, s + r.searches));
+    assert_eq!(deflections, 1);
+    assert_eq!(searches, 1, "only the question was a search, not the email, company or chatter");
     let stored = api.store.conversation("acme", &id).await.unwrap().unwrap();
     assert_eq!(stored.fields["email"], "ana@acme-corp.example");
     assert_eq!(stored.article_ids, [article["data"]["article_id"].as_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_question_instead_of_the_asked_answer_is_answered_and_not_stored() {
+    let (api, sent) = start_chat_api().await;
+    let admin = api.login("admin").await;
+    let (status, _) = api
+        .call(Method::POST, "/api/v1/kb/articles", Some(&admin), Some(json!({ "site_id": "acme", "title": "SCIM provisioning", "body_md": "SCIM creates and removes users from Okta automatically.", "status": "published" })))
+        .await;
+    assert_eq!(status, 201);
+    let (id, token, _) = start_conversation(&api, "v-chat-6").await;
+    let (_, reply) = say(&api, &id, &token, "Do you have SCIM provisioning?").await;
+    assert_eq!(reply["data"]["messages"][2]["expects"], "email");
+    // Instead of an email, another question: answered, and the email question is not repeated.
+    let (_, reply) = say(&api, &id, &token, "Does SCIM remove users automatically?").await;
+    let messages = reply["data"]["messages"].as_array().unwrap();
+    assert!(messages[1]["text"].as_str().unwrap().contains("SCIM provisioning"), "{reply}");
+    assert_eq!(messages.last().unwrap()["expects"], "text", "the next question is the company, not the email again: {reply}");
+    let stored = api.store.conversation("acme", &id).await.unwrap().unwrap();
+    assert!(stored.fields.is_empty() && stored.declined == ["email"], "{stored:?}");
+    // A person takes over: what the visitor then writes is for them, not a qualification answer.
+    let (_, reply) = say(&api, &id, &token, "I'd like to talk to a person").await;
+    assert_eq!(reply["data"]["status"], "handed_off");
+    let (_, reply) = say(&api, &id, &token, "We are about 50 people, is that ok").await;
+    assert_eq!(reply["data"]["messages"].as_array().unwrap().len(), 1, "no assistant reply once handed off: {reply}");
+    let stored = api.store.conversation("acme", &id).await.unwrap().unwrap();
+    assert!(!stored.fields.contains_key("company"), "{stored:?}");
+    // Offline, the handoff asked for an email: giving one is still recorded.
+    let (_, reply) = say(&api, &id, &token, "sure: ana@acme-corp.example").await;
+    assert_eq!(reply["data"]["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(api.store.conversation("acme", &id).await.unwrap().unwrap().fields["email"], "ana@acme-corp.example");
+    assert!(sent.lock().unwrap().iter().any(|e| e.event.kind == Some(EventKind::Identify)));
+}
+
+#[tokio::test]
+async fn pages_the_site_does_not_allow_cannot_write_into_its_chat() {
+    let (api, _) = start_chat_api().await;
+    let post = |origin: &'static str| {
+        api.client
+            .post(format!("{}/v1/chat/acme/conversations", api.base))
+            .header("origin", origin)
+            .header("content-type", "text/plain;charset=UTF-8")
+            .body(json!({ "visitor_id": "v-x" }).to_string())
+            .send()
+    };
+    let refused = post("https://evil.example").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "origin_not_allowed");
+    let allowed = post("https://www.acme.io").await.unwrap();
+    assert_eq!(allowed.status(), 201);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://www.acme.io");
+    // Reads stay open (CORS keeps other pages from reading them); no Origin (server side) is fine.
+    assert_eq!(public(&api, Method::POST, "/v1/chat/acme/conversations", Some(json!({}))).await.0, 201);
 }
 
 #[tokio::test]
@@ -144,6 +207,18 @@ async fn handoff_fires_the_alert_and_staff_reply_reaches_the_visitor() {
     let (status, _) = public(&api, Method::POST, &format!("/v1/chat/acme/conversations/{id}/handoff"), Some(json!({ "token": token }))).await;
     assert_eq!(status, 200);
     assert_eq!(api.store.alerts("acme", 10).await.unwrap().len(), 1);
+
+    // Resolved, then handed off again in the same window: the delivered alert is not reset.
+    let mut delivered = alerts[0].clone();
+    delivered.status = crm_schemas::DeliveryStatus::Delivered;
+    api.store.update_alert(&delivered).await.unwrap();
+    let mut stored = api.store.conversation("acme", &id).await.unwrap().unwrap();
+    stored.status = crm_schemas::ConversationStatus::Resolved;
+    api.store.put_conversation(&stored).await.unwrap();
+    let (_, again) = say(&api, &id, &token, "a human please").await;
+    assert_eq!(again["data"]["status"], "handed_off", "{again}");
+    let alerts = api.store.alerts("acme", 10).await.unwrap();
+    assert_eq!((alerts.len(), alerts[0].status), (1, crm_schemas::DeliveryStatus::Delivered));
 
     // Staff open the inbox (now online), read the transcript and reply; the visitor's poll shows it.
     let rep = api.login("rep").await;

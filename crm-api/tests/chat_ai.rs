@@ -80,8 +80,8 @@ async fn the_model_answers_from_the_articles_without_personal_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_times_out_is_retried_then_replaced_by_the_passages() {
-    let (base, seen) = model_server(Duration::from_secs(3), "too late").await;
-    let (api, id, token, _) = chat_with_model(base, Duration::from_millis(300)).await;
+    let (base, seen) = model_server(Duration::from_secs(5), "too late").await;
+    let (api, id, token, _) = chat_with_model(base, Duration::from_secs(1)).await;
     let (status, reply) = api.call(Method::POST, &format!("/v1/chat/acme/conversations/{id}/messages"), None, Some(json!({ "token": token, "text": "Does SAML work with Okta?" }))).await;
     assert_eq!(status, 201, "{reply}");
     let text = reply["data"]["messages"][1]["text"].as_str().unwrap();

@@ -310,6 +310,12 @@ impl Collector {
                     continue;
                 }
             };
+            // `chat_*` events come from the chat API (they carry intent points); a page cannot
+            // send them as its own custom events.
+            if matches!(&event.body, crm_schemas::EventBody::Custom { name } if name.starts_with("chat_")) {
+                reject(ValidationError::new("reserved_name", Some("name"), "custom event names starting with chat_ are reserved for the chat widget"), Some(&site.site_id), true);
+                continue;
+            }
             if event.visitor_id.is_none() {
                 let ua = context.user_agent.as_deref().unwrap_or("");
                 event.visitor_id = Some(self.ids.derive(context.received_at_ms, &event.site_id, ip_text.as_deref().unwrap_or(""), ua));

@@ -88,6 +88,8 @@ async fn event_level_errors_and_dead_letters() {
         (json!({"v": 7, "type": "pageview", "site_id": "s1", "url": "https://x"}), 400, "unsupported_version"),
         (json!({"v": 1, "type": "pageview", "site_id": "nope", "url": "https://x"}), 401, "unknown_site"),
         (json!({"v": 1, "type": "pageview", "site_id": "s1", "url": format!("https://x/{}", "a".repeat(40_000))}), 400, "event_too_large"),
+        // Chat events carry intent points and come from the chat API only.
+        (json!({"v": 1, "type": "custom", "site_id": "s1", "name": "chat_handoff"}), 400, "reserved_name"),
     ];
     for (event, status, expected) in &single_cases {
         let (got, reply) = h.post_json(event).await;
@@ -107,7 +109,7 @@ async fn event_level_errors_and_dead_letters() {
     let mut codes: Vec<&str> = letters.iter().map(|l| l.code.as_str()).collect();
     codes.sort();
     // Dead letters for the known site (unknown sites are counted, not stored).
-    assert_eq!(codes, vec!["event_too_large", "invalid_value", "missing_field", "unsupported_version", "wrong_type", "wrong_type"]);
+    assert_eq!(codes, vec!["event_too_large", "invalid_value", "missing_field", "reserved_name", "unsupported_version", "wrong_type", "wrong_type"]);
     assert!(letters.iter().all(|l| l.site_id == "s1"));
 }
 

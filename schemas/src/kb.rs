@@ -209,6 +209,9 @@ pub struct Conversation {
     /// The tracker's session when the conversation started.
     #[serde(default)]
     pub session_id: Option<String>,
+    /// Qualification fields the visitor passed over (not asked again in this conversation).
+    #[serde(default)]
+    pub declined: Vec<String>,
 }
 
 /// One qualification question: the lead field its answer fills and how the assistant asks.

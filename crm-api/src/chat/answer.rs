@@ -47,6 +47,18 @@ pub fn asks_for_person(text: &str, phrases: &[String]) -> bool {
     })
 }
 
+/// Whether a message is phrased as a question (ends with `?` or opens like one).
+pub fn is_question(text: &str) -> bool {
+    const OPENERS: &[&str] = &["how", "what", "why", "when", "where", "which", "who", "can", "could", "do", "does", "is", "are", "will", "should"];
+    text.trim_end().ends_with('?') || words(text).first().is_some_and(|w| OPENERS.contains(&w.as_str()))
+}
+
+/// Whether a chat message is worth counting as a search (a question, or a few words of a
+/// topic; not "thanks!" or "ok").
+pub fn looks_like_question(text: &str) -> bool {
+    is_question(text) || words(text).len() >= 4
+}
+
 /// Whether the message asks about price (a high-intent question sales should answer).
 pub fn is_pricing_question(text: &str) -> bool {
     const PRICING: &[&str] = &["price", "prices", "pricing", "cost", "costs", "quote", "discount", "discounts", "seats", "licence", "license", "billing"];
@@ -80,6 +92,13 @@ mod tests {
         assert!(!asks_for_person("humane treatment of salesforce data", &phrases));
         assert!(!asks_for_person("anything", &[]));
         assert!(is_pricing_question("What does it cost for 50 seats?"));
+        for question in ["sso?", "How do I export", "does it support okta", "exporting leads to a spreadsheet"] {
+            assert!(looks_like_question(question), "{question}");
+        }
+        for chatter in ["thanks!", "ok", "great, cheers"] {
+            assert!(!looks_like_question(chatter), "{chatter}");
+        }
+        assert!(is_question("Is there an API?") && is_question("how about SSO") && !is_question("Acme Corp"));
         assert!(!is_pricing_question("How do I set up SSO?"));
     }
 }

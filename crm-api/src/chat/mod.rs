@@ -9,7 +9,9 @@
 //! base's best passages with links ([`answer`]; written by a model from those articles only when
 //! `--ai-base-url` is set, [`writer`]), then the next qualification question. Visitor
 //! and agent messages, the start, handoffs and resolutions also go to the event log as events of
-//! the visitor, so intent, lead scores, timelines and alerts see the conversation.
+//! the visitor (with the visitor's own address and user agent, so enrichment treats them like the
+//! tracker's beacons), so intent, lead scores, timelines and alerts see the conversation. Staff
+//! replies stay in the conversation: they are not the visitor's actions.
 
 pub mod answer;
 pub mod runtime;
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::now_ms;
+use crate::session::ClientInfo;
 use crate::kb::public::{count_search, public_site, public_url};
 use crate::{params, ApiError, ApiState};
 pub use runtime::{ChatEvent, ChatRuntime, EventSink};
@@ -114,7 +117,7 @@ fn check_id(name: &str, value: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
-pub async fn start(State(state): State<ApiState>, Path(site_id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn start(State(state): State<ApiState>, client: ClientInfo, Path(site_id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let site = public_site(&state, &site_id).await?;
     if !site.chat.enabled {
         return Err(chat_disabled(&site));
@@ -141,11 +144,12 @@ pub async fn start(State(state): State<ApiState>, Path(site_id): Path<String>, b
         token_hash: token_hash(&token),
         pending_field: None,
         session_id: input.session_id.clone(),
+        declined: Vec::new(),
     };
     let greeting = message(&conversation, MessageAuthor::Assistant, site.chat.greeting.clone(), now);
     state.store.put_conversation(&conversation).await?;
     state.store.add_messages(std::slice::from_ref(&greeting)).await?;
-    state.chat.emit(&state, &conversation, ChatEvent::Started { url: input.url }).await;
+    state.chat.emit(&client, &conversation, ChatEvent::Started { url: input.url }).await;
     tracing::info!(site_id = %site.site_id, conversation_id = %conversation.conversation_id, "chat started");
     Ok(envelope(
         StatusCode::CREATED,
@@ -215,7 +219,7 @@ struct SendInput {
     client_id: Option<String>,
 }
 
-pub async fn send(State(state): State<ApiState>, Path((site_id, conversation_id)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn send(State(state): State<ApiState>, client: ClientInfo, Path((site_id, conversation_id)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
     let site = public_site(&state, &site_id).await?;
     let input: SendInput = params::json(&body)?;
     let text = input.text.trim();
@@ -231,6 +235,9 @@ pub async fn send(State(state): State<ApiState>, Path((site_id, conversation_id)
     if conversation.status == ConversationStatus::Closed {
         return Err(ApiError::Conflict { code: "conversation_closed", message: "this conversation was closed; start a new one".into(), details: None });
     }
+    if conversation.messages as usize + 4 > runtime::MAX_TRANSCRIPT {
+        return Err(ApiError::Conflict { code: "conversation_full", message: format!("a conversation holds at most {} messages; start a new one", runtime::MAX_TRANSCRIPT), details: None });
+    }
     let now = next_at(&conversation);
     let mut visitor = message(&conversation, MessageAuthor::Visitor, text.to_owned(), now);
     if let Some(client_id) = &input.client_id {
@@ -244,7 +251,7 @@ pub async fn send(State(state): State<ApiState>, Path((site_id, conversation_id)
     }
     state.chat.check_flood(&conversation_id)?;
     let mut out = vec![visitor.clone()];
-    let replies = respond(&state, &site, &mut conversation, &visitor).await?;
+    let replies = respond(&state, &client, &site, &mut conversation, &visitor).await?;
     out.extend(replies);
     conversation.messages += out.len() as u32;
     conversation.updated_at_ms = out.iter().map(|m| m.at_ms).max().unwrap_or(now);
@@ -253,44 +260,78 @@ pub async fn send(State(state): State<ApiState>, Path((site_id, conversation_id)
     }
     state.store.add_messages(&out).await?;
     state.store.put_conversation(&conversation).await?;
-    state.chat.emit(&state, &conversation, ChatEvent::Message { author: MessageAuthor::Visitor, text: visitor.text.clone() }).await;
+    state.chat.emit(&client, &conversation, ChatEvent::Message { author: MessageAuthor::Visitor, text: visitor.text.clone() }).await;
     let last = out.len() - 1;
     let views: Vec<MessageView> =
         out.iter().enumerate().map(|(i, m)| view(&state, m, conversation.pending_field.as_deref().filter(|_| i == last && m.author != MessageAuthor::Visitor))).collect();
     Ok(envelope(StatusCode::CREATED, serde_json::json!({ "status": conversation.status, "messages": views })))
 }
 
+/// What a message says to a pending question: the answer, a malformed email, or nothing (the
+/// visitor asked something else instead).
+enum Reply {
+    Answer(String),
+    BadEmail,
+    Other,
+}
+
+fn as_answer(field: &str, text: &str, handoff_phrases: &[String]) -> Reply {
+    let text = text.trim();
+    if answer::asks_for_person(text, handoff_phrases) {
+        return Reply::Other;
+    }
+    if field == "email" {
+        // An answer to "what's your email" has an @; anything else is a question of its own.
+        let Some(word) = text.split_whitespace().find(|w| w.contains('@')) else { return Reply::Other };
+        let word = word.trim_matches(|c: char| !(c.is_alphanumeric() || c == '@' || c == '.' || c == '_' || c == '-' || c == '+'));
+        return match normalize_email(word).filter(|e| is_email(e)) {
+            Some(email) => Reply::Answer(email),
+            None => Reply::BadEmail,
+        };
+    }
+    // A phrase, not a question: "Acme Corp", "about 50", "next quarter", "tracking our site".
+    if answer::is_question(text) || text.split_whitespace().count() > 12 || text.chars().count() > 200 {
+        Reply::Other
+    } else {
+        Reply::Answer(text.to_owned())
+    }
+}
+
 /// The replies to a visitor's message; updates the conversation (fields, status, articles).
-async fn respond(state: &ApiState, site: &Site, c: &mut Conversation, visitor: &ConversationMessage) -> Result<Vec<ConversationMessage>, ApiError> {
+async fn respond(state: &ApiState, client: &ClientInfo, site: &Site, c: &mut Conversation, visitor: &ConversationMessage) -> Result<Vec<ConversationMessage>, ApiError> {
     let at = visitor.at_ms + 1;
     let mut replies = Vec::new();
     if let Some(field) = c.pending_field.clone() {
-        let value = visitor.text.trim();
-        if field == "email" {
-            match normalize_email(value).filter(|e| is_email(e)) {
-                Some(email) => {
-                    c.fields.insert("email".into(), email);
-                    c.pending_field = None;
-                    state.chat.emit(state, c, ChatEvent::Identify).await;
+        match as_answer(&field, &visitor.text, &site.chat.handoff_keywords) {
+            Reply::Answer(value) => {
+                c.fields.insert(field.clone(), value);
+                c.pending_field = None;
+                state.chat.emit(client, c, ChatEvent::Identify).await;
+                if c.status != ConversationStatus::HandedOff {
+                    replies.push(next_question(site, c, at, "Thanks!"));
                 }
-                None => {
-                    replies.push(message(c, MessageAuthor::Assistant, "That doesn't look like an email address. Could you check it?".into(), at));
-                    return Ok(replies);
-                }
+                return Ok(replies);
             }
-        } else {
-            c.fields.insert(field.clone(), value.chars().take(200).collect());
-            c.pending_field = None;
-            state.chat.emit(state, c, ChatEvent::Identify).await;
+            Reply::BadEmail => {
+                replies.push(message(c, MessageAuthor::Assistant, "That doesn't look like an email address. Could you check it?".into(), at));
+                return Ok(replies);
+            }
+            // Waiting for a person who is offline: the email they were asked for may come in
+            // any later message, so the question stays open.
+            Reply::Other if c.status == ConversationStatus::HandedOff => {}
+            // Otherwise not an answer: the question is dropped for this conversation and the
+            // message is treated as what it is.
+            Reply::Other => {
+                c.pending_field = None;
+                c.declined.push(field);
+            }
         }
-        replies.push(next_question(site, c, at, "Thanks!"));
-        return Ok(replies);
     }
     if c.status == ConversationStatus::HandedOff {
         return Ok(replies); // a person answers now
     }
     if answer::asks_for_person(&visitor.text, &site.chat.handoff_keywords) {
-        replies.extend(handoff(state, site, c, Some(&visitor.text), at).await?);
+        replies.extend(handoff(state, client, site, c, Some(&visitor.text), at).await?);
         return Ok(replies);
     }
     let hits = match state.kb.search(&site.site_id, &visitor.text, 3).await {
@@ -298,7 +339,10 @@ async fn respond(state: &ApiState, site: &Site, c: &mut Conversation, visitor: &
         Err(ApiError::InvalidParameter { .. }) => Vec::new(), // over the query limit: no search
         Err(other) => return Err(other),
     };
-    count_search(state, &site.site_id, &visitor.text, &hits);
+    // Chat small talk ("thanks!", "ok") is not a search; questions are (gaps included).
+    if answer::looks_like_question(&visitor.text) {
+        count_search(state, &site.site_id, &visitor.text, &hits);
+    }
     let mut reply = answer::compose(&hits);
     if let (Some(writer), false) = (state.chat.writer(), reply.article_ids.is_empty()) {
         let mut sources = Vec::new();
@@ -321,11 +365,11 @@ async fn respond(state: &ApiState, site: &Site, c: &mut Conversation, visitor: &
     }
     replies.push(m);
     if site.chat.handoff_on_pricing && answer::is_pricing_question(&visitor.text) {
-        replies.extend(handoff(state, site, c, Some(&visitor.text), at + 1).await?);
+        replies.extend(handoff(state, client, site, c, Some(&visitor.text), at + 1).await?);
         return Ok(replies);
     }
     if c.pending_field.is_none() {
-        if let Some(q) = site.chat.questions.iter().find(|q| !c.fields.contains_key(&q.field)) {
+        if let Some(q) = site.chat.questions.iter().find(|q| !c.fields.contains_key(&q.field) && !c.declined.contains(&q.field)) {
             c.pending_field = Some(q.field.clone());
             replies.push(message(c, MessageAuthor::Assistant, q.prompt.clone(), at + 1));
         }
@@ -335,7 +379,7 @@ async fn respond(state: &ApiState, site: &Site, c: &mut Conversation, visitor: &
 
 /// The next unanswered qualification question, or a thank-you.
 fn next_question(site: &Site, c: &mut Conversation, at: i64, prefix: &str) -> ConversationMessage {
-    match site.chat.questions.iter().find(|q| !c.fields.contains_key(&q.field)) {
+    match site.chat.questions.iter().find(|q| !c.fields.contains_key(&q.field) && !c.declined.contains(&q.field)) {
         Some(q) => {
             c.pending_field = Some(q.field.clone());
             message(c, MessageAuthor::Assistant, format!("{prefix} {}", q.prompt), at)
@@ -345,16 +389,17 @@ fn next_question(site: &Site, c: &mut Conversation, at: i64, prefix: &str) -> Co
 }
 
 /// Hands the conversation to a person: status, counters, event, alerts, and what to tell the visitor.
-pub(crate) async fn handoff(state: &ApiState, site: &Site, c: &mut Conversation, question: Option<&str>, at: i64) -> Result<Vec<ConversationMessage>, ApiError> {
+pub(crate) async fn handoff(state: &ApiState, client: &ClientInfo, site: &Site, c: &mut Conversation, question: Option<&str>, at: i64) -> Result<Vec<ConversationMessage>, ApiError> {
     if c.status == ConversationStatus::HandedOff {
         return Ok(Vec::new());
     }
     c.status = ConversationStatus::HandedOff;
     let online = state.chat.agents_online();
     state.kb.count(&site.site_id, at, "", "", |k| k.handoffs += 1);
-    state.chat.emit(state, c, ChatEvent::Handoff { agents_online: online }).await;
+    state.chat.emit(client, c, ChatEvent::Handoff { agents_online: online }).await;
     state.chat.fire_handoff_alerts(state, site, c, question, online, at).await?;
     let text = if online {
+        c.pending_field = None;
         format!("I'm bringing in someone from the {} team; they will reply here shortly.", site.name)
     } else if c.fields.contains_key("email") {
         "No one is online right now. We have your email and will get back to you soon; you can leave more details here.".to_owned()
@@ -371,7 +416,7 @@ struct TokenInput {
     token: String,
 }
 
-pub async fn request_handoff(State(state): State<ApiState>, Path((site_id, conversation_id)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn request_handoff(State(state): State<ApiState>, client: ClientInfo, Path((site_id, conversation_id)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
     let site = public_site(&state, &site_id).await?;
     let input: TokenInput = params::json(&body)?;
     let _guard = state.chat.lock(&conversation_id).await;
@@ -380,7 +425,7 @@ pub async fn request_handoff(State(state): State<ApiState>, Path((site_id, conve
         return Err(ApiError::Conflict { code: "conversation_closed", message: "this conversation was closed; start a new one".into(), details: None });
     }
     let at = next_at(&conversation);
-    let replies = handoff(&state, &site, &mut conversation, None, at).await?;
+    let replies = handoff(&state, &client, &site, &mut conversation, None, at).await?;
     conversation.messages += replies.len() as u32;
     conversation.updated_at_ms = replies.iter().map(|m| m.at_ms).max().unwrap_or(at);
     state.store.add_messages(&replies).await?;
@@ -397,12 +442,12 @@ struct FeedbackInput {
     helpful: bool,
 }
 
-pub async fn feedback(State(state): State<ApiState>, Path((site_id, conversation_id)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn feedback(State(state): State<ApiState>, client: ClientInfo, Path((site_id, conversation_id)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
     public_site(&state, &site_id).await?;
     let input: FeedbackInput = params::json(&body)?;
     let _guard = state.chat.lock(&conversation_id).await;
     let mut conversation = authorised(&state, &site_id, &conversation_id, &input.token).await?;
-    let now = now_ms();
+    let now = next_at(&conversation);
     if input.helpful && conversation.status == ConversationStatus::Open {
         conversation.status = ConversationStatus::Resolved;
         conversation.updated_at_ms = now;
@@ -412,7 +457,7 @@ pub async fn feedback(State(state): State<ApiState>, Path((site_id, conversation
         for article in &conversation.article_ids {
             state.kb.count(&site_id, now, article, "", |k| k.helpful_yes += 1);
         }
-        state.chat.emit(&state, &conversation, ChatEvent::Resolved).await;
+        state.chat.emit(&client, &conversation, ChatEvent::Resolved).await;
     }
     Ok(envelope(StatusCode::OK, serde_json::json!({ "status": conversation.status })))
 }

@@ -13,6 +13,7 @@ use crm_schemas::{
 };
 use parking_lot::Mutex;
 
+use crate::session::ClientInfo;
 use crate::{ApiError, ApiState};
 
 /// Where chat events go: the event log the collector writes (wired by the binary). Returns an
@@ -101,10 +102,11 @@ impl ChatRuntime {
         lock.lock_owned().await
     }
 
-    /// Sends `what` to the event log as an event of the conversation's visitor. A conversation
-    /// without a visitor id (no tracker on the page) has no pipeline events. Failures are logged,
-    /// not returned: the chat itself is stored already.
-    pub async fn emit(&self, state: &ApiState, c: &Conversation, what: ChatEvent) {
+    /// Sends `what` to the event log as an event of the conversation's visitor, carrying the
+    /// visitor's address and user agent from `client` (their request), so enrichment sees what
+    /// it sees for a beacon. A conversation without a visitor id (no tracker on the page) has no
+    /// pipeline events. Failures are logged, not returned: the chat itself is stored already.
+    pub async fn emit(&self, client: &ClientInfo, c: &Conversation, what: ChatEvent) {
         let (Some(sink), Some(visitor_id)) = (&self.sink, &c.visitor_id) else { return };
         let mut props = std::collections::BTreeMap::from([("conversation_id".to_owned(), Scalar::Str(c.conversation_id.clone()))]);
         let (kind, name, traits, url) = match what {
@@ -148,11 +150,15 @@ impl ChatRuntime {
                 return;
             }
         };
-        let collected = CollectedEvent { event: WireEvent::from(&event), received_at_ms: now, ip: None, user_agent: None };
+        let collected = CollectedEvent {
+            event: WireEvent::from(&event),
+            received_at_ms: now,
+            ip: client.ip.map(|ip| ip.to_string()),
+            user_agent: client.user_agent.clone(),
+        };
         if let Err(e) = sink(vec![collected]).await {
             tracing::warn!(conversation_id = %c.conversation_id, error = %e, "chat event not written to the event log");
         }
-        let _ = state;
     }
 
     /// Fires the site's enabled `chat_handoff` rules (once per conversation and rule window).
@@ -160,9 +166,18 @@ impl ChatRuntime {
     /// visitor message is quoted.
     pub async fn fire_handoff_alerts(&self, state: &ApiState, site: &Site, c: &Conversation, question: Option<&str>, agents_online: bool, at_ms: i64) -> Result<(), ApiError> {
         let rules = state.store.alert_rules(&site.site_id).await?;
+        let mut fired: Option<std::collections::HashSet<String>> = None;
         for rule in rules.iter().filter(|r| r.enabled) {
             let AlertCondition::ChatHandoff { only_when_offline } = &rule.condition else { continue };
             if *only_when_offline && agents_online {
+                continue;
+            }
+            let alert_id = alert_id_for(&site.site_id, &rule.rule_id, &c.conversation_id, rule.window_hours, at_ms);
+            // Once per conversation and window: a second handoff must not reset a delivered alert.
+            if fired.is_none() {
+                fired = Some(state.store.alerts(&site.site_id, 1_000).await?.into_iter().map(|a| a.alert_id).collect());
+            }
+            if fired.as_ref().is_some_and(|ids| ids.contains(&alert_id)) {
                 continue;
             }
             let email = c.fields.get("email").cloned().unwrap_or_default();
@@ -182,7 +197,7 @@ impl ChatRuntime {
             let who = if email.is_empty() { "an anonymous visitor".to_owned() } else { email.clone() };
             let alert = Alert {
                 site_id: site.site_id.clone(),
-                alert_id: alert_id_for(&site.site_id, &rule.rule_id, &c.conversation_id, rule.window_hours, at_ms),
+                alert_id,
                 rule_id: rule.rule_id.clone(),
                 rule_name: rule.name.clone(),
                 lead_id,

@@ -1,7 +1,8 @@
 //! The staff side of the chat (`/api/v1/chat/…`): the inbox (waiting conversations first), a
 //! conversation with its transcript, replying (which assigns the conversation to whoever replies
 //! first) and closing. Every role may answer chats. Looking at the inbox marks the caller online,
-//! which is what the widget's "someone will reply" / "leave a message" choice reads.
+//! which is what the widget's "someone will reply" / "leave a message" choice reads. Staff
+//! actions are not sent to the event log: they are not the visitor's.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -11,8 +12,8 @@ use crm_schemas::{Conversation, ConversationStatus, MessageAuthor, MAX_MESSAGE_C
 use serde::Deserialize;
 
 use super::runtime::MAX_TRANSCRIPT;
-use super::{message, view, ChatEvent, MessageView};
-use crate::auth::{now_ms, AuthUser};
+use super::{message, view, MessageView};
+use crate::auth::AuthUser;
 use crate::rbac::Permission;
 use crate::{params, reply, ApiError, ApiState};
 
@@ -98,15 +99,19 @@ pub async fn send(State(state): State<ApiState>, user: AuthUser, Path((site_id, 
     if conversation.status == ConversationStatus::Closed {
         return Err(ApiError::Conflict { code: "conversation_closed", message: "this conversation was closed".into(), details: None });
     }
+    if conversation.messages as usize + 1 > MAX_TRANSCRIPT {
+        return Err(ApiError::Conflict { code: "conversation_full", message: format!("a conversation holds at most {MAX_TRANSCRIPT} messages"), details: None });
+    }
     let mut reply_message = message(&conversation, MessageAuthor::Agent, text.to_owned(), super::next_at(&conversation));
     reply_message.agent = Some(user.username.clone());
     conversation.assigned_to.get_or_insert_with(|| user.username.clone());
+    // A person is answering now: no qualification question is waiting for the visitor.
+    conversation.pending_field = None;
     conversation.status = ConversationStatus::HandedOff;
     conversation.messages += 1;
     conversation.updated_at_ms = reply_message.at_ms;
     state.store.add_messages(std::slice::from_ref(&reply_message)).await?;
     state.store.put_conversation(&conversation).await?;
-    state.chat.emit(&state, &conversation, ChatEvent::Message { author: MessageAuthor::Agent, text: reply_message.text.clone() }).await;
     tracing::info!(%site_id, %conversation_id, by = %user.username, "chat reply");
     Ok(reply::created(view(&state, &reply_message, None)))
 }
@@ -125,12 +130,9 @@ pub async fn close(State(state): State<ApiState>, user: AuthUser, Path((site_id,
     let _guard = state.chat.lock(&conversation_id).await;
     let mut conversation = existing(&state, &site_id, &conversation_id).await?;
     conversation.status = if input.resolved { ConversationStatus::Resolved } else { ConversationStatus::Closed };
-    conversation.updated_at_ms = now_ms();
+    conversation.updated_at_ms = super::next_at(&conversation);
     conversation.pending_field = None;
     state.store.put_conversation(&conversation).await?;
-    if input.resolved {
-        state.chat.emit(&state, &conversation, ChatEvent::Resolved).await;
-    }
     tracing::info!(%site_id, %conversation_id, by = %user.username, resolved = input.resolved, "chat closed");
     Ok((StatusCode::OK, axum::Json(serde_json::json!({ "success": true, "data": summary(&conversation) }))).into_response())
 }

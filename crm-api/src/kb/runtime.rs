@@ -8,7 +8,7 @@
 //! background embedder (about 0.1 s per article on one core), which stores what it computes so
 //! the next start finds it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ use crate::ApiError;
 fn revision_key(site_id: &str) -> String {
     format!("kb_revision/{site_id}")
 }
+
+/// Most distinct counter keys buffered between flushes (new content-gap keys beyond it are dropped).
+pub const MAX_BUFFERED_COUNTERS: usize = 100_000;
 
 /// How long a site's settings (its allowed origins) are trusted by the public endpoints.
 const SITE_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -63,6 +66,11 @@ pub struct KbRuntime {
     counters: Mutex<HashMap<(String, i64, String, String), KbCounter>>,
     embed_tx: mpsc::UnboundedSender<(String, String)>,
     embed_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+    /// Articles waiting in the embed queue (a second write before the embedder gets there adds nothing).
+    queued: Mutex<HashSet<(String, String)>>,
+    /// Held across every change of the index and catalog, so the embedder's "is it still
+    /// current?" check and its upsert cannot interleave with a write that removes the article.
+    index_lock: Mutex<()>,
     revisions: Mutex<HashMap<String, Vec<u8>>>,
     sites: Mutex<HashMap<String, (Instant, Option<Site>)>>,
     /// Searches running at once (each embeds its query on a blocking thread).
@@ -122,6 +130,8 @@ impl KbRuntime {
             counters: Mutex::default(),
             embed_tx,
             embed_rx: Mutex::new(Some(embed_rx)),
+            queued: Mutex::default(),
+            index_lock: Mutex::default(),
             revisions: Mutex::default(),
             sites: Mutex::default(),
             search_permits: Semaphore::new(permits),
@@ -166,7 +176,7 @@ impl KbRuntime {
                 Some(_) => stats.from_store += 1,
                 None if self.semantic() => {
                     stats.queued += 1;
-                    let _ = self.embed_tx.send((site_id.to_owned(), article.article_id.clone()));
+                    self.queue(site_id, &article.article_id);
                 }
                 None => {}
             }
@@ -174,6 +184,7 @@ impl KbRuntime {
             vectors.push(stored);
         }
         stats.indexed = docs.len();
+        let _index = self.index_lock.lock();
         // Articles gone from the live set leave the index.
         let old: Vec<String> = self.catalog.read().get(site_id).map(|c| c.values().map(|e| e.article_id.clone()).collect()).unwrap_or_default();
         for id in old {
@@ -185,6 +196,12 @@ impl KbRuntime {
         self.catalog.write().insert(site_id.to_owned(), catalog);
         self.revisions.lock().insert(site_id.to_owned(), revision);
         Ok(stats)
+    }
+
+    fn queue(&self, site_id: &str, article_id: &str) {
+        if self.queued.lock().insert((site_id.to_owned(), article_id.to_owned())) {
+            let _ = self.embed_tx.send((site_id.to_owned(), article_id.to_owned()));
+        }
     }
 
     pub fn semantic(&self) -> bool {
@@ -203,6 +220,7 @@ impl KbRuntime {
     /// tells other processes through the site's revision.
     pub async fn article_written(&self, store: &Arc<dyn Store>, article: &Article) -> crm_store::Result<()> {
         let site = &article.site_id;
+        let index = self.index_lock.lock();
         {
             let mut catalog = self.catalog.write();
             let entries = catalog.entry(site.clone()).or_default();
@@ -213,11 +231,12 @@ impl KbRuntime {
             self.catalog.write().entry(site.clone()).or_default().insert(article.slug.clone(), Arc::new(entry_of(article, &text)));
             self.index.upsert_embedded(&[doc_of(article, text)], vec![None]).map_err(index_err)?;
             if self.semantic() {
-                let _ = self.embed_tx.send((site.clone(), article.article_id.clone()));
+                self.queue(site, &article.article_id);
             }
         } else {
             self.index.remove(site, &article.article_id).map_err(index_err)?;
         }
+        drop(index);
         let revision = uuid::Uuid::new_v4().as_bytes().to_vec();
         store.put_meta(&revision_key(site), &revision).await?;
         self.revisions.lock().insert(site.clone(), revision);
@@ -257,10 +276,19 @@ impl KbRuntime {
         let site = store.site(site_id).await?;
         let mut sites = self.sites.lock();
         if sites.len() > 10_000 {
-            sites.clear(); // unknown ids from a scan must not grow it without bound
+            // Unknown ids from a scan must not grow it without bound, nor evict the real sites.
+            sites.retain(|_, (at, site)| site.is_some() && at.elapsed() < SITE_CACHE_TTL);
+            if sites.len() > 10_000 {
+                sites.clear();
+            }
         }
         sites.insert(site_id.to_owned(), (Instant::now(), site.clone()));
         Ok(site)
+    }
+
+    /// A site from the cache only (no store read), if cached and fresh.
+    pub fn cached_site(&self, site_id: &str) -> Option<Site> {
+        self.sites.lock().get(site_id).filter(|(at, _)| at.elapsed() < SITE_CACHE_TTL).and_then(|(_, site)| site.clone())
     }
 
     /// Forgets a cached site (its settings changed in this process).
@@ -273,6 +301,11 @@ impl KbRuntime {
         let day = utc_day(at_ms);
         let key = (site_id.to_owned(), day, article_id.to_owned(), query.to_owned());
         let mut counters = self.counters.lock();
+        // While the store refuses the flush, distinct public queries (gap rows) must not grow the
+        // buffer without bound; the site and article rows are few and always kept.
+        if counters.len() >= MAX_BUFFERED_COUNTERS && !query.is_empty() && !counters.contains_key(&key) {
+            return;
+        }
         let counter = counters.entry(key).or_insert_with(|| KbCounter::key(site_id, day, article_id, query));
         add(counter);
     }
@@ -330,6 +363,7 @@ impl KbRuntime {
         let mut done = 0;
         let mut result = Ok(());
         while let Ok((site_id, article_id)) = rx.try_recv() {
+            self.queued.lock().remove(&(site_id.clone(), article_id.clone()));
             if let Err(e) = self.embed_one(store, &embedder, &site_id, &article_id).await {
                 result = Err(e);
                 break;
@@ -361,6 +395,7 @@ impl KbRuntime {
                 next = rx.recv() => match next { Some(next) => next, None => return },
                 _ = shutdown.wait() => return,
             };
+            self.queued.lock().remove(&(site_id.clone(), article_id.clone()));
             if let Err(e) = self.embed_one(&store, &embedder, &site_id, &article_id).await {
                 tracing::warn!(%site_id, %article_id, error = %e, "article embedding failed; it stays keyword-indexed");
             }
@@ -371,28 +406,25 @@ impl KbRuntime {
         let Some(article) = store.article(site_id, article_id).await?.filter(Article::is_live) else { return Ok(()) };
         let doc = doc_of(&article, markdown::render(&article.body_md).text);
         let hash = passage_hash(&doc);
-        let stored = store.article_embeddings(site_id).await?.into_iter().find(|e| e.article_id == article_id);
-        let vectors = match stored.filter(|e| e.model == embedder.model_id() && e.content_hash == hash) {
-            Some(e) => e.vectors,
-            None => {
-                let (embedder, doc) = (embedder.clone(), doc.clone());
-                let vectors = tokio::task::spawn_blocking(move || SearchIndex::embed_article(&embedder, &doc))
-                    .await
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
-                    .map_err(search_error)?;
-                let embedding = ArticleEmbedding {
-                    site_id: site_id.to_owned(),
-                    article_id: article_id.to_owned(),
-                    model: embedder_id(&self.index),
-                    content_hash: hash,
-                    dimensions: self.index.embedder().map_or(0, |e| e.dimensions()) as u32,
-                    vectors: vectors.clone(),
-                };
-                store.put_article_embedding(&embedding).await?;
-                vectors
-            }
+        // Queued articles are new, changed or without a current stored embedding: embed them
+        // (one article's store read, never the site's whole embedding set).
+        let (model, job) = (embedder.clone(), doc.clone());
+        let vectors = tokio::task::spawn_blocking(move || SearchIndex::embed_article(&model, &job))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(search_error)?;
+        let embedding = ArticleEmbedding {
+            site_id: site_id.to_owned(),
+            article_id: article_id.to_owned(),
+            model: embedder_id(&self.index),
+            content_hash: hash,
+            dimensions: self.index.embedder().map_or(0, |e| e.dimensions()) as u32,
+            vectors: vectors.clone(),
         };
-        // Only if the article is still live and unchanged since it was read.
+        store.put_article_embedding(&embedding).await?;
+        // Only if the article is still live and unchanged since it was read (checked and
+        // upserted under the index lock, so a delete cannot slip in between).
+        let _index = self.index_lock.lock();
         let current = self.entry_by_id(site_id, article_id).is_some_and(|e| e.slug == article.slug && e.updated_at_ms == article.updated_at_ms);
         if current {
             self.index.upsert_embedded(&[doc], vec![Some(vectors)]).map_err(|e| ApiError::Internal(e.to_string()))?;

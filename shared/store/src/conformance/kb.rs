@@ -108,6 +108,7 @@ fn conversation(site: &str, n: u128, started: i64) -> Conversation {
         token_hash: format!("hash-{n}"),
         pending_field: None,
         session_id: Some("s1".into()),
+        declined: Vec::new(),
     }
 }
 
