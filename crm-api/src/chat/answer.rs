@@ -53,10 +53,14 @@ pub fn is_question(text: &str) -> bool {
     text.trim_end().ends_with('?') || words(text).first().is_some_and(|w| OPENERS.contains(&w.as_str()))
 }
 
-/// Whether a chat message is worth counting as a search (a question, or a few words of a
-/// topic; not "thanks!" or "ok").
+/// Whether a chat message is worth counting as a search: a question or a topic ("pricing",
+/// "quantum teleportation"), not chatter ("thanks!", "ok", "great, cheers").
 pub fn looks_like_question(text: &str) -> bool {
-    is_question(text) || words(text).len() >= 4
+    const CHATTER: &[&str] = &[
+        "thanks", "thank", "you", "ok", "okay", "k", "hi", "hello", "hey", "yes", "no", "yep", "nope", "cool", "great", "cheers", "bye",
+        "good", "nice", "sure", "please", "lol", "alright", "fine", "perfect", "awesome",
+    ];
+    is_question(text) || words(text).iter().any(|w| !CHATTER.contains(&w.as_str()))
 }
 
 /// Whether the message asks about price (a high-intent question sales should answer).
@@ -92,10 +96,10 @@ mod tests {
         assert!(!asks_for_person("humane treatment of salesforce data", &phrases));
         assert!(!asks_for_person("anything", &[]));
         assert!(is_pricing_question("What does it cost for 50 seats?"));
-        for question in ["sso?", "How do I export", "does it support okta", "exporting leads to a spreadsheet"] {
+        for question in ["sso?", "How do I export", "does it support okta", "exporting leads to a spreadsheet", "pricing", "quantum teleportation"] {
             assert!(looks_like_question(question), "{question}");
         }
-        for chatter in ["thanks!", "ok", "great, cheers"] {
+        for chatter in ["thanks!", "ok", "great, cheers", "Thank you :)"] {
             assert!(!looks_like_question(chatter), "{chatter}");
         }
         assert!(is_question("Is there an API?") && is_question("how about SSO") && !is_question("Acme Corp"));
