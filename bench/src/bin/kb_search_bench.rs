@@ -68,7 +68,9 @@ const QUERIES: [&str; 10] = [
     "stop sending alert emails",
     "delete a customer's personal data",
     "webhook retries",
-    "how much does an extra seat cost",
+    // (Until 2026-12-07 "how much does an extra seat cost": no generated article is about price,
+    // and it only ever matched on the words "how" and "does", which queries now drop.)
+    "is this feature included in my plan",
     "tracking script not firing",
     "api key permissions",
 ];
