@@ -26,6 +26,7 @@ import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 import { poll } from './lib/api.mjs';
 import { newContext, waitForTag } from './lib/browser.mjs';
+import { dashboardContext } from './lib/dashboard.mjs';
 import { screenshotPath, sleep } from './lib/env.mjs';
 import { startStack } from './lib/stack.mjs';
 
@@ -185,7 +186,7 @@ async function say(page, text) {
  * site selected. Returns { context, page, pageErrors }.
  */
 async function openDashboard() {
-  const context = await newContext(stack.browser, { viewport: { width: 1440, height: 900 } });
+  const context = await dashboardContext(stack.browser, stack.crm.url, { width: 1440, height: 900 });
   const pageErrors = [];
   try {
     const page = await context.newPage();

@@ -14,19 +14,14 @@
 // gap leading to a new article); a sales rep sees the knowledge base without its writing controls.
 // Screenshots: target/widget-screenshots/dashboard-kb*.png, dashboard-chat.png.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Api, poll } from './lib/api.mjs';
-import { USER_AGENT, launchBrowser, newContext } from './lib/browser.mjs';
+import { USER_AGENT, launchBrowser } from './lib/browser.mjs';
 import { startCrm } from './lib/crm-server.mjs';
-import { REPO_ROOT, screenshotPath } from './lib/env.mjs';
+import { DASHBOARD_FROM, dashboardContext as dashboardContextOf } from './lib/dashboard.mjs';
+import { screenshotPath } from './lib/env.mjs';
 
 const SITE = 'dash-chat';
-const DASHBOARD_FROM = process.env.DASHBOARD_FROM || 'binary';
-const DIST = join(REPO_ROOT, 'widgets/dashboard/dist');
-const DIST_FILES = { '/': 'index.html', '/app/app.js': 'app.js', '/app/app.css': 'app.css' };
-const TYPES = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'application/javascript; charset=utf-8', 'app.css': 'text/css; charset=utf-8' };
 
 const ARTICLE = {
   title: 'How do refunds work?',
@@ -54,17 +49,8 @@ function need(value, what) {
 }
 
 /** A browser context that gets the dashboard from the binary, or from dist/ (DASHBOARD_FROM). */
-async function dashboardContext(viewport) {
-  const ctx = await newContext(browser, { viewport });
-  if (DASHBOARD_FROM === 'dist') {
-    await ctx.route((url) => url.origin === crm.url && url.pathname in DIST_FILES, async (route) => {
-      const file = DIST_FILES[new URL(route.request().url()).pathname];
-      route.fulfill({ body: await readFile(join(DIST, file)), contentType: TYPES[file] });
-    });
-  } else if (DASHBOARD_FROM !== 'binary') {
-    throw new Error(`DASHBOARD_FROM must be binary or dist, not ${DASHBOARD_FROM}`);
-  }
-  return ctx;
+function dashboardContext(viewport) {
+  return dashboardContextOf(browser, crm.url, viewport);
 }
 
 /** The public chat API as the widget calls it: JSON sent as text/plain, no sign-in. */

@@ -20,16 +20,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { Api, poll } from './lib/api.mjs';
-import { USER_AGENT, launchBrowser, newContext } from './lib/browser.mjs';
+import { USER_AGENT, launchBrowser } from './lib/browser.mjs';
 import { startCrm } from './lib/crm-server.mjs';
-import { CRM_BIN, REPO_ROOT, screenshotPath } from './lib/env.mjs';
+import { DASHBOARD_FROM, DIST, DIST_FILES, dashboardContext as dashboardContextOf } from './lib/dashboard.mjs';
+import { CRM_BIN, screenshotPath } from './lib/env.mjs';
 
 const run = promisify(execFile);
 const SITE = 'demo';
-const DASHBOARD_FROM = process.env.DASHBOARD_FROM || 'binary';
-const DIST = join(REPO_ROOT, 'widgets/dashboard/dist');
-const DIST_FILES = { '/': 'index.html', '/app/app.js': 'app.js', '/app/app.css': 'app.css' };
-const TYPES = { 'index.html': 'text/html; charset=utf-8', 'app.js': 'application/javascript; charset=utf-8', 'app.css': 'text/css; charset=utf-8' };
 
 let crm;
 let browser;
@@ -109,17 +106,8 @@ before(async () => {
 });
 
 /** A browser context that gets the dashboard from the binary, or from dist/ (DASHBOARD_FROM). */
-async function dashboardContext(viewport) {
-  const ctx = await newContext(browser, { viewport });
-  if (DASHBOARD_FROM === 'dist') {
-    await ctx.route((url) => url.origin === crm.url && url.pathname in DIST_FILES, async (route) => {
-      const file = DIST_FILES[new URL(route.request().url()).pathname];
-      route.fulfill({ body: await readFile(join(DIST, file)), contentType: TYPES[file] });
-    });
-  } else if (DASHBOARD_FROM !== 'binary') {
-    throw new Error(`DASHBOARD_FROM must be binary or dist, not ${DASHBOARD_FROM}`);
-  }
-  return ctx;
+function dashboardContext(viewport) {
+  return dashboardContextOf(browser, crm.url, viewport);
 }
 
 after(async () => {
