@@ -26,19 +26,12 @@ fn window(query: &params::Query) -> Result<(i64, i64), ApiError> {
     Ok((from, to))
 }
 
-async fn require_site(state: &ApiState, site_id: &str) -> Result<(), ApiError> {
-    match state.store.site(site_id).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::NotFound(format!("site {site_id}"))),
-    }
-}
-
 /// The lead-form funnel per form: views, starts, submissions, conversion rate (submissions/views).
 pub async fn forms(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let (from, to) = window(&query)?;
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     let items = state.store.form_stats(site_id, from, to).await?;
     Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "items": items })))
 }
@@ -48,7 +41,7 @@ pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query
     let site_id = params::required(&query, "site_id")?;
     let (from, to) = window(&query)?;
     let top = params::limit(&query, 10, 100)?;
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     let overview = state.store.overview(site_id, from, to, top).await?;
     Ok(reply::ok(json!({
         "site_id": site_id,
@@ -76,7 +69,7 @@ pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(que
     if (to - first).div_euclid(step) + 1 > MAX_POINTS {
         return Err(ApiError::InvalidParameter { name: "to".into(), message: format!("at most {MAX_POINTS} {interval}s per request") });
     }
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     let points: Vec<serde_json::Value> = state
         .store
         .timeseries(site_id, from, to, step)
@@ -103,7 +96,7 @@ const LIVE_MINUTES: i64 = 5;
 pub async fn live(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?;
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     let now = crate::auth::now_ms();
     let o = state.store.overview(site_id, now - LIVE_MINUTES * 60_000, now + 1, 10).await?;
     Ok(reply::ok(json!({

@@ -49,17 +49,10 @@ fn build(site_id: String, form_id: String, input: FormInput, created_at_ms: Opti
     }
 }
 
-async fn require_site(state: &ApiState, site_id: &str) -> Result<(), ApiError> {
-    match state.store.site(site_id).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::NotFound(format!("site {site_id}"))),
-    }
-}
-
 pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(crate::rbac::Permission::FormsRead)?;
     let site_id = params::required(&query, "site_id")?;
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     Ok(reply::ok(state.store.forms(site_id).await?))
 }
 
@@ -75,7 +68,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
     let site_id = input.site_id.take().ok_or(ApiError::Validation(vec![("site_id".into(), "is required".into())]))?;
     let form_id = input.form_id.take().unwrap_or_else(|| format!("form_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     let form = build(site_id, form_id, input, None)?;
-    require_site(&state, &form.site_id).await?;
+    state.require_site(&form.site_id).await?;
     if state.store.form(&form.site_id, &form.form_id).await?.is_some() {
         return Err(ApiError::Conflict { code: "form_exists", message: format!("form {} already exists", form.form_id), details: None });
     }

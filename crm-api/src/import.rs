@@ -380,9 +380,7 @@ pub async fn handle(
     use crate::ApiError;
     let site_id = crate::params::required(&query, "site_id")?;
     let kind = ImportKind::parse(&kind).ok_or_else(|| ApiError::NotFound(format!("import kind {kind} (accounts, invoices, tickets, relationships)")))?;
-    if state.store.site(site_id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("site {site_id}")));
-    }
+    state.require_site(site_id).await?;
     let batch = parse_csv(kind, site_id, &body).map_err(|e| match e {
         ImportError::Rows(rows) => ApiError::Unprocessable {
             code: "invalid_rows",

@@ -81,10 +81,7 @@ pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Q
     user.require(crate::rbac::Permission::LeadsRead)?;
     let limit = params::limit(&query, 50, 200)?;
     let include_deleted = params::flag(&query, "include_deleted")?;
-    let status = match query.get("status") {
-        None => None,
-        Some(_) => Some(params::choice::<LeadStatus>(&query, "status", "new, working, qualified, unqualified, customer, lost")?),
-    };
+    let status = params::optional_choice::<LeadStatus>(&query, "status", "new, working, qualified, unqualified, customer, lost")?;
     let lead_query = LeadQuery {
         site_id: site_param(&query)?,
         status,

@@ -43,10 +43,14 @@ pub fn flag(query: &Query, name: &str) -> Result<bool, ApiError> {
 
 /// Parses an enum-like parameter through serde's snake_case names.
 pub fn choice<T: serde::de::DeserializeOwned + Default>(query: &Query, name: &str, allowed: &str) -> Result<T, ApiError> {
+    Ok(optional_choice(query, name, allowed)?.unwrap_or_default())
+}
+
+/// [`choice`] for parameters without a default: `None` when absent.
+pub fn optional_choice<T: serde::de::DeserializeOwned>(query: &Query, name: &str, allowed: &str) -> Result<Option<T>, ApiError> {
     match query.get(name) {
-        None => Ok(T::default()),
-        Some(text) => serde_json::from_value(serde_json::Value::String(text.clone()))
-            .map_err(|_| invalid(name, format!("must be one of {allowed}"))),
+        None => Ok(None),
+        Some(text) => serde_json::from_value(serde_json::Value::String(text.clone())).map(Some).map_err(|_| invalid(name, format!("must be one of {allowed}"))),
     }
 }
 

@@ -68,6 +68,14 @@ impl ApiState {
         self
     }
 
+    /// `404 not_found` unless the site exists.
+    pub(crate) async fn require_site(&self, site_id: &str) -> Result<(), crate::ApiError> {
+        match self.store.site(site_id).await? {
+            Some(_) => Ok(()),
+            None => Err(crate::ApiError::NotFound(format!("site {site_id}"))),
+        }
+    }
+
     /// Use this knowledge-base runtime (loaded from the store) instead of an empty one.
     pub fn with_kb(mut self, kb: Arc<KbRuntime>) -> ApiState {
         self.kb = kb;

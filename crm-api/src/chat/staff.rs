@@ -17,26 +17,15 @@ use crate::auth::AuthUser;
 use crate::rbac::Permission;
 use crate::{params, reply, ApiError, ApiState};
 
-fn status_filter(query: &params::Query) -> Result<Option<ConversationStatus>, ApiError> {
-    match query.get("status") {
-        None => Ok(None),
-        Some(s) => serde_json::from_value(serde_json::Value::String(s.clone()))
-            .map(Some)
-            .map_err(|_| ApiError::InvalidParameter { name: "status".into(), message: "must be open, handed_off, resolved or closed".into() }),
-    }
-}
-
 /// `GET /api/v1/chat/conversations?site_id&status&visitor_id&limit&cursor`: newest first.
 pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(Permission::ChatRespond)?;
     state.chat.seen(&user.username);
     let site_id = params::required(&query, "site_id")?;
     let limit = params::limit(&query, 50, 200)?;
-    let status = status_filter(&query)?;
+    let status: Option<ConversationStatus> = params::optional_choice(&query, "status", "open, handed_off, resolved or closed")?;
     let visitor = query.get("visitor_id");
-    if state.store.site(site_id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("site {site_id}")));
-    }
+    state.require_site(site_id).await?;
     // Filters apply page by page over the store's newest-first pages, so a page may be short.
     let page = state.store.conversations(site_id, limit, reply::decode_cursor(query.get("cursor"))?.as_deref()).await?;
     let items: Vec<&Conversation> = page

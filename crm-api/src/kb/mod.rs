@@ -138,13 +138,6 @@ pub async fn check_slug(store: &Arc<dyn Store>, article: &Article) -> Result<(),
     Ok(())
 }
 
-async fn require_site(state: &ApiState, site_id: &str) -> Result<(), ApiError> {
-    match state.store.site(site_id).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::NotFound(format!("site {site_id}"))),
-    }
-}
-
 async fn existing(state: &ApiState, site_id: &str, article_id: &str) -> Result<Article, ApiError> {
     state.store.article(site_id, article_id).await?.ok_or_else(|| ApiError::NotFound(format!("article {site_id}/{article_id}")))
 }
@@ -152,15 +145,9 @@ async fn existing(state: &ApiState, site_id: &str, article_id: &str) -> Result<A
 pub async fn list(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(Permission::KbRead)?;
     let site_id = params::required(&query, "site_id")?;
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     let limit = params::limit(&query, 50, 500)?;
-    let status: Option<ArticleStatus> = match query.get("status").map(String::as_str) {
-        None => None,
-        Some(s) => Some(serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ApiError::InvalidParameter {
-            name: "status".into(),
-            message: "must be draft or published".into(),
-        })?),
-    };
+    let status: Option<ArticleStatus> = params::optional_choice(&query, "status", "draft or published")?;
     let include_deleted = params::flag(&query, "include_deleted")?;
     let category = query.get("category");
     let tag = query.get("tag");
@@ -192,7 +179,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, body: Bytes) 
     if input.version.is_some() {
         return Err(ApiError::Validation(vec![("version".into(), "is set by the API on create".into())]));
     }
-    require_site(&state, &site_id).await?;
+    state.require_site(&site_id).await?;
     let article = new_article(&site_id, input.slug, &input.title, input.body_md, input.category, input.tags, input.status.unwrap_or(ArticleStatus::Draft));
     let problems = article.check();
     if !problems.is_empty() {
@@ -279,7 +266,7 @@ pub async fn search(State(state): State<ApiState>, user: AuthUser, Query(query):
     let site_id = params::required(&query, "site_id")?;
     let q = params::required(&query, "q")?;
     let limit = params::limit(&query, 10, 50)?;
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     let hits = state.kb.search(site_id, q, limit).await?;
     Ok(reply::ok(serde_json::json!({ "hits": hits, "semantic": state.kb.semantic() })))
 }
@@ -288,7 +275,7 @@ pub async fn search(State(state): State<ApiState>, user: AuthUser, Query(query):
 pub async fn analytics(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(Permission::KbRead)?;
     let site_id = params::required(&query, "site_id")?;
-    require_site(&state, site_id).await?;
+    state.require_site(site_id).await?;
     let to = params::timestamp_ms(&query, "to")?.unwrap_or_else(|| now_ms() + crm_schemas::DAY_MS);
     let from = params::timestamp_ms(&query, "from")?.unwrap_or(to - 30 * crm_schemas::DAY_MS);
     let (from_day, to_day) = (crm_schemas::utc_day(from), crm_schemas::utc_day(to));
