@@ -248,10 +248,14 @@ impl ClickHouseStore {
         Ok(Page { items, next_cursor })
     }
 
+    /// A query over a site's rows from `from_ms` on that carries [`HUMANS`]' parameters.
+    fn analytics(&self, site_id: &str, from_ms: i64, sql: &str) -> clickhouse::query::Query {
+        self.client.query(sql).param("bots_site", site_id).param("bots_rank", last_seen_rank(from_ms))
+    }
+
     async fn counts(&self, sql: &str, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Vec<Count>> {
         let rows: Vec<CountRow> = self
-            .client
-            .query(sql)
+            .analytics(site_id, from_ms, sql)
             .bind(site_id)
             .bind(from_ms)
             .bind(to_ms)
@@ -325,6 +329,17 @@ fn form_key(site_id: &str, form_id: &str) -> String {
 
 fn range(column: &str) -> String {
     RANGE.replace("{col}", column)
+}
+
+/// Leaves out the rows of the site's bot visitors: every visitor whose profile is a bot and was
+/// seen since the window opened ([`ProfileStore::bot_visitors`]). Any stored version of a bot
+/// profile qualifies, since a profile never stops being one, so no `FINAL` is needed. Its
+/// parameters come from [`ClickHouseStore::analytics`].
+const HUMANS: &str = " AND visitor_id NOT IN (SELECT visitor_id FROM visitors WHERE site_id = {bots_site:String} AND is_bot = 1 AND rank_last_seen <= {bots_rank:UInt64})";
+
+/// The last-seen rank value of a visitor last seen at `since_ms` (ranks fall as recency rises).
+fn last_seen_rank(since_ms: i64) -> u64 {
+    u64::MAX - ((since_ms.max(0) as u64) & ((1 << 48) - 1))
 }
 
 #[async_trait]
@@ -409,11 +424,10 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
-        let sessions_where = format!("{} AND is_bot = 0", range("start"));
-        let events_where = format!("{} AND kind = 'pageview' AND is_bot = 0", range("ts"));
+        let sessions_where = format!("{} AND is_bot = 0{HUMANS}", range("start"));
+        let events_where = format!("{} AND kind = 'pageview' AND is_bot = 0{HUMANS}", range("ts"));
         let totals: SessionTotals = self
-            .client
-            .query(&format!(
+            .analytics(site_id, from_ms, &format!(
                 "SELECT count() AS sessions, countIf(bounce = 1) AS bounces, sum(duration_ms) AS duration_total FROM sessions FINAL WHERE {sessions_where}"
             ))
             .bind(site_id)
@@ -423,8 +437,7 @@ impl EventStore for ClickHouseStore {
             .await
             .map_err(ch_err)?;
         let pageviews: Scalar64 = self
-            .client
-            .query(&format!("SELECT count() AS value FROM events WHERE {events_where}"))
+            .analytics(site_id, from_ms, &format!("SELECT count() AS value FROM events WHERE {events_where}"))
             .bind(site_id)
             .bind(from_ms)
             .bind(to_ms)
@@ -432,8 +445,7 @@ impl EventStore for ClickHouseStore {
             .await
             .map_err(ch_err)?;
         let visitors: Scalar64 = self
-            .client
-            .query(&format!(
+            .analytics(site_id, from_ms, &format!(
                 "SELECT uniqExact(v) AS value FROM (SELECT visitor_id AS v FROM sessions FINAL WHERE {sessions_where}
                  UNION ALL SELECT visitor_id AS v FROM events WHERE {events_where})"
             ))
@@ -487,10 +499,9 @@ impl EventStore for ClickHouseStore {
 
     async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>> {
         let rows: Vec<FormCountRow> = self
-            .client
-            .query(&format!(
+            .analytics(site_id, from_ms, &format!(
                 "SELECT JSONExtractString(body, 'form_id') AS form_id, toString(kind) AS kind, count() AS count FROM events
-                 WHERE {} AND kind IN ('form_view', 'form_start', 'form_submit') AND is_bot = 0 GROUP BY form_id, kind",
+                 WHERE {} AND kind IN ('form_view', 'form_start', 'form_submit') AND is_bot = 0{HUMANS} GROUP BY form_id, kind",
                 range("ts")
             ))
             .bind(site_id)
@@ -512,11 +523,10 @@ impl EventStore for ClickHouseStore {
         // Three grouped queries instead of the overview's nine per bucket; bucket k starts at
         // first + k * step, and the window clips the first and last bucket as the overview would.
         let bucket = |col: &str| format!("toUInt64(intDiv(toUnixTimestamp64Milli({col}) - {first}, {step_ms}))");
-        let sessions_where = format!("{} AND is_bot = 0", range("start"));
-        let events_where = format!("{} AND kind = 'pageview' AND is_bot = 0", range("ts"));
+        let sessions_where = format!("{} AND is_bot = 0{HUMANS}", range("start"));
+        let events_where = format!("{} AND kind = 'pageview' AND is_bot = 0{HUMANS}", range("ts"));
         let totals: Vec<BucketTotals> = self
-            .client
-            .query(&format!(
+            .analytics(site_id, from_ms, &format!(
                 "SELECT {} AS bucket, count() AS sessions, countIf(bounce = 1) AS bounces, sum(duration_ms) AS duration_total
                  FROM sessions FINAL WHERE {sessions_where} GROUP BY bucket",
                 bucket("start")
@@ -528,8 +538,7 @@ impl EventStore for ClickHouseStore {
             .await
             .map_err(ch_err)?;
         let pageviews: Vec<BucketCount> = self
-            .client
-            .query(&format!("SELECT {} AS bucket, count() AS value FROM events WHERE {events_where} GROUP BY bucket", bucket("ts")))
+            .analytics(site_id, from_ms, &format!("SELECT {} AS bucket, count() AS value FROM events WHERE {events_where} GROUP BY bucket", bucket("ts")))
             .bind(site_id)
             .bind(from_ms)
             .bind(to_ms)
@@ -537,8 +546,7 @@ impl EventStore for ClickHouseStore {
             .await
             .map_err(ch_err)?;
         let visitors: Vec<BucketCount> = self
-            .client
-            .query(&format!(
+            .analytics(site_id, from_ms, &format!(
                 "SELECT bucket, uniqExact(v) AS value FROM (SELECT {} AS bucket, visitor_id AS v FROM sessions FINAL WHERE {sessions_where}
                  UNION ALL SELECT {} AS bucket, visitor_id AS v FROM events WHERE {events_where}) GROUP BY bucket",
                 bucket("start"),
@@ -649,6 +657,18 @@ impl ProfileStore for ClickHouseStore {
 
     async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
         self.get_visitor_orgs(site_id, limit).await
+    }
+
+    async fn bot_visitors(&self, site_id: &str, since_ms: i64) -> Result<Vec<String>> {
+        let rows: Vec<IdRow> = self
+            .client
+            .query("SELECT DISTINCT visitor_id AS id FROM visitors WHERE site_id = ? AND is_bot = 1 AND rank_last_seen <= ? ORDER BY id")
+            .bind(site_id)
+            .bind(last_seen_rank(since_ms))
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 }
 

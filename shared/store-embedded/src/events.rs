@@ -600,8 +600,13 @@ impl ColumnarEvents {
     /// a rollup matching its live parts, and no buffered row, is read from the rollup and its
     /// parts are left out.
     fn snapshot_with(&self, site_id: &str, from_ms: i64, to_ms: i64, rollups: bool) -> Result<Snapshot> {
-        let (events, sessions, all_parts) = {
+        let (events, sessions, all_parts, bots, (generation, bot_keys)) = {
             let buffers = lock(&self.buffers);
+            // Under the buffer lock (appends apply profiles under it): the bots match the rows.
+            let (bots, bot_keys) = {
+                let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+                (profiles.bots_since(site_id, from_ms), profiles.bot_keys(site_id))
+            };
             let all_parts = self.parts_snapshot();
             let frozen = buffers.frozen.clone();
             let in_window = |ts: i64| from_ms <= ts && ts < to_ms;
@@ -619,7 +624,7 @@ impl ColumnarEvents {
                 .filter(|(s, _)| s.site_id == site_id && in_window(s.start_ms))
                 .cloned()
                 .collect();
-            (events, sessions, all_parts)
+            (events, sessions, all_parts, bots, bot_keys)
         };
         let mut parts: Vec<Arc<LivePart>> = all_parts
             .into_iter()
@@ -641,6 +646,8 @@ impl ColumnarEvents {
                 }
             }
             drop(known);
+            // A rollup that counted a visitor who is a bot now is read around, like a stale one.
+            used.retain(|r| r.counts_no_bot(generation, &bot_keys).unwrap_or(false));
             parts.retain(|p| !used.iter().any(|r| r.day() == p.meta.day && matches!(p.meta.stream, Stream::Events | Stream::Sessions)));
         }
         let files = |stream: Stream| -> Vec<PathBuf> { parts.iter().filter(|p| p.meta.stream == stream).map(|p| p.path.clone()).collect() };
@@ -651,6 +658,7 @@ impl ColumnarEvents {
             sessions: session_part::sessions_batch(&sessions.iter().collect::<Vec<_>>())?,
             keep_alive: parts.into_iter().map(|p| p as Arc<dyn std::any::Any + Send + Sync>).collect(),
             rollups: used,
+            bots: query::bots_batch(bots)?,
         })
     }
 
@@ -692,6 +700,17 @@ impl ColumnarEvents {
     /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
     pub async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
         query::sessions_between(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, limit).await
+    }
+
+    /// The site's bot visitors last seen at or after `since_ms`, ascending.
+    pub fn bot_visitors(&self, site_id: &str, since_ms: i64) -> Vec<String> {
+        self.profiles.read().unwrap_or_else(|p| p.into_inner()).bots_since(site_id, since_ms)
+    }
+
+    /// Whether a rollup counts no visitor that is a bot now (see [`Rollup::counts_no_bot`]).
+    fn rollup_clean(&self, rollup: &Rollup) -> bool {
+        let (generation, keys) = self.profiles.read().unwrap_or_else(|p| p.into_inner()).bot_keys(rollup.site_id());
+        rollup.counts_no_bot(generation, &keys).unwrap_or(false)
     }
 
     /// Event parts the manifest lists (tests and metrics).

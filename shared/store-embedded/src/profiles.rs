@@ -88,6 +88,12 @@ struct SiteProfiles {
     /// [human, bot][sort] → (rank value, slot number), ascending = best first; within one rank
     /// value (the same score and millisecond) lists order by visitor id.
     ranks: [[BTreeSet<(u64, u32)>; 3]; 2],
+    /// [`visitor_key`](crate::query::visitor_key) of every bot profile: a rollup holding one of
+    /// them counted a visitor that is a bot now (see [`Profiles::bot_keys`]). Shared with
+    /// readers, copied on write.
+    bot_keys: Arc<hashbrown::HashSet<u128>>,
+    /// Bumped whenever `bot_keys` changes.
+    bot_generation: u64,
 }
 
 impl SiteProfiles {
@@ -209,12 +215,32 @@ impl Profiles {
         let bytes = hot.as_ref().map_or(0, |json| json.len() + HOT_OVERHEAD) as u32;
         let now = self.clock.load(Ordering::Relaxed);
         if !self.sites.contains_key(site_id) {
-            let site = SiteProfiles { name: Arc::from(site_id), index: Default::default(), hasher: Default::default(), slots: Slots::default(), ids: IdArena::default(), ranks: Default::default() };
+            let site = SiteProfiles {
+                name: Arc::from(site_id),
+                index: Default::default(),
+                hasher: Default::default(),
+                slots: Slots::default(),
+                ids: IdArena::default(),
+                ranks: Default::default(),
+                bot_keys: Default::default(),
+                bot_generation: 0,
+            };
             self.sites.insert(site_id.to_owned(), site);
         }
         let site = self.sites.get_mut(site_id).expect("inserted above");
         let existing = site.position(visitor_id);
         let number = existing.unwrap_or(site.slots.len() as u32);
+        let was_bot = existing.is_some_and(|i| site.slots[i as usize].bot);
+        if was_bot != summary.bot {
+            let key = crate::query::visitor_key(visitor_id);
+            let keys = Arc::make_mut(&mut site.bot_keys);
+            if summary.bot {
+                keys.insert(key);
+            } else {
+                keys.remove(&key);
+            }
+            site.bot_generation += 1;
+        }
         let (key, old_home, dirty) = match existing.map(|i| &site.slots[i as usize]) {
             Some(old) => {
                 let key = old.visitor;
@@ -340,6 +366,29 @@ impl Profiles {
             }
         }
         Ok((items, if more { last } else { None }))
+    }
+
+    /// The site's bot visitors last seen at or after `since_ms`, ascending
+    /// ([`crm_store::ProfileStore::bot_visitors`]): the bot list of the last-seen sort, newest
+    /// first, up to the first one seen before `since_ms`.
+    pub fn bots_since(&self, site_id: &str, since_ms: i64) -> Vec<String> {
+        let Some(site) = self.sites.get(site_id) else { return Vec::new() };
+        let sort = SORTS.iter().position(|s| *s == VisitorSort::LastSeen).expect("every sort is listed");
+        let mut out: Vec<String> = site.ranks[1][sort]
+            .iter()
+            .map(|&(_, number)| &site.slots[number as usize])
+            .take_while(|slot| slot.last_seen_ms >= since_ms)
+            .map(|slot| site.visitor(slot).to_owned())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The keys of all the site's bot visitors and their generation, which changes whenever a
+    /// profile becomes a bot (or stops being one): a reader that checked a rollup against one
+    /// generation need not check it again until the generation moves.
+    pub fn bot_keys(&self, site_id: &str) -> (u64, Arc<hashbrown::HashSet<u128>>) {
+        self.sites.get(site_id).map_or((0, Arc::default()), |site| (site.bot_generation, site.bot_keys.clone()))
     }
 
     /// Unidentified visitors grouped by organisation, from the summaries alone.

@@ -6,7 +6,10 @@
 //! counted whether or not a commit point has written it yet. Sessions are versioned rows
 //! (session_part.rs): each query keeps the highest version of each session in its window. The
 //! definitions (bots excluded, what a bounce is, the labels for missing values, top-N ordering by
-//! count then key) are the overview's, shared with the redb store and ClickHouse.
+//! count then key) are the overview's, shared with the redb store and ClickHouse. Bots are the
+//! visitors whose profile is a bot, taken with the snapshot and registered as table `bots`
+//! (one `visitor_id` column): aggregates anti-join it, so a visitor counts exactly when its
+//! profile is human.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,6 +31,25 @@ pub struct Snapshot {
     pub keep_alive: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
     /// Days read from their rollups instead (overview only; their parts are not in the files).
     pub rollups: Vec<std::sync::Arc<crate::rollup::Rollup>>,
+    /// The site's bot visitors ([`bots_batch`]) whose rows every aggregate leaves out.
+    pub bots: RecordBatch,
+}
+
+/// The `bots` table of a snapshot: one `visitor_id` column.
+pub fn bots_batch(visitor_ids: Vec<String>) -> crate::Result<RecordBatch> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("visitor_id", DataType::Utf8, false)]));
+    RecordBatch::try_new(schema, vec![std::sync::Arc::new(StringArray::from(visitor_ids))]).map_err(|e| crate::ColumnarError::corrupt(std::path::Path::new("<bots>"), e))
+}
+
+/// The clause that leaves the snapshot's bots out (nothing when it has none).
+fn humans(snapshot: &Snapshot) -> &'static str {
+    if snapshot.bots.num_rows() == 0 {
+        ""
+    } else {
+        " AND visitor_id NOT IN (SELECT visitor_id FROM bots)"
+    }
 }
 
 fn df_err(err: impl std::fmt::Display) -> StoreError {
@@ -50,6 +72,7 @@ async fn context(snapshot: &Snapshot) -> Result<SessionContext, StoreError> {
         }
         ctx.register_table(name, frame.into_view()).map_err(df_err)?;
     }
+    ctx.register_batch("bots", snapshot.bots.clone()).map_err(df_err)?;
     Ok(ctx)
 }
 
@@ -139,12 +162,12 @@ fn decode<T: serde::de::DeserializeOwned>(batches: &[RecordBatch], index: usize)
     Ok(out)
 }
 
-fn sessions_in(from_ms: i64, to_ms: i64) -> String {
-    format!("start_ms >= {from_ms} AND start_ms < {to_ms} AND NOT is_bot")
+fn sessions_in(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> String {
+    format!("start_ms >= {from_ms} AND start_ms < {to_ms} AND NOT is_bot{}", humans(snapshot))
 }
 
-fn pageviews_in(from_ms: i64, to_ms: i64) -> String {
-    format!("ts_ms >= {from_ms} AND ts_ms < {to_ms} AND kind = 'pageview' AND NOT is_bot")
+fn pageviews_in(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> String {
+    format!("ts_ms >= {from_ms} AND ts_ms < {to_ms} AND kind = 'pageview' AND NOT is_bot{}", humans(snapshot))
 }
 
 /// The overview's figures of a window before the top-N cut, in a form that adds up: a day's
@@ -229,8 +252,8 @@ pub async fn overview(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top_n: usiz
 pub async fn partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Partial, StoreError> {
     let ctx = context(snapshot).await?;
     register_sessions(&ctx, from_ms, to_ms).await?;
-    let s = sessions_in(from_ms, to_ms);
-    let e = pageviews_in(from_ms, to_ms);
+    let s = sessions_in(snapshot, from_ms, to_ms);
+    let e = pageviews_in(snapshot, from_ms, to_ms);
     let totals = collect(&ctx, &format!("SELECT count(*), sum(CASE WHEN bounce THEN 1 ELSE 0 END), sum(duration_ms) FROM sessions WHERE {s}")).await?;
     let pageviews = one_u64(&collect(&ctx, &format!("SELECT count(*) FROM events WHERE {e}")).await?, 0)?;
     let ids = collect(&ctx, &format!("SELECT DISTINCT v FROM (SELECT visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT visitor_id AS v FROM events WHERE {e})")).await?;
@@ -258,7 +281,7 @@ pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms
     let Some(&first) = starts.first() else { return Ok(Vec::new()) };
     let ctx = context(snapshot).await?;
     register_sessions(&ctx, from_ms, to_ms).await?;
-    let (s, e) = (sessions_in(from_ms, to_ms), pageviews_in(from_ms, to_ms));
+    let (s, e) = (sessions_in(snapshot, from_ms, to_ms), pageviews_in(snapshot, from_ms, to_ms));
     let bucket = |col: &str| format!("CAST(({col} - {first}) / {step_ms} AS BIGINT)");
     let totals = collect(
         &ctx,
@@ -318,7 +341,8 @@ pub async fn usage_rows(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result
         &ctx,
         &format!(
             "SELECT visitor_id, ts_ms, kind, coalesce(name, '') AS name, session_id, coalesce(engaged_ms, 0) AS engaged_ms
-             FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot"
+             FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}",
+            humans(snapshot)
         ),
     )
     .await
@@ -330,8 +354,9 @@ pub async fn form_stats(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result
     let rows = collect(
         &ctx,
         &format!(
-            "SELECT form_id, kind, count(*) FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot
-             AND kind IN ('form_view', 'form_start', 'form_submit') AND form_id IS NOT NULL GROUP BY form_id, kind"
+            "SELECT form_id, kind, count(*) FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}
+             AND kind IN ('form_view', 'form_start', 'form_submit') AND form_id IS NOT NULL GROUP BY form_id, kind",
+            humans(snapshot)
         ),
     )
     .await?;

@@ -9,12 +9,17 @@
 //! reason the file is written without fsync: a torn or stale file fails its checksum or its
 //! part list and is rebuilt.
 //!
+//! Bots change a closed day without touching its parts: a visitor counted as a human that day
+//! whose profile becomes a bot later must leave the day's figures. The rollup keeps the keys of
+//! the visitors it counted, so [`Rollup::counts_no_bot`] tells whether any of them is a bot now;
+//! a rollup that counted one is scanned around like a stale one and rebuilt.
+//!
 //! File (`rollups/s-<site>/d-<day>-<parts hash>.roll`), little-endian:
 //! `CRMROLL1`, u32 + JSON header (site, day, part ids), u32 + JSON figures ([`Partial`] without
 //! visitors), u64 n + n × 16-byte visitor keys (sorted), u32 CRC-32 of everything before it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +44,8 @@ pub struct Rollup {
     /// Set when a newer rollup or retention replaced this one: the file is deleted when the
     /// last reader lets go.
     obsolete: AtomicBool,
+    /// 1 + the bot generation at which none of the counted visitors was a bot (0: unchecked).
+    checked: AtomicU64,
 }
 
 impl Rollup {
@@ -77,7 +84,7 @@ impl Rollup {
         let tmp = path.with_extension("roll.tmp");
         std::fs::write(&tmp, &bytes).map_err(|e| ColumnarError::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| ColumnarError::io(path, e))?;
-        Ok(Rollup { header, path: path.to_owned(), obsolete: false.into() })
+        Ok(Rollup { header, path: path.to_owned(), obsolete: false.into(), checked: 0.into() })
     }
 
     /// Reads a rollup's header (not its figures, which [`Rollup::read`] checks).
@@ -93,7 +100,7 @@ impl Rollup {
         let mut head = vec![0u8; len.min(1 << 20)];
         file.read_exact(&mut head).map_err(|e| ColumnarError::io(path, e))?;
         let header = serde_json::from_slice(&head).map_err(|e| ColumnarError::corrupt(path, e))?;
-        Ok(Rollup { header, path: path.to_owned(), obsolete: false.into() })
+        Ok(Rollup { header, path: path.to_owned(), obsolete: false.into(), checked: 0.into() })
     }
 
     /// The figures with their visitor keys, after checking the file's checksum.
@@ -123,6 +130,22 @@ impl Rollup {
         }
         partial.visitors = keys.chunks_exact(16).map(|k| u128::from_le_bytes(k.try_into().expect("sixteen bytes"))).collect();
         Ok(partial)
+    }
+
+    /// Whether none of the visitors this rollup counted is among `bots` (the keys of the site's
+    /// bot visitors at `generation`, [`crate::profiles::Profiles::bot_keys`]). A clean answer is
+    /// remembered for the generation, so the keys are read again only after the bot set moved.
+    /// Profiles never stop being bots, so a rollup clean against a set is clean against its
+    /// subsets.
+    pub fn counts_no_bot(&self, generation: u64, bots: &hashbrown::HashSet<u128>) -> Result<bool> {
+        if bots.is_empty() || self.checked.load(Ordering::Acquire) == generation + 1 {
+            return Ok(true);
+        }
+        let clean = !self.read()?.visitors.iter().any(|key| bots.contains(key));
+        if clean {
+            self.checked.store(generation + 1, Ordering::Release);
+        }
+        Ok(clean)
     }
 
     pub fn site_id(&self) -> &str {
@@ -217,6 +240,17 @@ mod tests {
         std::fs::write(path.with_extension("roll.tmp"), b"half").unwrap();
         assert!(load_all(dir.path()).is_empty());
         assert!(!path.exists() && !path.with_extension("roll.tmp").exists(), "unreadable files are removed to be rebuilt");
+    }
+
+    #[test]
+    fn a_rollup_that_counted_a_visitor_now_a_bot_is_not_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(Rollup::relative_path("demo", 1, &[1]));
+        let rollup = Rollup::write(&path, "demo", 1, vec![1], partial()).unwrap();
+        assert!(rollup.counts_no_bot(0, &hashbrown::HashSet::new()).unwrap());
+        assert!(rollup.counts_no_bot(3, &hashbrown::HashSet::from([5u128, 6])).unwrap(), "no counted visitor is a bot");
+        assert!(!rollup.counts_no_bot(4, &hashbrown::HashSet::from([5u128, 9])).unwrap(), "visitor 9 was counted and is a bot now");
+        assert!(!rollup.counts_no_bot(4, &hashbrown::HashSet::from([5u128, 9])).unwrap(), "a dirty answer is not remembered");
     }
 
     #[test]

@@ -332,6 +332,10 @@ impl ProfileStore for ColumnarStore {
     async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
         Ok(self.columnar.profile_orgs(site_id, limit))
     }
+
+    async fn bot_visitors(&self, site_id: &str, since_ms: i64) -> Result<Vec<String>> {
+        Ok(self.columnar.bot_visitors(site_id, since_ms))
+    }
 }
 
 forward_roles!(impl [] ColumnarStore, records; LeadStore, WorkflowStore, AccountStore, ConfigStore, KnowledgeStore);

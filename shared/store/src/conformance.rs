@@ -17,9 +17,11 @@ use uuid::Uuid;
 use crate::{BotFilter, LeadQuery, LeadSort, Store, VisitorQuery, VisitorSort, WriteBatch};
 
 mod auth;
+mod bots;
 mod crm;
 mod kb;
 pub use auth::*;
+pub use bots::*;
 pub use crm::*;
 pub use kb::*;
 
@@ -40,6 +42,8 @@ macro_rules! store_conformance_suite {
             bots_are_listed_separately,
             visitor_is_found_by_id_alone,
             overview_counts_humans_in_the_window,
+            mixed_visitor_follows_its_profile,
+            a_visitor_that_becomes_a_bot_leaves_past_aggregates,
             dead_letters_are_listed_newest_first,
             sites_users_and_meta_round_trip,
             data_survives_reopen,

@@ -109,6 +109,26 @@ fn rank_kind(sort: VisitorSort, is_bot: bool) -> u8 {
 
 const SORTS: [VisitorSort; 3] = [VisitorSort::Intent, VisitorSort::Engagement, VisitorSort::LastSeen];
 
+/// The site's bot visitors last seen at or after `since_ms` ([`ProfileStore::bot_visitors`]),
+/// from the rank table's bot entries of the last-seen sort, whose values ascend as recency
+/// falls: the scan stops at the first one seen before `since_ms`.
+fn bot_ids(txn: &redb::ReadTransaction, site: &str, since_ms: i64) -> Result<Vec<String>> {
+    let ranks = txn.open_table(VISITOR_RANK).map_err(db_err)?;
+    let kind = rank_kind(VisitorSort::LastSeen, true);
+    let oldest = u64::MAX - ((since_ms.max(0) as u64) & ((1 << 48) - 1));
+    let mut out = Vec::new();
+    for row in ranks.range::<(&str, u8, u64, &str)>((site, kind, 0u64, "")..(site, kind + 1, 0u64, "")).map_err(db_err)? {
+        let (key, _) = row.map_err(db_err)?;
+        let (_, _, value, visitor) = key.value();
+        if value > oldest {
+            break;
+        }
+        out.push(visitor.to_owned());
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 fn parse_cursor(cursor: &str) -> Result<(u64, &str)> {
     let (number, rest) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
     Ok((number.parse().map_err(|_| StoreError::InvalidCursor)?, rest))
@@ -406,7 +426,7 @@ impl EventStore for EmbeddedStore {
             let txn = db.begin_read().map_err(db_err)?;
             let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
             let events = txn.open_table(EVENTS).map_err(db_err)?;
-            let mut builder = OverviewBuilder::default();
+            let mut builder = OverviewBuilder::excluding(bot_ids(&txn, &site, from_ms)?.into_iter().collect());
             let s = site.as_str();
             for row in sessions.range::<(&str, i64, &str)>((s, from_ms, "")..(s, to_ms, "")).map_err(db_err)? {
                 builder.add_session(&decode::<Session>(row.map_err(db_err)?.1.value())?);
@@ -440,7 +460,7 @@ impl EventStore for EmbeddedStore {
         self.with_bodies(move |db, dir| {
             let txn = db.begin_read().map_err(db_err)?;
             let events = txn.open_table(EVENTS).map_err(db_err)?;
-            let mut builder = FormStatsBuilder::default();
+            let mut builder = FormStatsBuilder::excluding(bot_ids(&txn, &site, from_ms)?.into_iter().collect());
             let s = site.as_str();
             let mut reader = bodies::Reader::sequential(dir);
             for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
@@ -555,6 +575,11 @@ impl ProfileStore for EmbeddedStore {
             Ok(Page { items, next_cursor })
         })
         .await
+    }
+
+    async fn bot_visitors(&self, site_id: &str, since_ms: i64) -> Result<Vec<String>> {
+        let site = site_id.to_owned();
+        self.blocking(move |db| bot_ids(&db.begin_read().map_err(db_err)?, &site, since_ms)).await
     }
 
     async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {

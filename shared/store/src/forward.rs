@@ -102,6 +102,9 @@ macro_rules! forward_roles {
                 async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>> {
                     self.$field.visitor_orgs(site_id, limit).await
                 }
+                async fn bot_visitors(&self, site_id: &str, since_ms: i64) -> Result<Vec<String>> {
+                    self.$field.bot_visitors(site_id, since_ms).await
+                }
             }
         };
     };

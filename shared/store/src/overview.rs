@@ -1,6 +1,11 @@
 //! Backend-neutral aggregation of the analytics overview from sessions and pageviews, so every
 //! store computes bounce, duration and top-N lists with the same definitions; and of the lead-form
 //! funnel (views → starts → submissions) from form events.
+//!
+//! Bots: a row counts only if neither it nor its visitor's profile is a bot. The profile's flag
+//! is the sticky OR of its events' flags ([`crate::ProfileStore::bot_visitors`]), so it is the
+//! one decision, independent of how the traffic was timed or batched; the row's own flag is
+//! implied by it and only spares a lookup.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +37,8 @@ pub struct Overview {
 /// Accumulates sessions (started in the window) and pageviews (in the window); bots are skipped.
 #[derive(Default)]
 pub struct OverviewBuilder {
+    /// Visitors whose profile is a bot: their rows are skipped whatever their own flag says.
+    bots: HashSet<String>,
     visitors: HashSet<String>,
     sessions: u64,
     bounces: u64,
@@ -61,8 +68,13 @@ fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
 }
 
 impl OverviewBuilder {
+    /// A builder that skips the rows of `bots` (the site's bot visitors).
+    pub fn excluding(bots: HashSet<String>) -> OverviewBuilder {
+        OverviewBuilder { bots, ..OverviewBuilder::default() }
+    }
+
     pub fn add_session(&mut self, session: &Session) {
-        if session.is_bot {
+        if session.is_bot || self.bots.contains(&session.visitor_id) {
             return;
         }
         self.sessions += 1;
@@ -83,7 +95,7 @@ impl OverviewBuilder {
     }
 
     pub fn add_pageview(&mut self, event: &StoredEvent) {
-        if event.is_bot {
+        if event.is_bot || self.bots.contains(&event.visitor_id) {
             return;
         }
         self.pageviews += 1;
@@ -124,13 +136,19 @@ pub struct FormStats {
 /// Counts form events per form; `finish` orders by submissions, then views, then id.
 #[derive(Default)]
 pub struct FormStatsBuilder {
+    bots: HashSet<String>,
     forms: HashMap<String, FormStats>,
 }
 
 impl FormStatsBuilder {
+    /// A builder that skips the events of `bots` (the site's bot visitors).
+    pub fn excluding(bots: HashSet<String>) -> FormStatsBuilder {
+        FormStatsBuilder { bots, ..FormStatsBuilder::default() }
+    }
+
     /// Counts the event if it is a form event of a human visitor.
     pub fn add(&mut self, event: &StoredEvent) {
-        if event.is_bot {
+        if event.is_bot || self.bots.contains(&event.visitor_id) {
             return;
         }
         let (form_id, slot): (&str, fn(&mut FormStats) -> &mut u64) = match &event.body {

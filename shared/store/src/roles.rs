@@ -107,7 +107,8 @@ pub trait EventStore: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<Page<StoredEvent>>;
 
-    /// Analytics over `[from_ms, to_ms)`, bots excluded.
+    /// Analytics over `[from_ms, to_ms)`, bots excluded: the rows of every visitor whose profile
+    /// is a bot ([`ProfileStore::bot_visitors`]), not only rows flagged themselves.
     async fn overview(
         &self,
         site_id: &str,
@@ -124,7 +125,7 @@ pub trait EventStore: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<Page<DeadLetter>>;
 
-    /// The funnel of every form with events in `[from_ms, to_ms)`, bots excluded.
+    /// The funnel of every form with events in `[from_ms, to_ms)`, bots excluded as in the overview.
     async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>>;
 
     /// The overview's headline figures (visitors, sessions, pageviews, bounce rate, average
@@ -169,6 +170,13 @@ pub trait ProfileStore: Send + Sync + 'static {
     async fn find_visitor(&self, visitor_id: &str) -> Result<Vec<VisitorProfile>>;
 
     async fn list_visitors(&self, query: &VisitorQuery) -> Result<Page<VisitorProfile>>;
+
+    /// The site's visitors whose profile is a bot and that were last seen at or after
+    /// `since_ms`, ascending. This is the one bot decision: a profile is a bot when any of its
+    /// events was (sticky, so the set does not depend on timing or batching), and every
+    /// aggregate excludes these visitors' rows, so the numbers agree with `bots=exclude` lists.
+    /// Any row of a bot at or after `since_ms` belongs to one of them.
+    async fn bot_visitors(&self, site_id: &str, since_ms: i64) -> Result<Vec<String>>;
 
     /// Unidentified human visitors grouped by IP organisation, largest first.
     async fn visitor_orgs(&self, site_id: &str, limit: usize) -> Result<Vec<OrgVisitors>>;

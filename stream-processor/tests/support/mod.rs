@@ -21,8 +21,13 @@ pub fn now_ms() -> i64 {
 }
 
 pub fn record(event: serde_json::Value) -> Record {
+    record_as(event, Some(UA))
+}
+
+/// A record as the collector writes it for a request with this user agent (`None`: no header).
+pub fn record_as(event: serde_json::Value, user_agent: Option<&str>) -> Record {
     let wire: WireEvent = serde_json::from_value(event).unwrap();
-    let collected = CollectedEvent { event: wire, received_at_ms: now_ms(), ip: Some("198.51.100.7".into()), user_agent: Some(UA.into()) };
+    let collected = CollectedEvent { event: wire, received_at_ms: now_ms(), ip: Some("198.51.100.7".into()), user_agent: user_agent.map(str::to_owned) };
     Record::new(Topic::Events, Bytes::from_static(b"k"), serde_json::to_vec(&collected).unwrap())
 }
 

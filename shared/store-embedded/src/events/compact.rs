@@ -233,7 +233,8 @@ impl ColumnarEvents {
     }
 
     /// Builds the rollup of every closed day (before yesterday, relative to `now_ms`) whose
-    /// streams are merged down to one part each and that has no rollup of exactly those parts.
+    /// streams are merged down to one part each and that has no rollup of exactly those parts,
+    /// or whose rollup counted a visitor that is a bot now.
     /// Returns how many were built. Days still waiting for a merge are left for a later round,
     /// so a day is rolled up about once.
     pub async fn build_rollups(&self, now_ms: i64) -> Result<usize> {
@@ -247,7 +248,8 @@ impl ColumnarEvents {
             let merged = [Stream::Events, Stream::Sessions].iter().all(|s| parts.iter().filter(|p| p.meta.stream == *s).count() <= 1);
             let mut ids: Vec<u64> = parts.iter().map(|p| p.meta.id).collect();
             ids.sort_unstable();
-            if !merged || lock(&self.rollups).get(&(site_id.clone(), day)).is_some_and(|r| r.parts() == ids.as_slice()) {
+            let current = lock(&self.rollups).get(&(site_id.clone(), day)).filter(|r| r.parts() == ids.as_slice()).cloned();
+            if !merged || current.is_some_and(|r| self.rollup_clean(&r)) {
                 continue;
             }
             let files = |stream: Stream| parts.iter().filter(|p| p.meta.stream == stream).map(|p| p.path.clone()).collect();
@@ -258,6 +260,7 @@ impl ColumnarEvents {
                 sessions: session_part::sessions_batch(&[])?,
                 keep_alive: parts.iter().map(|p| p.clone() as Arc<dyn std::any::Any + Send + Sync>).collect(),
                 rollups: Vec::new(),
+                bots: query::bots_batch(self.bot_visitors(&site_id, day * DAY_MS))?,
             };
             let partial = query::partial(&snapshot, day * DAY_MS, (day + 1) * DAY_MS).await.map_err(|e| ColumnarError::Io { path: format!("rollup of day {day}"), message: e.to_string() })?;
             let path = self.root.join(Rollup::relative_path(&site_id, day, &ids));

@@ -616,6 +616,52 @@ async fn day_rollups_answer_for_closed_days_until_their_parts_change() {
     assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), scanned_overview(&store, from, to).await);
 }
 
+/// A visitor counted as a human on closed, rolled-up days whose profile becomes a bot later
+/// leaves those days too: the rollups that counted it are read around until rebuilt without it.
+#[tokio::test]
+async fn a_visitor_turning_bot_leaves_the_rolled_up_days_it_was_counted_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    let day0 = T0.div_euclid(DAY_MS);
+    let start = day0 * DAY_MS;
+    for day in 0..2i64 {
+        let at = start + day * DAY_MS;
+        let events: Vec<StoredEvent> = (0..4).map(|i| event("s1", &format!("v{i}"), at + i)).collect();
+        let sessions: Vec<Session> = (0..4).map(|i| session(&format!("v{i}"), at + i, 1)).collect();
+        let profiles: Vec<VisitorProfile> = (0..4).map(|i| profile(&format!("v{i}"), 1, at + i)).collect();
+        store.append(&events, &sessions, &profiles, &positions(day as u64)).unwrap();
+        store.commit_point().unwrap();
+    }
+    let (from, to, now) = (start, start + 2 * DAY_MS, start + 5 * DAY_MS);
+    store.compact(now, 4).unwrap();
+    assert_eq!(store.build_rollups(now).await.unwrap(), 2);
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap().visitors, 4);
+
+    // v1 sends a flagged event on day 3: no part of days 0 and 1 changes, its profile does.
+    let mut flagged = event("s1", "v1", start + 3 * DAY_MS);
+    flagged.is_bot = true;
+    let mut bot = profile("v1", 1, flagged.ts_ms);
+    bot.is_bot = true;
+    store.append(&[flagged], &[], &[bot], &positions(9)).unwrap();
+    assert!(rollups_used(&store, from, to).is_empty(), "both days counted v1");
+    let without = store.overview("s1", from, to, 10).await.unwrap();
+    assert_eq!((without.visitors, without.sessions, without.pageviews), (3, 6, 6));
+    answers_as_scanned(&store, from, to).await;
+
+    assert_eq!(store.build_rollups(now).await.unwrap(), 2, "the two rollups are rebuilt without v1");
+    assert_eq!(rollups_used(&store, from, to), vec![day0, day0 + 1]);
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), without);
+    assert_eq!(store.build_rollups(now).await.unwrap(), 0);
+    store.commit_point().unwrap();
+    drop(store);
+
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert_eq!(store.bot_visitors("s1", from), vec!["v1"], "the bot profile is durable");
+    assert_eq!(rollups_used(&store, from, to), vec![day0, day0 + 1]);
+    assert_eq!(store.overview("s1", from, to, 10).await.unwrap(), without);
+    answers_as_scanned(&store, from, to).await;
+}
+
 /// Folds run on their own thread while commit points keep writing newer rows of the same
 /// profiles (no profile stays hot, so every read goes through its home): each profile reads
 /// as last written, during and after the folds, and after a reopen.
