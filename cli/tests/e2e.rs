@@ -530,3 +530,137 @@ async fn a_redb_data_dir_converts_to_the_embedded_store_and_the_redb_design_then
     let (ok, stderr) = migrate(&fresh_dir, "redb");
     assert!(!ok && stderr.contains("holds the embedded store's columnar parts"), "{stderr}");
 }
+
+/// Printable-ASCII user agents of a corpus of crm-bots (`shared/bots/tests/corpora`): the first
+/// `n` not in `seen` (which takes them), skipping `#` header lines and a weight column.
+fn corpus(name: &str, n: usize, seen: &mut HashSet<String>) -> Vec<String> {
+    use std::io::Read as _;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bots/tests/corpora").join(name);
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit('\t').next().unwrap_or(l).trim().to_owned())
+        .filter(|ua| !ua.is_empty() && ua.bytes().all(|b| (0x20..0x7f).contains(&b)) && seen.insert(ua.clone()))
+        .take(n)
+        .collect()
+}
+
+/// One request of the mixed traffic: its user agent and its one event.
+type Request = (String, Value);
+
+/// Crawlers and browsers, cookieless, a pageview and an engagement each; and visitors with an
+/// id of their own whose middle event came with a crawler's agent (a second session follows).
+fn mixed_traffic(base: i64) -> Vec<Request> {
+    let seen = &mut HashSet::new();
+    let crawlers = corpus("bots-insample.txt.gz", 150, seen);
+    let browsers = [corpus("browsers-top.txt.gz", 100, seen), corpus("browsers.txt.gz", 50, seen)].concat();
+    let mut out = Vec::new();
+    for (i, ua) in crawlers.iter().chain(&browsers).enumerate() {
+        let ts = base + i as i64 * 100;
+        out.push((ua.clone(), json!({"v": 1, "type": "pageview", "site_id": "demo", "ts": ts, "url": format!("https://www.example.com/p{}", i % 7)})));
+        out.push((ua.clone(), json!({"v": 1, "type": "engagement", "site_id": "demo", "ts": ts + 5_000, "url": format!("https://www.example.com/p{}", i % 7), "scroll_depth": 50, "engaged_ms": 5_000})));
+    }
+    for i in 0..20 {
+        let (visitor, browser, crawler) = (format!("mixed-{i}"), &browsers[i], &crawlers[i]);
+        let event = |kind: &str, ts: i64| json!({"v": 1, "type": kind, "site_id": "demo", "visitor_id": visitor, "ts": ts, "url": "https://www.example.com/pricing"});
+        out.push((browser.clone(), event("pageview", base + 1_000)));
+        let mut ping = event("custom", base + 61_000);
+        ping["name"] = json!("ping");
+        out.push((crawler.clone(), ping));
+        out.push((browser.clone(), event("pageview", base + 41 * 60_000)));
+    }
+    out
+}
+
+/// Sends every request, `workers` at a time, pausing `pause` after each; a 429 is retried after
+/// its Retry-After. Returns how many 429s were answered.
+async fn send_all(base: &str, traffic: &[Request], workers: usize, pause: Duration) -> usize {
+    let queue = Arc::new(Mutex::new(traffic.to_vec().into_iter()));
+    let limited = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (queue, limited, url, client) = (queue.clone(), limited.clone(), format!("{base}/v1/events"), reqwest::Client::new());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some((ua, event)) = queue.lock().unwrap().next() else { return };
+                loop {
+                    let response = client.post(&url).header("user-agent", &ua).body(event.to_string()).send().await.unwrap();
+                    if response.status() != 429 {
+                        assert_eq!(response.status(), 202, "{ua}: {}", response.text().await.unwrap());
+                        break;
+                    }
+                    limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let wait = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).expect("a 429 says when to retry");
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    limited.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Every visitor of the demo site in one list (`bots=exclude` or `bots=only`), paged to the end.
+async fn visitor_ids(client: &reqwest::Client, base: &str, token: &str, bots: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = get(client, format!("{base}/api/v1/visitors?site_id=demo&bots={bots}&limit=100{cursor}"), token).await;
+        assert_eq!(status, 200, "{page}");
+        ids.extend(page["data"].as_array().unwrap().iter().map(|v| v["visitor_id"].as_str().unwrap().to_owned()));
+        match page["meta"]["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return ids,
+        }
+    }
+}
+
+/// Acceptance 6 of issue 19: the same mixed bot and browser traffic sent slowly, in a burst, and
+/// in a burst against the address rate limit (a sender that honours 429 and Retry-After) ends in
+/// the same figures, and in each run the overview counts exactly the human profiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_traffic_with_and_without_pauses_counts_the_same() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let traffic = mixed_traffic(now - 2 * 3_600_000);
+    let runs: [(&str, &[&str], usize, u64); 3] = [
+        ("paced", &[], 1, 10),
+        ("burst", &[], 16, 0),
+        ("rate-limited burst", &["--rate-limit-ip", "100"], 16, 0),
+    ];
+    let mut results = Vec::new();
+    for (name, flags, workers, pause_ms) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(&dir.path().join("data"), flags);
+        let (client, base) = (reqwest::Client::new(), server.base.clone());
+        let limited = send_all(&base, &traffic, workers, Duration::from_millis(pause_ms)).await;
+        if name == "rate-limited burst" {
+            assert!(limited > 0, "the burst met the address limit, so the run proves the retries");
+        }
+        let expected = format!("crm_processor_events_total {}", traffic.len());
+        eventually("every event processed", || async {
+            let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+            metrics.lines().any(|l| l == expected).then_some(())
+        })
+        .await;
+        let token = token(&client, &base).await;
+        let (humans, bots) = (visitor_ids(&client, &base, &token, "exclude").await, visitor_ids(&client, &base, &token, "only").await);
+        assert_eq!(humans.len() + bots.len(), 150 + 150 + 20, "{name}: one profile per agent and per mixed visitor");
+        assert!(humans.iter().all(|id| !id.starts_with("mixed-")), "{name}: a visitor with a crawler's event is a bot");
+        let (_, overview) = get(&client, format!("{base}/api/v1/analytics/overview?site_id=demo&limit=20"), &token).await;
+        let overview = overview["data"]["overview"].clone();
+        assert_eq!(overview["visitors"].as_u64().unwrap() as usize, humans.len(), "{name}: the overview counts the human profiles");
+        let figures = json!({
+            "humans": humans.len(), "bots": bots.len(), "visitors": overview["visitors"], "sessions": overview["sessions"],
+            "pageviews": overview["pageviews"], "bounce_rate": overview["bounce_rate"], "browsers": overview["browsers"], "pages": overview["top_pages"],
+        });
+        eprintln!("{name}: {figures} ({limited} answers 429)");
+        results.push((name, figures));
+    }
+    for (name, figures) in &results[1..] {
+        assert_eq!(figures, &results[0].1, "{name} against {}", results[0].0);
+    }
+}

@@ -24,9 +24,10 @@ impl Drop for Server {
     }
 }
 
-/// Starts `crm up` on port 0 and waits for its "listening on" line.
+/// Starts `crm up` on port 0 and waits for its "listening on" line. The address rate limit is
+/// off unless `extra` sets one.
 pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-    let mut args = vec!["--rate-limit-ip", "0"];
+    let mut args = if extra.contains(&"--rate-limit-ip") { vec![] } else { vec!["--rate-limit-ip", "0"] };
     args.extend_from_slice(extra);
     start_subcommand("up", data_dir, &args)
 }
