@@ -56,6 +56,23 @@ fn user_agents(c: &mut Criterion) {
             }
         })
     });
+    // The bot lists alone, beside the 35 markers they replaced (the baseline, same process).
+    let lists = crm_bots::Detector::builtin();
+    group.bench_function("bot_lists", |b| {
+        b.iter(|| {
+            for ua in USER_AGENTS {
+                black_box(lists.check(ua));
+            }
+        })
+    });
+    let legacy = crm_bots::Detector::new(&crm_bots::LEGACY_MARKERS.join("\n"), "", "").expect("the legacy markers build");
+    group.bench_function("bot_legacy_markers", |b| {
+        b.iter(|| {
+            for ua in USER_AGENTS {
+                black_box(legacy.check(ua));
+            }
+        })
+    });
     let mut cached = UserAgentParser::default();
     group.bench_function("parse_cached", |b| {
         b.iter(|| {

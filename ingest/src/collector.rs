@@ -174,7 +174,9 @@ impl Collector {
     fn context(&self, headers: &HeaderMap, remote: Option<RemoteAddr>) -> RequestContext {
         RequestContext {
             ip: crm_service::client_ip(headers, remote.map(|r| r.0.ip()), self.config.trust_forwarded_for),
-            user_agent: header_string(headers, header::USER_AGENT),
+            // Kept when it is not visible ASCII (lossily): dropping it would make the request a
+            // bot and give every such agent of an address one cookieless id.
+            user_agent: headers.get(header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             origin: header_string(headers, header::ORIGIN),
             received_at_ms: now_ms(),
         }

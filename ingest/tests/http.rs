@@ -2,6 +2,7 @@
 //! class answers its status and error code, good events are acknowledged only once durable,
 //! and refused events become dead letters in the log.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::num::NonZeroU32;
 
@@ -174,6 +175,23 @@ async fn cookieless_events_get_a_derived_visitor_id() {
     let ids: Vec<_> = events.iter().map(|e| e.event.visitor_id.clone().unwrap()).collect();
     assert!(ids[0].starts_with("cl-"));
     assert_eq!(ids[0], ids[1], "same site, IP and UA on the same day");
+}
+
+#[tokio::test]
+async fn a_user_agent_that_is_not_ascii_is_kept_not_dropped() {
+    let h = default_harness().await;
+    let event = json!({"v": 1, "type": "pageview", "site_id": "open", "url": "https://a.example/"});
+    for agent in [&b"Mozilla/5.0 (Linux; Android 14; \xd0\x9c\xd0\xb8) Chrome/131.0"[..], b"Mozilla/5.0 (Linux; Android 14; \xe5\x8d\x8e) Chrome/131.0", b"Mozilla/5.0 \xff\xfe"] {
+        let value = reqwest::header::HeaderValue::from_bytes(agent).unwrap();
+        let response = h.client.post(format!("{}/v1/events", h.base)).header("user-agent", value).body(event.to_string()).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let (events, _) = h.drain().await;
+    let agents: Vec<_> = events.iter().map(|e| e.user_agent.clone().expect("kept")).collect();
+    assert_eq!(agents[0], "Mozilla/5.0 (Linux; Android 14; Ми) Chrome/131.0");
+    assert_eq!(agents[2], "Mozilla/5.0 \u{fffd}\u{fffd}", "invalid UTF-8 is replaced, not refused");
+    let ids: HashSet<_> = events.iter().map(|e| e.event.visitor_id.clone().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "each agent has its own cookieless id");
 }
 
 #[tokio::test]

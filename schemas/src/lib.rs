@@ -44,7 +44,7 @@ pub use kb::{
 };
 pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use records::{
-    looks_like_bot, BOT_MARKERS, DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
+    DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
     DEFAULT_PAGE_RULES,
 };
 pub use scalar::Scalar;

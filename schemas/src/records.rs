@@ -366,18 +366,3 @@ mod tests {
         assert_eq!(back, event);
     }
 }
-
-/// Substrings (lowercase) of user agents that are scripts, crawlers or monitors, not people.
-pub const BOT_MARKERS: &[&str] = &[
-    "bot", "crawl", "spider", "slurp", "headless", "phantomjs", "selenium", "webdriver", "puppeteer", "playwright",
-    "python-requests", "python-urllib", "aiohttp", "httpx", "curl/", "wget/", "go-http-client", "java/", "okhttp",
-    "axios", "node-fetch", "undici", "libwww", "httpclient", "scrapy", "lighthouse", "pingdom", "uptime", "monitor",
-    "facebookexternalhit", "embedly", "preview", "validator", "feedfetcher", "archiver",
-];
-
-/// Whether a user agent names itself as a bot, crawler, monitor or HTTP library (by
-/// [`BOT_MARKERS`]; the processor adds woothee's crawler category on top).
-pub fn looks_like_bot(user_agent: &str) -> bool {
-    let lower = user_agent.to_ascii_lowercase();
-    BOT_MARKERS.iter().any(|m| lower.contains(m))
-}

@@ -1,6 +1,6 @@
-//! User-agent parsing (woothee) behind a bounded cache, plus bot detection beyond woothee's
-//! crawler list: headless browsers, automation frameworks, HTTP libraries, monitors and link
-//! previewers, and requests with no user agent at all.
+//! User-agent parsing (woothee) behind a bounded cache, and the per-request bot decision:
+//! woothee's crawler category, or the maintained lists of `crm-bots` (crawler patterns of isbot
+//! and crawler-user-agents, automation markers), or no user agent at all.
 
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ fn parse_with(parser: &woothee::parser::Parser, user_agent: &str) -> UaInfo {
     if user_agent.trim().is_empty() {
         return UaInfo { device: Device { category: "unknown".into(), ..Device::default() }, is_bot: true };
     }
-    let marker = crm_schemas::looks_like_bot(user_agent);
+    let listed = crm_bots::Detector::builtin().is_bot(user_agent);
     let device = match parser.parse(user_agent) {
         Some(result) => Device {
             browser: known(result.name),
@@ -44,7 +44,7 @@ fn parse_with(parser: &woothee::parser::Parser, user_agent: &str) -> UaInfo {
         },
         None => Device { category: "unknown".into(), ..Device::default() },
     };
-    let is_bot = marker || device.category == "crawler";
+    let is_bot = listed || device.category == "crawler";
     UaInfo { device, is_bot }
 }
 

@@ -203,7 +203,7 @@ pub async fn article(State(state): State<ApiState>, Path((site_id, slug)): Path<
         Err(e) => return ApiError::from(e).into_response(),
     };
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !crm_schemas::looks_like_bot(user_agent) && !user_agent.is_empty() {
+    if !crm_bots::Detector::builtin().is_bot(user_agent) {
         state.kb.count(&site_id, now_ms(), &article.article_id, "", |c| c.views += 1);
     }
     let rendered = markdown::render(&article.body_md);
