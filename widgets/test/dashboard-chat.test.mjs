@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Api, poll } from './lib/api.mjs';
-import { USER_AGENT, launchBrowser } from './lib/browser.mjs';
+import { browserUserAgent, launchBrowser } from './lib/browser.mjs';
 import { startCrm } from './lib/crm-server.mjs';
 import { DASHBOARD_FROM, dashboardContext as dashboardContextOf } from './lib/dashboard.mjs';
 import { screenshotPath } from './lib/env.mjs';
@@ -275,7 +275,7 @@ test('knowledge base analytics: searches, top articles and the content gap the c
   const articleId = need(state.articleId, 'the article test');
   need(state.gapAsked, 'the chat question');
   // A visit of the public page with a browser's user agent (bots are not counted).
-  const visit = await fetch(`${crm.url}/help/${SITE}/a/${ARTICLE.slug}`, { headers: { 'user-agent': USER_AGENT } });
+  const visit = await fetch(`${crm.url}/help/${SITE}/a/${ARTICLE.slug}`, { headers: { 'user-agent': browserUserAgent() } });
   assert.equal(visit.status, 200);
   const analytics = () => api.get(`/api/v1/kb/analytics?site_id=${SITE}`);
   // The server adds its buffered counters to the store every few seconds.

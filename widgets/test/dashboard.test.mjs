@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { Api, poll } from './lib/api.mjs';
-import { USER_AGENT, launchBrowser } from './lib/browser.mjs';
+import { browserUserAgent, launchBrowser } from './lib/browser.mjs';
 import { startCrm } from './lib/crm-server.mjs';
 import { DASHBOARD_FROM, DIST, DIST_FILES, dashboardContext as dashboardContextOf } from './lib/dashboard.mjs';
 import { CRM_BIN, screenshotPath } from './lib/env.mjs';
@@ -67,7 +67,7 @@ async function sendHostileVisitor() {
       traits: { email: 'mallory@evil.example', name: '<img src=x onerror="window.__xss=2">', company: '<script>window.__xss=3</script>' },
     },
   ];
-  const res = await fetch(`${crm.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': USER_AGENT }, body: JSON.stringify({ events }) });
+  const res = await fetch(`${crm.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': browserUserAgent() }, body: JSON.stringify({ events }) });
   assert.equal(res.status, 202, `collector refused the hostile events: ${await res.text()}`);
 }
 

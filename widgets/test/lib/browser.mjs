@@ -20,12 +20,21 @@ function desktopUserAgent() {
   return `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${major}.0.0.0 Safari/537.36`;
 }
 
-export let USER_AGENT;
+let USER_AGENT;
 
-export async function launchBrowser() {
+/**
+ * The user agent the browser sends, also for requests a test makes itself: read before the
+ * browser is launched it would be undefined, and Node would send the word "undefined", which
+ * the bot list rightly takes for a script.
+ */
+export function browserUserAgent() {
   requireExecutable(CHROMIUM, 'Install Debian\'s chromium (`apt-get install chromium`) or set CHROMIUM_BIN.');
   USER_AGENT ||= desktopUserAgent();
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, `--user-agent=${USER_AGENT}`] });
+  return USER_AGENT;
+}
+
+export async function launchBrowser() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, `--user-agent=${browserUserAgent()}`] });
 }
 
 /**
@@ -45,7 +54,7 @@ const WIDGET_FILES = {
 };
 
 export async function newContext(browser, options = {}) {
-  const context = await browser.newContext({ userAgent: USER_AGENT, viewport: { width: 1280, height: 720 }, ...options });
+  const context = await browser.newContext({ userAgent: browserUserAgent(), viewport: { width: 1280, height: 720 }, ...options });
   if (WIDGETS_FROM !== 'binary') {
     const files = WIDGET_FILES[WIDGETS_FROM];
     if (!files) throw new Error(`WIDGETS_FROM must be binary, dist or source, not ${WIDGETS_FROM}`);
