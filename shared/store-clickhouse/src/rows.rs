@@ -137,3 +137,11 @@ pub struct BucketCount {
 pub struct Scalar64 {
     pub value: u64,
 }
+
+/// A row of a growth report (`matched_events`).
+#[derive(Row, Deserialize)]
+pub struct MatchedRow {
+    pub visitor_id: String,
+    pub ts_ms: i64,
+    pub mask: u32,
+}

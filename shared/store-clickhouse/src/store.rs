@@ -11,6 +11,7 @@ use crm_schemas::{
     AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter,
 };
+use crm_store::growth::{self, EventMatch, MatchedEvent};
 use crm_store::{
     rank_value, series_buckets, SeriesPoint, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, StoreError, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
@@ -19,7 +20,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::rows::{
-    BodyRow, BucketCount, BucketTotals, CountRow, DeadLetterRow, DeletableRow, FormCountRow, EventRow, IdRow, KeyedRow, RankedRow, Scalar64, SessionRow, SessionTotals, TimedRow,
+    BodyRow, BucketCount, BucketTotals, CountRow, MatchedRow, DeadLetterRow, DeletableRow, FormCountRow, EventRow, IdRow, KeyedRow, RankedRow, Scalar64, SessionRow, SessionTotals, TimedRow,
     VisitorRow,
 };
 use crate::schema::{render, MIGRATIONS};
@@ -583,6 +584,38 @@ impl EventStore for ClickHouseStore {
             .zip(figures)
             .map(|(&start, (visitors, sessions, bounces, duration, pageviews))| SeriesPoint::from_totals(start, visitors, sessions, bounces, duration, pageviews))
             .collect())
+    }
+
+    async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {
+        growth::check_matchers(matchers)?;
+        // Literals travel as server-side parameters `m0`, `m1`, …; globs as anchored RE2.
+        let condition = |i: usize, m: &EventMatch| match m {
+            EventMatch::Any => "1".to_owned(),
+            EventMatch::Page(glob) if !glob.contains('*') => format!("(kind = 'pageview' AND path = {{m{i}:String}})"),
+            EventMatch::Page(_) => format!("(kind = 'pageview' AND match(path, {{m{i}:String}}))"),
+            EventMatch::Event(_) => format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}})"),
+        };
+        let mask = match matchers.is_empty() {
+            true => "0".to_owned(),
+            false => matchers.iter().enumerate().map(|(i, m)| format!("if({}, {}, 0)", condition(i, m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
+        };
+        let keep = if keep_unmatched { " OR kind IN ('pageview', 'custom')" } else { "" };
+        let sql = format!(
+            "SELECT visitor_id, toUnixTimestamp64Milli(ts) AS ts_ms, toUInt32({mask}) AS mask FROM events
+             WHERE {} AND is_bot = 0{HUMANS} AND (({mask}) != 0{keep}) ORDER BY visitor_id, ts, event_id",
+            range("ts")
+        );
+        let mut query = self.analytics(site_id, from_ms, &sql).bind(site_id).bind(from_ms).bind(to_ms);
+        for (i, m) in matchers.iter().enumerate() {
+            let name = format!("m{i}");
+            query = match m {
+                EventMatch::Any => query,
+                EventMatch::Page(glob) if glob.contains('*') => query.param(&name, growth::glob_regex(glob)),
+                EventMatch::Page(text) | EventMatch::Event(text) => query.param(&name, text.as_str()),
+            };
+        }
+        let rows: Vec<MatchedRow> = query.fetch_all().await.map_err(ch_err)?;
+        Ok(rows.into_iter().map(|r| MatchedEvent { visitor_id: r.visitor_id, ts_ms: r.ts_ms, mask: r.mask }).collect())
     }
 }
 

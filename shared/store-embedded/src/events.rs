@@ -680,6 +680,12 @@ impl ColumnarEvents {
         query::form_stats(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms).await
     }
 
+    /// The rows of a growth report (see [`crm_store::EventStore::matched_events`]).
+    pub async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[crm_store::growth::EventMatch], keep_unmatched: bool) -> Result<Vec<crm_store::growth::MatchedEvent>, StoreError> {
+        crm_store::growth::check_matchers(matchers)?;
+        query::matched_events(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, matchers, keep_unmatched).await
+    }
+
     /// A site's non-bot events in `[from_ms, to_ms)` as the batch jobs read them, straight from
     /// the parts and the buffer ([`query::usage_rows`]).
     pub async fn usage_rows(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<datafusion::arrow::array::RecordBatch>, StoreError> {

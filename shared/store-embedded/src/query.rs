@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crm_schemas::{Session, StoredEvent};
+use crm_store::growth::{self, EventMatch, MatchedEvent};
 use crm_store::{Count, FormStats, FormStatsBuilder, Overview, SeriesPoint, StoreError};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -365,6 +366,46 @@ pub async fn form_stats(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result
         builder.add_kind_count(&form_id, &kind, count);
     }
     Ok(builder.finish())
+}
+
+/// A string literal in DataFusion SQL (quotes doubled; backslashes are not escapes there).
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A growth matcher as a condition over `events` (the same meaning as [`EventMatch::matches`]).
+fn match_sql(matcher: &EventMatch) -> String {
+    match matcher {
+        EventMatch::Any => "TRUE".into(),
+        EventMatch::Page(glob) if !glob.contains('*') => format!("(kind = 'pageview' AND coalesce(path, '/') = {})", quote(glob)),
+        EventMatch::Page(glob) => format!("(kind = 'pageview' AND regexp_like(coalesce(path, '/'), {}))", quote(&growth::glob_regex(glob))),
+        EventMatch::Event(name) => format!("(kind = 'custom' AND name = {})", quote(name)),
+    }
+}
+
+/// The rows of a growth report ([`crm_store::EventStore::matched_events`]) over a snapshot.
+pub async fn matched_events(snapshot: &Snapshot, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>, StoreError> {
+    let ctx = context(snapshot).await?;
+    let mask = match matchers.is_empty() {
+        true => "0".to_owned(),
+        false => matchers.iter().enumerate().map(|(i, m)| format!("CASE WHEN {} THEN {} ELSE 0 END", match_sql(m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
+    };
+    let keep = if keep_unmatched { " OR kind IN ('pageview', 'custom')" } else { "" };
+    let rows = collect(
+        &ctx,
+        &format!(
+            "SELECT visitor_id, ts_ms, CAST({mask} AS BIGINT) AS mask FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}
+             AND (({mask}) <> 0{keep}) ORDER BY visitor_id, ts_ms, event_id",
+            humans(snapshot)
+        ),
+    )
+    .await?;
+    Ok(strings(&rows, 0)?
+        .into_iter()
+        .zip(i64s(&rows, 1)?)
+        .zip(i64s(&rows, 2)?)
+        .map(|((visitor_id, ts_ms), mask)| MatchedEvent { visitor_id, ts_ms, mask: mask as u32 })
+        .collect())
 }
 
 /// Events of `[from_ms, to_ms)` after `(ts, id)`, oldest first, at most `limit + 1` (the extra

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use crm_schemas::{DeadLetter, Session, StoredEvent, VisitorProfile};
+use crm_store::growth::{EventMatch, MatchedEvent};
 use crm_store::{
     forward_roles, Durable, EmbeddedStore, EventStore, FormStats, OrgVisitors, Overview, Page, PipelineStore, ProfileStore, Result, SeriesPoint, StoreError,
     VisitorQuery, WriteBatch, WriteOutcome,
@@ -308,6 +309,10 @@ impl EventStore for ColumnarStore {
 
     async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>> {
         self.columnar.timeseries(site_id, from_ms, to_ms, step_ms).await
+    }
+
+    async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {
+        self.columnar.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
     }
 }
 

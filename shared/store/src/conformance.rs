@@ -19,10 +19,12 @@ use crate::{BotFilter, LeadQuery, LeadSort, Store, VisitorQuery, VisitorSort, Wr
 mod auth;
 mod bots;
 mod crm;
+mod growth;
 mod kb;
 pub use auth::*;
 pub use bots::*;
 pub use crm::*;
+pub use growth::*;
 pub use kb::*;
 
 #[async_trait]
@@ -44,6 +46,7 @@ macro_rules! store_conformance_suite {
             overview_counts_humans_in_the_window,
             mixed_visitor_follows_its_profile,
             a_visitor_that_becomes_a_bot_leaves_past_aggregates,
+            funnels_and_retention_match_the_fixture,
             dead_letters_are_listed_newest_first,
             sites_users_and_meta_round_trip,
             data_survives_reopen,

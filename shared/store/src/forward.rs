@@ -79,6 +79,9 @@ macro_rules! forward_roles {
                 async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>> {
                     self.$field.timeseries(site_id, from_ms, to_ms, step_ms).await
                 }
+                async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[$crate::growth::EventMatch], keep_unmatched: bool) -> Result<Vec<$crate::growth::MatchedEvent>> {
+                    self.$field.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
+                }
             }
         };
     };

@@ -4,6 +4,7 @@
 //!   [`LeadStore`], [`WorkflowStore`], [`AccountStore`], [`ConfigStore`], [`KnowledgeStore`]) and
 //!   [`Store`], which is all of them.
 //! * [`KbReport`]: knowledge-base analytics from the raw counters, the same for every backend.
+//! * [`growth`]: funnels and retention from the rows every backend selects alike.
 //! * This file: the types shared by the roles ([`WriteBatch`], [`Durable`], pages, visitor
 //!   sorts and the rank value every backend indexes by) and [`StoreError`].
 //! * [`Overlay`]: one store's pipeline role in front of another store (tests that break the
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub mod conformance;
 pub mod embedded;
 pub mod forward;
+pub mod growth;
 mod kb;
 mod leads;
 mod overlay;

@@ -17,6 +17,7 @@ use crm_schemas::{
 };
 use uuid::Uuid;
 
+use crate::growth::{EventMatch, MatchedEvent};
 use crate::{
     series_buckets, Durable, FormStats, SeriesPoint, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, VisitorQuery,
     WriteBatch, WriteOutcome,
@@ -127,6 +128,13 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The funnel of every form with events in `[from_ms, to_ms)`, bots excluded as in the overview.
     async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>>;
+
+    /// The rows of a growth report ([`crate::growth`]): the site's events of `[from_ms, to_ms)`
+    /// from visitors whose profile is human, with bit i of `mask` set when the event satisfies
+    /// `matchers[i]` (at most 32), ordered by visitor id, then time (then event id). Only events
+    /// that satisfy a matcher, unless `keep_unmatched`: then every pageview and custom event too
+    /// (strict funnels need to see what came between two steps).
+    async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>>;
 
     /// The overview's headline figures (visitors, sessions, pageviews, bounce rate, average
     /// duration) per bucket of `step_ms`, buckets aligned to the epoch, over `[from_ms, to_ms)`,
