@@ -13,7 +13,7 @@ const DAY_MS: i64 = 86_400_000;
 const MAX_RANGE_MS: i64 = 366 * DAY_MS;
 
 /// The `from`/`to` window of an analytics query: the last 7 days by default, at most 366 days.
-fn window(query: &params::Query) -> Result<(i64, i64), ApiError> {
+pub(crate) fn window(query: &params::Query) -> Result<(i64, i64), ApiError> {
     let now = crate::auth::now_ms();
     let to = params::timestamp_ms(query, "to")?.unwrap_or(now + 1);
     let from = params::timestamp_ms(query, "from")?.unwrap_or(to - 7 * DAY_MS);

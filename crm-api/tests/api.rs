@@ -265,3 +265,86 @@ async fn forms_crud_validation_roles_and_funnel() {
 fn crm_api_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
+
+/// Funnels and retention over HTTP: the fixture's figures (crm_store::conformance), and a 400
+/// naming the parameter for every malformed, missing, oversized or hostile one.
+#[tokio::test]
+async fn funnel_and_retention_reports_and_their_bad_parameters() {
+    use crm_store::conformance::{funnel_events, retention_events, MONDAY, ORDERED};
+    let api = start().await;
+    let rep = api.login("rep").await;
+    for site in ["f1", "r1"] {
+        api.store.put_site(&crm_schemas::Site::new(site, site, 0)).await.unwrap();
+    }
+    let (retention, first_seen) = retention_events("r1");
+    let mut events = funnel_events("f1");
+    events.extend(retention);
+    let mut visitors: Vec<crm_schemas::VisitorProfile> = Vec::new();
+    for e in &events {
+        if !visitors.iter().any(|p| p.site_id == e.site_id && p.visitor_id == e.visitor_id) {
+            let mut profile = sample_profile(&e.site_id, &e.visitor_id, 1, 1, e.ts_ms);
+            profile.first_seen_ms = first_seen.get(&e.visitor_id).copied().filter(|_| e.site_id == "r1").unwrap_or(e.ts_ms - 5 * 60_000);
+            visitors.push(profile);
+        }
+    }
+    api.store.write(WriteBatch { events, visitors, ..WriteBatch::default() }.into()).await.unwrap();
+
+    let day = |ms: i64| time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let funnel = format!(
+        "/api/v1/analytics/funnel?site_id=f1&from={}&to={}&step1=page:/&step2=page:/pricing*&step3=event:signup&step4=page:/welcome&window=1d",
+        day(MONDAY),
+        day(MONDAY + 86_400_000)
+    );
+    let (status, body) = api.get(&funnel, &rep).await;
+    assert_eq!(status, 200, "{body}");
+    let steps = body["data"]["steps"].as_array().unwrap();
+    let figures: Vec<(u64, u64, Option<i64>)> = steps.iter().map(|s| (s["visitors"].as_u64().unwrap(), s["drop_off"].as_u64().unwrap(), s["median_ms_from_previous"].as_i64().map(|ms| ms / 60_000))).collect();
+    assert_eq!(figures, ORDERED.to_vec());
+    assert_eq!((steps[1]["step"].as_str(), body["data"]["order"].as_str(), body["data"]["window_ms"].as_i64()), (Some("page:/pricing*"), Some("ordered"), Some(86_400_000)));
+    let (status, body) = api.get(&format!("{funnel}&order=strict"), &rep).await;
+    assert_eq!((status, body["data"]["steps"][1]["visitors"].as_u64()), (200, Some(3)), "{body}");
+
+    let (status, body) = api.get(&format!("/api/v1/analytics/retention?site_id=r1&from={}&cohorts=3&period=week", day(MONDAY + 3 * 86_400_000)), &rep).await;
+    assert_eq!(status, 200, "{body}");
+    let grid: Vec<Vec<u64>> = body["data"]["cohorts"].as_array().unwrap().iter().map(|c| c["returning"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect()).collect();
+    assert_eq!(grid, vec![vec![2, 1, 2], vec![1, 1], vec![1]], "`from` inside week 0 starts the cohorts on its Monday");
+    assert_eq!(body["data"]["cohorts"][0]["start"].as_str(), Some("2024-01-01T00:00:00Z"));
+    let (status, body) = api.get(&format!("/api/v1/analytics/retention?site_id=r1&from={}&cohorts=3&start=event:signup&return=page:/app*", day(MONDAY)), &rep).await;
+    assert_eq!((status, body["data"]["cohorts"][1]["returning"].clone()), (200, json!([1, 1])), "{body}");
+
+    let base = "/api/v1/analytics/funnel?site_id=f1&step1=page:/";
+    for (query, parameter) in [
+        (base.to_owned(), "step2"),
+        (format!("{base}&step3=page:/x"), "step3"),
+        ("/api/v1/analytics/funnel?site_id=f1&step2=page:/x&step3=page:/y".to_owned(), "step2"),
+        (format!("{base}&step2=pricing"), "step2"),
+        (format!("{base}&step2=click:/x"), "step2"),
+        (format!("{base}&step2=any"), "step2"),
+        (format!("{base}&step2=event:"), "step2"),
+        (format!("{base}&step2=event:{}", "x".repeat(300)), "step2"),
+        (format!("{base}&step2=page:/a%00b"), "step2"),
+        (format!("{base}&step2=page:/x&step9=page:/y"), "step1"),
+        (format!("{base}&step2=page:/x&window=0d"), "window"),
+        (format!("{base}&step2=page:/x&window=91d"), "window"),
+        (format!("{base}&step2=page:/x&window=7w"), "window"),
+        (format!("{base}&step2=page:/x&window=99999999999999999d"), "window"),
+        (format!("{base}&step2=page:/x&order=sideways"), "order"),
+        (format!("{base}&step2=page:/x&from=yesterday"), "from"),
+        ("/api/v1/analytics/retention?site_id=r1&period=month".to_owned(), "period"),
+        ("/api/v1/analytics/retention?site_id=r1&cohorts=0".to_owned(), "cohorts"),
+        ("/api/v1/analytics/retention?site_id=r1&cohorts=27".to_owned(), "cohorts"),
+        ("/api/v1/analytics/retention?site_id=r1&cohorts=-1".to_owned(), "cohorts"),
+        ("/api/v1/analytics/retention?site_id=r1&start=any".to_owned(), "start"),
+        ("/api/v1/analytics/retention?site_id=r1&start=page:".to_owned(), "start"),
+        ("/api/v1/analytics/retention?site_id=r1&return=%3Cscript%3E".to_owned(), "return"),
+    ] {
+        let (status, body) = api.get(&query, &rep).await;
+        assert_eq!((status, code(&body), body["error"]["details"]["parameter"].as_str()), (400, "invalid_parameter", Some(parameter)), "{query}: {body}");
+    }
+    let (status, body) = api.get("/api/v1/analytics/funnel?step1=page:/&step2=page:/x", &rep).await;
+    assert_eq!((status, code(&body)), (400, "missing_parameter"));
+    let (status, body) = api.get("/api/v1/analytics/funnel?site_id=nowhere&step1=page:/&step2=page:/x", &rep).await;
+    assert_eq!((status, code(&body)), (404, "not_found"), "{body}");
+    let (status, _) = api.call(reqwest::Method::GET, "/api/v1/analytics/retention?site_id=r1", None, None).await;
+    assert_eq!(status, 401);
+}

@@ -156,7 +156,7 @@ pub struct MatchedEvent {
     pub mask: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FunnelOrder {
     Ordered,
