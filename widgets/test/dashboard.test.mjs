@@ -7,7 +7,9 @@
 //
 // Checked: login; overview (KPIs, charts, range and site switch); visitors list and a visitor timeline;
 // leads list and a lead's breakdown and timeline; accounts & health (executive tiles with a
-// missing figure explained, churn risk, account detail); hostile strings shown as text; an
+// missing figure explained, churn risk, account detail); a funnel built in the UI over visitors
+// sent with known counts (figures, reload, a bad step's 400 shown); retention cohorts matching
+// the API; hostile strings shown as text; an
 // invalid access token (one shared refresh when the server has refresh tokens, else back to
 // login); reload; logout; phone layout; a sales rep's screens; the login rate limit.
 // Checks that need a newer server (refresh tokens, roles, lockout) adapt to what it offers.
@@ -71,6 +73,34 @@ async function sendHostileVisitor() {
   assert.equal(res.status, 202, `collector refused the hostile events: ${await res.text()}`);
 }
 
+// A funnel of known counts on the demo site, on paths and an event name the demo traffic never
+// uses: 6 visitors open /funnel-e2e, 5 of them /funnel-e2e/pricing 3 minutes later, 3 of those
+// send the custom event funnel_e2e_signup 3 minutes after that.
+const FUNNEL = {
+  home: '/funnel-e2e',
+  pricing: '/funnel-e2e/pricing',
+  event: 'funnel_e2e_signup',
+  depths: [3, 3, 3, 2, 2, 1],
+  visitors: ['6', '5', '3'],
+  rates: ['100%', '83.3%', '50%'],
+};
+FUNNEL.api = new URLSearchParams({ site_id: SITE, step1: `page:${FUNNEL.home}`, step2: 'page:/funnel-e2e/pricing*', step3: `event:${FUNNEL.event}`, window: '7d', order: 'ordered' });
+
+async function sendFunnelVisitors() {
+  const start = Date.now() - 30 * 60_000;
+  const events = FUNNEL.depths.flatMap((depth, i) => {
+    const common = { v: 1, site_id: SITE, visitor_id: `funnel-e2e-${i + 1}`, session_id: `funnel-e2e-session-${i + 1}` };
+    const at = (minutes) => start + i * 60_000 + minutes * 60_000;
+    return [
+      { ...common, type: 'pageview', ts: at(0), url: `https://shop.example${FUNNEL.home}`, title: 'Funnel e2e' },
+      depth >= 2 ? { ...common, type: 'pageview', ts: at(3), url: `https://shop.example${FUNNEL.pricing}`, title: 'Funnel e2e pricing' } : null,
+      depth >= 3 ? { ...common, type: 'custom', ts: at(6), url: `https://shop.example${FUNNEL.pricing}`, name: FUNNEL.event } : null,
+    ].filter(Boolean);
+  });
+  const res = await fetch(`${crm.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': browserUserAgent() }, body: JSON.stringify({ events }) });
+  assert.equal(res.status, 202, `collector refused the funnel events: ${await res.text()}`);
+}
+
 before(async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'crm-dashboard-e2e-'));
   // The account simulator needs the store to itself: it runs before `crm up`.
@@ -80,6 +110,8 @@ before(async () => {
   await api.post('/api/v1/sites', { site_id: 'e2e-empty', name: 'Empty site' });
   await crmCommand(['demo', '--target', crm.url, '--visitors', '40', '--days', '3']);
   await sendHostileVisitor();
+  await sendFunnelVisitors();
+  state.api = api;
   await poll('the demo traffic to be processed into visitors and leads', async () => {
     const overview = await api.get(`/api/v1/analytics/overview?site_id=${SITE}`);
     const leads = await api.get(`/api/v1/leads?site_id=${SITE}&limit=200`);
@@ -248,6 +280,140 @@ test('accounts & health: executive tiles, churn risk, an account', async () => {
   state.accounts = true;
 });
 
+test('funnels: a funnel built step by step shows its visitors, survives a reload, and a bad step shows the 400', async () => {
+  need(state.overview, 'login');
+  const api = state.api;
+  // The processor has the funnel visitors once the API counts them.
+  const expected = await poll('the funnel visitors to be processed', async () => {
+    const report = await api.get(`/api/v1/analytics/funnel?${FUNNEL.api}`);
+    const counts = report.steps.map((s) => String(s.visitors));
+    return counts.join() === FUNNEL.visitors.join() ? report : undefined;
+  }, { timeout: 30_000, describe: () => api.get(`/api/v1/analytics/funnel?${FUNNEL.api}`) });
+  assert.equal(expected.steps[1].median_ms_from_previous, 180_000);
+
+  await page.click('[data-nav=funnels]');
+  const rows = page.locator('#funnel-steps .funnel-step');
+  await rows.nth(1).waitFor({ timeout: 10_000 });
+  assert.equal(await rows.count(), 2, 'a new funnel starts with two steps');
+  assert.ok(await page.locator('#funnel-steps [data-step="1"] .step-remove').isDisabled(), 'a funnel cannot have fewer than two steps');
+  await page.locator('#funnel-report .state', { hasText: 'No funnel yet' }).waitFor();
+
+  await page.selectOption('#funnel-steps [data-step="1"] .step-kind', 'page');
+  await page.fill('#funnel-steps [data-step="1"] .step-value', FUNNEL.home);
+  await page.fill('#funnel-steps [data-step="2"] .step-value', '/funnel-e2e/pricing*');
+  await page.click('#funnel-add');
+  await page.selectOption('#funnel-steps [data-step="3"] .step-kind', 'event');
+  await page.fill('#funnel-steps [data-step="3"] .step-value', FUNNEL.event);
+  await page.selectOption('#funnel-window', '7d');
+  await page.selectOption('#funnel-order', 'ordered');
+  await page.click('#funnel-run');
+  await page.waitForFunction(() => location.hash.startsWith('#/funnels?') && location.hash.includes('step3=event'));
+
+  const chart = page.locator('#funnel-report [data-chart=funnel]');
+  const checkReport = async () => {
+    await chart.locator('.funnel-row').nth(2).waitFor({ timeout: 10_000 });
+    assert.deepEqual((await chart.locator('.funnel-visitors').allTextContents()).map((t) => t.trim()), FUNNEL.visitors, 'visitors per step');
+    assert.deepEqual((await chart.locator('.funnel-rate').allTextContents()).map((t) => t.trim()), FUNNEL.rates, 'share of step 1');
+    assert.equal((await chart.locator('[data-step="3"] .funnel-drop').textContent()).trim(), '2 dropped (40%)');
+    assert.equal((await chart.locator('[data-step="2"] .funnel-time').textContent()).trim(), 'median 3m 0s');
+    assert.equal((await page.locator('[data-kpi=funnel_conversion] .kpi-value').textContent()).trim(), '50%');
+  };
+  await checkReport();
+  await page.screenshot({ path: screenshotPath('dashboard-funnels.png'), fullPage: true });
+
+  // The funnel lives in the route: a reload builds and runs it again.
+  if (state.refreshTokens) {
+    await page.reload();
+    await checkReport();
+    assert.equal(await page.locator('#funnel-steps [data-step="3"] .step-value').inputValue(), FUNNEL.event);
+    assert.equal(await page.locator('#funnel-window').inputValue(), '7d');
+  }
+
+  // An empty event name and a page glob without its slash: the API's 400 names the step.
+  await page.fill('#funnel-steps [data-step="3"] .step-value', '');
+  await page.click('#funnel-run');
+  const error = page.locator('#funnel-error');
+  await error.filter({ hasText: /^Step 3: / }).waitFor({ timeout: 10_000 });
+  assert.match(await error.textContent(), /^Step 3: the event of a step must be 1 to \d+ bytes/);
+  assert.equal(await page.locator('#funnel-steps [data-step="3"] .step-value').getAttribute('aria-invalid'), 'true');
+  assert.equal(await chart.count(), 0, 'no report for a funnel the server refused');
+  await page.fill('#funnel-steps [data-step="3"] .step-value', FUNNEL.event);
+  await page.fill('#funnel-steps [data-step="2"] .step-value', 'funnel-e2e/pricing');
+  await page.click('#funnel-run');
+  await error.filter({ hasText: /^Step 2: / }).waitFor({ timeout: 10_000 });
+  assert.match(await error.textContent(), /^Step 2: a page glob starts with `\/` or `\*`/);
+  assert.equal(await page.locator('#funnel-steps [data-step="2"] .step-value').getAttribute('aria-invalid'), 'true');
+  await page.screenshot({ path: screenshotPath('dashboard-funnels-error.png'), fullPage: true });
+  state.funnels = true;
+});
+
+test('retention: the cohort grid shows the API\'s cohorts as shaded percentages', async () => {
+  need(state.overview, 'login');
+  const api = state.api;
+  await page.click('[data-nav=retention]');
+  const table = page.locator('#retention-panel table.retention');
+  await table.locator('tbody tr').first().waitFor({ timeout: 10_000 });
+
+  /** The grid's rows by cohort start: { size, cells } as shown. */
+  const shown = () => table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    start: tr.dataset.cohort,
+    size: tr.querySelector('.ret-size').textContent.trim(),
+    cells: [...tr.querySelectorAll('td.ret-cell')].map((td) => ({ text: td.textContent.trim(), shaded: td.style.backgroundColor !== '' })),
+  })));
+  const compare = async (query) => {
+    const data = await api.get(`/api/v1/analytics/retention?${new URLSearchParams({ site_id: SITE, ...query })}`);
+    const rows = await shown();
+    assert.equal(rows.length, data.cohorts.length, 'one row per cohort');
+    const filled = data.cohorts.filter((c) => c.size > 0);
+    assert.ok(filled.length > 0, `the API has a non-empty cohort: ${JSON.stringify(data.cohorts)}`);
+    for (const cohort of filled) {
+      const row = rows.find((r) => r.start === cohort.start);
+      assert.ok(row, `a row for the cohort of ${cohort.start}`);
+      assert.equal(row.size, String(cohort.size), `the size of the cohort of ${cohort.start}`);
+      assert.equal(row.cells.length, cohort.rates.length, `a cell per period of the cohort of ${cohort.start}`);
+      assert.equal(row.cells[0].text, '100%', 'period 0 is the whole cohort');
+      for (const cell of row.cells) {
+        assert.match(cell.text, /^\d+(\.\d)?%$/, 'rates are percentages');
+        assert.ok(cell.shaded, 'cells are shaded by their rate');
+      }
+      cohort.rates.forEach((rate, n) => assert.equal(row.cells[n].text, `${(rate * 100).toFixed(1).replace(/\.0+$/, '')}%`));
+    }
+    return data;
+  };
+
+  // The defaults: 8 weekly cohorts by first visit.
+  await compare({ period: 'week', cohorts: '8', start: 'first_visit', return: 'any' });
+
+  // Daily cohorts of the visitors who sent the funnel's signup event: the 3 funnel finishers.
+  await page.selectOption('#retention-period', 'day');
+  await page.fill('#retention-cohorts', '5');
+  await page.selectOption('#retention-start-kind', 'event');
+  await page.fill('#retention-start-value', FUNNEL.event);
+  await page.click('#retention-run');
+  await page.waitForFunction(() => location.hash.includes('period=day') && location.hash.includes('cohorts=5'));
+  await page.locator('#retention-panel', { hasText: `by event:${FUNNEL.event}` }).locator('table.retention th', { hasText: 'Day 0' }).waitFor({ timeout: 10_000 });
+  const daily = await compare({ period: 'day', cohorts: '5', start: `event:${FUNNEL.event}`, return: 'any' });
+  assert.equal(daily.cohorts.reduce((sum, c) => sum + c.size, 0), 3, 'three visitors signed up');
+  await page.screenshot({ path: screenshotPath('dashboard-retention.png'), fullPage: true });
+
+  // Back to first visits, where the demo's days are the cohorts.
+  await page.selectOption('#retention-start-kind', 'first_visit');
+  await page.click('#retention-run');
+  await page.waitForFunction(() => location.hash.includes('start=first_visit') && location.hash.includes('period=day'));
+  await page.locator('#retention-panel', { hasText: 'daily cohorts by first visit' }).locator('table.retention tbody tr').nth(4).waitFor({ timeout: 10_000 });
+  await compare({ period: 'day', cohorts: '5', start: 'first_visit', return: 'any' });
+
+  // A return page without its leading slash: the API's 400, shown on the form.
+  await page.selectOption('#retention-return-kind', 'page');
+  await page.fill('#retention-return-value', 'pricing');
+  await page.click('#retention-run');
+  const error = page.locator('#retention-error');
+  await error.filter({ hasText: /^Returns on: / }).waitFor({ timeout: 10_000 });
+  assert.match(await error.textContent(), /^Returns on: a page glob starts with `\/` or `\*`/);
+  assert.equal(await page.locator('#retention-return-value').getAttribute('aria-invalid'), 'true');
+  state.retention = true;
+});
+
 /** Makes every API request that carries the current access token carry a broken one instead. */
 async function invalidateAccessToken() {
   let stale = null;
@@ -351,6 +517,7 @@ test('a sales rep sees leads but not accounts & health', async (t) => {
   await repPage.click('.login-form button[type=submit]');
   await repPage.locator('.state', { hasText: 'Not available for your role' }).waitFor({ timeout: 15_000 });
   assert.equal(await repPage.locator('[data-nav=accounts]').count(), 0, 'no accounts & health link');
+  assert.equal(await repPage.locator('[data-nav=funnels]').count(), 1, 'analytics readers see funnels');
   await repPage.click('[data-nav=leads]');
   await repPage.locator('#leads-panel tbody tr').first().waitFor({ timeout: 10_000 });
   await repContext.close();

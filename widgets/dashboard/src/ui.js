@@ -142,6 +142,19 @@ export async function paged(container, fetchPage, render, { signal } = {}) {
   container.append(more);
 }
 
+/**
+ * A 400 that names its query parameter (`details.parameter`): { parameter, message }, the message
+ * without the server's "invalid parameter <name>: " prefix (the form says which field instead).
+ * Null for any other error.
+ */
+export function parameterProblem(err) {
+  const parameter = err?.status === 400 && typeof err.details?.parameter === 'string' ? err.details.parameter : null;
+  if (!parameter) return null;
+  const prefix = `invalid parameter ${parameter}: `;
+  const message = String(err.message || '');
+  return { parameter, message: message.startsWith(prefix) ? message.slice(prefix.length) : message };
+}
+
 /** Key/value facts as a definition list; values may be nodes. Empty values show a dash. */
 export function facts(pairs) {
   return h(

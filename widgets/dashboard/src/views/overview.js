@@ -47,7 +47,11 @@ const day = (ms) => isoDay(new Date(ms));
 /** Hour axis: the day's name at midnight, the hour otherwise. */
 const hourTick = (x) => (Date.parse(x) % DAY_MS === 0 ? axisDay(x) : axisHour(x));
 
-function rangeBar(range, ctx) {
+/**
+ * The date range selector: presets and a custom from/to form. `navigate(params)` gets
+ * { range } or { from, to } (inclusive UTC days) and goes to the route that shows it.
+ */
+export function rangeBar(range, navigate) {
   const fromInput = h('input', { type: 'date', id: 'range-from', value: day(range.fromMs), 'aria-label': 'From' });
   const toInput = h('input', { type: 'date', id: 'range-to', value: day(range.toMs - DAY_MS), 'aria-label': 'To' });
   const custom = h(
@@ -60,11 +64,11 @@ function rangeBar(range, ctx) {
   );
   custom.addEventListener('submit', (event) => {
     event.preventDefault();
-    if (fromInput.value && toInput.value) ctx.go(`#/overview?from=${fromInput.value}&to=${toInput.value}`);
+    if (fromInput.value && toInput.value) navigate({ from: fromInput.value, to: toInput.value });
   });
   const seg = segmented(PRESETS, range.key, (value) => {
     if (value !== 'custom') {
-      ctx.go(`#/overview?range=${value}`);
+      navigate({ range: value });
       return;
     }
     custom.classList.remove('hidden');
@@ -133,7 +137,7 @@ export async function renderOverview(ctx) {
   const listBodies = Object.fromEntries(lists.map(([key]) => [key, h('div', loading())]));
   const grid = h('div', { class: 'grid cols-3' }, lists.map(([key, title]) => panel(title, listBodies[key], { id: `panel-${key}` })));
 
-  replace(el, h('div', { class: 'top-strip' }, liveCard, todayCard), rangeBar(range, ctx), kpis, trend, grid);
+  replace(el, h('div', { class: 'top-strip' }, liveCard, todayCard), rangeBar(range, (params) => ctx.go(`#/overview?${new URLSearchParams(params)}`)), kpis, trend, grid);
 
   // Live visitors, polled while the page is visible; hidden for good when the endpoint is absent.
   let liveTimer = null;
