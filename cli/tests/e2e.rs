@@ -664,3 +664,78 @@ async fn same_traffic_with_and_without_pauses_counts_the_same() {
         assert_eq!(figures, &results[0].1, "{name} against {}", results[0].0);
     }
 }
+
+/// Acceptance 3 of issue 19 over HTTP on the default store: analysts' SQL sees one site's rows;
+/// another site's rows, system tables, files and writes are out of reach; a slow query is cut at
+/// its limit; every refusal is typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysts_sql_reads_one_site_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &[]);
+    let (client, base) = (reqwest::Client::new(), server.base.clone());
+    let token = token(&client, &base).await;
+    let created = client.post(format!("{base}/api/v1/sites")).bearer_auth(&token).json(&json!({"site_id": "other", "name": "Other"})).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut events = Vec::new();
+    for (site, visitors, path) in [("demo", 3, "/pricing"), ("other", 2, "/other-secret")] {
+        for v in 0..visitors {
+            events.push(json!({"v": 1, "type": "pageview", "site_id": site, "visitor_id": format!("{site}-{v}"), "ts": now - 60_000 + v, "url": format!("https://www.example.com{path}")}));
+        }
+    }
+    let sent = client.post(format!("{base}/v1/events")).header("user-agent", CHROME).body(json!({"events": events}).to_string()).send().await.unwrap();
+    assert_eq!(sent.status(), 202);
+    let query = |body: Value| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            let response = client.post(format!("{base}/api/v1/query")).bearer_auth(&token).json(&body).send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let counted = eventually("the events in SQL", || async {
+        let (status, body) = query(json!({"site_id": "demo", "sql": "SELECT count(DISTINCT visitor_id) AS visitors, min(path) AS path FROM events"})).await;
+        assert_eq!(status, 200, "{body}");
+        (body["data"]["rows"][0][0] == 3).then_some(body)
+    })
+    .await;
+    assert_eq!(counted["data"]["rows"][0][1], "/pricing");
+    assert_eq!(counted["data"]["columns"][0]["name"], "visitors");
+    let (_, all) = query(json!({"site_id": "demo", "sql": "SELECT * FROM events UNION ALL SELECT * FROM events"})).await;
+    assert!(!all.to_string().contains("other-secret"), "another site's rows never appear: {all}");
+
+    for (sql, code) in [
+        ("SELECT path FROM events WHERE site_id = 'other'", "sql_invalid"),
+        ("SELECT path FROM events UNION ALL SELECT name FROM system.tables", "sql_not_allowed"),
+        ("SELECT * FROM (SELECT * FROM system.users) u", "sql_not_allowed"),
+        ("SELECT * FROM default.events", "sql_not_allowed"),
+        ("SELECT path /* hidden */ FROM events; DROP TABLE events", "sql_not_allowed"),
+        ("SELECT * FROM file('/etc/passwd')", "sql_not_allowed"),
+        ("SELECT * FROM url('http://169.254.169.254/latest/meta-data/', 'CSV')", "sql_not_allowed"),
+        ("INSERT INTO events VALUES ('x')", "sql_not_allowed"),
+        ("WITH events AS (SELECT * FROM leads) SELECT * FROM events", "sql_not_allowed"),
+        ("SELECT nonsense FROM events", "sql_invalid"),
+        ("SELEKT 1", "sql_invalid"),
+    ] {
+        let (status, body) = query(json!({"site_id": "demo", "sql": sql})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (422, Some(code)), "{sql}: {body}");
+    }
+    let slow = "SELECT count(*) FROM events a, events b, events c, events d, events e, events f, events g, events h, events i, events j, events k, events l, events m, events n";
+    let (status, body) = query(json!({"site_id": "demo", "sql": slow, "timeout_ms": 200})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("sql_timeout")), "{body}");
+    let (status, body) = query(json!({"site_id": "demo", "sql": format!("SELECT {}", "1 + ".repeat(6_000))})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("sql_too_large")));
+    for (bad, code) in [
+        (json!({"site_id": 5, "sql": "SELECT 1"}), "malformed_json"),
+        (json!({"site_id": "demo"}), "malformed_json"),
+        (json!({"site_id": "demo", "sql": "SELECT 1", "database": "system"}), "malformed_json"),
+        (json!({"site_id": "demo", "sql": "SELECT 1", "limit": 0}), "invalid_parameter"),
+        (json!({"site_id": "demo", "sql": "SELECT 1", "timeout_ms": 3_600_000}), "invalid_parameter"),
+    ] {
+        let (status, body) = query(bad.clone()).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some(code)), "{bad}: {body}");
+    }
+    let (status, _) = query(json!({"site_id": "nowhere", "sql": "SELECT 1"})).await;
+    assert_eq!(status, 404);
+    let capped = query(json!({"site_id": "other", "sql": "SELECT visitor_id FROM events ORDER BY visitor_id", "limit": 1})).await.1;
+    assert_eq!((capped["data"]["rows"].clone(), capped["data"]["truncated"].clone()), (json!([["other-0"]]), json!(true)));
+}

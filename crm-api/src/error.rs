@@ -3,7 +3,7 @@
 
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use crm_store::StoreError;
+use crm_store::{QueryErrorKind, StoreError};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,16 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         match err {
             StoreError::InvalidCursor => ApiError::InvalidParameter { name: "cursor".into(), message: "not a cursor this API issued".into() },
+            StoreError::Query { kind, message } => {
+                let code = match kind {
+                    QueryErrorKind::Invalid => "sql_invalid",
+                    QueryErrorKind::NotAllowed => "sql_not_allowed",
+                    QueryErrorKind::Timeout => "sql_timeout",
+                    QueryErrorKind::TooLarge => "sql_too_large",
+                    QueryErrorKind::Unsupported => "sql_unsupported",
+                };
+                ApiError::Unprocessable { code, message, details: None }
+            }
             other if other.is_retryable() => ApiError::Unavailable(other.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

@@ -12,6 +12,7 @@ mod accounts;
 mod alerts;
 mod analytics;
 mod growth;
+mod query;
 mod auth;
 pub mod chat;
 mod dashboard;
@@ -98,6 +99,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/analytics/forms", get(analytics::forms))
         .route("/api/v1/analytics/funnel", get(growth::funnel))
         .route("/api/v1/analytics/retention", get(growth::retention))
+        .route("/api/v1/query", post(query::run))
         .route("/api/v1/dead-letters", get(analytics::dead_letters))
         .route("/api/v1/kb/articles", get(kb::list).post(kb::create))
         .route("/api/v1/kb/articles/{site_id}/{article_id}", get(kb::get_one).put(kb::update).delete(kb::delete))

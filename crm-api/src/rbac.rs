@@ -4,6 +4,7 @@
 //! | permission | admin | sales_manager | sales_rep | customer_success |
 //! | --- | --- | --- | --- | --- |
 //! | sites, visitors, analytics: read | ✓ | ✓ | ✓ | ✓ |
+//! | analytics: SQL queries | ✓ | ✓ | | |
 //! | sites: manage; users; auth audit; dead letters | ✓ | | | |
 //! | reports (score feedback) | ✓ | ✓ | | |
 //! | leads: read, create | ✓ | ✓ | ✓ | |
@@ -33,6 +34,8 @@ pub enum Permission {
     SitesRead,
     SitesManage,
     AnalyticsRead,
+    /// Analysts' SQL (`POST /api/v1/query`): raw rows of every visitor of a site.
+    AnalyticsQuery,
     DeadLettersRead,
     ReportsRead,
     LeadsRead,
@@ -57,10 +60,11 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 23] = [
+    pub const ALL: [Permission; 24] = [
         Permission::SitesRead,
         Permission::SitesManage,
         Permission::AnalyticsRead,
+        Permission::AnalyticsQuery,
         Permission::DeadLettersRead,
         Permission::ReportsRead,
         Permission::LeadsRead,
@@ -101,6 +105,7 @@ impl Permission {
             SitesRead => "read sites",
             SitesManage => "manage sites",
             AnalyticsRead => "read analytics",
+            AnalyticsQuery => "run SQL over a site's rows",
             DeadLettersRead => "read dead letters",
             ReportsRead => "read reports",
             LeadsRead => "read leads",

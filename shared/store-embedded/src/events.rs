@@ -120,6 +120,8 @@ pub struct ColumnarEvents {
     rollups: Mutex<HashMap<(String, i64), Arc<Rollup>>>,
     /// Held by the one profile-run fold running.
     folding: Mutex<()>,
+    /// One analyst query at a time: two cores are shared with ingest (sql.rs).
+    sql_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Profile runs that trigger a fold.
@@ -200,6 +202,7 @@ impl ColumnarEvents {
             profiles: std::sync::RwLock::new(profiles),
             rollups: Mutex::new(rollups),
             folding: Mutex::new(()),
+            sql_permits: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -706,6 +709,18 @@ impl ColumnarEvents {
     /// Sessions of a site that started in `[from_ms, to_ms)`, oldest first.
     pub async fn sessions_between(&self, site_id: &str, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<Session>, StoreError> {
         query::sessions_between(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, limit).await
+    }
+
+    /// Runs an analyst query over one site's rows (see [`crate::sql`]); waiting for the one
+    /// query slot counts against the time limit.
+    pub async fn query_sql(&self, site_id: &str, sql: &str, limits: &crm_store::sql_guard::SqlLimits) -> Result<crm_store::sql_guard::SqlResult, StoreError> {
+        let started = std::time::Instant::now();
+        let busy = || StoreError::Query { kind: crm_store::QueryErrorKind::Timeout, message: "another analyst query held the slot for the whole time limit".into() };
+        let permit = tokio::time::timeout(limits.timeout, self.sql_permits.clone().acquire_owned()).await.map_err(|_| busy())?.map_err(|_| busy())?;
+        let snapshot = self.snapshot(site_id, i64::MIN / 2, i64::MAX / 2)?;
+        let visitors = self.profiles.read().unwrap_or_else(|p| p.into_inner()).summaries(site_id);
+        let remaining = crm_store::sql_guard::SqlLimits { timeout: limits.timeout.saturating_sub(started.elapsed()), ..*limits };
+        crate::sql::run(&snapshot, visitors, sql, &remaining, permit).await
     }
 
     /// The site's bot visitors last seen at or after `since_ms`, ascending.

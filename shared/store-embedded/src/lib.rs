@@ -28,6 +28,7 @@ pub mod query;
 pub mod rollup;
 pub mod session_part;
 pub mod sidecar;
+pub mod sql;
 pub mod store;
 
 pub use store::ColumnarStore;

@@ -384,6 +384,13 @@ impl Profiles {
         out
     }
 
+    /// Every profile of the site as the SQL `visitors` view shows it: (id, bot, intent score,
+    /// last seen), from the summaries in memory (no profile is read).
+    pub fn summaries(&self, site_id: &str) -> Vec<crate::sql::VisitorSummary> {
+        let Some(site) = self.sites.get(site_id) else { return Vec::new() };
+        site.slots.iter().map(|slot| (site.visitor(slot).to_owned(), slot.bot, slot.intent, slot.last_seen_ms)).collect()
+    }
+
     /// The keys of all the site's bot visitors and their generation, which changes whenever a
     /// profile becomes a bot (or stops being one): a reader that checked a rollup against one
     /// generation need not check it again until the generation moves.

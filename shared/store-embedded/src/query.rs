@@ -58,7 +58,7 @@ fn df_err(err: impl std::fmt::Display) -> StoreError {
 }
 
 /// A context with `events` and `sessions_raw` (every version of every session) registered.
-async fn context(snapshot: &Snapshot) -> Result<SessionContext, StoreError> {
+pub(crate) async fn context(snapshot: &Snapshot) -> Result<SessionContext, StoreError> {
     // One partition: queries share the core with ingest, and parallel scans would only contend.
     // Parts are read with the types they were written with (Utf8, Binary), not the view types
     // DataFusion would pick, so they union with the in-memory rows.

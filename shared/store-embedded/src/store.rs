@@ -314,6 +314,15 @@ impl EventStore for ColumnarStore {
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {
         self.columnar.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
     }
+
+    fn sql_dialect(&self) -> Option<crm_store::sql_guard::SqlDialect> {
+        Some(crm_store::sql_guard::SqlDialect::DataFusion)
+    }
+
+    async fn query_sql(&self, site_id: &str, sql: &crm_store::sql_guard::CheckedSql, limits: &crm_store::sql_guard::SqlLimits) -> Result<crm_store::sql_guard::SqlResult> {
+        // What the guard parsed, printed back: comments and formatting gone.
+        self.columnar.query_sql(site_id, &sql.statement.to_string(), limits).await
+    }
 }
 
 #[async_trait]

@@ -79,6 +79,12 @@ macro_rules! forward_roles {
                 async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>> {
                     self.$field.timeseries(site_id, from_ms, to_ms, step_ms).await
                 }
+                fn sql_dialect(&self) -> Option<$crate::sql_guard::SqlDialect> {
+                    self.$field.sql_dialect()
+                }
+                async fn query_sql(&self, site_id: &str, sql: &$crate::sql_guard::CheckedSql, limits: &$crate::sql_guard::SqlLimits) -> Result<$crate::sql_guard::SqlResult> {
+                    self.$field.query_sql(site_id, sql, limits).await
+                }
                 async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[$crate::growth::EventMatch], keep_unmatched: bool) -> Result<Vec<$crate::growth::MatchedEvent>> {
                     self.$field.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
                 }

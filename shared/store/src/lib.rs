@@ -27,6 +27,7 @@ mod leads;
 mod overlay;
 mod overview;
 pub mod roles;
+pub mod sql_guard;
 
 pub use embedded::EmbeddedStore;
 pub use kb::{KbArticleStats, KbDay, KbGap, KbReport, MAX_REPORT_DAYS};
@@ -47,6 +48,24 @@ pub enum StoreError {
     InvalidCursor,
     #[error("store backend error: {message}")]
     Backend { message: String, retryable: bool },
+    /// An analyst query ([`EventStore::query_sql`]) that cannot be run as asked.
+    #[error("{message}")]
+    Query { kind: QueryErrorKind, message: String },
+}
+
+/// Why an analyst query failed; each is the caller's to fix, never retryable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryErrorKind {
+    /// It does not plan: unknown column, type error, bad syntax.
+    Invalid,
+    /// It reaches for something the guard refuses.
+    NotAllowed,
+    /// It ran past its time limit and was stopped.
+    Timeout,
+    /// It needed more memory than its limit.
+    TooLarge,
+    /// This store does not run SQL.
+    Unsupported,
 }
 
 impl StoreError {
@@ -55,7 +74,7 @@ impl StoreError {
         match self {
             StoreError::Io(_) => true,
             StoreError::Backend { retryable, .. } => *retryable,
-            StoreError::InUse(_) | StoreError::Corrupt(_) | StoreError::InvalidCursor => false,
+            StoreError::InUse(_) | StoreError::Corrupt(_) | StoreError::InvalidCursor | StoreError::Query { .. } => false,
         }
     }
 }

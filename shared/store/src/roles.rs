@@ -18,8 +18,9 @@ use crm_schemas::{
 use uuid::Uuid;
 
 use crate::growth::{EventMatch, MatchedEvent};
+use crate::sql_guard::{CheckedSql, SqlDialect, SqlLimits, SqlResult};
 use crate::{
-    series_buckets, Durable, FormStats, SeriesPoint, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, VisitorQuery,
+    series_buckets, Durable, FormStats, QueryErrorKind, StoreError, SeriesPoint, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, VisitorQuery,
     WriteBatch, WriteOutcome,
 };
 
@@ -135,6 +136,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// that satisfy a matcher, unless `keep_unmatched`: then every pageview and custom event too
     /// (strict funnels need to see what came between two steps).
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>>;
+
+    /// The SQL language this store runs analyst queries in, if it runs them.
+    fn sql_dialect(&self) -> Option<SqlDialect> {
+        None
+    }
+
+    /// Runs an analyst query (already through [`crate::sql_guard::check`]) over the site's
+    /// `events`, `sessions` and `visitors` and nothing else, within `limits`.
+    async fn query_sql(&self, site_id: &str, sql: &CheckedSql, limits: &SqlLimits) -> Result<SqlResult> {
+        let _ = (site_id, sql, limits);
+        Err(StoreError::Query { kind: QueryErrorKind::Unsupported, message: "this store does not run SQL".into() })
+    }
 
     /// The overview's headline figures (visitors, sessions, pageviews, bounce rate, average
     /// duration) per bucket of `step_ms`, buckets aligned to the epoch, over `[from_ms, to_ms)`,
