@@ -1,6 +1,7 @@
 //! `POST /api/v1/query`: analysts' read-only SQL over one site's `events`, `sessions` and
 //! `visitors` (see `crm_store::sql_guard` for what is refused, and the store for the second
-//! wall: the embedded store plans it over the site's rows alone). Typed answers: 422
+//! wall: the embedded store plans it over the site's rows alone, ClickHouse runs it rewritten
+//! to the site's rows under `readonly = 1`). Typed answers: 422
 //! `sql_invalid`, `sql_not_allowed`, `sql_timeout`, `sql_too_large`, and `sql_unsupported` on a
 //! store that does not run SQL (all 422: the request is well formed, the query cannot be run).
 

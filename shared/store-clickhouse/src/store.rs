@@ -45,6 +45,7 @@ impl ClickHouseConfig {
 mod alerts;
 mod business;
 mod export;
+mod sql;
 mod auth;
 mod insights;
 mod kb;
@@ -584,6 +585,14 @@ impl EventStore for ClickHouseStore {
             .zip(figures)
             .map(|(&start, (visitors, sessions, bounces, duration, pageviews))| SeriesPoint::from_totals(start, visitors, sessions, bounces, duration, pageviews))
             .collect())
+    }
+
+    fn sql_dialect(&self) -> Option<crm_store::sql_guard::SqlDialect> {
+        Some(crm_store::sql_guard::SqlDialect::ClickHouse)
+    }
+
+    async fn query_sql(&self, site_id: &str, sql: &crm_store::sql_guard::CheckedSql, limits: &crm_store::sql_guard::SqlLimits) -> Result<crm_store::sql_guard::SqlResult> {
+        self.run_sql(site_id, sql, limits).await
     }
 
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {

@@ -33,3 +33,23 @@ impl StoreHarness for ClickHouseHarness {
 }
 
 crm_store::store_conformance_suite!(ClickHouseHarness::new());
+
+/// The second wall: statements the guard would refuse, sent straight to the store, are refused
+/// by ClickHouse itself (`readonly = 1`), and the site scope holds inside subqueries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_refuses_what_gets_past_the_guard() {
+    use crm_store::sql_guard::{CheckedSql, SqlLimits};
+    use crm_store::{QueryErrorKind, StoreError};
+    let harness = ClickHouseHarness::new();
+    let store = harness.open().await;
+    let unguarded = |sql: &str| {
+        let statement = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::ClickHouseDialect {}, sql).unwrap().remove(0);
+        CheckedSql { statement, tables: Vec::new() }
+    };
+    for sql in ["SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')", "INSERT INTO events (site_id) VALUES ('x')", "CREATE TABLE stolen (a Int8) ENGINE = Memory"] {
+        let err = store.query_sql("s1", &unguarded(sql), &SqlLimits::default()).await.expect_err(sql);
+        assert!(matches!(err, StoreError::Query { kind: QueryErrorKind::NotAllowed, .. }), "{sql}: {err}");
+    }
+    let scoped = store.query_sql("s1", &unguarded("SELECT count() AS n FROM (SELECT * FROM events) WHERE visitor_id IN (SELECT visitor_id FROM visitors)"), &SqlLimits::default()).await.expect("scoped");
+    assert_eq!(scoped.rows, vec![vec![serde_json::json!(0)]], "an empty site sees nothing, however nested");
+}

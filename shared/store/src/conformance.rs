@@ -20,11 +20,13 @@ mod auth;
 mod bots;
 mod crm;
 mod growth;
+mod sql;
 mod kb;
 pub use auth::*;
 pub use bots::*;
 pub use crm::*;
 pub use growth::*;
+pub use sql::*;
 pub use kb::*;
 
 #[async_trait]
@@ -47,6 +49,7 @@ macro_rules! store_conformance_suite {
             mixed_visitor_follows_its_profile,
             a_visitor_that_becomes_a_bot_leaves_past_aggregates,
             funnels_and_retention_match_the_fixture,
+            sql_reads_one_site_and_nothing_else,
             dead_letters_are_listed_newest_first,
             sites_users_and_meta_round_trip,
             data_survives_reopen,
