@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use crm_schemas::EventBody;
-use crm_store::conformance::{sample_event, sample_profile, sample_session};
+use crm_store::conformance::sql_fixture;
 use crm_store::sql_guard::{check, SqlDialect, SqlLimits};
-use crm_store::{EventStore, PipelineStore, QueryErrorKind, StoreError, WriteBatch};
+use crm_store::{EventStore, PipelineStore, QueryErrorKind, StoreError};
 
 use crate::ColumnarStore;
 
@@ -16,17 +15,7 @@ const T0: i64 = 1_700_000_000_000;
 async fn store() -> (tempfile::TempDir, Arc<ColumnarStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ColumnarStore::open(dir.path()).unwrap());
-    let mut events = Vec::new();
-    for (site, visitors) in [("s1", 3), ("s2", 5)] {
-        for v in 0..visitors {
-            events.push(sample_event(site, &format!("v{v}"), T0 + v, EventBody::Pageview, &format!("/{site}-page")));
-        }
-    }
-    let mut bot = sample_profile("s1", "v2", 1, 1, T0 + 2);
-    bot.is_bot = true;
-    let visitors = vec![sample_profile("s1", "v0", 80, 1, T0), sample_profile("s1", "v1", 20, 1, T0 + 1), bot];
-    let sessions = vec![sample_session("s1", "v0", T0, 1, 0), sample_session("s2", "v0", T0, 1, 0)];
-    store.write(WriteBatch { events, visitors, sessions, ..WriteBatch::default() }.into()).await.unwrap();
+    store.write(sql_fixture().into()).await.unwrap();
     (dir, store)
 }
 

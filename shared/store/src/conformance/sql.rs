@@ -15,8 +15,9 @@ async fn run(store: &dyn Store, site: &str, sql: &str, limits: SqlLimits) -> Res
     store.query_sql(site, &checked, &limits).await
 }
 
-pub async fn sql_reads_one_site_and_nothing_else(harness: &dyn StoreHarness) {
-    let store = harness.open().await;
+/// Two sites: s1 with three visitors (v2's profile a bot, v0 with a session in DE), s2 with
+/// five, each a pageview of `/<site>-page` at `T0 + i`.
+pub fn sql_fixture() -> WriteBatch {
     let mut events = Vec::new();
     for (site, visitors) in [("s1", 3), ("s2", 5)] {
         for v in 0..visitors {
@@ -27,7 +28,12 @@ pub async fn sql_reads_one_site_and_nothing_else(harness: &dyn StoreHarness) {
     bot.is_bot = true;
     let visitors = vec![sample_profile("s1", "v0", 80, 1, T0), sample_profile("s1", "v1", 20, 1, T0 + 1), bot];
     let sessions = vec![sample_session("s1", "v0", T0, 1, 0), sample_session("s2", "v0", T0, 1, 0)];
-    store.write(WriteBatch { events, visitors, sessions, ..WriteBatch::default() }.into()).await.expect("write");
+    WriteBatch { events, visitors, sessions, ..WriteBatch::default() }
+}
+
+pub async fn sql_reads_one_site_and_nothing_else(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    store.write(sql_fixture().into()).await.expect("write");
 
     if store.sql_dialect().is_none() {
         let checked = check("SELECT 1", crate::sql_guard::SqlDialect::DataFusion).unwrap();
