@@ -76,12 +76,75 @@ fn plain_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
     regex::bytes::RegexBuilder::new(pattern).case_insensitive(true).unicode(false).size_limit(REGEX_LIMIT).dfa_size_limit(REGEX_LIMIT).build()
 }
 
+/// The text a pattern matches if it is a plain literal (letters, digits, spaces and escaped
+/// or harmless punctuation only), unescaped; `None` if it uses any regex syntax.
+fn literal(pattern: &str) -> Option<String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) if escaped.is_ascii_punctuation() => out.push(escaped),
+                _ => return None,
+            },
+            '.' | '^' | '$' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' => return None,
+            _ => out.push(c),
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `pattern` without its look-around groups: a plain pattern that matches wherever the
+/// original does (and sometimes more), to gate the backtracking ones.
+fn without_lookaround(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(c) = rest.chars().next() {
+        if c == '\\' {
+            let escape: String = rest.chars().take(2).collect();
+            out.push_str(&escape);
+            rest = &rest[escape.len()..];
+        } else if ["(?=", "(?!", "(?<=", "(?<!"].iter().any(|open| rest.starts_with(open)) {
+            // Skip to the group's closing parenthesis (escapes and classes aside).
+            let (mut depth, mut class, mut escaped, mut end) = (0usize, false, false, rest.len());
+            for (i, b) in rest.bytes().enumerate() {
+                match (escaped, class, b) {
+                    (true, _, _) => escaped = false,
+                    (false, _, b'\\') => escaped = true,
+                    (false, true, b']') => class = false,
+                    (false, false, b'[') => class = true,
+                    (false, false, b'(') => depth += 1,
+                    (false, false, b')') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            rest = &rest[end..];
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
 /// The compiled lists.
 pub struct Detector {
     markers: AhoCorasick,
-    /// `None` without plain patterns (an empty alternation would match everything).
+    /// The plain patterns that are literals (most of them), in one automaton.
+    literals: AhoCorasick,
+    /// The other plain patterns as one alternation; `None` without any (an empty alternation
+    /// would match everything).
     plain: Option<regex::bytes::Regex>,
     fancy: Vec<fancy_regex::Regex>,
+    /// The fancy patterns with their look-around removed: only a user agent this matches is
+    /// tried against the backtracking ones (most browsers never are).
+    fancy_gate: Option<regex::bytes::Regex>,
     sizes: [usize; 3],
 }
 
@@ -100,12 +163,23 @@ impl Detector {
         for &(line, pattern) in &plain_list {
             plain_regex(pattern).map_err(|e| BotsError::Pattern { file: "patterns.txt", line, message: e.to_string() })?;
         }
-        let alternation = plain_list.iter().map(|(_, p)| format!("(?:{p})")).collect::<Vec<_>>().join("|");
-        let plain = match plain_list.is_empty() {
-            true => None,
-            false => Some(plain_regex(&alternation).map_err(|e| BotsError::Alternation { file: "patterns.txt", message: e.to_string() })?),
+        let (literal_list, regex_list): (Vec<_>, Vec<_>) = plain_list.iter().map(|&(_, p)| (literal(p), p)).partition(|(l, _)| l.is_some());
+        let literals = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(literal_list.iter().filter_map(|(l, _)| l.as_deref()))
+            .map_err(|e| BotsError::Markers(e.to_string()))?;
+        let alternation = |patterns: &mut dyn Iterator<Item = String>, file: &'static str| -> Result<Option<regex::bytes::Regex>, BotsError> {
+            let joined: Vec<String> = patterns.map(|p| format!("(?:{p})")).collect();
+            match joined.is_empty() {
+                true => Ok(None),
+                false => plain_regex(&joined.join("|")).map(Some).map_err(|e| BotsError::Alternation { file, message: e.to_string() }),
+            }
         };
-        let fancy = entries(fancy)
+        let plain = alternation(&mut regex_list.iter().map(|(_, p)| p.to_string()), "patterns.txt")?;
+        let fancy_list: Vec<(usize, &str)> = entries(fancy).collect();
+        let fancy_gate = alternation(&mut fancy_list.iter().map(|(_, p)| without_lookaround(p)), "patterns-fancy.txt")?;
+        let fancy = fancy_list
+            .into_iter()
             .map(|(line, pattern)| {
                 fancy_regex::RegexBuilder::new(&format!("(?i){pattern}"))
                     .backtrack_limit(BACKTRACK_LIMIT)
@@ -113,7 +187,7 @@ impl Detector {
                     .map_err(|e| BotsError::Pattern { file: "patterns-fancy.txt", line, message: e.to_string() })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Detector { markers: automaton, sizes: [marker_list.len(), plain_list.len(), fancy.len()], plain, fancy })
+        Ok(Detector { markers: automaton, sizes: [marker_list.len(), plain_list.len(), fancy.len()], literals, plain, fancy, fancy_gate })
     }
 
     /// Why `user_agent` is a bot, or `None` for a browser (as far as the lists know).
@@ -124,7 +198,12 @@ impl Detector {
         if self.markers.is_match(user_agent) {
             return Some(BotReason::Marker);
         }
-        if self.plain.as_ref().is_some_and(|r| r.is_match(user_agent.as_bytes())) || self.fancy.iter().any(|r| r.is_match(user_agent).unwrap_or(false)) {
+        let bytes = user_agent.as_bytes();
+        let gated = || self.fancy_gate.as_ref().is_some_and(|g| g.is_match(bytes));
+        if self.literals.is_match(bytes)
+            || self.plain.as_ref().is_some_and(|r| r.is_match(bytes))
+            || (gated() && self.fancy.iter().any(|r| r.is_match(user_agent).unwrap_or(false)))
+        {
             return Some(BotReason::Pattern);
         }
         None
@@ -216,6 +295,24 @@ mod tests {
         assert_eq!((none.check("curl/8"), none.check("")), (None, Some(BotReason::EmptyUserAgent)), "empty lists flag nothing else");
         let custom = Detector::new("# none\n", "^acme-checker/\n", "").unwrap();
         assert_eq!((custom.check("ACME-Checker/1.0"), custom.check("Mozilla/5.0 acme-checker/1")), (Some(BotReason::Pattern), None), "case-insensitive, anchors kept");
+    }
+
+    #[test]
+    fn literals_and_gates_are_derived_exactly() {
+        assert_eq!(literal(r"Googlebot\/2\.1"), Some("Googlebot/2.1".into()));
+        assert_eq!(literal("360Spider"), Some("360Spider".into()));
+        for not_literal in [r"^PTST\/", r"\d{1,10}", "a.b", "(x|y)", r"\bfoo"] {
+            assert_eq!(literal(not_literal), None, "{not_literal}");
+        }
+        assert_eq!(without_lookaround("(?<! channel/|google/)google(?!(?:wv|app|/google| pixel))"), "google");
+        assert_eq!(without_lookaround(r"(?<! cu)bots?(?:\b|_)"), r"bots?(?:\b|_)");
+        assert_eq!(without_lookaround(r"java(?![\)(;])x"), "javax");
+        // Every fancy pattern's gate matches wherever the pattern does, on its own examples.
+        let detector = Detector::builtin();
+        for ua in ["Mozilla/5.0 (compatible; Googlebot-News)", "my-scanner/1.0", "Java/1.8.0_151", "python http client", "newsbot"] {
+            let fancy = detector.fancy.iter().any(|r| r.is_match(ua).unwrap_or(false));
+            assert!(!fancy || detector.fancy_gate.as_ref().unwrap().is_match(ua.as_bytes()), "{ua}");
+        }
     }
 
     #[test]
