@@ -603,13 +603,8 @@ impl ColumnarEvents {
     /// a rollup matching its live parts, and no buffered row, is read from the rollup and its
     /// parts are left out.
     fn snapshot_with(&self, site_id: &str, from_ms: i64, to_ms: i64, rollups: bool) -> Result<Snapshot> {
-        let (events, sessions, all_parts, bots, (generation, bot_keys)) = {
+        let (events, sessions, all_parts) = {
             let buffers = lock(&self.buffers);
-            // Under the buffer lock (appends apply profiles under it): the bots match the rows.
-            let (bots, bot_keys) = {
-                let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
-                (profiles.bots_since(site_id, from_ms), profiles.bot_keys(site_id))
-            };
             let all_parts = self.parts_snapshot();
             let frozen = buffers.frozen.clone();
             let in_window = |ts: i64| from_ms <= ts && ts < to_ms;
@@ -627,7 +622,15 @@ impl ColumnarEvents {
                 .filter(|(s, _)| s.site_id == site_id && in_window(s.start_ms))
                 .cloned()
                 .collect();
-            (events, sessions, all_parts, bots, bot_keys)
+            (events, sessions, all_parts)
+        };
+        // After the rows, outside the buffer lock (ingest waits on it): an append applies its
+        // profiles under that lock, so every row taken above already has its profile, and a
+        // profile never stops being a bot. The set may only be newer than the rows, which
+        // leaves out the rows of a visitor that became a bot meanwhile, as the next query would.
+        let (bots, (generation, bot_keys)) = {
+            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+            (profiles.bots_since(site_id, from_ms), profiles.bot_keys(site_id))
         };
         let mut parts: Vec<Arc<LivePart>> = all_parts
             .into_iter()
