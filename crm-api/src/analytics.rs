@@ -1,8 +1,9 @@
-//! Site analytics: the overview (visitors, sessions, pageviews, bounce, duration, top lists) and
-//! the lead-form funnels over a date range, and the dead letters refused for a site.
+//! Site analytics: the overview (visitors, sessions, pageviews, bounce, duration, top lists, goal
+//! conversions) and the lead-form funnels over a date range, and the dead letters refused for a site.
 
 use axum::extract::{Query, State};
 use axum::response::Response;
+use crm_store::goals;
 use serde_json::json;
 
 use crate::auth::AuthUser;
@@ -36,30 +37,34 @@ pub async fn forms(State(state): State<ApiState>, user: AuthUser, Query(query): 
     Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "items": items })))
 }
 
+/// The overview, with each of the site's goals' conversions and rate when it has goals.
 pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?;
     let (from, to) = window(&query)?;
     let top = params::limit(&query, 10, 100)?;
-    state.require_site(site_id).await?;
+    let site = state.require_site(site_id).await?;
     let overview = state.store.overview(site_id, from, to, top).await?;
+    let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
+    let goals: Vec<serde_json::Value> = goals::figures(&site.goals, &rows, overview.visitors)
+        .into_iter()
+        .map(|g| json!({ "goal_id": g.goal_id, "name": g.name, "conversions": g.conversions, "conversion_rate": g.conversion_rate }))
+        .collect();
     Ok(reply::ok(json!({
         "site_id": site_id,
         "from": rfc3339(from),
         "to": rfc3339(to),
         "overview": overview,
+        "goals": goals,
     })))
 }
 
 /// Buckets of an analytics series: at most this many per request.
 const MAX_POINTS: i64 = 400;
 
-/// Visitors, sessions, pageviews, bounce rate and average duration per day (UTC) or hour over
-/// the window: the overview's headline figures per bucket, from one store call.
-pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
-    user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
-    let (from, to) = window(&query)?;
+/// The `interval` of a series (`day`, the default, or `hour`) and its step, checked against
+/// [`MAX_POINTS`] for the window.
+pub(crate) fn interval(query: &params::Query, from: i64, to: i64) -> Result<(&'static str, i64), ApiError> {
     let (interval, step) = match query.get("interval").map(String::as_str).unwrap_or("day") {
         "day" => ("day", DAY_MS),
         "hour" => ("hour", 3_600_000),
@@ -69,13 +74,31 @@ pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(que
     if (to - first).div_euclid(step) + 1 > MAX_POINTS {
         return Err(ApiError::InvalidParameter { name: "to".into(), message: format!("at most {MAX_POINTS} {interval}s per request") });
     }
-    state.require_site(site_id).await?;
-    let points: Vec<serde_json::Value> = state
-        .store
-        .timeseries(site_id, from, to, step)
-        .await?
+    Ok((interval, step))
+}
+
+/// Visitors, sessions, pageviews, bounce rate and average duration per day (UTC) or hour over
+/// the window: the overview's headline figures per bucket, from one store call; and per bucket
+/// each goal's conversions when the site has goals.
+pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
+    let site_id = params::required(&query, "site_id")?;
+    let (from, to) = window(&query)?;
+    let (interval, step) = interval(&query, from, to)?;
+    let site = state.require_site(site_id).await?;
+    let points = state.store.timeseries(site_id, from, to, step).await?;
+    let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
+    let series = goals::series(&site.goals, &rows, &points, step);
+    let points: Vec<serde_json::Value> = points
         .into_iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
+            let goals: Vec<serde_json::Value> = site
+                .goals
+                .iter()
+                .zip(&series)
+                .map(|(goal, s)| json!({ "goal_id": goal.goal_id, "conversions": s[i].conversions, "conversion_rate": s[i].conversion_rate }))
+                .collect();
             json!({
                 "start": rfc3339(p.start_ms),
                 "visitors": p.visitors,
@@ -83,6 +106,7 @@ pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(que
                 "pageviews": p.pageviews,
                 "bounce_rate": p.bounce_rate,
                 "avg_session_duration_ms": p.avg_session_duration_ms,
+                "goals": goals,
             })
         })
         .collect();

@@ -1,9 +1,10 @@
-//! Growth reports: funnels and retention (`crm_store::growth` computes them alike on every
-//! store). Query parameters are parsed and the specs validated here, so a bad request is a 400
+//! Growth reports: funnels, retention and goals (`crm_store::growth` and `crm_store::goals`
+//! compute them alike on every store). Query parameters are parsed and the specs validated here, so a bad request is a 400
 //! naming its parameter and never reaches the store.
 
 use axum::extract::{Query, State};
 use axum::response::Response;
+use crm_store::goals;
 use crm_store::growth::{self, CohortStart, EventMatch, FunnelOrder, FunnelSpec, Period, RetentionSpec, MAX_COHORTS, MAX_FUNNEL_STEPS};
 use serde_json::json;
 
@@ -99,4 +100,44 @@ pub async fn retention(State(state): State<ApiState>, user: AuthUser, Query(quer
         .map(|c| json!({ "start": rfc3339(c.start_ms), "size": c.size, "returning": c.returning, "rates": c.rates }))
         .collect();
     Ok(reply::ok(json!({ "site_id": site_id, "period": report.period, "from": rfc3339(start_ms), "to": rfc3339(spec.end_ms()), "cohorts": cohorts })))
+}
+
+/// `GET /api/v1/analytics/goals?site_id&from&to[&by=source][&interval=day|hour]`: every goal of
+/// the site with its conversions, events and rate; by acquisition source and as a series when
+/// asked.
+pub async fn goals(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
+    let site_id = params::required(&query, "site_id")?;
+    let (from, to) = crate::analytics::window(&query)?;
+    let by_source = match query.get("by").map(String::as_str) {
+        None => false,
+        Some("source") => true,
+        Some(_) => return Err(invalid("by", "goals break down by `source`")),
+    };
+    let top = params::limit(&query, 10, 100)?;
+    let interval = query.contains_key("interval").then(|| crate::analytics::interval(&query, from, to)).transpose()?;
+    let site = state.require_site(site_id).await?;
+    let visitors = state.store.overview(site_id, from, to, 0).await?.visitors;
+    let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
+    let mut figures = goals::figures(&site.goals, &rows, visitors);
+    if by_source {
+        goals::add_sources(&*state.store, site_id, &rows, &mut figures, top).await?;
+    }
+    let mut items: Vec<serde_json::Value> = figures.iter().map(|g| serde_json::to_value(g).unwrap_or_default()).collect();
+    if let Some((_, step)) = interval {
+        let points = state.store.timeseries(site_id, from, to, step).await?;
+        for (item, series) in items.iter_mut().zip(goals::series(&site.goals, &rows, &points, step)) {
+            let series: Vec<serde_json::Value> =
+                series.into_iter().map(|p| json!({ "start": rfc3339(p.start_ms), "conversions": p.conversions, "conversion_rate": p.conversion_rate })).collect();
+            item["series"] = series.into();
+        }
+    }
+    Ok(reply::ok(json!({
+        "site_id": site_id,
+        "from": rfc3339(from),
+        "to": rfc3339(to),
+        "interval": interval.map(|(name, _)| name),
+        "visitors": visitors,
+        "goals": items,
+    })))
 }

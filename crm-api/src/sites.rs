@@ -23,6 +23,8 @@ struct SiteInput {
     icp: Option<IdealCustomerProfile>,
     /// The chat widget: greeting, qualification questions, handoff rules.
     chat: Option<crm_schemas::ChatSettings>,
+    /// Conversions (absent keeps the site's goals, `[]` removes them).
+    goals: Option<Vec<crm_schemas::Goal>>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -97,6 +99,9 @@ fn parse_input(body: &Bytes) -> Result<SiteInput, ApiError> {
     if let Some(chat) = &input.chat {
         problems.extend(chat.check().into_iter().map(|p| (p.field, p.message)));
     }
+    if let Some(goals) = &input.goals {
+        problems.extend(crm_schemas::check_goals(goals).into_iter().map(|p| (p.field, p.message)));
+    }
     if problems.is_empty() {
         Ok(input)
     } else {
@@ -117,6 +122,9 @@ fn apply(site: &mut Site, input: SiteInput) {
     }
     if let Some(chat) = input.chat {
         site.chat = chat;
+    }
+    if let Some(goals) = input.goals {
+        site.goals = goals;
     }
 }
 

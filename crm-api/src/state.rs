@@ -69,9 +69,9 @@ impl ApiState {
     }
 
     /// `404 not_found` unless the site exists.
-    pub(crate) async fn require_site(&self, site_id: &str) -> Result<(), crate::ApiError> {
+    pub(crate) async fn require_site(&self, site_id: &str) -> Result<crm_schemas::Site, crate::ApiError> {
         match self.store.site(site_id).await? {
-            Some(_) => Ok(()),
+            Some(site) => Ok(site),
             None => Err(crate::ApiError::NotFound(format!("site {site_id}"))),
         }
     }

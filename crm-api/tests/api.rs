@@ -348,3 +348,61 @@ async fn funnel_and_retention_reports_and_their_bad_parameters() {
     let (status, _) = api.call(reqwest::Method::GET, "/api/v1/analytics/retention?site_id=r1", None, None).await;
     assert_eq!(status, 401);
 }
+
+/// Goals over HTTP: set on the site (every bad field named), then the fixture's conversions in
+/// the goals report (by source, per hour), the overview and the timeseries.
+#[tokio::test]
+async fn goals_are_site_settings_and_reports() {
+    use crm_store::conformance::{fixture_goals, goal_events, goal_profiles, signup_sources, GOALS_SITE, GOALS_WINDOW, GOAL_FIGURES, GOAL_VISITORS};
+    let api = start().await;
+    let admin = api.login("admin").await;
+    let rep = api.login("rep").await;
+    let site = json!({"site_id": GOALS_SITE, "name": "Goals", "goals": fixture_goals()});
+    let (status, body) = api.call(reqwest::Method::POST, "/api/v1/sites", Some(&admin), Some(site)).await;
+    assert_eq!((status, body["data"]["goals"][1]["match"]["property"]["value"].as_str()), (201, Some("team")), "{body}");
+    let bad = json!({"name": "Goals", "goals": [
+        {"goal_id": "a b", "name": "", "match": {"kind": "page", "pattern": "thanks"}},
+        {"goal_id": "n", "name": "N", "match": {"kind": "event", "name": "signup", "property": {"key": "", "value": "x"}}},
+    ]});
+    let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(bad)).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"), "{body}");
+    let fields: Vec<&String> = body["error"]["details"]["fields"].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["goals[0].goal_id", "goals[0].match.pattern", "goals[0].name", "goals[1].match.property.key"]);
+    for hostile in [json!({"name": "G", "goals": [{"goal_id": "x", "name": "x", "match": {"kind": "page", "pattern": "/", "sql": "1"}}]}), json!({"name": "G", "goals": "all"}), json!({"name": "G", "goals": [{"goal_id": "x", "name": "x", "match": {"kind": "event", "name": "e", "property": {"key": "k", "value": [1]}}}]})] {
+        let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(hostile.clone())).await;
+        assert_eq!(status, 400, "{hostile}: {body}");
+    }
+    // A replace without `goals` keeps them.
+    let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals"}))).await;
+    assert_eq!((status, body["data"]["goals"].as_array().map(Vec::len)), (200, Some(5)));
+
+    let events = goal_events();
+    let visitors = goal_profiles(&events);
+    api.store.write(WriteBatch { events, visitors, ..WriteBatch::default() }.into()).await.unwrap();
+    let at = |ms: i64| time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (from, to) = GOALS_WINDOW;
+    let window = format!("site_id={GOALS_SITE}&from={}&to={}", at(from), at(to));
+    let (status, body) = api.get(&format!("/api/v1/analytics/goals?{window}&by=source&interval=hour"), &rep).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["visitors"].as_u64(), Some(GOAL_VISITORS));
+    let goals = body["data"]["goals"].as_array().unwrap();
+    let figures: Vec<(u64, u64)> = goals.iter().map(|g| (g["conversions"].as_u64().unwrap(), g["events"].as_u64().unwrap())).collect();
+    assert_eq!(figures, GOAL_FIGURES.to_vec());
+    assert_eq!(goals[4]["sources"], serde_json::to_value(signup_sources()).unwrap());
+    assert_eq!((goals[1]["series"][1]["conversions"].as_u64(), goals[1]["series"][1]["conversion_rate"].as_f64()), (Some(1), Some(1.0)));
+    assert_eq!(goals[1]["series"].as_array().map(Vec::len), Some(24));
+
+    let (status, body) = api.get(&format!("/api/v1/analytics/overview?{window}"), &rep).await;
+    assert_eq!((status, body["data"]["goals"][4]["conversions"].as_u64()), (200, Some(6)), "{body}");
+    let (status, body) = api.get(&format!("/api/v1/analytics/timeseries?{window}&interval=hour"), &rep).await;
+    assert_eq!((status, body["data"]["points"][0]["goals"][1]["conversions"].as_u64()), (200, Some(2)), "{body}");
+
+    for (query, parameter) in [("&by=country", "by"), ("&interval=week", "interval"), ("&limit=0", "limit"), ("&from=soon", "from")] {
+        let (status, body) = api.get(&format!("/api/v1/analytics/goals?site_id={GOALS_SITE}{query}"), &rep).await;
+        assert_eq!((status, body["error"]["details"]["parameter"].as_str()), (400, Some(parameter)), "{query}: {body}");
+    }
+    let (status, body) = api.get("/api/v1/analytics/goals?site_id=nowhere", &rep).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, _) = api.call(reqwest::Method::GET, &format!("/api/v1/analytics/goals?site_id={GOALS_SITE}"), None, None).await;
+    assert_eq!(status, 401);
+}

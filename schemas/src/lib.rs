@@ -9,6 +9,7 @@ mod auth;
 mod business;
 mod event;
 mod forms;
+mod goals;
 mod insights;
 mod kb;
 pub mod lead_score;
@@ -42,6 +43,7 @@ pub use kb::{
     normalize_query, slugify, valid_slug, Article, ArticleEmbedding, ArticleStatus, ArticleVersion, Conversation, ConversationMessage,
     ConversationStatus, KbCounter, MessageAuthor, MAX_ARTICLE_BODY_BYTES, MAX_ARTICLE_TAGS, MAX_GAP_QUERY_CHARS, MAX_MESSAGE_CHARS, ChatQuestion, ChatSettings,
 };
+pub use goals::{check_goals, same_value, Goal, GoalMatch, PropertyCondition, MAX_GOALS};
 pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use records::{
     DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,

@@ -233,6 +233,9 @@ pub struct Site {
     /// The chat widget's settings (greeting, qualification questions, handoff rules).
     #[serde(default)]
     pub chat: crate::ChatSettings,
+    /// What counts as a conversion on this site (see `goals.rs`).
+    #[serde(default)]
+    pub goals: Vec<crate::Goal>,
 }
 
 fn default_half_life() -> f64 {
@@ -250,6 +253,7 @@ impl Site {
             icp: crate::IdealCustomerProfile::default(),
             created_at_ms: now_ms,
             chat: crate::ChatSettings::default(),
+            goals: Vec::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
     AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
-    VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter,
+    VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter, Scalar,
 };
 use crm_store::growth::{self, EventMatch, MatchedEvent};
 use crm_store::{
@@ -603,6 +603,17 @@ impl EventStore for ClickHouseStore {
             EventMatch::Page(glob) if !glob.contains('*') => format!("(kind = 'pageview' AND path = {{m{i}:String}})"),
             EventMatch::Page(_) => format!("(kind = 'pageview' AND match(path, {{m{i}:String}}))"),
             EventMatch::Event(_) => format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}})"),
+            // Typed like `PropertyCondition::holds_for`: the JSON type decides, numbers compare as Float64.
+            EventMatch::EventWhere { condition, .. } => {
+                let typed = match condition.value {
+                    Scalar::Str(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'String' AND JSONExtractString(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
+                    Scalar::Bool(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'Bool' AND JSONExtractRaw(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
+                    Scalar::Int(_) | Scalar::Float(_) => format!(
+                        "JSONType(body, 'props', {{k{i}:String}}) IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(body, 'props', {{k{i}:String}}) = toFloat64({{v{i}:String}})"
+                    ),
+                };
+                format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}} AND {typed})")
+            }
         };
         let mask = match matchers.is_empty() {
             true => "0".to_owned(),
@@ -621,6 +632,15 @@ impl EventStore for ClickHouseStore {
                 EventMatch::Any => query,
                 EventMatch::Page(glob) if glob.contains('*') => query.param(&name, growth::glob_regex(glob)),
                 EventMatch::Page(text) | EventMatch::Event(text) => query.param(&name, text.as_str()),
+                EventMatch::EventWhere { name: event, condition } => {
+                    let value = match &condition.value {
+                        Scalar::Str(text) => text.clone(),
+                        Scalar::Bool(b) => b.to_string(),
+                        Scalar::Int(n) => n.to_string(),
+                        Scalar::Float(f) => f.to_string(),
+                    };
+                    query.param(&name, event.as_str()).param(&format!("k{i}"), condition.key.as_str()).param(&format!("v{i}"), value)
+                }
             };
         }
         let rows: Vec<MatchedRow> = query.fetch_all().await.map_err(ch_err)?;

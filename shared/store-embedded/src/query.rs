@@ -163,6 +163,22 @@ fn decode<T: serde::de::DeserializeOwned>(batches: &[RecordBatch], index: usize)
     Ok(out)
 }
 
+/// `json` column of every row, decoded where it is not null.
+fn decode_optional<T: serde::de::DeserializeOwned>(batches: &[RecordBatch], index: usize) -> Result<Vec<Option<T>>, StoreError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(index), &DataType::Binary).map_err(df_err)?;
+        let values = column.as_binary::<i32>();
+        for i in 0..values.len() {
+            out.push(match values.is_null(i) {
+                true => None,
+                false => Some(serde_json::from_slice(values.value(i)).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn sessions_in(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> String {
     format!("start_ms >= {from_ms} AND start_ms < {to_ms} AND NOT is_bot{}", humans(snapshot))
 }
@@ -380,6 +396,9 @@ fn match_sql(matcher: &EventMatch) -> String {
         EventMatch::Page(glob) if !glob.contains('*') => format!("(kind = 'pageview' AND coalesce(path, '/') = {})", quote(glob)),
         EventMatch::Page(glob) => format!("(kind = 'pageview' AND regexp_like(coalesce(path, '/'), {}))", quote(&growth::glob_regex(glob))),
         EventMatch::Event(name) => format!("(kind = 'custom' AND name = {})", quote(name)),
+        // The property is inside the row's JSON: SQL selects the named events, and
+        // `matched_events` checks the condition on the decoded row.
+        EventMatch::EventWhere { name, .. } => format!("(kind = 'custom' AND name = {})", quote(name)),
     }
 }
 
@@ -390,22 +409,39 @@ pub async fn matched_events(snapshot: &Snapshot, from_ms: i64, to_ms: i64, match
         true => "0".to_owned(),
         false => matchers.iter().enumerate().map(|(i, m)| format!("CASE WHEN {} THEN {} ELSE 0 END", match_sql(m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
     };
+    // Bits whose property condition is checked here, on the rows SQL found by name.
+    let by_property: u32 = matchers.iter().enumerate().filter(|(_, m)| matches!(m, EventMatch::EventWhere { .. })).fold(0, |bits, (i, _)| bits | 1 << i);
+    let json = match by_property {
+        0 => "NULL".to_owned(),
+        bits => format!("CASE WHEN (CAST({mask} AS BIGINT) & {bits}) <> 0 THEN json END"),
+    };
     let keep = if keep_unmatched { " OR kind IN ('pageview', 'custom')" } else { "" };
     let rows = collect(
         &ctx,
         &format!(
-            "SELECT visitor_id, ts_ms, CAST({mask} AS BIGINT) AS mask FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}
+            "SELECT visitor_id, ts_ms, CAST({mask} AS BIGINT) AS mask, {json} AS json FROM events WHERE ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}
              AND (({mask}) <> 0{keep}) ORDER BY visitor_id, ts_ms, event_id",
             humans(snapshot)
         ),
     )
     .await?;
-    Ok(strings(&rows, 0)?
-        .into_iter()
-        .zip(i64s(&rows, 1)?)
-        .zip(i64s(&rows, 2)?)
-        .map(|((visitor_id, ts_ms), mask)| MatchedEvent { visitor_id, ts_ms, mask: mask as u32 })
-        .collect())
+    let events = decode_optional::<StoredEvent>(&rows, 3)?;
+    let mut out = Vec::with_capacity(events.len());
+    for (((visitor_id, ts_ms), mask), event) in strings(&rows, 0)?.into_iter().zip(i64s(&rows, 1)?).zip(i64s(&rows, 2)?).zip(events) {
+        let mut mask = mask as u32;
+        if let Some(event) = event {
+            for (i, m) in matchers.iter().enumerate().filter(|(i, _)| by_property & 1 << i != 0) {
+                if !m.matches(&event) {
+                    mask &= !(1 << i);
+                }
+            }
+            if mask == 0 && !keep_unmatched {
+                continue;
+            }
+        }
+        out.push(MatchedEvent { visitor_id, ts_ms, mask });
+    }
+    Ok(out)
 }
 
 /// Events of `[from_ms, to_ms)` after `(ts, id)`, oldest first, at most `limit + 1` (the extra

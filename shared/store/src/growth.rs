@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use crm_schemas::{EventBody, StoredEvent};
+use crm_schemas::{EventBody, GoalMatch, PropertyCondition, Scalar, StoredEvent};
 use serde::Serialize;
 
 use crate::{Result, Store, StoreError};
@@ -39,7 +39,7 @@ const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
 
 /// Which events a funnel step, cohort start or return counts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum EventMatch {
     /// Any event.
@@ -48,6 +48,19 @@ pub enum EventMatch {
     Page(String),
     /// A custom event (`crm('track', name)`) of this name.
     Event(String),
+    /// A custom event of this name whose property `key` holds `value` (typed, see
+    /// [`crm_schemas::PropertyCondition`]); goals use it.
+    EventWhere { name: String, condition: PropertyCondition },
+}
+
+impl From<&GoalMatch> for EventMatch {
+    fn from(target: &GoalMatch) -> EventMatch {
+        match target {
+            GoalMatch::Page { pattern } => EventMatch::Page(pattern.clone()),
+            GoalMatch::Event { name, property: None } => EventMatch::Event(name.clone()),
+            GoalMatch::Event { name, property: Some(condition) } => EventMatch::EventWhere { name: name.clone(), condition: condition.clone() },
+        }
+    }
 }
 
 impl EventMatch {
@@ -75,6 +88,9 @@ impl EventMatch {
             EventMatch::Any => "any".into(),
             EventMatch::Page(glob) => format!("page:{glob}"),
             EventMatch::Event(name) => format!("event:{name}"),
+            EventMatch::EventWhere { name, condition } => {
+                format!("event:{name} where {} = {}", condition.key, serde_json::to_string(&condition.value).unwrap_or_default())
+            }
         }
     }
 
@@ -84,6 +100,9 @@ impl EventMatch {
             (EventMatch::Any, _) => true,
             (EventMatch::Page(glob), EventBody::Pageview) => glob_matches(glob, event.path.as_deref().unwrap_or("/")),
             (EventMatch::Event(name), EventBody::Custom { name: actual }) => name == actual,
+            (EventMatch::EventWhere { name, condition }, EventBody::Custom { name: actual }) => {
+                name == actual && event.props.get(&condition.key).is_some_and(|value| condition.holds_for(value))
+            }
             _ => false,
         }
     }
@@ -139,7 +158,22 @@ pub fn check_matchers(matchers: &[EventMatch]) -> Result<()> {
         return Err(invalid(format!("at most 32 matchers, not {}", matchers.len())));
     }
     for m in matchers {
-        if let EventMatch::Page(text) | EventMatch::Event(text) = m {
+        let texts: Vec<&str> = match m {
+            EventMatch::Any => vec![],
+            EventMatch::Page(text) | EventMatch::Event(text) => vec![text],
+            EventMatch::EventWhere { name, condition } => {
+                let fits = match &condition.value {
+                    Scalar::Str(value) => value.len() <= MAX_MATCH_BYTES,
+                    Scalar::Float(f) => f.is_finite(),
+                    Scalar::Int(_) | Scalar::Bool(_) => true,
+                };
+                if !fits {
+                    return Err(invalid(format!("matcher {:?} compares with a string over {MAX_MATCH_BYTES} bytes or a number that is not finite", m.label())));
+                }
+                vec![name, &condition.key]
+            }
+        };
+        for text in texts {
             if text.is_empty() || text.len() > MAX_MATCH_BYTES || text.chars().any(char::is_control) {
                 return Err(invalid(format!("matcher {:?} is empty, longer than {MAX_MATCH_BYTES} bytes or has control characters", m.label())));
             }
@@ -164,7 +198,7 @@ pub enum FunnelOrder {
     Any,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FunnelSpec {
     pub steps: Vec<EventMatch>,
     pub window_ms: i64,
@@ -321,7 +355,7 @@ impl Period {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CohortStart {
     /// The period of the visitor's first visit (its profile's first event).
     FirstVisit,
@@ -329,7 +363,7 @@ pub enum CohortStart {
     Event(EventMatch),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RetentionSpec {
     pub period: Period,
     /// Start of the first cohort's period (aligned with [`Period::start_of`]).

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub mod conformance;
 pub mod embedded;
 pub mod forward;
+pub mod goals;
 pub mod growth;
 mod kb;
 mod leads;

@@ -123,7 +123,7 @@ pub fn grid(report: &RetentionReport) -> Vec<Vec<u64>> {
 }
 
 /// The profile the processor would write for a fixture visitor (first and last event).
-fn profile_of(site: &str, visitor: &str, events: &[StoredEvent], first_seen: Option<i64>) -> VisitorProfile {
+pub(super) fn profile_of(site: &str, visitor: &str, events: &[StoredEvent], first_seen: Option<i64>) -> VisitorProfile {
     let times: Vec<i64> = events.iter().filter(|e| e.visitor_id == visitor).map(|e| e.ts_ms).collect();
     let mut profile = sample_profile(site, visitor, 1, 1, *times.iter().max().expect("the visitor has events"));
     profile.first_seen_ms = first_seen.unwrap_or(*times.iter().min().expect("events"));

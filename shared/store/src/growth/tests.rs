@@ -106,3 +106,27 @@ fn retention_from_an_event_returning_on_a_page() {
     assert!(bad.validate().is_err(), "a cohort starts at the start of its period");
     assert!(RetentionSpec { cohorts: 27, ..spec }.validate().is_err());
 }
+
+#[test]
+fn goals_on_the_fixture_without_a_store() {
+    use crate::conformance::{fixture_goals, goal_events, GOALS_WINDOW, GOAL_FIGURES};
+    let goals = fixture_goals();
+    let (from, to) = GOALS_WINDOW;
+    // What a backend returns: human rows of the window (the fixture's bot is `crawler`).
+    let events: Vec<StoredEvent> = goal_events().into_iter().filter(|e| e.visitor_id != "crawler" && (from..to).contains(&e.ts_ms)).collect();
+    let figures = crate::goals::figures(&goals, &rows(&events, &crate::goals::matchers(&goals), false), 9);
+    assert_eq!(figures.iter().map(|g| (g.conversions, g.events)).collect::<Vec<_>>(), GOAL_FIGURES.to_vec());
+    assert_eq!(figures[0].conversion_rate, 2.0 / 9.0);
+    assert_eq!(crate::goals::figures(&goals, &[], 0)[0].conversion_rate, 0.0, "no visitors is a rate of 0, not NaN");
+}
+
+#[test]
+fn property_matchers_refuse_what_a_backend_cannot_compare() {
+    use crm_schemas::{PropertyCondition, Scalar};
+    let with = |key: &str, value: Scalar| EventMatch::EventWhere { name: "signup".into(), condition: PropertyCondition { key: key.into(), value } };
+    assert!(check_matchers(&[with("plan", Scalar::Str("team".into())), with("n", Scalar::Float(2.5))]).is_ok());
+    for bad in [with("", Scalar::Int(1)), with("n", Scalar::Float(f64::INFINITY)), with("k", Scalar::Str("x".repeat(MAX_MATCH_BYTES + 1))), with("a\u{7}", Scalar::Bool(true))] {
+        assert!(check_matchers(&[bad.clone()]).is_err(), "{bad:?}");
+    }
+    assert_eq!(with("plan", Scalar::Str("team".into())).label(), r#"event:signup where plan = "team""#);
+}
