@@ -1,5 +1,5 @@
-//! Growth reports: funnels, retention and goals (`crm_store::growth` and `crm_store::goals`
-//! compute them alike on every store). Query parameters are parsed and the specs validated here, so a bad request is a 400
+//! Growth reports: funnels, retention, goals, custom events and page paths (`crm_store::growth`,
+//! `goals` and `explore` define them alike for every store). Query parameters are parsed and the specs validated here, so a bad request is a 400
 //! naming its parameter and never reaches the store.
 
 use axum::extract::{Query, State};
@@ -139,5 +139,43 @@ pub async fn goals(State(state): State<ApiState>, user: AuthUser, Query(query): 
         "interval": interval.map(|(name, _)| name),
         "visitors": visitors,
         "goals": items,
+    })))
+}
+
+/// `GET /api/v1/analytics/events?site_id&from&to[&limit=10]`: the custom events of the window
+/// with their properties, each property's `limit` most frequent values.
+pub async fn custom_events(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
+    let site_id = params::required(&query, "site_id")?;
+    let (from, to) = crate::analytics::window(&query)?;
+    let top = params::limit(&query, 10, 50)?;
+    state.require_site(site_id).await?;
+    let events = state.store.custom_events(site_id, from, to, top).await?;
+    Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "events": events })))
+}
+
+/// `GET /api/v1/analytics/paths?site_id&from&to&page=/pricing[&limit=10]`: the pages viewed just
+/// before and just after the views of a page (a glob), within their sessions.
+pub async fn paths(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    user.require(crate::rbac::Permission::AnalyticsRead)?;
+    let site_id = params::required(&query, "site_id")?;
+    let (from, to) = crate::analytics::window(&query)?;
+    let page = params::required(&query, "page")?;
+    let glob = match EventMatch::parse(&format!("page:{page}")) {
+        Ok(EventMatch::Page(glob)) => glob,
+        Ok(_) => return Err(invalid("page", "a path such as /pricing, or a glob such as /blog/*")),
+        Err(message) => return Err(invalid("page", message)),
+    };
+    let top = params::limit(&query, 10, 100)?;
+    state.require_site(site_id).await?;
+    let paths = state.store.page_paths(site_id, from, to, &glob, top).await?;
+    Ok(reply::ok(json!({
+        "site_id": site_id,
+        "from": rfc3339(from),
+        "to": rfc3339(to),
+        "page": glob,
+        "views": paths.views,
+        "previous": paths.previous,
+        "next": paths.next,
     })))
 }

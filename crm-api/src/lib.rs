@@ -100,6 +100,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/analytics/funnel", get(growth::funnel))
         .route("/api/v1/analytics/retention", get(growth::retention))
         .route("/api/v1/analytics/goals", get(growth::goals))
+        .route("/api/v1/analytics/events", get(growth::custom_events))
+        .route("/api/v1/analytics/paths", get(growth::paths))
         .route("/api/v1/query", post(query::run))
         .route("/api/v1/dead-letters", get(analytics::dead_letters))
         .route("/api/v1/kb/articles", get(kb::list).post(kb::create))

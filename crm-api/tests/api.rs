@@ -406,3 +406,51 @@ async fn goals_are_site_settings_and_reports() {
     let (status, _) = api.call(reqwest::Method::GET, &format!("/api/v1/analytics/goals?site_id={GOALS_SITE}"), None, None).await;
     assert_eq!(status, 401);
 }
+
+/// Custom events and page paths over HTTP: the fixture's figures, and a 400 naming the
+/// parameter for bad ones.
+#[tokio::test]
+async fn custom_events_and_paths_reports() {
+    use crm_store::conformance::{explore_events, explore_profiles, EXPLORE_SITE, EXPLORE_WINDOW};
+    let api = start().await;
+    let rep = api.login("rep").await;
+    api.store.put_site(&crm_schemas::Site::new(EXPLORE_SITE, "Explore", 0)).await.unwrap();
+    let events = explore_events();
+    let visitors = explore_profiles(&events);
+    api.store.write(WriteBatch { events, visitors, ..WriteBatch::default() }.into()).await.unwrap();
+    let at = |ms: i64| time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (from, to) = EXPLORE_WINDOW;
+    let window = format!("site_id={EXPLORE_SITE}&from={}&to={}", at(from), at(to));
+
+    let (status, body) = api.get(&format!("/api/v1/analytics/events?{window}&limit=2"), &rep).await;
+    assert_eq!(status, 200, "{body}");
+    let signup = &body["data"]["events"][0];
+    assert_eq!((signup["name"].as_str(), signup["events"].as_u64(), signup["visitors"].as_u64()), (Some("signup"), Some(4), Some(3)));
+    assert_eq!(signup["properties"][1], json!({"key": "seats", "events": 2, "types": ["float", "integer"], "distinct": 1, "top": [{"value": 5, "count": 2}]}));
+    assert_eq!(signup["properties"][2]["top"][0]["value"], json!(true));
+
+    let (status, body) = api.get(&format!("/api/v1/analytics/paths?{window}&page=/pricing*&limit=3"), &rep).await;
+    assert_eq!((status, body["data"]["views"].as_u64(), body["data"]["page"].as_str()), (200, Some(6), Some("/pricing*")), "{body}");
+    assert_eq!(body["data"]["previous"], json!([{"key": "/", "count": 3}, {"key": "(entrance)", "count": 2}, {"key": "/pricing", "count": 1}]));
+    assert_eq!(body["data"]["next"][0], json!({"key": "(exit)", "count": 1}));
+
+    for (query, parameter) in [
+        ("/api/v1/analytics/paths?site_id=s6".to_owned(), "page"),
+        ("/api/v1/analytics/paths?site_id=s6&page=pricing".to_owned(), "page"),
+        ("/api/v1/analytics/paths?site_id=s6&page=".to_owned(), "page"),
+        (format!("/api/v1/analytics/paths?site_id=s6&page=/{}", "x".repeat(300)), "page"),
+        ("/api/v1/analytics/paths?site_id=s6&page=/a%0Ab".to_owned(), "page"),
+        ("/api/v1/analytics/paths?site_id=s6&page=/&limit=101".to_owned(), "limit"),
+        ("/api/v1/analytics/events?site_id=s6&limit=51".to_owned(), "limit"),
+        ("/api/v1/analytics/events?site_id=s6&limit=ten".to_owned(), "limit"),
+        ("/api/v1/analytics/events?site_id=s6&to=2024-01-01T00:00:00Z&from=2025-01-01T00:00:00Z".to_owned(), "from"),
+    ] {
+        let (status, body) = api.get(&query, &rep).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["details"]["parameter"].as_str(), Some(parameter), "{query}: {body}");
+    }
+    let (status, body) = api.get("/api/v1/analytics/events?site_id=nowhere", &rep).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, _) = api.call(reqwest::Method::GET, "/api/v1/analytics/paths?site_id=s6&page=/", None, None).await;
+    assert_eq!(status, 401);
+}

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use clickhouse::Client;
 use crm_schemas::{
     AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
-    VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter, Scalar,
+    VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter,
 };
-use crm_store::growth::{self, EventMatch, MatchedEvent};
+use crm_store::growth::{EventMatch, MatchedEvent};
 use crm_store::{
     rank_value, series_buckets, SeriesPoint, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, StoreError, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
 };
@@ -20,7 +20,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::rows::{
-    BodyRow, BucketCount, BucketTotals, CountRow, MatchedRow, DeadLetterRow, DeletableRow, FormCountRow, EventRow, IdRow, KeyedRow, RankedRow, Scalar64, SessionRow, SessionTotals, TimedRow,
+    BodyRow, BucketCount, BucketTotals, CountRow, DeadLetterRow, DeletableRow, FormCountRow, EventRow, IdRow, KeyedRow, RankedRow, Scalar64, SessionRow, SessionTotals, TimedRow,
     VisitorRow,
 };
 use crate::schema::{render, MIGRATIONS};
@@ -45,6 +45,7 @@ impl ClickHouseConfig {
 mod alerts;
 mod business;
 mod export;
+mod reports;
 mod sql;
 mod auth;
 mod insights;
@@ -596,55 +597,15 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {
-        growth::check_matchers(matchers)?;
-        // Literals travel as server-side parameters `m0`, `m1`, …; globs as anchored RE2.
-        let condition = |i: usize, m: &EventMatch| match m {
-            EventMatch::Any => "1".to_owned(),
-            EventMatch::Page(glob) if !glob.contains('*') => format!("(kind = 'pageview' AND path = {{m{i}:String}})"),
-            EventMatch::Page(_) => format!("(kind = 'pageview' AND match(path, {{m{i}:String}}))"),
-            EventMatch::Event(_) => format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}})"),
-            // Typed like `PropertyCondition::holds_for`: the JSON type decides, numbers compare as Float64.
-            EventMatch::EventWhere { condition, .. } => {
-                let typed = match condition.value {
-                    Scalar::Str(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'String' AND JSONExtractString(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
-                    Scalar::Bool(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'Bool' AND JSONExtractRaw(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
-                    Scalar::Int(_) | Scalar::Float(_) => format!(
-                        "JSONType(body, 'props', {{k{i}:String}}) IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(body, 'props', {{k{i}:String}}) = toFloat64({{v{i}:String}})"
-                    ),
-                };
-                format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}} AND {typed})")
-            }
-        };
-        let mask = match matchers.is_empty() {
-            true => "0".to_owned(),
-            false => matchers.iter().enumerate().map(|(i, m)| format!("if({}, {}, 0)", condition(i, m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
-        };
-        let keep = if keep_unmatched { " OR kind IN ('pageview', 'custom')" } else { "" };
-        let sql = format!(
-            "SELECT visitor_id, toUnixTimestamp64Milli(ts) AS ts_ms, toUInt32({mask}) AS mask FROM events
-             WHERE {} AND is_bot = 0{HUMANS} AND (({mask}) != 0{keep}) ORDER BY visitor_id, ts, event_id",
-            range("ts")
-        );
-        let mut query = self.analytics(site_id, from_ms, &sql).bind(site_id).bind(from_ms).bind(to_ms);
-        for (i, m) in matchers.iter().enumerate() {
-            let name = format!("m{i}");
-            query = match m {
-                EventMatch::Any => query,
-                EventMatch::Page(glob) if glob.contains('*') => query.param(&name, growth::glob_regex(glob)),
-                EventMatch::Page(text) | EventMatch::Event(text) => query.param(&name, text.as_str()),
-                EventMatch::EventWhere { name: event, condition } => {
-                    let value = match &condition.value {
-                        Scalar::Str(text) => text.clone(),
-                        Scalar::Bool(b) => b.to_string(),
-                        Scalar::Int(n) => n.to_string(),
-                        Scalar::Float(f) => f.to_string(),
-                    };
-                    query.param(&name, event.as_str()).param(&format!("k{i}"), condition.key.as_str()).param(&format!("v{i}"), value)
-                }
-            };
-        }
-        let rows: Vec<MatchedRow> = query.fetch_all().await.map_err(ch_err)?;
-        Ok(rows.into_iter().map(|r| MatchedEvent { visitor_id: r.visitor_id, ts_ms: r.ts_ms, mask: r.mask }).collect())
+        self.matched(site_id, from_ms, to_ms, matchers, keep_unmatched).await
+    }
+
+    async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<crm_store::explore::CustomEventStats>> {
+        self.custom_event_stats(site_id, from_ms, to_ms, top).await
+    }
+
+    async fn page_paths(&self, site_id: &str, from_ms: i64, to_ms: i64, glob: &str, top: usize) -> Result<crm_store::explore::PagePaths> {
+        self.paths(site_id, from_ms, to_ms, glob, top).await
     }
 }
 

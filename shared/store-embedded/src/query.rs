@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crm_schemas::{Session, StoredEvent};
+use crm_store::explore::{CustomEventStats, CustomEventsBuilder, PagePaths, PathsBuilder};
 use crm_store::growth::{self, EventMatch, MatchedEvent};
 use crm_store::{Count, FormStats, FormStatsBuilder, Overview, SeriesPoint, StoreError};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -131,6 +132,17 @@ fn strings(batches: &[RecordBatch], index: usize) -> Result<Vec<String>, StoreEr
         let column = cast(batch.column(index), &DataType::Utf8).map_err(df_err)?;
         let values = column.as_string::<i32>();
         out.extend((0..values.len()).map(|i| values.value(i).to_owned()));
+    }
+    Ok(out)
+}
+
+/// Column `index` of every row as text, `None` where it is null.
+fn optional_strings(batches: &[RecordBatch], index: usize) -> Result<Vec<Option<String>>, StoreError> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(index), &DataType::Utf8).map_err(df_err)?;
+        let values = column.as_string::<i32>();
+        out.extend((0..values.len()).map(|i| (!values.is_null(i)).then(|| values.value(i).to_owned())));
     }
     Ok(out)
 }
@@ -442,6 +454,44 @@ pub async fn matched_events(snapshot: &Snapshot, from_ms: i64, to_ms: i64, match
         out.push(MatchedEvent { visitor_id, ts_ms, mask });
     }
     Ok(out)
+}
+
+/// The custom events of the window from human visitors, listed ([`crm_store::explore`]).
+pub async fn custom_events(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<CustomEventStats>, StoreError> {
+    let ctx = context(snapshot).await?;
+    let sql = format!("SELECT json FROM events WHERE kind = 'custom' AND ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}", humans(snapshot));
+    let mut builder = CustomEventsBuilder::default();
+    for event in decode::<StoredEvent>(&collect(&ctx, &sql).await?, 0)? {
+        builder.add(&event);
+    }
+    Ok(builder.finish(top))
+}
+
+/// The pages around human views of pages matching `glob`: the neighbours come from window
+/// functions over each session's pageviews of the window, in (time, id) order.
+pub async fn page_paths(snapshot: &Snapshot, from_ms: i64, to_ms: i64, glob: &str, top: usize) -> Result<PagePaths, StoreError> {
+    let ctx = context(snapshot).await?;
+    let page = match glob.contains('*') {
+        false => format!("p = {}", quote(glob)),
+        true => format!("regexp_like(p, {})", quote(&growth::glob_regex(glob))),
+    };
+    let order = "OVER (PARTITION BY session_id ORDER BY ts_ms, event_id)";
+    let rows = collect(
+        &ctx,
+        &format!(
+            "SELECT prev, next, CAST(count(*) AS BIGINT) FROM (
+               SELECT coalesce(path, '/') AS p, LAG(coalesce(path, '/')) {order} AS prev, LEAD(coalesce(path, '/')) {order} AS next
+               FROM events WHERE kind = 'pageview' AND ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}
+             ) WHERE {page} GROUP BY prev, next",
+            humans(snapshot)
+        ),
+    )
+    .await?;
+    let mut builder = PathsBuilder::new(glob);
+    for ((prev, next), count) in optional_strings(&rows, 0)?.into_iter().zip(optional_strings(&rows, 1)?).zip(i64s(&rows, 2)?) {
+        builder.add_pair(prev.as_deref(), next.as_deref(), count as u64);
+    }
+    Ok(builder.finish(top))
 }
 
 /// Events of `[from_ms, to_ms)` after `(ts, id)`, oldest first, at most `limit + 1` (the extra

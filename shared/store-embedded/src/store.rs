@@ -315,6 +315,14 @@ impl EventStore for ColumnarStore {
         self.columnar.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
     }
 
+    async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<crm_store::explore::CustomEventStats>> {
+        self.columnar.custom_events(site_id, from_ms, to_ms, top).await
+    }
+
+    async fn page_paths(&self, site_id: &str, from_ms: i64, to_ms: i64, glob: &str, top: usize) -> Result<crm_store::explore::PagePaths> {
+        self.columnar.page_paths(site_id, from_ms, to_ms, glob, top).await
+    }
+
     fn sql_dialect(&self) -> Option<crm_store::sql_guard::SqlDialect> {
         Some(crm_store::sql_guard::SqlDialect::DataFusion)
     }

@@ -19,6 +19,7 @@ use crate::{BotFilter, LeadQuery, LeadSort, Store, VisitorQuery, VisitorSort, Wr
 mod auth;
 mod bots;
 mod crm;
+mod explore;
 mod goals;
 mod growth;
 mod sql;
@@ -26,6 +27,7 @@ mod kb;
 pub use auth::*;
 pub use bots::*;
 pub use crm::*;
+pub use explore::*;
 pub use goals::*;
 pub use growth::*;
 pub use sql::*;
@@ -52,6 +54,7 @@ macro_rules! store_conformance_suite {
             a_visitor_that_becomes_a_bot_leaves_past_aggregates,
             funnels_and_retention_match_the_fixture,
             goals_match_the_fixture,
+            custom_events_and_paths_match_the_fixture,
             sql_reads_one_site_and_nothing_else,
             dead_letters_are_listed_newest_first,
             sites_users_and_meta_round_trip,

@@ -28,6 +28,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::explore::{CustomEventStats, PagePaths};
 use crate::growth::{self, EventMatch, MatchedEvent};
 use crate::{
     parse_event_cursor, group_orgs, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
@@ -46,6 +47,7 @@ mod timeline;
 mod migrate;
 mod records;
 mod profiles;
+mod scan;
 mod write;
 
 pub use export::{PipelineChunk, PipelineCounts};
@@ -449,29 +451,18 @@ impl EventStore for EmbeddedStore {
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {
         growth::check_matchers(matchers)?;
         let (site, matchers) = (site_id.to_owned(), matchers.to_vec());
-        self.with_bodies(move |db, dir| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let bots: HashSet<String> = bot_ids(&txn, &site, from_ms)?.into_iter().collect();
-            let events = txn.open_table(EVENTS).map_err(db_err)?;
-            let mut reader = bodies::Reader::sequential(dir);
-            let mut out = Vec::new();
-            let s = site.as_str();
-            for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
-                let (_, value) = row.map_err(db_err)?;
-                let event: StoredEvent = decode(reader.read(value.value())?)?;
-                if event.is_bot || bots.contains(&event.visitor_id) {
-                    continue;
-                }
-                let mask = growth::mask(&matchers, &event);
-                if mask != 0 || (keep_unmatched && growth::kept_unmatched(&event)) {
-                    out.push(MatchedEvent { visitor_id: event.visitor_id, ts_ms: event.ts_ms, mask });
-                }
-            }
-            // Rows come by (time, id); a stable sort by visitor keeps that order within one.
-            out.sort_by(|a, b| a.visitor_id.cmp(&b.visitor_id));
-            Ok(out)
-        })
-        .await
+        self.with_bodies(move |db, dir| scan::matched_events(db, dir, &site, from_ms, to_ms, &matchers, keep_unmatched)).await
+    }
+
+    async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<CustomEventStats>> {
+        let site = site_id.to_owned();
+        self.with_bodies(move |db, dir| scan::custom_events(db, dir, &site, from_ms, to_ms, top)).await
+    }
+
+    async fn page_paths(&self, site_id: &str, from_ms: i64, to_ms: i64, glob: &str, top: usize) -> Result<PagePaths> {
+        growth::check_matchers(&[EventMatch::Page(glob.to_owned())])?;
+        let (site, glob) = (site_id.to_owned(), glob.to_owned());
+        self.with_bodies(move |db, dir| scan::page_paths(db, dir, &site, from_ms, to_ms, &glob, top)).await
     }
 
     async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {

@@ -88,6 +88,12 @@ macro_rules! forward_roles {
                 async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[$crate::growth::EventMatch], keep_unmatched: bool) -> Result<Vec<$crate::growth::MatchedEvent>> {
                     self.$field.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
                 }
+                async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<$crate::explore::CustomEventStats>> {
+                    self.$field.custom_events(site_id, from_ms, to_ms, top).await
+                }
+                async fn page_paths(&self, site_id: &str, from_ms: i64, to_ms: i64, glob: &str, top: usize) -> Result<$crate::explore::PagePaths> {
+                    self.$field.page_paths(site_id, from_ms, to_ms, glob, top).await
+                }
             }
         };
     };

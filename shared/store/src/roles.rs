@@ -17,6 +17,7 @@ use crm_schemas::{
 };
 use uuid::Uuid;
 
+use crate::explore::{CustomEventStats, PagePaths};
 use crate::growth::{EventMatch, MatchedEvent};
 use crate::sql_guard::{CheckedSql, SqlDialect, SqlLimits, SqlResult};
 use crate::{
@@ -136,6 +137,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// that satisfy a matcher, unless `keep_unmatched`: then every pageview and custom event too
     /// (strict funnels need to see what came between two steps).
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>>;
+
+    /// The custom events of `[from_ms, to_ms)` from visitors whose profile is human, with their
+    /// properties and each property's `top` most frequent values ([`crate::explore`]).
+    async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<CustomEventStats>>;
+
+    /// The pages viewed just before and after each human view of a page matching `glob` in
+    /// `[from_ms, to_ms)`, `top` of each ([`crate::explore`]).
+    async fn page_paths(&self, site_id: &str, from_ms: i64, to_ms: i64, glob: &str, top: usize) -> Result<PagePaths>;
 
     /// The SQL language this store runs analyst queries in, if it runs them.
     fn sql_dialect(&self) -> Option<SqlDialect> {
