@@ -9,7 +9,8 @@
 // leads list and a lead's breakdown and timeline; accounts & health (executive tiles with a
 // missing figure explained, churn risk, account detail); a funnel built in the UI over visitors
 // sent with known counts (figures, reload, a bad step's 400 shown); retention cohorts matching
-// the API; hostile strings shown as text; an
+// the API; goals of known counts (conversions, rates, sources) and the goals editor (a 422 at its
+// field, goals added and removed); hostile strings shown as text; an
 // invalid access token (one shared refresh when the server has refresh tokens, else back to
 // login); reload; logout; phone layout; a sales rep's screens; the login rate limit.
 // Checks that need a newer server (refresh tokens, roles, lockout) adapt to what it offers.
@@ -101,6 +102,40 @@ async function sendFunnelVisitors() {
   assert.equal(res.status, 202, `collector refused the funnel events: ${await res.text()}`);
 }
 
+// Goals of known counts on a site of their own (a conversion rate divides by all the site's
+// visitors): 3 visitors; goals-1 (first from utm_source=newsletter) and goals-2 (from
+// www.google.com) reach /thanks, goals-2 twice (/thanks/again too); goals-1 sends the custom event
+// signup {plan: "team", seats: "3"}, goals-2 signup {plan: "solo", seats: 3}; goals-3 only sees
+// /pricing. So /thanks* converts 2 of 3 visitors (3 events, one from each source), signup where
+// plan = "team" 1 (newsletter), and a number condition seats = 3 only goals-2 (the "3" of goals-1
+// is a string).
+const GOALS = {
+  site: 'e2e-goals',
+  goals: [
+    { goal_id: 'thanks', name: 'Thank-you page', match: { kind: 'page', pattern: '/thanks*' } },
+    { goal_id: 'team', name: 'Team signup', match: { kind: 'event', name: 'signup', property: { key: 'plan', value: 'team' } } },
+  ],
+};
+
+async function sendGoalVisitors() {
+  const start = Date.now() - 30 * 60_000;
+  const url = (path) => `https://goals.example${path}`;
+  const visitor = (i) => ({ v: 1, site_id: GOALS.site, visitor_id: `goals-${i}`, session_id: `goals-session-${i}` });
+  const at = (minutes) => start + minutes * 60_000;
+  const events = [
+    { ...visitor(1), type: 'pageview', ts: at(0), url: url('/?utm_source=newsletter'), props: { utm_source: 'newsletter' } },
+    { ...visitor(1), type: 'pageview', ts: at(1), url: url('/thanks') },
+    { ...visitor(1), type: 'custom', ts: at(2), url: url('/thanks'), name: 'signup', props: { plan: 'team', seats: '3' } },
+    { ...visitor(2), type: 'pageview', ts: at(0), url: url('/'), referrer: 'https://www.google.com/' },
+    { ...visitor(2), type: 'pageview', ts: at(1), url: url('/thanks/again') },
+    { ...visitor(2), type: 'pageview', ts: at(2), url: url('/thanks') },
+    { ...visitor(2), type: 'custom', ts: at(3), url: url('/thanks'), name: 'signup', props: { plan: 'solo', seats: 3 } },
+    { ...visitor(3), type: 'pageview', ts: at(0), url: url('/pricing') },
+  ];
+  const res = await fetch(`${crm.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': browserUserAgent() }, body: JSON.stringify({ events }) });
+  assert.equal(res.status, 202, `collector refused the goal events: ${await res.text()}`);
+}
+
 before(async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'crm-dashboard-e2e-'));
   // The account simulator needs the store to itself: it runs before `crm up`.
@@ -108,9 +143,11 @@ before(async () => {
   crm = await startCrm({ dataDir });
   const api = await Api.login(crm.url, crm.password);
   await api.post('/api/v1/sites', { site_id: 'e2e-empty', name: 'Empty site' });
+  await api.post('/api/v1/sites', { site_id: GOALS.site, name: 'Goals site' });
   await crmCommand(['demo', '--target', crm.url, '--visitors', '40', '--days', '3']);
   await sendHostileVisitor();
   await sendFunnelVisitors();
+  await sendGoalVisitors();
   state.api = api;
   await poll('the demo traffic to be processed into visitors and leads', async () => {
     const overview = await api.get(`/api/v1/analytics/overview?site_id=${SITE}`);
@@ -414,6 +451,108 @@ test('retention: the cohort grid shows the API\'s cohorts as shaded percentages'
   state.retention = true;
 });
 
+test('goals: conversions, rates and sources of goals made through the API, and goals added in the editor', async () => {
+  need(state.overview, 'login');
+  const api = state.api;
+  const report = page.locator('#goals-report');
+
+  // The demo site has no goals: the empty state points to the editor.
+  await page.click('[data-nav=goals]');
+  await page.waitForFunction(() => location.hash === '#/goals');
+  await report.locator('.state', { hasText: 'No goals yet' }).waitFor({ timeout: 10_000 });
+  await page.click('#goals-empty-add');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'goal-id', '"Add a goal" goes to the editor');
+
+  // Two goals through the API: PUT sends the site's other settings back unchanged.
+  const sitePath = `/api/v1/sites/${GOALS.site}`;
+  const site = await api.get(sitePath);
+  const { name, allowed_origins, page_rules, intent_half_life_days, icp, chat } = site;
+  const saved = await api.data('PUT', sitePath, { name, allowed_origins, page_rules, intent_half_life_days, icp, chat, goals: GOALS.goals });
+  assert.deepEqual(saved.goals, GOALS.goals);
+  const goalsApi = `/api/v1/analytics/goals?site_id=${GOALS.site}`;
+  await poll('the goal visitors to be processed', async () => {
+    const data = await api.get(goalsApi);
+    return data.visitors === 3 && data.goals.map((g) => g.conversions).join() === '2,1' ? data : undefined;
+  }, { timeout: 30_000, describe: () => api.get(goalsApi) });
+
+  await page.selectOption('#site-select', GOALS.site);
+  const row = (goalName) => report.locator('tbody tr', { hasText: goalName });
+  const figures = async (goalName) => {
+    const tr = row(goalName);
+    await tr.waitFor({ timeout: 10_000 });
+    const text = async (cls) => (await tr.locator(cls).textContent()).replace(/\s+/g, ' ').trim();
+    return {
+      match: await text('.goal-match'),
+      conversions: await text('.goal-conversions'),
+      rate: await text('.goal-rate'),
+      events: await text('.goal-events'),
+      sources: await tr.locator('.goal-sources .chip').evaluateAll((chips) => chips.map((c) => `${c.dataset.source}=${c.dataset.count}`)),
+    };
+  };
+  assert.deepEqual(await figures('Thank-you page'), { match: 'page /thanks*', conversions: '2', rate: '66.7%', events: '3', sources: ['google.com=1', 'newsletter=1'] });
+  assert.deepEqual(await figures('Team signup'), { match: 'event signup where plan = "team"', conversions: '1', rate: '33.3%', events: '1', sources: ['newsletter=1'] });
+  assert.equal(await report.locator('tbody tr').count(), 2, 'one row per goal');
+  assert.equal((await page.locator('[data-kpi=goal_visitors] .kpi-value').textContent()).trim(), '3');
+  assert.equal((await page.locator('[data-kpi=goal_best] .kpi-value').textContent()).trim(), '66.7%');
+  await page.locator('#goals-chart [data-chart=goals] svg path.line').nth(1).waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('#goals-chart [data-chart=goals] svg path.line').count(), 2, 'a line per goal with conversions');
+  await page.screenshot({ path: screenshotPath('dashboard-goals.png'), fullPage: true });
+
+  // The editor lists both goals; a page glob without its slash gets the server's 422 message at
+  // the pattern field, and nothing is saved.
+  const editor = page.locator('#goals-editor');
+  assert.equal(await editor.locator('#goals-list tbody tr').count(), 2);
+  await page.fill('#goal-id', 'pricing');
+  await page.fill('#goal-name', 'Pricing page');
+  await page.selectOption('#goal-kind', 'page');
+  await page.fill('#goal-pattern', 'pricing');
+  await page.click('#goal-add');
+  const patternError = page.locator('#goal-pattern-error');
+  await patternError.filter({ hasText: /./ }).waitFor({ timeout: 10_000 });
+  assert.equal(await patternError.textContent(), 'a page glob starts with `/` or `*` and is 1–256 bytes');
+  assert.equal(await page.locator('#goal-pattern').getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.locator('#goal-id').getAttribute('aria-invalid'), null, 'only the field at fault is marked');
+  assert.match(await page.locator('#goal-error').textContent(), /see the messages next to them/);
+  assert.deepEqual((await api.get(sitePath)).goals.map((g) => g.goal_id), ['thanks', 'team'], 'a refused goal is not saved');
+  await page.screenshot({ path: screenshotPath('dashboard-goals-error.png'), fullPage: true });
+
+  // Corrected, it is saved and the report shows it: only goals-3 saw /pricing.
+  await page.fill('#goal-pattern', '/pricing');
+  assert.equal(await patternError.textContent(), '', 'typing clears the message');
+  await page.click('#goal-add');
+  await page.locator('#goal-notice', { hasText: 'Goal "Pricing page" added.' }).waitFor({ timeout: 10_000 });
+  assert.deepEqual(await figures('Pricing page'), { match: 'page /pricing', conversions: '1', rate: '33.3%', events: '1', sources: ['(direct)=1'] });
+  assert.equal(await page.inputValue('#goal-id'), '', 'the form is emptied for the next goal');
+
+  // A custom event with a number condition: seats = 3 matches goals-2's 3, not goals-1's "3".
+  await page.fill('#goal-id', 'seats3');
+  await page.fill('#goal-name', 'Three seats');
+  await page.selectOption('#goal-kind', 'event');
+  await page.fill('#goal-event', 'signup');
+  await page.fill('#goal-prop-key', 'seats');
+  await page.selectOption('#goal-prop-type', 'number');
+  await page.fill('#goal-prop-value', '3');
+  await page.click('#goal-add');
+  assert.deepEqual(await figures('Three seats'), { match: 'event signup where seats = 3', conversions: '1', rate: '33.3%', events: '1', sources: ['google.com=1'] });
+  assert.equal(await report.locator('tbody tr').count(), 4);
+  const stored = (await api.get(sitePath)).goals;
+  assert.deepEqual(stored.map((g) => g.goal_id), ['thanks', 'team', 'pricing', 'seats3']);
+  assert.deepEqual(stored[3].match, { kind: 'event', name: 'signup', property: { key: 'seats', value: 3 } }, 'the value is sent as a number');
+  assert.equal((await api.get(sitePath)).chat.greeting, chat.greeting, 'the editor sends the other settings back');
+  await page.screenshot({ path: screenshotPath('dashboard-goals-added.png'), fullPage: true });
+
+  // Removing a goal drops it from the site and the report.
+  await editor.locator('.goal-remove[data-goal=pricing]').click();
+  await page.locator('#goal-notice', { hasText: 'Goal "Pricing page" removed.' }).waitFor({ timeout: 10_000 });
+  await row('Pricing page').waitFor({ state: 'detached', timeout: 10_000 });
+  assert.equal(await report.locator('tbody tr').count(), 3);
+  assert.deepEqual((await api.get(sitePath)).goals.map((g) => g.goal_id), ['thanks', 'team', 'seats3']);
+
+  await page.selectOption('#site-select', SITE);
+  await report.locator('.state', { hasText: 'No goals yet' }).waitFor({ timeout: 10_000 });
+  state.goals = true;
+});
+
 /** Makes every API request that carries the current access token carry a broken one instead. */
 async function invalidateAccessToken() {
   let stale = null;
@@ -518,6 +657,10 @@ test('a sales rep sees leads but not accounts & health', async (t) => {
   await repPage.locator('.state', { hasText: 'Not available for your role' }).waitFor({ timeout: 15_000 });
   assert.equal(await repPage.locator('[data-nav=accounts]').count(), 0, 'no accounts & health link');
   assert.equal(await repPage.locator('[data-nav=funnels]').count(), 1, 'analytics readers see funnels');
+  // Goals: the report, but no editor (the rep cannot manage sites).
+  await repPage.click('[data-nav=goals]');
+  await repPage.locator('#goals-report .state', { hasText: 'An admin defines the goals' }).waitFor({ timeout: 10_000 });
+  assert.equal(await repPage.locator('#goals-editor, #goals-empty-add').count(), 0, 'no goals editor for a sales rep');
   await repPage.click('[data-nav=leads]');
   await repPage.locator('#leads-panel tbody tr').first().waitFor({ timeout: 10_000 });
   await repContext.close();

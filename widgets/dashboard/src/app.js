@@ -10,6 +10,7 @@ import { renderOverview } from './views/overview.js';
 import { renderVisitor, renderVisitors } from './views/visitors.js';
 import { renderFunnels } from './views/funnels.js';
 import { renderRetention } from './views/retention.js';
+import { renderGoals } from './views/goals.js';
 import { renderLead, renderLeads } from './views/leads.js';
 import { renderAccount, renderAccounts } from './views/accounts.js';
 import { renderChat } from './views/chat.js';
@@ -24,6 +25,7 @@ const NAV = [
   { route: 'visitors', label: 'Visitors', perm: 'analytics_read', icon: 'M12 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8zm-8 9c0-4 4-6 8-6s8 2 8 6' },
   { route: 'funnels', label: 'Funnels', perm: 'analytics_read', icon: 'M3 4h18l-7 8v7l-4 2v-9z' },
   { route: 'retention', label: 'Retention', perm: 'analytics_read', icon: 'M4 4h16v16H4zM4 10h16M4 15h10M10 4v16M15 4v11' },
+  { route: 'goals', label: 'Goals', perm: 'analytics_read', icon: 'M5 21V4M5 4h13l-3 4.5 3 4.5H5' },
   { route: 'leads', label: 'Leads', perm: 'leads_read', icon: 'M4 4h16v4H4zM4 10h16v4H4zM4 16h10v4H4z' },
   { route: 'accounts', label: 'Accounts & health', perm: 'health_read', icon: 'M12 21s-8-5-8-11a4.5 4.5 0 0 1 8-3 4.5 4.5 0 0 1 8 3c0 6-8 11-8 11z' },
   { route: 'chat', label: 'Chat', perm: 'chat_respond', icon: 'M4 5h16v11H10l-6 4z' },
@@ -36,6 +38,7 @@ const ROUTES = [
   { path: /^\/visitors\/([^/]+)$/, nav: 'visitors', title: 'Visitor', render: renderVisitor, detail: true },
   { path: /^\/funnels$/, nav: 'funnels', title: 'Funnels', render: renderFunnels },
   { path: /^\/retention$/, nav: 'retention', title: 'Retention', render: renderRetention },
+  { path: /^\/goals$/, nav: 'goals', title: 'Goals', render: renderGoals },
   { path: /^\/leads$/, nav: 'leads', title: 'Leads', render: renderLeads },
   { path: /^\/leads\/([^/]+)$/, nav: 'leads', title: 'Lead', render: renderLead, detail: true },
   { path: /^\/accounts$/, nav: 'accounts', title: 'Accounts & health', render: renderAccounts },
