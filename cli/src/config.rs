@@ -41,6 +41,8 @@ pub enum Command {
     Batch(BatchArgs),
     /// Import business data (accounts, invoices, tickets, relationships) from a CSV or Parquet file.
     Import(ImportArgs),
+    /// Run a read-only SQL query over one site's events, sessions and visitors.
+    Query(crate::query::QueryArgs),
     /// Install the free DB-IP geolocation and ASN databases into the data directory (`crm up`
     /// then uses them without flags), or show what is installed.
     Geoip(GeoipArgs),

@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod gauges;
 mod geoip;
+mod query;
 
 use clap::Parser;
 
@@ -41,6 +42,7 @@ fn main() -> anyhow::Result<()> {
                 None => demo::run(demo.traffic).await,
             },
             Command::Import(args) => app::import(args).await,
+            Command::Query(args) => query::run(args).await,
             Command::Geoip(geoip) => match geoip.action {
                 GeoipAction::Install(args) => app::geoip_install(args).await,
                 GeoipAction::Status(data) => geoip::status(&data.data_dir),

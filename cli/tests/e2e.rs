@@ -738,4 +738,28 @@ async fn analysts_sql_reads_one_site_and_nothing_else() {
     assert_eq!(status, 404);
     let capped = query(json!({"site_id": "other", "sql": "SELECT visitor_id FROM events ORDER BY visitor_id", "limit": 1})).await.1;
     assert_eq!((capped["data"]["rows"].clone(), capped["data"]["truncated"].clone()), (json!([["other-0"]]), json!(true)));
+
+    // `crm query` on the same data directory, the server stopped (SIGTERM: it flushes the
+    // store on the way out): the same guard and walls.
+    let mut server = server;
+    assert!(Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap().success());
+    assert!(server.child.wait().unwrap().success());
+    let crm = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_crm")).arg("query").arg("--data-dir").arg(dir.path().join("data")).args(args).output().unwrap();
+    let csv = crm(&["--format", "csv", "SELECT count(DISTINCT visitor_id) AS visitors, min(path) AS path FROM events"]);
+    assert_eq!(String::from_utf8_lossy(&csv.stdout), "visitors,path\n3,/pricing\n", "{}", String::from_utf8_lossy(&csv.stderr));
+    let json = crm(&["--site", "other", "--format", "json", "--limit", "1", "SELECT visitor_id FROM events ORDER BY visitor_id"]);
+    let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!((json["rows"].clone(), json["truncated"].clone()), (json!([["other-0"]]), json!(true)));
+    for (args, expected) in [
+        (vec!["SELECT name FROM system.tables"], "not allowed"),
+        (vec!["SELECT * FROM file('/etc/passwd')"], "not allowed"),
+        (vec!["SELEKT 1"], "invalid SQL"),
+        (vec!["--site", "nowhere", "SELECT 1"], "does not exist"),
+        (vec!["--limit", "0", "SELECT 1"], "--limit"),
+    ] {
+        let output = crm(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: nothing printed");
+    }
 }

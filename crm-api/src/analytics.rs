@@ -39,10 +39,15 @@ pub async fn forms(State(state): State<ApiState>, user: AuthUser, Query(query): 
 
 /// The overview, with each of the site's goals' conversions and rate when it has goals.
 pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    Ok(reply::ok(overview_data(&state, &user, &query).await?))
+}
+
+/// The `data` of [`overview`] (the export reuses it).
+pub(crate) async fn overview_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
-    let (from, to) = window(&query)?;
-    let top = params::limit(&query, 10, 100)?;
+    let site_id = params::required(query, "site_id")?;
+    let (from, to) = window(query)?;
+    let top = params::limit(query, 10, 100)?;
     let site = state.require_site(site_id).await?;
     let overview = state.store.overview(site_id, from, to, top).await?;
     let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
@@ -50,13 +55,13 @@ pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query
         .into_iter()
         .map(|g| json!({ "goal_id": g.goal_id, "name": g.name, "conversions": g.conversions, "conversion_rate": g.conversion_rate }))
         .collect();
-    Ok(reply::ok(json!({
+    Ok(json!({
         "site_id": site_id,
         "from": rfc3339(from),
         "to": rfc3339(to),
         "overview": overview,
         "goals": goals,
-    })))
+    }))
 }
 
 /// Buckets of an analytics series: at most this many per request.
@@ -81,10 +86,15 @@ pub(crate) fn interval(query: &params::Query, from: i64, to: i64) -> Result<(&'s
 /// the window: the overview's headline figures per bucket, from one store call; and per bucket
 /// each goal's conversions when the site has goals.
 pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    Ok(reply::ok(timeseries_data(&state, &user, &query).await?))
+}
+
+/// The `data` of [`timeseries`] (the export reuses it).
+pub(crate) async fn timeseries_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
-    let (from, to) = window(&query)?;
-    let (interval, step) = interval(&query, from, to)?;
+    let site_id = params::required(query, "site_id")?;
+    let (from, to) = window(query)?;
+    let (interval, step) = interval(query, from, to)?;
     let site = state.require_site(site_id).await?;
     let points = state.store.timeseries(site_id, from, to, step).await?;
     let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
@@ -110,7 +120,7 @@ pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(que
             })
         })
         .collect();
-    Ok(reply::ok(json!({ "site_id": site_id, "interval": interval, "from": rfc3339(from), "to": rfc3339(to), "points": points })))
+    Ok(json!({ "site_id": site_id, "interval": interval, "from": rfc3339(from), "to": rfc3339(to), "points": points }))
 }
 
 /// Minutes counted as "live".

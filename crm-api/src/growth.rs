@@ -38,12 +38,17 @@ fn duration_ms(query: &params::Query, name: &str, default: i64) -> Result<i64, A
 
 /// `GET /api/v1/analytics/funnel?site_id&from&to&step1..step8&window=1d&order=ordered`.
 pub async fn funnel(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    Ok(reply::ok(funnel_data(&state, &user, &query).await?))
+}
+
+/// The `data` of [`funnel`] (the export reuses it).
+pub(crate) async fn funnel_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
-    let (from, to) = crate::analytics::window(&query)?;
+    let site_id = params::required(query, "site_id")?;
+    let (from, to) = crate::analytics::window(query)?;
     let mut steps = Vec::new();
     for i in 1..=MAX_FUNNEL_STEPS {
-        match matcher(&query, &format!("step{i}"))? {
+        match matcher(query, &format!("step{i}"))? {
             Some(EventMatch::Any) => return Err(invalid(&format!("step{i}"), "a funnel step names a page or an event, not `any`")),
             Some(step) if steps.len() == i - 1 => steps.push(step),
             Some(_) => return Err(invalid(&format!("step{i}"), format!("steps are numbered from 1 without gaps; step{} is missing", steps.len() + 1))),
@@ -53,21 +58,26 @@ pub async fn funnel(State(state): State<ApiState>, user: AuthUser, Query(query):
     if query.keys().any(|k| k.strip_prefix("step").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n == 0 || n > MAX_FUNNEL_STEPS)) {
         return Err(invalid("step1", format!("steps are step1 to step{MAX_FUNNEL_STEPS}")));
     }
-    let order = params::optional_choice::<FunnelOrder>(&query, "order", "ordered, strict or any")?.unwrap_or(FunnelOrder::Ordered);
-    let spec = FunnelSpec { steps, window_ms: duration_ms(&query, "window", 86_400_000)?, order };
+    let order = params::optional_choice::<FunnelOrder>(query, "order", "ordered, strict or any")?.unwrap_or(FunnelOrder::Ordered);
+    let spec = FunnelSpec { steps, window_ms: duration_ms(query, "window", 86_400_000)?, order };
     if spec.steps.len() < 2 {
         return Err(invalid(&format!("step{}", spec.steps.len() + 1), "a funnel has at least two steps, numbered from step1"));
     }
     spec.validate().map_err(|message| invalid("window", message))?;
     state.require_site(site_id).await?;
     let report = growth::funnel_report(&*state.store, site_id, from, to, &spec).await?;
-    Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "order": report.order, "window_ms": report.window_ms, "steps": report.steps })))
+    Ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "order": report.order, "window_ms": report.window_ms, "steps": report.steps }))
 }
 
 /// `GET /api/v1/analytics/retention?site_id&period=week&cohorts=8&from&start=first_visit&return=any`.
 pub async fn retention(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    Ok(reply::ok(retention_data(&state, &user, &query).await?))
+}
+
+/// The `data` of [`retention`] (the export reuses it).
+pub(crate) async fn retention_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
+    let site_id = params::required(query, "site_id")?;
     let period = match query.get("period").map(String::as_str).unwrap_or("week") {
         "day" => Period::Day,
         "week" => Period::Week,
@@ -78,18 +88,18 @@ pub async fn retention(State(state): State<ApiState>, user: AuthUser, Query(quer
         Some(text) => text.parse::<u32>().ok().filter(|n| (1..=MAX_COHORTS).contains(n)).ok_or_else(|| invalid("cohorts", format!("an integer from 1 to {MAX_COHORTS}")))?,
     };
     let now = crate::auth::now_ms();
-    let start_ms = match params::timestamp_ms(&query, "from")? {
+    let start_ms = match params::timestamp_ms(query, "from")? {
         Some(from) => period.start_of(from),
         None => period.start_of(now) - i64::from(cohorts - 1) * period.ms(),
     };
     let start = match query.get("start").map(String::as_str) {
         None | Some("first_visit") => CohortStart::FirstVisit,
-        Some(_) => match matcher(&query, "start")? {
+        Some(_) => match matcher(query, "start")? {
             Some(EventMatch::Any) | None => return Err(invalid("start", "first_visit, page:<glob> or event:<name>")),
             Some(m) => CohortStart::Event(m),
         },
     };
-    let return_on = matcher(&query, "return")?.unwrap_or(EventMatch::Any);
+    let return_on = matcher(query, "return")?.unwrap_or(EventMatch::Any);
     let spec = RetentionSpec { period, start_ms, cohorts, start, return_on };
     spec.validate().map_err(|message| invalid("from", message))?;
     state.require_site(site_id).await?;
@@ -99,23 +109,28 @@ pub async fn retention(State(state): State<ApiState>, user: AuthUser, Query(quer
         .into_iter()
         .map(|c| json!({ "start": rfc3339(c.start_ms), "size": c.size, "returning": c.returning, "rates": c.rates }))
         .collect();
-    Ok(reply::ok(json!({ "site_id": site_id, "period": report.period, "from": rfc3339(start_ms), "to": rfc3339(spec.end_ms()), "cohorts": cohorts })))
+    Ok(json!({ "site_id": site_id, "period": report.period, "from": rfc3339(start_ms), "to": rfc3339(spec.end_ms()), "cohorts": cohorts }))
 }
 
 /// `GET /api/v1/analytics/goals?site_id&from&to[&by=source][&interval=day|hour]`: every goal of
 /// the site with its conversions, events and rate; by acquisition source and as a series when
 /// asked.
 pub async fn goals(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    Ok(reply::ok(goals_data(&state, &user, &query).await?))
+}
+
+/// The `data` of [`goals`] (the export reuses it).
+pub(crate) async fn goals_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
-    let (from, to) = crate::analytics::window(&query)?;
+    let site_id = params::required(query, "site_id")?;
+    let (from, to) = crate::analytics::window(query)?;
     let by_source = match query.get("by").map(String::as_str) {
         None => false,
         Some("source") => true,
         Some(_) => return Err(invalid("by", "goals break down by `source`")),
     };
-    let top = params::limit(&query, 10, 100)?;
-    let interval = query.contains_key("interval").then(|| crate::analytics::interval(&query, from, to)).transpose()?;
+    let top = params::limit(query, 10, 100)?;
+    let interval = query.contains_key("interval").then(|| crate::analytics::interval(query, from, to)).transpose()?;
     let site = state.require_site(site_id).await?;
     let visitors = state.store.overview(site_id, from, to, 0).await?.visitors;
     let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
@@ -132,44 +147,54 @@ pub async fn goals(State(state): State<ApiState>, user: AuthUser, Query(query): 
             item["series"] = series.into();
         }
     }
-    Ok(reply::ok(json!({
+    Ok(json!({
         "site_id": site_id,
         "from": rfc3339(from),
         "to": rfc3339(to),
         "interval": interval.map(|(name, _)| name),
         "visitors": visitors,
         "goals": items,
-    })))
+    }))
 }
 
 /// `GET /api/v1/analytics/events?site_id&from&to[&limit=10]`: the custom events of the window
 /// with their properties, each property's `limit` most frequent values.
 pub async fn custom_events(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    Ok(reply::ok(custom_events_data(&state, &user, &query).await?))
+}
+
+/// The `data` of [`custom_events`] (the export reuses it).
+pub(crate) async fn custom_events_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
-    let (from, to) = crate::analytics::window(&query)?;
-    let top = params::limit(&query, 10, 50)?;
+    let site_id = params::required(query, "site_id")?;
+    let (from, to) = crate::analytics::window(query)?;
+    let top = params::limit(query, 10, 50)?;
     state.require_site(site_id).await?;
     let events = state.store.custom_events(site_id, from, to, top).await?;
-    Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "events": events })))
+    Ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "events": events }))
 }
 
 /// `GET /api/v1/analytics/paths?site_id&from&to&page=/pricing[&limit=10]`: the pages viewed just
 /// before and just after the views of a page (a glob), within their sessions.
 pub async fn paths(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+    Ok(reply::ok(paths_data(&state, &user, &query).await?))
+}
+
+/// The `data` of [`paths`] (the export reuses it).
+pub(crate) async fn paths_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
-    let site_id = params::required(&query, "site_id")?;
-    let (from, to) = crate::analytics::window(&query)?;
-    let page = params::required(&query, "page")?;
+    let site_id = params::required(query, "site_id")?;
+    let (from, to) = crate::analytics::window(query)?;
+    let page = params::required(query, "page")?;
     let glob = match EventMatch::parse(&format!("page:{page}")) {
         Ok(EventMatch::Page(glob)) => glob,
         Ok(_) => return Err(invalid("page", "a path such as /pricing, or a glob such as /blog/*")),
         Err(message) => return Err(invalid("page", message)),
     };
-    let top = params::limit(&query, 10, 100)?;
+    let top = params::limit(query, 10, 100)?;
     state.require_site(site_id).await?;
     let paths = state.store.page_paths(site_id, from, to, &glob, top).await?;
-    Ok(reply::ok(json!({
+    Ok(json!({
         "site_id": site_id,
         "from": rfc3339(from),
         "to": rfc3339(to),
@@ -177,5 +202,5 @@ pub async fn paths(State(state): State<ApiState>, user: AuthUser, Query(query): 
         "views": paths.views,
         "previous": paths.previous,
         "next": paths.next,
-    })))
+    }))
 }

@@ -11,7 +11,9 @@
 mod accounts;
 mod alerts;
 mod analytics;
+mod export;
 mod growth;
+mod reports;
 mod query;
 mod auth;
 pub mod chat;
@@ -102,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/analytics/goals", get(growth::goals))
         .route("/api/v1/analytics/events", get(growth::custom_events))
         .route("/api/v1/analytics/paths", get(growth::paths))
+        .route("/api/v1/analytics/export", get(export::export))
         .route("/api/v1/query", post(query::run))
         .route("/api/v1/dead-letters", get(analytics::dead_letters))
         .route("/api/v1/kb/articles", get(kb::list).post(kb::create))

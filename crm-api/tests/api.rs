@@ -454,3 +454,83 @@ async fn custom_events_and_paths_reports() {
     let (status, _) = api.call(reqwest::Method::GET, "/api/v1/analytics/paths?site_id=s6&page=/", None, None).await;
     assert_eq!(status, 401);
 }
+
+/// Exports: reports as CSV and Parquet with the fixture's figures, raw events streamed over
+/// several store pages without losing or repeating one, bots left out, and typed errors.
+#[tokio::test]
+async fn exports_of_reports_and_raw_events() {
+    use crm_store::conformance::{explore_events, explore_profiles, fixture_goals, goal_events, goal_profiles, sample_event, EXPLORE_SITE, EXPLORE_WINDOW, GOALS_SITE, GOAL_FIGURES};
+    let api = start().await;
+    let (admin, rep) = (api.login("admin").await, api.login("rep").await);
+    let mut goals_site = crm_schemas::Site::new(GOALS_SITE, "Goals", 0);
+    goals_site.goals = fixture_goals();
+    api.store.put_site(&goals_site).await.unwrap();
+    api.store.put_site(&crm_schemas::Site::new(EXPLORE_SITE, "Explore", 0)).await.unwrap();
+    let (mut events, mut visitors) = (goal_events(), Vec::new());
+    visitors.extend(goal_profiles(&events));
+    let explore = explore_events();
+    visitors.extend(explore_profiles(&explore));
+    events.extend(explore);
+    api.store.write(WriteBatch { events, visitors, ..WriteBatch::default() }.into()).await.unwrap();
+    let at = |ms: i64| time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let (from, to) = EXPLORE_WINDOW;
+    let window = |site: &str| format!("site_id={site}&from={}&to={}", at(from), at(to));
+    let fetch = |query: String, token: String| {
+        let request = api.client.get(format!("{}/api/v1/analytics/export?{query}", api.base)).bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            let (status, headers) = (response.status().as_u16(), response.headers().clone());
+            (status, headers, response.bytes().await.unwrap())
+        }
+    };
+
+    let (status, headers, body) = fetch(format!("{}&report=paths&page=/pricing*&limit=3", window(EXPLORE_SITE)), rep.clone()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(headers["content-disposition"], "attachment; filename=\"s6-paths.csv\"");
+    assert_eq!(String::from_utf8_lossy(&body), "direction,page,views\nprevious,/,3\nprevious,(entrance),2\nprevious,/pricing,1\nnext,(exit),1\nnext,/,1\nnext,/docs,1\n");
+    let (_, _, body) = fetch(format!("{}&report=custom_events&limit=2", window(EXPLORE_SITE)), rep.clone()).await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(text.starts_with("name,events,visitors,property,property_events,types,distinct,value,value_count\nsignup,4,3,plan,4,string,2,solo,2\n"), "{text}");
+    assert!(text.contains("\nsignup,4,3,seats,2,float|integer,1,5,2\n") && text.ends_with("\nscroll,1,1,,,,,,\n"), "{text}");
+
+    // Parquet: the goals report read back with the parquet reader.
+    let (status, headers, body) = fetch(format!("{}&report=goals&format=parquet", window(GOALS_SITE)), rep.clone()).await;
+    assert_eq!((status, headers["content-type"].to_str().unwrap()), (200, "application/vnd.apache.parquet"));
+    let batches: Vec<arrow::array::RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap().build().unwrap().map(Result::unwrap).collect();
+    let conversions: Vec<i64> = batches.iter().flat_map(|b| b.column_by_name("conversions").unwrap().as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec()).collect();
+    assert_eq!(conversions, GOAL_FIGURES.iter().map(|(c, _)| *c as i64).collect::<Vec<_>>());
+
+    // Raw events over three store pages: every human event once, in order, the bot's none.
+    let bulk: Vec<crm_schemas::StoredEvent> = (0..11_000).map(|i| sample_event(EXPLORE_SITE, &format!("b{}", i % 50), from + 100_000 + i, EventBody::Pageview, "/bulk")).collect();
+    let bulk_profiles = (0..50).map(|i| sample_profile(EXPLORE_SITE, &format!("b{i}"), 1, 1, from + 200_000)).collect();
+    api.store.write(WriteBatch { events: bulk.clone(), visitors: bulk_profiles, ..WriteBatch::default() }.into()).await.unwrap();
+    let humans = explore_events().iter().filter(|e| e.visitor_id != "crawler" && (from..to).contains(&e.ts_ms)).count() + bulk.len();
+    let (status, _, body) = fetch(format!("{}&report=events", window(EXPLORE_SITE)), admin.clone()).await;
+    assert_eq!(status, 200);
+    let mut reader = csv::Reader::from_reader(&body[..]);
+    assert_eq!(reader.headers().unwrap().iter().take(6).collect::<Vec<_>>(), ["event_id", "ts", "received_at", "visitor_id", "session_id", "kind"]);
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let ids: std::collections::HashSet<&str> = records.iter().map(|r| &r[0]).collect();
+    assert_eq!((records.len(), ids.len()), (humans, humans), "each human event exactly once");
+    assert!(records.iter().all(|r| &r[3] != "crawler"));
+    assert!(records.windows(2).all(|w| w[0][1] <= w[1][1]), "oldest first");
+    let (status, _, body) = fetch(format!("{}&report=events&format=parquet", window(EXPLORE_SITE)), admin.clone()).await;
+    assert_eq!(status, 200);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap();
+    assert!(reader.metadata().num_row_groups() >= 3, "one row group per store page");
+    assert_eq!(reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>(), humans);
+
+    for (query, token, status, expected) in [
+        (format!("{}&report=events", window(EXPLORE_SITE)), rep.clone(), 403, "forbidden"),
+        (format!("{}&report=nope", window(EXPLORE_SITE)), rep.clone(), 400, "invalid_parameter"),
+        (format!("{}&report=paths&page=/&format=xml", window(EXPLORE_SITE)), rep.clone(), 400, "invalid_parameter"),
+        (window(EXPLORE_SITE), rep.clone(), 400, "missing_parameter"),
+        (format!("{}&report=funnel&step1=page:/", window(EXPLORE_SITE)), rep.clone(), 400, "invalid_parameter"),
+        ("site_id=nowhere&report=events".to_owned(), admin.clone(), 404, "not_found"),
+    ] {
+        let (got, _, body) = fetch(query.clone(), token).await;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!((got, code(&body)), (status, expected), "{query}: {body}");
+    }
+}
