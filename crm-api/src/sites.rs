@@ -25,6 +25,8 @@ struct SiteInput {
     chat: Option<crm_schemas::ChatSettings>,
     /// Conversions (absent keeps the site's goals, `[]` removes them).
     goals: Option<Vec<crm_schemas::Goal>>,
+    /// Privacy signals the collector honours (absent keeps them).
+    privacy: Option<crm_schemas::PrivacySettings>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -125,6 +127,9 @@ fn apply(site: &mut Site, input: SiteInput) {
     }
     if let Some(goals) = input.goals {
         site.goals = goals;
+    }
+    if let Some(privacy) = input.privacy {
+        site.privacy = privacy;
     }
 }
 

@@ -375,6 +375,14 @@ async fn goals_are_site_settings_and_reports() {
     // A replace without `goals` keeps them.
     let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals"}))).await;
     assert_eq!((status, body["data"]["goals"].as_array().map(Vec::len)), (200, Some(5)));
+    // Privacy settings ride along the same way: typed, kept when absent.
+    let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals", "privacy": {"honor_dnt_gpc": true}}))).await;
+    assert_eq!((status, body["data"]["privacy"]["honor_dnt_gpc"].as_bool(), body["data"]["goals"].as_array().map(Vec::len)), (200, Some(true), Some(5)));
+    for bad in [json!({"honor_dnt_gpc": "yes"}), json!({"honour": true})] {
+        let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals", "privacy": bad}))).await;
+        assert_eq!((status, code(&body)), (400, "malformed_json"), "{body}");
+    }
+    assert_eq!(api.get(&format!("/api/v1/sites/{GOALS_SITE}"), &rep).await.1["data"]["privacy"]["honor_dnt_gpc"], true);
 
     let events = goal_events();
     let visitors = goal_profiles(&events);

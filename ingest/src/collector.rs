@@ -50,6 +50,8 @@ struct RequestContext {
     ip: Option<IpAddr>,
     user_agent: Option<String>,
     origin: Option<String>,
+    /// The request carries `DNT: 1` or `Sec-GPC: 1`.
+    opted_out: bool,
     received_at_ms: i64,
 }
 
@@ -72,6 +74,9 @@ struct Rejection {
 struct Accepted {
     accepted: usize,
     rejected: usize,
+    /// Dropped unrecorded: the visitor opted out (DNT/GPC) and the site honours it.
+    #[serde(skip_serializing_if = "is_zero")]
+    ignored: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<Rejection>,
 }
@@ -85,6 +90,10 @@ struct BatchShape<'a> {
 #[derive(Deserialize)]
 struct SiteOnly {
     site_id: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn now_ms() -> i64 {
@@ -178,6 +187,7 @@ impl Collector {
             // bot and give every such agent of an address one cookieless id.
             user_agent: headers.get(header::USER_AGENT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             origin: header_string(headers, header::ORIGIN),
+            opted_out: [header::DNT.as_str(), "sec-gpc"].iter().any(|name| headers.get(*name).is_some_and(|v| v.as_bytes().trim_ascii() == b"1")),
             received_at_ms: now_ms(),
         }
     }
@@ -268,6 +278,7 @@ impl Collector {
         let mut records = Vec::with_capacity(candidates.len());
         let mut dead_letters = Vec::new();
         let mut rejections = Vec::new();
+        let mut ignored = 0;
         let ip_text = context.ip.map(|ip| ip.to_string());
         for (index, candidate) in candidates.into_iter().enumerate() {
             let mut reject = |error: ValidationError, site: Option<&str>, dead_letter: bool| {
@@ -298,6 +309,10 @@ impl Collector {
                     reject(error, Some(&site.site_id), true);
                     continue;
                 }
+            }
+            if context.opted_out && site.privacy.honor_dnt_gpc {
+                ignored += 1;
+                continue;
             }
             if let Some(limiter) = &self.site_limiter {
                 if limiter.check_key(&site.site_id).is_err() {
@@ -351,8 +366,11 @@ impl Collector {
             }
         }
         self.metrics.accepted.inc_by(accepted as u64);
-        let outcome = Accepted { accepted, rejected: rejections.len(), errors: rejections };
-        if accepted > 0 {
+        self.metrics.ignored.inc_by(ignored as u64);
+        let outcome = Accepted { accepted, rejected: rejections.len(), ignored, errors: rejections };
+        // Ignored events are answered like accepted ones: the page learns nothing it could
+        // retry, and the visitor's choice was honoured.
+        if accepted > 0 || ignored > 0 {
             return Ok(json_response(StatusCode::ACCEPTED, &outcome));
         }
         Ok(self.all_rejected(outcome))

@@ -22,6 +22,8 @@ pub struct IngestMetrics {
     pub requests: Family<StatusLabel, Counter>,
     pub accepted: Counter,
     pub rejected: Family<ReasonLabel, Counter>,
+    /// Events dropped unrecorded because the visitor opted out (DNT/GPC) and the site honours it.
+    pub ignored: Counter,
     pub latency: Histogram,
 }
 
@@ -31,12 +33,14 @@ impl IngestMetrics {
             requests: Family::default(),
             accepted: Counter::default(),
             rejected: Family::default(),
+            ignored: Counter::default(),
             latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
         };
         registry.register(|r| {
             r.register("ingest_requests", "Collector requests by response status", metrics.requests.clone());
             r.register("ingest_events_accepted", "Events appended to the event log", metrics.accepted.clone());
             r.register("ingest_events_rejected", "Events refused, by reason code", metrics.rejected.clone());
+            r.register("ingest_events_ignored", "Events dropped unrecorded for a Do-Not-Track or Global Privacy Control signal the site honours", metrics.ignored.clone());
             r.register("ingest_request_duration_seconds", "Collector request latency", metrics.latency.clone());
         });
         metrics

@@ -165,6 +165,38 @@ async fn pixel_fallback_answers_a_gif() {
     assert_eq!(events[0].event.visitor_id.as_deref(), Some("px1"));
 }
 
+/// A site that honours Do-Not-Track and Global Privacy Control: the opted-out requests' events
+/// are answered 202 as ignored and never reach the log; other sites and other values are kept.
+#[tokio::test]
+async fn dnt_and_gpc_are_honoured_where_the_site_says_so() {
+    let h = default_harness().await;
+    let send = |body: Value, headers: &'static [(&'static str, &'static str)]| {
+        let mut request = h.client.post(format!("{}/v1/events", h.base)).header("content-type", "application/json").body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    for headers in [&[("dnt", "1")][..], &[("sec-gpc", "1")], &[("sec-gpc", " 1 "), ("dnt", "0")]] {
+        let (status, body) = send(pageview("private"), headers).await;
+        assert_eq!((status, body), (202, json!({"accepted": 0, "rejected": 0, "ignored": 1})), "{headers:?}");
+    }
+    assert_eq!(send(pageview("private"), &[("dnt", "0"), ("sec-gpc", "0")]).await, (202, json!({"accepted": 1, "rejected": 0})));
+    assert_eq!(send(pageview("private"), &[]).await.1["accepted"], 1);
+    assert_eq!(send(pageview("open"), &[("dnt", "1")]).await.1["accepted"], 1, "a site that does not honour it keeps the events");
+    let (status, body) = send(json!({"events": [pageview("private"), pageview("open"), {"v": 1, "type": "pageview", "site_id": "nowhere"}]}), &[("sec-gpc", "1")]).await;
+    assert_eq!((status, &body["accepted"], &body["ignored"], &body["rejected"]), (202, &json!(1), &json!(1), &json!(1)), "{body}");
+    let pixel = h.client.get(format!("{}/v1/p.gif?site_id=private&type=pageview&url=https%3A%2F%2Fa.example%2F&visitor_id=px", h.base)).header("dnt", "1").send().await.unwrap();
+    assert_eq!(pixel.status(), 200, "the pixel still answers a GIF");
+    let (events, letters) = h.drain().await;
+    let sites: Vec<&str> = events.iter().map(|e| e.event.site_id.as_str()).collect();
+    assert_eq!(sites, ["private", "private", "open", "open"], "only the events without an opt-out of the private site");
+    assert!(letters.is_empty());
+}
+
 #[tokio::test]
 async fn cookieless_events_get_a_derived_visitor_id() {
     let h = default_harness().await;

@@ -46,7 +46,7 @@ pub use kb::{
 pub use goals::{check_goals, same_value, Goal, GoalMatch, PropertyCondition, MAX_GOALS};
 pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use records::{
-    DeadLetter, Device, Geo, PageRule, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
+    DeadLetter, Device, Geo, PageRule, PrivacySettings, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
     DEFAULT_PAGE_RULES,
 };
 pub use scalar::Scalar;

@@ -236,6 +236,17 @@ pub struct Site {
     /// What counts as a conversion on this site (see `goals.rs`).
     #[serde(default)]
     pub goals: Vec<crate::Goal>,
+    /// How the collector treats visitors' privacy signals.
+    #[serde(default)]
+    pub privacy: PrivacySettings,
+}
+
+/// A site's privacy settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Drop, unrecorded, the events of requests that carry `DNT: 1` or `Sec-GPC: 1`.
+    pub honor_dnt_gpc: bool,
 }
 
 fn default_half_life() -> f64 {
@@ -254,6 +265,7 @@ impl Site {
             created_at_ms: now_ms,
             chat: crate::ChatSettings::default(),
             goals: Vec::new(),
+            privacy: PrivacySettings::default(),
         }
     }
 

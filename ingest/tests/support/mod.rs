@@ -40,6 +40,9 @@ pub async fn start_serving(config: CollectorConfig, log_config: impl FnOnce(Embe
     site.allowed_origins = vec!["https://good.example".into()];
     store.put_site(&site).await.unwrap();
     store.put_site(&Site::new("open", "Any origin", 0)).await.unwrap();
+    let mut private = Site::new("private", "Honours DNT and GPC", 0);
+    private.privacy.honor_dnt_gpc = true;
+    store.put_site(&private).await.unwrap();
     let log = Arc::new(EmbeddedLog::open(log_config(EmbeddedLogConfig::new(dir.path().join("log")))).unwrap());
     let sites = SiteDirectory::load(store.clone()).await.unwrap();
     let metrics = MetricsRegistry::new();
