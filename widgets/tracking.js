@@ -8,19 +8,20 @@
  * Does NOT own: lead forms (forms-embed.js) or identity resolution (server).
  *
  * <script async src=".../widgets/tracking.js" data-site="SITE_ID"
- *   [data-api="https://collector.example.com"] [data-cookieless] [data-respect-dnt]>
+ *   [data-api="https://collector.example.com"] [data-cookieless] [data-consent] [data-respect-dnt]>
  *
  * Size budget: ≤ 2048 bytes minified + gzipped; widgets/build.sh checks it. So the
  * code is written to minify well: one DOM listener for everything, few helpers,
  * `let` for every binding (terser keeps the keyword as written; one keyword
- * compresses better than a const/let mix), and nothing the server does anyway:
+ * compresses better than a const/let mix), no aliases for globals used a few times
+ * (gzip compresses a repeated `navigator.`/`Math.` better), and nothing the server does anyway:
  * it truncates over-long title/referrer/click selector itself, so the tag only cuts
  * what the server would refuse (url, href, prop keys/values, custom event names) and
  * the click text (to keep events small). Wire-format property names must never be renamed.
  */
 (() => {
-  let w = window, d = document, nav = navigator, loc = location, M = Math, now = Date.now;
-  if (w.crm?.v) return; // already running on this page
+  let d = document, loc = location;
+  if (window.crm?.v) return; // already running on this page
 
   // ---- Helpers ------------------------------------------------------------------
   // Runs fn; undefined if it throws (blocked storage/cookies…).
@@ -39,21 +40,29 @@
   // ---- Configuration from our own <script> tag ----------------------------------
   // (currentScript is set for classic scripts, async or not; not for type=module.)
   let tag = d.currentScript || d;
-  let { site, api: apiAttr, cookieless, respectDnt } = tag.dataset || {};
+  let { site, api: apiAttr, cookieless, consent, respectDnt } = tag.dataset || {};
   if (!/^[\w.-]{1,64}$/.test(site || '')) return; // missing or invalid data-site
   let API = (apiAttr || new URL(tag.src, loc).origin).replace(/\/+$/, '') + '/v1/events';
-  let COOKIELESS = cookieless != null;
+  // Tracking state `on`: 0 = off, 1 = on without ids (nothing stored, no visitor_id /
+  // session_id sent), 2 = on with ids. crm('consent', true / false) switches to YES / NO:
+  //   default          YES 2, NO 0 (opt-out)
+  //   data-cookieless  YES 1, NO 0 (and data-consent is ignored)
+  //   data-consent     YES 2, NO 1: starts at 1 unless consent was given on an earlier page
+  //                    (remembered in localStorage.crm_consent, deleted on withdrawal; a
+  //                    stored crm_vid alone is not consent)
+  let YES = cookieless == null ? 2 : 1, NO = consent != null && YES - 1;
+  let on = YES - (NO && !safe(() => localStorage.crm_consent));
 
   // Do Not Track / Global Privacy Control (opt-in via data-respect-dnt): send nothing.
-  if (respectDnt != null && (nav.doNotTrack == 1 || nav.globalPrivacyControl)) {
-    return (w.crm = () => {}).v = 1;
+  if (respectDnt != null && (navigator.doNotTrack == 1 || navigator.globalPrivacyControl)) {
+    return (window.crm = () => {}).v = 1;
   }
 
   // ---- Ids & storage --------------------------------------------------------------
   // visitor_id (vid): localStorage.crm_vid → first-party cookie crm_vid (2 years) →
   // memory; looked up on the first event. session_id (sid): "id|lastActivityMs" in
   // sessionStorage.crm_sid (read once here, kept in memory, written back on activity);
-  // a new one after 30 min without activity. Cookieless mode never calls the writers.
+  // a new one after 30 min without activity. Below state 2 nothing calls the writers.
   let vid, [sid, last] = (safe(() => sessionStorage.crm_sid) || '').split('|');
   let cookie = (value, maxAge) => safe(() => {
     d.cookie = 'crm_vid=' + value + ';path=/;max-age=' + maxAge + ';SameSite=Lax' +
@@ -79,24 +88,23 @@
   };
 
   // ---- Queue & transport ----------------------------------------------------------
-  let on = 1; // consent
   let queue = [], timer = 0, backoff = 0;
 
   // Queues an event and returns it.
   let push = (type, fields, e) => {
     if (!on) return;
-    if (!COOKIELESS) {
+    if (on > 1) {
       if (!vid) {
         vid = safe(() => localStorage.crm_vid) || safe(() => d.cookie.match(/crm_vid=([^;]+)/)[1]) || uuid();
         // Storage blocked, disabled or full: the visitor id goes in the cookie.
         safe(() => (localStorage.crm_vid = vid)) || cookie(vid, 63072000);
       }
-      session(now());
+      session(Date.now());
     }
     queue = [...queue, e = {
-      v: 1, type, site_id: site, event_id: uuid(), ts: now(), url: cut(loc.href, 2048), title: d.title,
-      viewport: { w: innerWidth, h: innerHeight }, lang: nav.language,
-      ...COOKIELESS || { visitor_id: vid, session_id: sid }, ...fields
+      v: 1, type, site_id: site, event_id: uuid(), ts: Date.now(), url: cut(loc.href, 2048), title: d.title,
+      viewport: { w: innerWidth, h: innerHeight }, lang: navigator.language,
+      ...on > 1 && { visitor_id: vid, session_id: sid }, ...fields
     }].slice(-100); // drop the oldest
     queue[9] && !backoff ? send() : schedule(1e3); // 10 queued: send now
     return e;
@@ -111,6 +119,8 @@
   // host page (demo.html shows them).
   // Network error / 429 / 5xx → requeue at the front and retry after a backoff
   // (1 s, 2 s … 30 s). Other 4xx → drop (the server dedupes retries by event_id).
+  // After an opt-out nothing is retried; after a data-consent withdrawal tracking goes on,
+  // so a batch already in flight is retried too (its events were collected with consent).
   let send = (hide) => {
     timer = clearTimeout(timer);
     while (queue[0]) {
@@ -118,28 +128,30 @@
       let done = (res, s = res.status) => { // (no status on network errors: offline, DNS…)
         if (on && (!(s < 500) || s == 429)) {
           queue = [...batch, ...queue].slice(-100);
-          schedule(backoff = M.min(backoff * 2 || 1e3, 3e4));
+          schedule(backoff = Math.min(backoff * 2 || 1e3, 3e4));
         } else backoff = 0;
       };
-      (hide && nav.sendBeacon(API, body)) ||
+      (hide && navigator.sendBeacon(API, body)) ||
         fetch(API, { method: 'POST', body, keepalive: true }).then(done, done);
-      w.dispatchEvent(new CustomEvent('crm:sent', { detail: batch }));
+      dispatchEvent(new CustomEvent('crm:sent', { detail: batch }));
     }
   };
 
   // ---- Pageviews & engagement -----------------------------------------------------
   // key: URL without hash of the page being measured; cur: its pageview event.
-  let key, cur, maxScroll = 0, sentScroll = 0, engaged = 0, lastTick = now(), lastActive = 0, visible;
+  // (lastTick starts at 0: whatever the first ticks credit, page() resets `engaged` before
+  // the first pageview it sends, and engagement is only sent for a pageview.)
+  let key, cur, maxScroll = 0, sentScroll = 0, engaged = 0, lastTick = 0, lastActive = 0, visible;
 
   // Credit the time since the last tick while visible and within 30 s of the last input.
-  let tick = (t = now()) => {
-    if (visible) engaged += M.max(0, M.min(t, lastActive + 3e4) - lastTick);
+  let tick = (t = Date.now()) => {
+    if (visible) engaged += Math.max(0, Math.min(t, lastActive + 3e4) - lastTick);
     lastTick = t;
   };
 
   // Percentage of the document height that has been in view (max so far). Measured on
   // scroll (browsers fire scroll events at most once per frame) and when the page ends.
-  let measure = (pct = M.min(100, M.round((scrollY + innerHeight) * 100 / d.documentElement.scrollHeight))) => {
+  let measure = (pct = Math.min(100, Math.round((scrollY + innerHeight) * 100 / d.documentElement.scrollHeight))) => {
     if (pct > maxScroll) maxScroll = pct; // (false for NaN: empty document)
   };
 
@@ -152,7 +164,7 @@
       push('engagement', {
         url: cur.url,
         title: loc.href.split('#')[0] == key ? d.title : cur.title, // same page: current title
-        scroll_depth: maxScroll, engaged_ms: M.min(engaged, 864e5)
+        scroll_depth: maxScroll, engaged_ms: Math.min(engaged, 864e5)
       });
       engaged = 0;
       sentScroll = maxScroll;
@@ -178,14 +190,21 @@
 
   // ---- Public API -------------------------------------------------------------------
   let api = (cmd, a, b) => {
+    // consent: to state YES / NO (see `on`). Only a change does something, and the current
+    // page then gets a new pageview under the new state (when tracking).
     if (cmd == 'consent') {
-      if ((on = !!a)) return page(); // resume: new ids, pageview for the current page
-      // Opt-out: drop unsent events, forget the page and the ids, delete the stored ones
-      // (cookieless: there are none, and nothing is written).
-      queue = [];
-      backoff = 0;
-      key = cur = vid = last = 0;
-      COOKIELESS || safe(() => delete sessionStorage.crm_sid && delete localStorage.crm_vid) | cookie('', 0);
+      if (on != (a = a ? YES : NO)) {
+        key = cur = 0;
+        if (a < on) {
+          // Withdrawal / opt-out: drop unsent events, forget the ids, delete the stored ones
+          // and the consent (below state 2 there are none, and nothing is written or deleted).
+          queue = [];
+          backoff = vid = last = 0;
+          on > 1 && safe(() => delete sessionStorage.crm_sid && delete localStorage.crm_consent && delete localStorage.crm_vid) | cookie('', 0);
+        } else NO && safe(() => (localStorage.crm_consent = 1)); // data-consent: remember it
+        on = a;
+        page();
+      }
     } else if (cmd == 'page') {
       key = 0;
       page();
@@ -202,22 +221,19 @@
     // credit the few ms in between and send a second engagement event.)
     if ((visible = !d.hidden && type != 'pagehide')) lastActive = lastTick;
     // Keep the session alive while the user interacts (throttled to 10 s).
-    if (on && !COOKIELESS && lastActive - last > 1e4) session(lastActive);
+    if (on > 1 && lastActive - last > 1e4) session(lastActive);
     if (type == 'scroll') measure();
     // Click on the nearest a / button / [data-crm-event].
     if (el) {
-      let target = {
-        text: cut((el.innerText || el.ariaLabel || '').replace(/\s+/g, ' ').trim(), 100),
-        selector: el.id ? el.localName + '#' + el.id : [el.localName, ...el.classList].slice(0, 3).join('.'),
-        outbound: false
-      };
       // Links: href only for http(s), mailto and tel (not javascript:, data: …).
       // mailto:/tel: have no host, so they are outbound like links to another host.
-      if (/^(https?|mailto|tel):/.test(el.href)) {
-        target.href = cut(el.href, 2048);
-        target.outbound = el.host != loc.host;
-      }
-      push('click', { target });
+      let link = /^(https?|mailto|tel):/.test(el.href);
+      push('click', { target: {
+        text: cut((el.innerText || el.ariaLabel || '').replace(/\s+/g, ' ').trim(), 100),
+        selector: el.id ? el.localName + '#' + el.id : [el.localName, ...el.classList].slice(0, 3).join('.'),
+        outbound: link && el.host != loc.host,
+        ...link && { href: cut(el.href, 2048) }
+      } });
       // data-crm-event on the element or an ancestor: also a custom event with that name.
       api('track', el.closest('[data-crm-event]')?.dataset.crmEvent);
     }
@@ -232,23 +248,22 @@
 
   // ---- Wiring -------------------------------------------------------------------------
   let init = () => {
-    let calls = w.crm?.q || [];
-    (w.crm = api).v = 1;
     visible = !d.hidden;
+    // Replay pre-load calls first (so a queued opt-out prevents the first pageview).
+    for (let args of window.crm?.q || []) api(...args);
+    (window.crm = api).v = 1;
     for (let type of 'scroll mousemove keydown click touchstart visibilitychange pagehide pageshow popstate'.split(' ')) {
       addEventListener(type, onEvent, true); // (window-level touchstart is passive by default)
     }
     // SPA navigation: wrap the History API.
-    for (let m of ['pushState', 'replaceState']) {
+    for (let m of 'pushState replaceState'.split(' ')) {
       let orig = history[m];
       history[m] = (...args) => {
         orig.apply(history, args);
         page();
       };
     }
-    // Replay pre-load calls, then the first pageview (so a queued opt-out prevents it).
-    for (let args of calls) api(...args);
-    page();
+    page(); // the first pageview
   };
 
   // Don't count speculative prerenders; wait until the page is actually shown.

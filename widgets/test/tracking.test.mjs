@@ -302,3 +302,53 @@ test('beacons: hidden-tab and close-time engagement use sendBeacon with a text/p
   assert.ok(atClose.received_at_ms >= t.close, 'received after the page started closing');
   assert.equal(atClose.path, '/app/dashboard');
 });
+
+test('without data-consent: crm(\'consent\', false) stops tracking and deletes the ids, true resumes with new ones', async () => {
+  const { browser, web, api, crm } = stack;
+  const context = await newContext(browser);
+  const requests = recordBeacons(context, crm.url);
+  const page = await context.newPage();
+  const storage = () => page.evaluate(() => ({ cookie: document.cookie, localStorage: { ...localStorage }, sessionStorage: Object.keys(sessionStorage) }));
+  const sentSince = (t) => requests.filter((r) => r.at >= t).flatMap((r) => r.events);
+
+  await page.goto(web.url('/app/'));
+  await waitForTag(page);
+  const tracked = await storage();
+  assert.deepEqual(Object.keys(tracked.localStorage), ['crm_vid'], 'the visitor id only: no consent is stored without data-consent');
+  assert.match(tracked.localStorage.crm_vid, /^[0-9a-f-]{36}$/);
+  assert.deepEqual(tracked.sessionStorage, ['crm_sid']);
+  await sleep(1_200);
+
+  // Opt-out: the ids are deleted at once, and nothing is stored or sent afterwards.
+  const nothing = { cookie: '', localStorage: {}, sessionStorage: [] };
+  const off = Date.now();
+  await page.evaluate(() => window.crm('consent', false));
+  assert.deepEqual(await storage(), nothing, 'opt-out deletes the ids');
+  await page.click('.app-nav a[href="/app/dashboard"]');
+  await page.waitForURL('**/app/dashboard');
+  await page.mouse.wheel(0, 400);
+  await sleep(1_200);
+  assert.deepEqual(await storage(), nothing, 'nothing stored while opted out');
+  assert.deepEqual(sentSince(off).map((e) => e.type), [], 'nothing sent while opted out');
+
+  // Resume: a new visitor id, and a pageview for the current page under it.
+  const on = Date.now();
+  await page.evaluate(() => window.crm('consent', true));
+  const resumed = await storage();
+  assert.deepEqual(Object.keys(resumed.localStorage), ['crm_vid']);
+  assert.match(resumed.localStorage.crm_vid, /^[0-9a-f-]{36}$/);
+  assert.notEqual(resumed.localStorage.crm_vid, tracked.localStorage.crm_vid, 'a new visitor id after the opt-out');
+  await sleep(1_200);
+  assert.deepEqual(sentSince(on).map((e) => [e.type, new URL(e.url).pathname, e.visitor_id]),
+    [['pageview', '/app/dashboard', resumed.localStorage.crm_vid]], 'resuming sends one pageview, with the new id');
+  await page.close({ runBeforeUnload: true });
+  await context.close();
+
+  const timeline = await poll('the pageview sent on resume', async () => {
+    const all = await api.events(SITE, resumed.localStorage.crm_vid);
+    return all.some((e) => e.type === 'pageview') && all;
+  });
+  assert.deepEqual(timeline.filter((e) => e.type === 'pageview').map((e) => e.path), ['/app/dashboard']);
+  assert.deepEqual((await api.events(SITE, tracked.localStorage.crm_vid)).filter((e) => e.ts_ms >= off).map((e) => e.type), [],
+    'nothing stored for the first id after the opt-out');
+});
