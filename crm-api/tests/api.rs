@@ -405,6 +405,15 @@ async fn goals_are_site_settings_and_reports() {
     let (status, body) = api.get(&format!("/api/v1/analytics/timeseries?{window}&interval=hour"), &rep).await;
     assert_eq!((status, body["data"]["points"][0]["goals"][1]["conversions"].as_u64()), (200, Some(2)), "{body}");
 
+    // As many goals as a site may have are answered in one pass; one more is refused.
+    let many = |n: usize| (0..n).map(|i| json!({"goal_id": format!("g{i}"), "name": format!("G{i}"), "match": {"kind": "page", "pattern": format!("/p{i}*")}})).collect::<Vec<_>>();
+    let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals", "goals": many(crm_schemas::MAX_GOALS + 1)}))).await;
+    assert_eq!((status, body["error"]["details"]["fields"]["goals"].is_string()), (422, true), "{body}");
+    let (status, _) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals", "goals": many(crm_schemas::MAX_GOALS)}))).await;
+    assert_eq!(status, 200);
+    let (status, body) = api.get(&format!("/api/v1/analytics/overview?{window}"), &rep).await;
+    assert_eq!((status, body["data"]["goals"].as_array().map(Vec::len)), (200, Some(crm_schemas::MAX_GOALS)), "{body}");
+
     for (query, parameter) in [("&by=country", "by"), ("&interval=week", "interval"), ("&limit=0", "limit"), ("&from=soon", "from")] {
         let (status, body) = api.get(&format!("/api/v1/analytics/goals?site_id={GOALS_SITE}{query}"), &rep).await;
         assert_eq!((status, body["error"]["details"]["parameter"].as_str()), (400, Some(parameter)), "{query}: {body}");

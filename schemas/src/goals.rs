@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{valid_key, FieldError, Scalar};
 
-/// Most goals one site may define.
-pub const MAX_GOALS: usize = 50;
+/// Most goals one site may define: each is one bit of the 32-bit mask growth reports select
+/// rows with (`crm_store::growth::MatchedEvent`), so every goal is answered in one pass.
+pub const MAX_GOALS: usize = 32;
 /// Longest goal name, page glob or event name.
 const MAX_TEXT: usize = 256;
 

@@ -20,6 +20,9 @@ use serde::Serialize;
 use crate::growth::{EventMatch, MatchedEvent};
 use crate::{Count, Result, SeriesPoint, Store};
 
+// Every goal is one bit of a `MatchedEvent` mask.
+const _: () = assert!(crm_schemas::MAX_GOALS <= 32);
+
 /// The figures of one goal over a window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GoalFigures {
@@ -60,18 +63,42 @@ pub fn matchers(goals: &[Goal]) -> Vec<EventMatch> {
     goals.iter().map(|g| EventMatch::from(&g.target)).collect()
 }
 
+/// The goals (bit positions below `goals`) a row's mask names, lowest first.
+fn bits(mask: u32, goals: usize) -> impl Iterator<Item = usize> {
+    let mut left = if goals >= 32 { mask } else { mask & ((1 << goals) - 1) };
+    std::iter::from_fn(move || {
+        (left != 0).then(|| {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            i
+        })
+    })
+}
+
+/// Each goal's converting visitors, one pass over the rows.
+fn converted(rows: &[MatchedEvent], goals: usize) -> Vec<HashSet<&str>> {
+    let mut out = vec![HashSet::new(); goals];
+    for row in rows {
+        for i in bits(row.mask, goals) {
+            out[i].insert(row.visitor_id.as_str());
+        }
+    }
+    out
+}
+
 /// Conversions, events and rates of each goal from its rows (bit i = goal i).
 pub fn figures(goals: &[Goal], rows: &[MatchedEvent], visitors: u64) -> Vec<GoalFigures> {
+    let mut events = vec![0u64; goals.len()];
+    for row in rows {
+        for i in bits(row.mask, goals.len()) {
+            events[i] += 1;
+        }
+    }
     goals
         .iter()
-        .enumerate()
-        .map(|(i, goal)| {
-            let matching = rows.iter().filter(|r| r.mask & 1 << i != 0);
-            let (mut converted, mut events) = (HashSet::new(), 0u64);
-            for row in matching {
-                converted.insert(row.visitor_id.as_str());
-                events += 1;
-            }
+        .zip(converted(rows, goals.len()))
+        .zip(events)
+        .map(|((goal, converted), events)| {
             let conversions = converted.len() as u64;
             GoalFigures {
                 goal_id: goal.goal_id.clone(),
@@ -91,12 +118,11 @@ pub fn acquisition_source(profile: &VisitorProfile) -> &str {
     profile.first_utm.source.as_deref().or(profile.first_referrer.as_deref()).unwrap_or("(direct)")
 }
 
-/// Conversions of goal `bit` per acquisition source, most first, at most `top`.
-pub fn sources(rows: &[MatchedEvent], bit: usize, profiles: &HashMap<String, VisitorProfile>, top: usize) -> Vec<Count> {
-    let converted: HashSet<&str> = rows.iter().filter(|r| r.mask & 1 << bit != 0).map(|r| r.visitor_id.as_str()).collect();
+/// Conversions per acquisition source of a goal's converting visitors, most first, at most `top`.
+pub fn sources(converted: &HashSet<&str>, profiles: &HashMap<String, VisitorProfile>, top: usize) -> Vec<Count> {
     let mut counts: HashMap<&str, u64> = HashMap::new();
     for visitor in converted {
-        *counts.entry(profiles.get(visitor).map_or("(direct)", acquisition_source)).or_default() += 1;
+        *counts.entry(profiles.get(*visitor).map_or("(direct)", acquisition_source)).or_default() += 1;
     }
     let mut out: Vec<Count> = counts.into_iter().map(|(key, count)| Count { key: key.to_owned(), count }).collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
@@ -108,17 +134,21 @@ pub fn sources(rows: &[MatchedEvent], bit: usize, profiles: &HashMap<String, Vis
 /// point's start, as [`EventStore::timeseries`](crate::EventStore::timeseries) returns them).
 pub fn series(goals: &[Goal], rows: &[MatchedEvent], points: &[SeriesPoint], step_ms: i64) -> Vec<Vec<GoalPoint>> {
     let index: HashMap<i64, usize> = points.iter().enumerate().map(|(i, p)| (p.start_ms, i)).collect();
-    (0..goals.len())
-        .map(|bit| {
-            let mut converted: Vec<HashSet<&str>> = vec![HashSet::new(); points.len()];
-            for row in rows.iter().filter(|r| r.mask & 1 << bit != 0) {
-                if let Some(&at) = index.get(&(row.ts_ms.div_euclid(step_ms) * step_ms)) {
-                    converted[at].insert(row.visitor_id.as_str());
-                }
+    // [goal][bucket] → converting visitors, one pass over the rows.
+    let mut converted: Vec<Vec<HashSet<&str>>> = vec![vec![HashSet::new(); points.len()]; goals.len()];
+    for row in rows {
+        if let Some(&at) = index.get(&(row.ts_ms.div_euclid(step_ms) * step_ms)) {
+            for i in bits(row.mask, goals.len()) {
+                converted[i][at].insert(row.visitor_id.as_str());
             }
+        }
+    }
+    converted
+        .into_iter()
+        .map(|buckets| {
             points
                 .iter()
-                .zip(converted)
+                .zip(buckets)
                 .map(|(p, set)| GoalPoint { start_ms: p.start_ms, conversions: set.len() as u64, conversion_rate: rate(set.len() as u64, p.visitors) })
                 .collect()
         })
@@ -142,8 +172,9 @@ pub async fn add_sources<S: Store + ?Sized>(store: &S, site_id: &str, rows: &[Ma
     for chunk in keys.chunks(10_000) {
         profiles.extend(store.visitors(chunk).await?.into_iter().map(|p| (p.visitor_id.clone(), p)));
     }
-    for (bit, goal) in figures.iter_mut().enumerate() {
-        goal.sources = Some(sources(rows, bit, &profiles, top));
+    let converted = converted(rows, figures.len());
+    for (goal, converted) in figures.iter_mut().zip(converted) {
+        goal.sources = Some(sources(&converted, &profiles, top));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crm_schemas::{Scalar, StoredEvent, VisitorProfile};
 
-use super::growth::{growth_event, profile_of, MINUTE, MONDAY};
+use super::growth::{fixture_profiles, growth_event, MINUTE, MONDAY};
 use super::StoreHarness;
 use crate::explore::{CustomEventStats, PagePaths, PropertyStats, ValueCount};
 use crate::{Count, WriteBatch};
@@ -49,16 +49,7 @@ pub fn explore_events() -> Vec<StoredEvent> {
 }
 
 pub fn explore_profiles(events: &[StoredEvent]) -> Vec<VisitorProfile> {
-    let mut ids: Vec<String> = events.iter().map(|e| e.visitor_id.clone()).collect();
-    ids.sort();
-    ids.dedup();
-    ids.iter()
-        .map(|v| {
-            let mut profile = profile_of(EXPLORE_SITE, v, events, None);
-            profile.is_bot = v == "crawler";
-            profile
-        })
-        .collect()
+    fixture_profiles(EXPLORE_SITE, events, |_| {})
 }
 
 fn counts(pairs: &[(&str, u64)]) -> Vec<Count> {

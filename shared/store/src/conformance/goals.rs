@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crm_schemas::{Goal, GoalMatch, PropertyCondition, Scalar, StoredEvent, VisitorProfile};
 
-use super::growth::{growth_event, profile_of, MINUTE, MONDAY};
+use super::growth::{fixture_profiles, growth_event, MINUTE, MONDAY};
 use super::StoreHarness;
 use crate::goals::{self, GoalPoint};
 use crate::{Count, WriteBatch};
@@ -86,22 +86,12 @@ pub fn team_hours() -> Vec<(u64, f64)> {
 
 /// The profiles the processor would write for [`goal_events`]: first-touch sources for u1-u3, `crawler` a bot.
 pub fn goal_profiles(events: &[StoredEvent]) -> Vec<VisitorProfile> {
-    let mut ids: Vec<String> = events.iter().map(|e| e.visitor_id.clone()).collect();
-    ids.sort();
-    ids.dedup();
-    ids.iter()
-        .map(|v| {
-            let mut profile = profile_of(GOALS_SITE, v, events, None);
-            profile.is_bot = v == "crawler";
-            match v.as_str() {
-                "u1" => profile.first_utm.source = Some("newsletter".into()),
-                "u2" => profile.first_referrer = Some("news.example".into()),
-                "u3" => (profile.first_utm.source, profile.first_referrer) = (Some("newsletter".into()), Some("x.example".into())),
-                _ => {}
-            }
-            profile
-        })
-        .collect()
+    fixture_profiles(GOALS_SITE, events, |profile| match profile.visitor_id.as_str() {
+        "u1" => profile.first_utm.source = Some("newsletter".into()),
+        "u2" => profile.first_referrer = Some("news.example".into()),
+        "u3" => (profile.first_utm.source, profile.first_referrer) = (Some("newsletter".into()), Some("x.example".into())),
+        _ => {}
+    })
 }
 
 pub async fn goals_match_the_fixture(harness: &dyn StoreHarness) {

@@ -130,6 +130,22 @@ pub(super) fn profile_of(site: &str, visitor: &str, events: &[StoredEvent], firs
     profile
 }
 
+/// The profiles the processor would write for a fixture's visitors of `site` (first and last
+/// event; `crawler` a bot), each then passed to `adjust`.
+pub(super) fn fixture_profiles(site: &str, events: &[StoredEvent], mut adjust: impl FnMut(&mut VisitorProfile)) -> Vec<VisitorProfile> {
+    let mut ids: Vec<&str> = events.iter().filter(|e| e.site_id == site).map(|e| e.visitor_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .map(|v| {
+            let mut profile = profile_of(site, v, events, None);
+            profile.is_bot = v == "crawler";
+            adjust(&mut profile);
+            profile
+        })
+        .collect()
+}
+
 pub async fn funnels_and_retention_match_the_fixture(harness: &dyn StoreHarness) {
     let store = harness.open().await;
     let mut events = funnel_events("s1");
