@@ -1,5 +1,6 @@
 //! Store benchmark: bulk-writes N enriched events (with their sessions) through the `Store`
-//! trait, then times the analytics overview over the whole range and visitor timelines. Runs
+//! trait, then times the analytics overview over the whole range, the growth reports with
+//! `--reports`, and visitor timelines. Runs
 //! against the embedded store (`--embedded-dir`: crm-store-embedded's buffer, commit points and
 //! Parquet parts), its first design (`--redb-dir`) and ClickHouse (`--clickhouse-url`): same
 //! data, same process, same machine (with `--events-only`, sessions are left out of every
@@ -45,6 +46,19 @@ struct Args {
     /// Visitor timelines to time per store (50 newest events each).
     #[arg(long, env = "STORE_BENCH_TIMELINES", default_value_t = 1_000)]
     timelines: usize,
+    /// Also time the growth reports over the whole range, `--queries` times each, after the
+    /// overview (their baseline in the same run): a 4-step funnel, weekly retention, two goals
+    /// with sources, and the paths of a page.
+    #[arg(long, env = "STORE_BENCH_REPORTS")]
+    reports: bool,
+}
+
+#[derive(Serialize)]
+struct Reports {
+    funnel: Latency,
+    retention: Latency,
+    goals: Latency,
+    paths: Latency,
 }
 
 #[derive(Serialize)]
@@ -65,6 +79,8 @@ struct Report {
     /// Embedded store: building the rollups of the closed days (`crm up` does it after merging).
     #[serde(skip_serializing_if = "Option::is_none")]
     rollup_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reports: Option<Reports>,
 }
 
 /// Visitors to time timelines for: every n-th written event's visitor.
@@ -150,6 +166,10 @@ async fn run(name: &'static str, store: Arc<dyn Store>, embedded: Option<&Column
     if let Some((_, scanned)) = &overview_scan {
         anyhow::ensure!(scanned == &answer, "the overview from rollups differs from the scanned one");
     }
+    let reports = match args.reports {
+        true => Some(time_reports(&store, args.queries).await?),
+        false => None,
+    };
     let mut timeline = new_histogram()?;
     for visitor in &visitors {
         let started = Instant::now();
@@ -167,6 +187,38 @@ async fn run(name: &'static str, store: Arc<dyn Store>, embedded: Option<&Column
         compact_seconds,
         overview_scan: overview_scan.map(|(latency, _)| latency),
         rollup_seconds,
+        reports,
+    })
+}
+
+/// `queries` runs of one report.
+async fn time<T, F: std::future::Future<Output = crm_store::Result<T>>>(queries: usize, mut run: impl FnMut() -> F) -> Result<Latency> {
+    let mut histogram = new_histogram()?;
+    for _ in 0..queries.max(1) {
+        let started = Instant::now();
+        run().await?;
+        histogram.saturating_record(started.elapsed().as_micros().max(1) as u64);
+    }
+    Ok(Latency::from_histogram(&histogram))
+}
+
+/// The growth reports over the whole range (every store gets the same specs).
+async fn time_reports(store: &Arc<dyn Store>, queries: usize) -> Result<Reports> {
+    use crm_schemas::{Goal, GoalMatch};
+    use crm_store::growth::{self, CohortStart, EventMatch, FunnelOrder, FunnelSpec, Period, RetentionSpec};
+    let (from, to) = (START, START + 31 * DAY);
+    let steps = ["page:/", "page:/pricing", "page:/demo", "page:/contact"].map(|s| EventMatch::parse(s).expect("step")).to_vec();
+    let funnel = FunnelSpec { steps, window_ms: 7 * DAY, order: FunnelOrder::Ordered };
+    let reached = growth::funnel_report(&**store, "bench", from, to, &funnel).await?;
+    anyhow::ensure!(reached.steps[3].visitors > 0, "no visitor finished the funnel");
+    let retention = RetentionSpec { period: Period::Week, start_ms: Period::Week.start_of(START), cohorts: 5, start: CohortStart::Event(EventMatch::Page("*".into())), return_on: EventMatch::Any };
+    let goal = |id: &str, pattern: &str| Goal { goal_id: id.into(), name: id.into(), target: GoalMatch::Page { pattern: pattern.into() } };
+    let goals = [goal("demo", "/demo"), goal("contact", "/contact*")];
+    Ok(Reports {
+        funnel: time(queries, || growth::funnel_report(&**store, "bench", from, to, &funnel)).await?,
+        retention: time(queries, || growth::retention_report(&**store, "bench", &retention)).await?,
+        goals: time(queries, || crm_store::goals::goals_report(&**store, "bench", from, to, &goals, Some(10))).await?,
+        paths: time(queries, || store.page_paths("bench", from, to, "/pricing", 10)).await?,
     })
 }
 
