@@ -264,6 +264,7 @@ async fn processor(args: &ProcessorArgs, data: &DataArgs, kind: StoreKind, store
             StoreKind::Redb | StoreKind::Clickhouse => ProcessorConfig::default().profile_cache_capacity,
         }),
         request_insights: args.ai()?.is_some(),
+        group: args.processor_group.clone(),
         ..ProcessorConfig::default()
     };
     let processor = Processor::new(config, store, enricher(args, geo)?, ProcessorMetrics::new(metrics));

@@ -475,8 +475,19 @@ pub struct ProcessorArgs {
     /// smaller cache saved 235 MB of RSS for 6 % of `profile-up.sh` throughput).
     #[arg(long, env = "CRM_PROCESSOR_PROFILE_CACHE")]
     pub processor_profile_cache: Option<usize>,
+    /// The processor's consumer group. A group the log has not seen starts at the oldest
+    /// retained record: `crm process --processor-group reprocess-1` processes the whole log again
+    /// (stored events are skipped by id, erased subjects' events by their tombstones).
+    #[arg(long, env = "CRM_PROCESSOR_GROUP", default_value = "stream-processor", value_parser = group_name)]
+    pub processor_group: String,
     #[command(flatten)]
     pub ai: AiArgs,
+}
+
+/// A consumer group name: 1 to 64 of `[A-Za-z0-9._-]` (it names a file of the embedded log).
+fn group_name(raw: &str) -> std::result::Result<String, String> {
+    let fine = !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    fine.then(|| raw.to_owned()).ok_or_else(|| "1 to 64 letters, digits, '.', '_' or '-'".to_owned())
 }
 
 impl ProcessorArgs {

@@ -28,6 +28,7 @@ mod leads;
 mod middleware;
 mod openapi;
 mod params;
+mod privacy;
 mod rbac;
 mod reply;
 mod revocation;
@@ -106,6 +107,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/analytics/paths", get(growth::paths))
         .route("/api/v1/analytics/export", get(export::export))
         .route("/api/v1/query", post(query::run))
+        .route("/api/v1/privacy/erase", post(privacy::erase))
+        .route("/api/v1/privacy/erasures", get(privacy::erasures))
+        .route("/api/v1/privacy/export", get(privacy::export))
         .route("/api/v1/dead-letters", get(analytics::dead_letters))
         .route("/api/v1/kb/articles", get(kb::list).post(kb::create))
         .route("/api/v1/kb/articles/{site_id}/{article_id}", get(kb::get_one).put(kb::update).delete(kb::delete))

@@ -5,6 +5,8 @@
 //! | --- | --- | --- | --- | --- |
 //! | sites, visitors, analytics: read | ✓ | ✓ | ✓ | ✓ |
 //! | analytics: SQL queries | ✓ | ✓ | | |
+//! | privacy: erase a data subject, erase audit | ✓ | | | |
+//! | privacy: subject access export | ✓ | ✓ | | |
 //! | sites: manage; users; auth audit; dead letters | ✓ | | | |
 //! | reports (score feedback) | ✓ | ✓ | | |
 //! | leads: read, create | ✓ | ✓ | ✓ | |
@@ -36,6 +38,10 @@ pub enum Permission {
     AnalyticsRead,
     /// Analysts' SQL (`POST /api/v1/query`): raw rows of every visitor of a site.
     AnalyticsQuery,
+    /// Erase a visitor or lead with everything about it (`POST /api/v1/privacy/erase`).
+    PrivacyErase,
+    /// Everything held about a visitor or lead as one document (`GET /api/v1/privacy/export`).
+    PrivacyExport,
     DeadLettersRead,
     ReportsRead,
     LeadsRead,
@@ -60,11 +66,13 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 24] = [
+    pub const ALL: [Permission; 26] = [
         Permission::SitesRead,
         Permission::SitesManage,
         Permission::AnalyticsRead,
         Permission::AnalyticsQuery,
+        Permission::PrivacyErase,
+        Permission::PrivacyExport,
         Permission::DeadLettersRead,
         Permission::ReportsRead,
         Permission::LeadsRead,
@@ -92,7 +100,7 @@ impl Permission {
         use Permission::*;
         match role {
             Role::Admin => true,
-            Role::SalesManager => !matches!(self, SitesManage | DeadLettersRead | DataImport | UsersManage | AuditRead),
+            Role::SalesManager => !matches!(self, SitesManage | DeadLettersRead | DataImport | UsersManage | AuditRead | PrivacyErase),
             Role::SalesRep => matches!(self, SitesRead | AnalyticsRead | LeadsRead | LeadsCreate | LeadsUpdate | AlertsRead | FormsRead | KbRead | ChatRespond),
             Role::CustomerSuccess => matches!(self, SitesRead | AnalyticsRead | AccountsRead | AccountsUpdate | DataImport | HealthRead | KbRead | ChatRespond),
         }
@@ -106,6 +114,8 @@ impl Permission {
             SitesManage => "manage sites",
             AnalyticsRead => "read analytics",
             AnalyticsQuery => "run SQL over a site's rows",
+            PrivacyErase => "erase data subjects",
+            PrivacyExport => "export a data subject's records",
             DeadLettersRead => "read dead letters",
             ReportsRead => "read reports",
             LeadsRead => "read leads",

@@ -176,8 +176,8 @@ async fn admins_manage_users_and_changes_revoke_sessions() {
 fn allowed(permission: &str, role: &str) -> bool {
     let roles = match permission {
         "sites_read" | "analytics_read" => "admin sales_manager sales_rep customer_success",
-        "sites_manage" | "dead_letters_read" | "users_manage" | "audit_read" => "admin",
-        "reports_read" | "leads_delete" | "leads_merge" | "alerts_manage" | "forms_manage" | "analytics_query" => "admin sales_manager",
+        "sites_manage" | "dead_letters_read" | "users_manage" | "audit_read" | "privacy_erase" => "admin",
+        "reports_read" | "leads_delete" | "leads_merge" | "alerts_manage" | "forms_manage" | "analytics_query" | "privacy_export" => "admin sales_manager",
         "leads_read" | "leads_create" | "leads_update" | "alerts_read" | "forms_read" => "admin sales_manager sales_rep",
         "accounts_read" | "accounts_update" | "health_read" => "admin sales_manager customer_success",
         "data_import" => "admin customer_success",

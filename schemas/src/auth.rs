@@ -36,6 +36,10 @@ pub enum AuthEvent {
     Logout,
     UserCreated,
     UserUpdated,
+    /// A data subject erased (`detail`: site and erasure id).
+    SubjectErased,
+    /// A subject access export made (`detail`: site and visitors).
+    SubjectExported,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

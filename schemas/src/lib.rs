@@ -14,6 +14,7 @@ mod insights;
 mod kb;
 pub mod lead_score;
 mod leads;
+mod privacy;
 mod records;
 mod scalar;
 
@@ -45,6 +46,7 @@ pub use kb::{
 };
 pub use goals::{check_goals, same_value, Goal, GoalMatch, PropertyCondition, MAX_GOALS};
 pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
+pub use privacy::{add_count, Erasure, ErasureSubject};
 pub use records::{
     DeadLetter, Device, Geo, PageRule, PrivacySettings, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
     DEFAULT_PAGE_RULES,

@@ -1,4 +1,5 @@
-//! Processor metrics: events processed, duplicates skipped, dead letters, poison records, batch
+//! Processor metrics: events processed, duplicates skipped, dead letters, poison records, events
+//! of erased subjects dropped, batch
 //! latency, consumer lag and batches stored but not yet durable.
 
 use std::sync::atomic::AtomicU64;
@@ -14,6 +15,7 @@ pub struct ProcessorMetrics {
     pub duplicates: Counter,
     pub dead_letters: Counter,
     pub poison: Counter,
+    pub erased: Counter,
     pub store_errors: Counter,
     pub batch_seconds: Histogram,
     pub lag: Gauge<u64, AtomicU64>,
@@ -27,6 +29,7 @@ impl ProcessorMetrics {
             duplicates: Counter::default(),
             dead_letters: Counter::default(),
             poison: Counter::default(),
+            erased: Counter::default(),
             store_errors: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             lag: Gauge::default(),
@@ -37,6 +40,7 @@ impl ProcessorMetrics {
             r.register("processor_duplicates", "Replayed events skipped by event_id", metrics.duplicates.clone());
             r.register("processor_dead_letters", "Dead letters stored", metrics.dead_letters.clone());
             r.register("processor_poison_records", "Log records that could not be decoded", metrics.poison.clone());
+            r.register("processor_events_erased", "Events and dead letters of erased data subjects dropped (tombstones)", metrics.erased.clone());
             r.register("processor_store_errors", "Failed store writes (retried)", metrics.store_errors.clone());
             r.register("processor_batch_duration_seconds", "Time to process and store one batch", metrics.batch_seconds.clone());
             r.register("eventlog_consumer_lag", "Records appended but not yet committed by the processor", metrics.lag.clone());

@@ -70,6 +70,8 @@ pub struct BatchOutcome {
     pub duplicates: usize,
     pub dead_letters: usize,
     pub poison: usize,
+    /// Events (and dead letters) of erased data subjects dropped (erasures.rs).
+    pub erased: usize,
 }
 
 pub struct Processor {
@@ -82,12 +84,14 @@ pub struct Processor {
     sites: HashMap<String, (Arc<SiteRules>, Instant)>,
     profiles: HashMap<(String, String), VisitorProfile>,
     alert_rules: HashMap<String, (Arc<Vec<crm_schemas::AlertRule>>, Instant)>,
+    tombstones: erasures::Tombstones,
     /// Stored batches whose log position is not committed yet (the store has not made them
     /// durable).
     uncommitted: PendingCommits,
 }
 
 mod alerting;
+mod erasures;
 mod identity;
 
 
@@ -114,6 +118,7 @@ impl Processor {
             sites: HashMap::new(),
             profiles: HashMap::new(),
             alert_rules: HashMap::new(),
+            tombstones: erasures::Tombstones::default(),
             uncommitted: PendingCommits::default(),
         }
     }
@@ -173,6 +178,8 @@ impl Processor {
     /// exact even on stores that write profiles and events separately.
     pub async fn process(&mut self, delivered: &[Delivered], source: &str, shutdown: &Shutdown) -> Result<BatchOutcome, ProcessorError> {
         let mut outcome = BatchOutcome::default();
+        let started_ms = now_ms();
+        self.refresh_tombstones().await?;
         let mut pending = Vec::with_capacity(delivered.len());
         let mut batch = WriteBatch { log_positions: log_positions(delivered, source), ..WriteBatch::default() };
         let mut positions: Vec<(u32, Arc<str>)> = Vec::new();
@@ -228,6 +235,10 @@ impl Processor {
         let mut signals = Vec::new();
         for Pending { event, collected, position, offset } in pending {
             let (mut stored, facts) = self.enricher.enrich(event, &collected);
+            if self.is_erased(&stored).await? {
+                outcome.erased += 1;
+                continue;
+            }
             let rules = self.site_rules(&stored.site_id).await?;
             let key = (stored.site_id.clone(), stored.visitor_id.clone());
             self.load_profile(&key).await?;
@@ -265,10 +276,14 @@ impl Processor {
         self.update_leads(signals, &mut dirty, &mut batch).await?;
         batch.visitors = dirty.iter().filter_map(|k| self.profiles.get(k).cloned()).collect();
         batch.sessions = sessions.into_values().collect();
+        outcome.erased += self.drop_erased_letters(&mut batch.dead_letters).await?;
         outcome.dead_letters = batch.dead_letters.len();
+        let touched: HashSet<(String, String)> = batch.visitors.iter().map(|p| (p.site_id.clone(), p.visitor_id.clone())).chain(batch.events.iter().map(|e| (e.site_id.clone(), e.visitor_id.clone()))).collect();
+        let leads: HashSet<(String, String)> = batch.leads.iter().map(|l| (l.site_id.clone(), l.lead_id.clone())).collect();
         let written = self.write_with_retry(batch, shutdown).await?;
         outcome.events_written = written.events_written;
         outcome.duplicates += written.duplicates_skipped;
+        self.erase_again_if_needed(started_ms, &touched, &leads).await?;
         Ok(outcome)
     }
 
@@ -399,6 +414,7 @@ impl Processor {
         self.metrics.duplicates.inc_by(outcome.duplicates as u64);
         self.metrics.dead_letters.inc_by(outcome.dead_letters as u64);
         self.metrics.poison.inc_by(outcome.poison as u64);
+        self.metrics.erased.inc_by(outcome.erased as u64);
         self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         if let Some(lag) = consumer.lag() {
             self.metrics.lag.set(lag);
@@ -406,6 +422,10 @@ impl Processor {
         tracing::debug!(records = delivered.len(), written = outcome.events_written, duplicates = outcome.duplicates, "batch stored");
         Ok(())
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The validated event and its receipt (the receipt's wire event is left empty: enrichment

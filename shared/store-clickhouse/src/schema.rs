@@ -89,6 +89,7 @@ pub const MIGRATIONS: &[(u32, &str, &[&str])] = &[(
     (6, "business data", crate::store::BUSINESS_MIGRATION),
     (7, "refresh tokens and the auth audit log", crate::store::AUTH_MIGRATION),
     (8, "knowledge base", crate::store::KB_MIGRATION),
+    (9, "data-subject erasures", crate::store::PRIVACY_MIGRATION),
 ];
 
 /// Renders a migration statement for the configured retention.

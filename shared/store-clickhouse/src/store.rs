@@ -51,6 +51,7 @@ mod auth;
 mod insights;
 mod kb;
 mod leads;
+mod privacy;
 mod records;
 
 pub(crate) use alerts::MIGRATION as ALERTS_MIGRATION;
@@ -59,6 +60,7 @@ pub(crate) use insights::MIGRATION as INSIGHTS_MIGRATION;
 pub(crate) use kb::MIGRATION as KB_MIGRATION;
 pub(crate) use auth::MIGRATION as AUTH_MIGRATION;
 pub(crate) use leads::MIGRATION as LEADS_MIGRATION;
+pub(crate) use privacy::MIGRATION as PRIVACY_MIGRATION;
 
 #[derive(Clone)]
 pub struct ClickHouseStore {

@@ -120,6 +120,9 @@ pub struct ColumnarEvents {
     rollups: Mutex<HashMap<(String, i64), Arc<Rollup>>>,
     /// Held by the one profile-run fold running.
     folding: Mutex<()>,
+    /// Held by whatever replaces parts with rewritten ones (compaction, retention, an erase), so
+    /// no two rewrite the same part.
+    rewriting: Mutex<()>,
     /// One analyst query at a time: two cores are shared with ingest (sql.rs).
     sql_permits: Arc<tokio::sync::Semaphore>,
 }
@@ -202,6 +205,7 @@ impl ColumnarEvents {
             profiles: std::sync::RwLock::new(profiles),
             rollups: Mutex::new(rollups),
             folding: Mutex::new(()),
+            rewriting: Mutex::new(()),
             sql_permits: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
@@ -395,7 +399,7 @@ impl ColumnarEvents {
     /// point writes has a higher id and wins at a reopen too. Returns whether it folded (one
     /// fold at a time: a call while another runs returns `false`).
     pub fn fold_profile_runs(&self) -> Result<bool> {
-        let _folding = match self.folding.try_lock() {
+        let folding = match self.folding.try_lock() {
             Ok(guard) => guard,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
@@ -403,10 +407,25 @@ impl ColumnarEvents {
         if !self.needs_fold() {
             return Ok(false);
         }
+        self.fold_runs(folding, false)
+    }
+
+    /// Folds every profile run into one, waiting for a running fold: an erase's way to drop the
+    /// rows of profiles that left memory from disk too.
+    pub fn fold_profile_runs_all(&self) -> Result<bool> {
+        let folding = lock(&self.folding);
+        if self.profiles.read().unwrap_or_else(|p| p.into_inner()).run_count() == 0 {
+            return Ok(false);
+        }
+        self.fold_runs(folding, true)
+    }
+
+    fn fold_runs(&self, _folding: MutexGuard<'_, ()>, all: bool) -> Result<bool> {
         let id = lock(&self.manifest).allocate_id();
         let (runs, live) = {
             let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner());
-            (runs_to_fold(profiles.runs()), profiles.live_rows())
+            let runs = if all { profiles.runs() } else { runs_to_fold(profiles.runs()) };
+            (runs, profiles.live_rows())
         };
         let meta = PartMeta { id, stream: Stream::Profiles, site_id: String::new(), day: 0, level: 1, rows: 0, bytes: 0, min_ts: 0, max_ts: 0 };
         let path = self.root.join(meta.relative_path());
@@ -755,6 +774,8 @@ impl ColumnarEvents {
 }
 
 mod compact;
+mod erase;
+pub use erase::Erased;
 pub use compact::Compacted;
 
 #[cfg(test)]

@@ -125,6 +125,11 @@ impl SiteProfiles {
 }
 
 impl Slot {
+    /// An erased profile's slot ([`Profiles::remove`]).
+    fn is_vacant(&self) -> bool {
+        self.hot.is_none() && self.home.is_none()
+    }
+
     /// The profile's state, hot or where to read it (a use, for eviction).
     fn found(&self, now: u32) -> Option<Found> {
         self.used.store(now, Ordering::Relaxed);
@@ -309,6 +314,29 @@ impl Profiles {
         }
     }
 
+    /// Forgets the visitor's profile (a data-subject erase): out of the index, the ranked lists
+    /// and the bot keys, its hot copy dropped. The slot stays, vacant (neither hot nor at home),
+    /// since slot numbers never change; its run rows are no home any more, so the next fold
+    /// drops them. Returns whether the profile was known.
+    pub fn remove(&mut self, site_id: &str, visitor_id: &str) -> bool {
+        let Some(site) = self.sites.get_mut(site_id) else { return false };
+        let hash = site.hasher.hash_one(visitor_id);
+        let (slots, ids) = (&site.slots, &site.ids);
+        let Ok(entry) = site.index.find_entry(hash, |&i| ids.get(slots[i as usize].visitor) == visitor_id) else { return false };
+        let (number, _) = entry.remove();
+        let slot = &mut site.slots[number as usize];
+        for (i, value) in slot.ranks.iter().enumerate() {
+            site.ranks[usize::from(slot.bot)][i].remove(&(*value, number));
+        }
+        if slot.bot {
+            Arc::make_mut(&mut site.bot_keys).remove(&crate::query::visitor_key(visitor_id));
+            site.bot_generation += 1;
+        }
+        self.hot_bytes -= slot.bytes as usize;
+        (slot.hot, slot.home, slot.bytes, slot.org, slot.dirty) = (None, None, 0, 0, false);
+        true
+    }
+
     /// A durable row read at open: the profile is known by its summary and home, cold.
     pub fn load_row(&mut self, site_id: &str, visitor_id: &str, summary: run::Summary, home: Home) {
         self.place(site_id, visitor_id, summary, None, Some(home));
@@ -388,7 +416,7 @@ impl Profiles {
     /// last seen), from the summaries in memory (no profile is read).
     pub fn summaries(&self, site_id: &str) -> Vec<crate::sql::VisitorSummary> {
         let Some(site) = self.sites.get(site_id) else { return Vec::new() };
-        site.slots.iter().map(|slot| (site.visitor(slot).to_owned(), slot.bot, slot.intent, slot.last_seen_ms)).collect()
+        site.slots.iter().filter(|slot| !slot.is_vacant()).map(|slot| (site.visitor(slot).to_owned(), slot.bot, slot.intent, slot.last_seen_ms)).collect()
     }
 
     /// The keys of all the site's bot visitors and their generation, which changes whenever a
@@ -566,7 +594,7 @@ impl Profiles {
     }
 
     pub fn len(&self) -> usize {
-        self.sites.values().map(|s| s.slots.len()).sum()
+        self.sites.values().map(|s| s.slots.iter().filter(|slot| !slot.is_vacant()).count()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -362,6 +362,33 @@ impl ProfileStore for ColumnarStore {
 
 forward_roles!(impl [] ColumnarStore, records; LeadStore, WorkflowStore, AccountStore, ConfigStore, KnowledgeStore);
 
+/// Tombstones live with the records; an erase clears the columnar half (events, sessions,
+/// profiles: events/erase.rs), then the records half.
+#[async_trait]
+impl crm_store::PrivacyStore for ColumnarStore {
+    async fn put_erasure(&self, erasure: &crm_schemas::Erasure) -> Result<()> {
+        self.records.put_erasure(erasure).await
+    }
+
+    async fn erasures(&self, site_id: &str) -> Result<Vec<crm_schemas::Erasure>> {
+        self.records.erasures(site_id).await
+    }
+
+    async fn erase_subject(&self, erasure: &crm_schemas::Erasure, needles: &[String]) -> Result<BTreeMap<String, u64>> {
+        let columnar = self.columnar.clone();
+        let (site, visitors) = (erasure.site_id.clone(), erasure.visitor_ids.clone());
+        let erased = tokio::task::spawn_blocking(move || columnar.erase_visitors(&site, &visitors))
+            .await
+            .map_err(|e| StoreError::Backend { message: format!("erase task failed: {e}"), retryable: true })??;
+        let mut counts = self.records.erase_subject(erasure, needles).await?;
+        crm_schemas::add_count(&mut counts, "events", erased.events);
+        crm_schemas::add_count(&mut counts, "sessions", erased.sessions);
+        crm_schemas::add_count(&mut counts, "profiles", erased.profiles);
+        self.backpressure.drained.notify_waiters();
+        Ok(counts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ mod crm;
 mod explore;
 mod goals;
 mod growth;
+mod privacy;
 mod sql;
 mod kb;
 pub use auth::*;
@@ -30,6 +31,7 @@ pub use crm::*;
 pub use explore::*;
 pub use goals::*;
 pub use growth::*;
+pub use privacy::*;
 pub use sql::*;
 pub use kb::*;
 
@@ -77,7 +79,8 @@ macro_rules! store_conformance_suite {
             kb_articles_keep_versions_and_soft_delete,
             kb_embeddings_round_trip_bit_exact,
             kb_conversations_page_newest_first_and_messages_once,
-            kb_counters_sum_per_key_and_window
+            kb_counters_sum_per_key_and_window,
+            erasing_a_lead_removes_everything_about_it
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

@@ -46,6 +46,7 @@ mod leads;
 mod timeline;
 mod migrate;
 mod records;
+mod privacy;
 mod profiles;
 mod scan;
 mod write;
@@ -214,6 +215,7 @@ impl EmbeddedStore {
             business::create_health_table(&txn)?;
             business::create_task_table(&txn)?;
             kb::create_tables(&txn)?;
+            privacy::create_tables(&txn)?;
         }
         let committed = bodies::committed_end(&txn)?;
         txn.commit().map_err(db_err)?;
@@ -221,6 +223,10 @@ impl EmbeddedStore {
         let mut appender = bodies::Appender::open(&bodies_dir, committed, segment_bytes)?;
         migrate::legacy_events(&db, &mut appender)?;
         migrate::legacy_visitors(&db)?;
+        let zeroed = privacy::finish_zeroing(&db, &bodies_dir)?;
+        if zeroed > 0 {
+            tracing::info!(bodies = zeroed, "finished zeroing the event bodies of an interrupted erase");
+        }
         Ok(EmbeddedStore { db: Arc::new(db), bodies_dir: Arc::new(bodies_dir), appender: Arc::new(Mutex::new(appender)) })
     }
 

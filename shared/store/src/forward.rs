@@ -6,12 +6,12 @@
 /// Names the forwarding impls need, whatever the calling crate imports.
 #[doc(hidden)]
 pub mod __private {
-    pub use std::collections::HashSet;
+    pub use std::collections::{BTreeMap, HashSet};
     pub use std::sync::Arc;
 
     pub use async_trait::async_trait;
     pub use crm_schemas::{
-        AccountHealth, Alert, AlertRule, Article, ArticleEmbedding, ArticleVersion, AuthAuditEntry, Conversation, ConversationMessage, KbCounter, BusinessData, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride,
+        AccountHealth, Alert, AlertRule, Erasure, Article, ArticleEmbedding, ArticleVersion, AuthAuditEntry, Conversation, ConversationMessage, KbCounter, BusinessData, DeadLetter, FormDefinition, IdentityConflict, IdentityOverride,
         ImportBatch, InsightRequest, Lead, LeadAudit, LeadCrm, LeadInsight, RefreshToken, ScorePoint, Session, Site, StoredEvent, Task,
         User, VisitorProfile,
     };
@@ -19,7 +19,7 @@ pub mod __private {
 
     pub use crate::{
         AccountStore, ConfigStore, Durable, KnowledgeStore, EventStore, FormStats, LeadQuery, LeadRecord, LeadStore, OrgVisitors, Overview, Page,
-        PipelineStore, ProfileStore, Result, SeriesPoint, VisitorQuery, WorkflowStore, WriteBatch, WriteOutcome,
+        PipelineStore, PrivacyStore, ProfileStore, Result, SeriesPoint, VisitorQuery, WorkflowStore, WriteBatch, WriteOutcome,
     };
 }
 
@@ -336,6 +336,23 @@ macro_rules! forward_roles {
                 }
                 async fn ping(&self) -> Result<()> {
                     self.$field.ping().await
+                }
+            }
+        };
+    };
+    (@PrivacyStore [$($gen:tt)*] $ty:ty, $field:ident) => {
+        const _: () = {
+            use $crate::forward::__private::*;
+            #[async_trait]
+            impl<$($gen)*> PrivacyStore for $ty {
+                async fn put_erasure(&self, erasure: &Erasure) -> Result<()> {
+                    self.$field.put_erasure(erasure).await
+                }
+                async fn erasures(&self, site_id: &str) -> Result<Vec<Erasure>> {
+                    self.$field.erasures(site_id).await
+                }
+                async fn erase_subject(&self, erasure: &Erasure, needles: &[String]) -> Result<BTreeMap<String, u64>> {
+                    self.$field.erase_subject(erasure, needles).await
                 }
             }
         };

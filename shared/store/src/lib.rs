@@ -1,7 +1,8 @@
 //! The store seam: everything the pipeline writes and the services read.
 //!
-//! * [`roles`]: the eight narrow traits ([`PipelineStore`], [`EventStore`], [`ProfileStore`],
-//!   [`LeadStore`], [`WorkflowStore`], [`AccountStore`], [`ConfigStore`], [`KnowledgeStore`]) and
+//! * [`roles`]: the nine narrow traits ([`PipelineStore`], [`EventStore`], [`ProfileStore`],
+//!   [`LeadStore`], [`WorkflowStore`], [`AccountStore`], [`ConfigStore`], [`KnowledgeStore`],
+//!   [`PrivacyStore`]) and
 //!   [`Store`], which is all of them.
 //! * [`KbReport`]: knowledge-base analytics from the raw counters, the same for every backend.
 //! * [`growth`]: funnels and retention from the rows every backend selects alike.
@@ -35,7 +36,7 @@ pub use embedded::EmbeddedStore;
 pub use kb::{KbArticleStats, KbDay, KbGap, KbReport, MAX_REPORT_DAYS};
 pub use leads::{group_orgs, org_member, OrgMember, lead_cursor, lead_rank, page_leads, parse_lead_cursor, LeadQuery, LeadRecord, LeadSort, OrgVisitors};
 pub use overlay::Overlay;
-pub use roles::{AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, Store, WorkflowStore};
+pub use roles::{AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, PrivacyStore, ProfileStore, Store, WorkflowStore, ERASURE_REVISION_KEY};
 pub use overview::{series_buckets, Count, FormStats, FormStatsBuilder, Overview, OverviewBuilder, SeriesPoint, MAX_SERIES_POINTS};
 
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ impl<P: PipelineStore> Overlay<P> {
 }
 
 forward_roles!(impl [P: PipelineStore] Overlay<P>, pipeline; PipelineStore);
-forward_roles!(impl [P: Send + Sync + 'static] Overlay<P>, rest; EventStore, ProfileStore, LeadStore, WorkflowStore, AccountStore, ConfigStore, KnowledgeStore);
+forward_roles!(impl [P: Send + Sync + 'static] Overlay<P>, rest; EventStore, ProfileStore, LeadStore, WorkflowStore, AccountStore, ConfigStore, KnowledgeStore, PrivacyStore);
 
 #[cfg(test)]
 mod tests {

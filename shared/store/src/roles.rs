@@ -1,18 +1,19 @@
 //! The store seam cut by role. Each caller names the narrowest role it needs; a backend
-//! implements all eight and so is a [`Store`] (blanket impl). The roles follow who calls them:
+//! implements all nine and so is a [`Store`] (blanket impl). The roles follow who calls them:
 //! the processor writes through [`PipelineStore`]; analytics and timelines read [`EventStore`];
 //! ranked visitor lists come from [`ProfileStore`]; the CRM reads and edits [`LeadStore`];
 //! alerts, insights and tasks are [`WorkflowStore`]; imports and health are [`AccountStore`];
 //! everything small and rarely written is [`ConfigStore`]; help-centre articles, chat
-//! conversations and KB counters are [`KnowledgeStore`].
+//! conversations and KB counters are [`KnowledgeStore`]; data-subject erasure and its tombstones
+//! are [`PrivacyStore`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use crm_schemas::{
     AccountHealth, Alert, AlertRule, Article, ArticleEmbedding, ArticleVersion, AuthAuditEntry, Conversation, ConversationMessage, KbCounter, BusinessData, DeadLetter, FormDefinition,
-    IdentityConflict, IdentityOverride, ImportBatch, InsightRequest, Lead, LeadAudit, LeadCrm,
+    Erasure, IdentityConflict, IdentityOverride, ImportBatch, InsightRequest, Lead, LeadAudit, LeadCrm,
     LeadInsight, RefreshToken, ScorePoint, Session, Site, StoredEvent, Task, User, VisitorProfile,
 };
 use uuid::Uuid;
@@ -25,11 +26,11 @@ use crate::{
     WriteBatch, WriteOutcome,
 };
 
-/// Everything a service may ask of a store: the eight roles together. Implemented for every type
+/// Everything a service may ask of a store: the nine roles together. Implemented for every type
 /// that implements them, so `Arc<dyn Store>` is what services hold, and functions that need less
 /// take `&S` with `S: ConfigStore + ?Sized` (or another role).
 pub trait Store:
-    PipelineStore + EventStore + ProfileStore + LeadStore + WorkflowStore + AccountStore + ConfigStore + KnowledgeStore
+    PipelineStore + EventStore + ProfileStore + LeadStore + WorkflowStore + AccountStore + ConfigStore + KnowledgeStore + PrivacyStore
 {
 }
 
@@ -42,6 +43,7 @@ impl<T> Store for T where
         + AccountStore
         + ConfigStore
         + KnowledgeStore
+        + PrivacyStore
 {
 }
 
@@ -449,4 +451,32 @@ pub trait KnowledgeStore: Send + Sync + 'static {
 
     /// The summed counters of days `from_day..to_day` (half-open), ordered by (day, article, query).
     async fn kb_counters(&self, site_id: &str, from_day: i64, to_day: i64) -> Result<Vec<KbCounter>>;
+}
+
+/// The key of [`ConfigStore::meta`] that [`PrivacyStore::put_erasure`] sets to the erasure's id:
+/// the processor reads it once per batch and reloads the tombstones when it changed.
+pub const ERASURE_REVISION_KEY: &str = "privacy/erasure_revision";
+
+/// Data-subject erasure. An erase is: [`PrivacyStore::put_erasure`] (the tombstone, durable, so
+/// the processor stops storing the subject's replayed events), [`PrivacyStore::erase_subject`]
+/// (every record about the subject, physically), then `put_erasure` again with the counts and
+/// `completed_at_ms`. Each step is idempotent, so an interrupted erase is finished by running it
+/// again.
+#[async_trait]
+pub trait PrivacyStore: Send + Sync + 'static {
+    /// Records (or replaces, by `erasure_id`) the tombstone and sets [`ERASURE_REVISION_KEY`].
+    /// Durable on `Ok`.
+    async fn put_erasure(&self, erasure: &Erasure) -> Result<()>;
+
+    /// The site's erasures, oldest first.
+    async fn erasures(&self, site_id: &str) -> Result<Vec<Erasure>>;
+
+    /// Deletes, within the erasure's site, the events, sessions and profiles of its
+    /// `visitor_ids`; the leads of its `lead_ids` with their CRM record, audit, score history,
+    /// insight and insight request; alerts about those leads; identity conflicts and overrides
+    /// naming either; chat conversations (with their messages) of the visitors; and dead letters
+    /// whose payload contains any of `needles` (the visitor ids and the leads' emails, which the
+    /// tombstone does not keep). KB counters are anonymous and stay. Returns the records deleted
+    /// by kind. Idempotent: a second run deletes nothing more.
+    async fn erase_subject(&self, erasure: &Erasure, needles: &[String]) -> Result<BTreeMap<String, u64>>;
 }

@@ -22,7 +22,7 @@ use crm_schemas::{
 };
 use crm_store::{StoreError, WriteBatch};
 
-use super::Processor;
+use super::{now_ms, Processor};
 use crm_schemas::lead_score;
 
 /// At most this many visitor ids per lead (cookie churn); the oldest links are dropped.
@@ -66,9 +66,6 @@ struct LeadChanges {
     traits: Vec<BTreeMap<String, Scalar>>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 impl Processor {
     /// Links identified visitors to leads and recomputes every lead the batch touched. Profiles

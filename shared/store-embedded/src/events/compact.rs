@@ -200,6 +200,7 @@ impl ColumnarEvents {
     /// least `min_parts` of them, and every group of a day before yesterday (relative to
     /// `now_ms`) that has more than one part.
     pub fn compact(&self, now_ms: i64, min_parts: usize) -> Result<Compacted> {
+        let _rewriting = lock(&self.rewriting);
         let today = now_ms.div_euclid(DAY_MS);
         let mut groups: BTreeMap<(Stream, String, i64), Vec<Arc<LivePart>>> = BTreeMap::new();
         for part in self.parts_snapshot() {
@@ -315,6 +316,7 @@ impl ColumnarEvents {
     /// Retention: removes every part of a day before `first_kept_day` (days since the epoch), in
     /// one manifest edit. Returns how many parts left.
     pub fn drop_days_before(&self, first_kept_day: i64) -> Result<usize> {
+        let _rewriting = lock(&self.rewriting);
         let doomed: Vec<Arc<LivePart>> = self.parts_snapshot().into_iter().filter(|p| p.meta.day < first_kept_day).collect();
         if doomed.is_empty() {
             return Ok(0);

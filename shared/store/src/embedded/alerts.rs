@@ -8,9 +8,9 @@ use super::{db_err, decode, encode, site_rows};
 use crate::Result;
 
 const RULES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("alert_rules");
-const ALERTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("alerts");
+pub(super) const ALERTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("alerts");
 /// (next attempt ms, site, alert id) for pending alerts only.
-const DUE: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("alerts_due");
+pub(super) const DUE: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("alerts_due");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(RULES).map_err(db_err)?;

@@ -10,7 +10,8 @@
 //! `meta` (`event_bodies_end`). On open, bytes past the committed end (a batch whose commit
 //! never happened) are cut off and later segments removed, so the files only ever hold bodies
 //! a committed index entry points at. Bodies are never rewritten, which is what makes reading
-//! them without redb's transaction safe.
+//! them without redb's transaction safe, except by an erase (privacy.rs), which zeros the bodies
+//! of a data subject after the transaction that unlinked them.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -185,6 +186,26 @@ impl Appender {
         self.pending.clear();
         record_end(txn, self.segment, self.len)
     }
+}
+
+/// Overwrites erased bodies with zeros and syncs their segments (the erase's index removal has
+/// committed, so nothing references them). Segments are otherwise append-only.
+pub(super) fn zero(dir: &Path, refs: &[BodyRef]) -> Result<()> {
+    let mut files: HashMap<u32, File> = HashMap::new();
+    for &(segment, offset, len, _) in refs {
+        let file = match files.entry(segment) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let file = OpenOptions::new().write(true).open(segment_path(dir, segment)).map_err(|e| io_err("opening a segment to erase", e))?;
+                entry.insert(file)
+            }
+        };
+        file.write_all_at(&vec![0u8; len as usize], offset).map_err(|e| io_err("erasing a body", e))?;
+    }
+    for file in files.values() {
+        file.sync_data().map_err(|e| io_err("syncing an erased segment", e))?;
+    }
+    Ok(())
 }
 
 /// Reads bodies for one query. Sequential readers fetch ahead, point readers read exactly.

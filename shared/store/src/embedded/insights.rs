@@ -7,10 +7,10 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use super::{db_err, decode, encode};
 use crate::Result;
 
-const REQUESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("insight_requests");
+pub(super) const REQUESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("insight_requests");
 /// (next attempt, site, lead) of pending requests.
-const DUE: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("insight_due");
-const INSIGHTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("insights");
+pub(super) const DUE: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("insight_due");
+pub(super) const INSIGHTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("insights");
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<()> {
     txn.open_table(REQUESTS).map_err(db_err)?;

@@ -17,13 +17,13 @@ const VERSIONS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new
 /// are too many to spell out as JSON.
 const EMBEDDINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kb_embeddings");
 /// (site, started at, conversation uuid) → the conversation.
-const CONVERSATIONS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("kb_conversations");
+pub(super) const CONVERSATIONS: TableDefinition<EventKey, &[u8]> = TableDefinition::new("kb_conversations");
 /// (site, conversation id) → started at (to find a conversation's row by id).
-const CONVERSATION_START: TableDefinition<(&str, &str), i64> = TableDefinition::new("kb_conversation_start");
+pub(super) const CONVERSATION_START: TableDefinition<(&str, &str), i64> = TableDefinition::new("kb_conversation_start");
 /// (site, conversation, at, message id) → the message.
-const MESSAGES: TableDefinition<(&str, &str, i64, &str), &[u8]> = TableDefinition::new("kb_messages");
+pub(super) const MESSAGES: TableDefinition<(&str, &str, i64, &str), &[u8]> = TableDefinition::new("kb_messages");
 /// (site, conversation, message id) → () : which message ids are stored.
-const MESSAGE_IDS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("kb_message_ids");
+pub(super) const MESSAGE_IDS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("kb_message_ids");
 /// (site, day, article, query) → seven u64 LE counts.
 const COUNTERS: TableDefinition<(&str, i64, &str, &str), &[u8]> = TableDefinition::new("kb_counters");
 
