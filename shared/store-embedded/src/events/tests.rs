@@ -701,3 +701,61 @@ fn profiles_written_while_their_runs_fold_keep_their_newest_state() {
     drop(store);
     check(&ColumnarEvents::open_with_budget(dir.path(), 0).unwrap());
 }
+
+/// Every value of the `visitor_id` column of every Parquet file under `dir` (event and session
+/// parts, profile runs), whatever the file's role.
+fn visitor_ids_on_disk(dir: &Path) -> Vec<String> {
+    use datafusion::arrow::array::AsArray;
+    let mut out = Vec::new();
+    for path in walk(dir).into_iter().filter(|p| p.ends_with(".parquet")) {
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            if let Ok(column) = batch.schema().index_of("visitor_id") {
+                out.extend(batch.column(column).as_string::<i32>().iter().flatten().map(str::to_owned));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_erase_rewrites_every_file_that_held_the_visitors_and_only_their_rows_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    // Two days, several commit points (several parts and profile runs), one rollup-ready day.
+    for (round, day) in [(0u64, 0), (1, 0), (2, 1)] {
+        let ts = T0 + day * DAY_MS + round as i64 * 1000;
+        let events = [event("s1", "secret", ts), event("s1", "keep", ts + 1), event("s2", "secret", ts)];
+        let sessions = [session("secret", ts, 1), session("keep", ts + 1, 1)];
+        store.append(&events, &sessions, &[profile("secret", 70, ts), profile("keep", 20, ts)], &positions(round)).unwrap();
+        store.commit_point().unwrap();
+    }
+    // A merged, rolled-up closed day holding the visitor too.
+    store.compact(T0 + 10 * DAY_MS, 2).unwrap();
+    assert!(store.build_rollups(T0 + 10 * DAY_MS).await.unwrap() > 0);
+    let before = everything(&store).await;
+    assert!(visitor_ids_on_disk(dir.path()).iter().any(|v| v == "secret"));
+
+    let erased = store.erase_visitors("s1", &["secret".to_string()]).unwrap();
+    assert_eq!((erased.events, erased.sessions, erased.profiles), (3, 3, 1));
+    // Files of removed parts and runs go when the last reader lets go: none holds them here.
+    let on_disk = visitor_ids_on_disk(dir.path());
+    assert_eq!(on_disk.iter().filter(|v| *v == "secret").count(), 3, "only site s2's events (another site's data)");
+    assert!(on_disk.iter().any(|v| v == "keep"));
+    assert!(store.profile("s1", "secret").unwrap().is_none());
+    assert!(store.visitor_events("s1", "secret", 10, None).unwrap().items.is_empty());
+    assert_eq!(store.visitor_events("s1", "keep", 10, None).unwrap().items.len(), 3);
+    assert_eq!(store.visitor_events("s2", "secret", 10, None).unwrap().items.len(), 3);
+    let after = everything(&store).await;
+    assert_eq!(after.1.pageviews, before.1.pageviews - 3, "the overview drops by exactly its events");
+    assert_eq!(after.1.visitors, before.1.visitors - 1);
+    assert_eq!(ranked(&store), vec![("keep".to_string(), 20)]);
+    drop(store);
+    let store = ColumnarEvents::open(dir.path()).unwrap();
+    assert!(store.profile("s1", "secret").unwrap().is_none(), "no run brings it back");
+    assert_eq!(ranked(&store), vec![("keep".to_string(), 20)]);
+    assert_eq!(everything(&store).await.1.pageviews, after.1.pageviews);
+    assert_eq!(store.erase_visitors("s1", &["secret".to_string()]).unwrap(), Erased::default(), "a second erase finds nothing");
+}

@@ -270,6 +270,24 @@ fn erase_conversations(txn: &WriteTransaction, site: &str, visitors: &HashSet<&s
     Ok(())
 }
 
+/// The erase's transaction as `erase_subject` runs it (index removal and unzeroed refs), without
+/// the zeroing after the commit: what a crash between the two leaves. Returns the counts and how
+/// many bodies wait.
+#[cfg(test)]
+pub(super) fn erase_for_test(txn: &WriteTransaction, erasure: &Erasure) -> Result<(BTreeMap<String, u64>, usize)> {
+    let (counts, doomed) = erase(txn, erasure, &[])?;
+    record_unzeroed(txn, &doomed)?;
+    Ok((counts, doomed.len()))
+}
+
+fn record_unzeroed(txn: &WriteTransaction, doomed: &[BodyRef]) -> Result<()> {
+    let mut unzeroed = txn.open_table(UNZEROED).map_err(db_err)?;
+    for (segment, offset, len, _) in doomed {
+        unzeroed.insert((*segment, *offset), *len).map_err(db_err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl PrivacyStore for EmbeddedStore {
     async fn put_erasure(&self, erasure: &Erasure) -> Result<()> {
@@ -287,12 +305,7 @@ impl PrivacyStore for EmbeddedStore {
         self.with_bodies(move |db, dir| {
             let txn = db.begin_write().map_err(db_err)?;
             let (counts, doomed) = erase(&txn, &erasure, &needles)?;
-            {
-                let mut unzeroed = txn.open_table(UNZEROED).map_err(db_err)?;
-                for (segment, offset, len, _) in &doomed {
-                    unzeroed.insert((*segment, *offset), *len).map_err(db_err)?;
-                }
-            }
+            record_unzeroed(&txn, &doomed)?;
             txn.commit().map_err(db_err)?;
             // Only once no index entry points at them (a reader of an older snapshot may still
             // be reading; it then gets a decode error rather than erased data). A crash before

@@ -254,3 +254,59 @@ mod profiles_with_rank_keys {
         assert_eq!(store.list_visitors(&bots).await.unwrap().items, vec![profile]);
     }
 }
+
+/// Every byte of the event-body segments, concatenated.
+fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir.join("event-bodies")).unwrap() {
+        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    all
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erase_zeroes_the_event_bodies_on_disk_and_a_crash_before_the_zeroing_is_finished_at_open() {
+    use crate::PrivacyStore;
+    let dir = tempfile::tempdir().unwrap();
+    let erasure = |visitor: &str| crm_schemas::Erasure {
+        erasure_id: format!("e-{visitor}"),
+        site_id: "s1".into(),
+        subject: crm_schemas::ErasureSubject::Visitor { visitor_id: visitor.into() },
+        visitor_ids: vec![visitor.into()],
+        lead_ids: vec![],
+        requested_by: "admin".into(),
+        at_ms: 0,
+        completed_at_ms: None,
+        counts: Default::default(),
+    };
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut event = crate::conformance::sample_event("s1", "secret-visitor-1", 1_000, crm_schemas::EventBody::Pageview, "/private-path-1");
+        event.title = Some("Title of secret-visitor-1".into());
+        let other = crate::conformance::sample_event("s1", "kept-visitor", 1_000, crm_schemas::EventBody::Pageview, "/kept");
+        let doomed = crate::conformance::sample_event("s1", "secret-visitor-2", 1_000, crm_schemas::EventBody::Pageview, "/private-path-2");
+        store.write(Arc::new(WriteBatch { events: vec![event, other, doomed], ..WriteBatch::default() })).await.unwrap();
+        assert!(holds(&segment_bytes(dir.path()), "secret-visitor-1"));
+        let counts = store.erase_subject(&erasure("secret-visitor-1"), &[]).await.unwrap();
+        assert_eq!(counts.get("events"), Some(&1));
+        let bytes = segment_bytes(dir.path());
+        assert!(!holds(&bytes, "secret-visitor-1") && !holds(&bytes, "private-path-1"), "the body's bytes are gone");
+        assert!(holds(&bytes, "kept-visitor") && holds(&bytes, "secret-visitor-2"));
+        assert_eq!(store.visitor_events("s1", "kept-visitor", 10, None).await.unwrap().items.len(), 1, "neighbours still read back");
+
+        // A crash between the erase's commit and its zeroing: the refs are in the table.
+        let txn = store.db.begin_write().unwrap();
+        let (_, doomed) = privacy::erase_for_test(&txn, &erasure("secret-visitor-2")).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(doomed, 1);
+    }
+    assert!(holds(&segment_bytes(dir.path()), "secret-visitor-2"), "not zeroed yet: the crash came first");
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert!(!holds(&segment_bytes(dir.path()), "secret-visitor-2"), "zeroed at open");
+    assert!(store.visitor_events("s1", "secret-visitor-2", 10, None).await.unwrap().items.is_empty());
+    assert_eq!(store.visitor_events("s1", "kept-visitor", 10, None).await.unwrap().items.len(), 1);
+}
