@@ -1,6 +1,6 @@
-//! Batch jobs that read the store as a whole: daily rollups (`crm batch rollups`) and the
-//! customer health and churn jobs on DataFusion, the playbooks they run, and the account
-//! simulator used by `crm demo accounts` and the tests.
+//! Batch jobs that read the store as a whole: daily rollups (`crm batch rollups`), per-site
+//! retention (`crm batch retention`), the customer health and churn jobs on DataFusion, the
+//! playbooks they run, and the account simulator used by `crm demo accounts` and the tests.
 
 pub mod churn;
 pub mod churn_job;
@@ -8,6 +8,7 @@ pub mod health;
 pub mod health_job;
 pub mod parquet_table;
 pub mod playbooks;
+pub mod retention;
 pub mod simulator;
 pub mod usage;
 
@@ -43,7 +44,7 @@ pub struct DailyRollup {
     pub avg_session_duration_ms: u64,
 }
 
-fn day_string(day: i64) -> String {
+pub(crate) fn day_string(day: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(day * 86_400)
         .map(|t| t.date().to_string())
         .unwrap_or_else(|_| day.to_string())

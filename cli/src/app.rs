@@ -473,6 +473,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if args.health_interval_mins > 0 {
         spawn_health_schedule(store.clone(), bulk, Duration::from_secs(args.health_interval_mins * 60), background.clone());
     }
+    spawn_retention_schedule(store.clone(), background.clone());
 
     let listener = bind(args.http.listen, "crm up").await?;
     let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
@@ -567,6 +568,34 @@ pub async fn batch_rollups(args: RollupArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&row)?);
     }
     Ok(())
+}
+
+/// `crm batch retention`: applies each site's retention once and prints one JSON line per site.
+pub async fn batch_retention(args: crate::config::RetentionArgs) -> Result<()> {
+    let store = open_store(&args.data, &args.store).await?;
+    for done in crm_batch_jobs::retention::apply(store.as_ref(), args.site.as_deref(), now_ms()?).await? {
+        println!("{}", serde_json::to_string(&done)?);
+    }
+    Ok(())
+}
+
+/// Applies the sites' retention settings at start and then every hour inside `crm up`.
+fn spawn_retention_schedule(store: Arc<dyn Store>, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            match now_ms() {
+                Ok(now) => match crm_batch_jobs::retention::apply(store.as_ref(), None, now).await {
+                    Ok(sites) => tracing::debug!(sites = sites.len(), "scheduled retention run done"),
+                    Err(err) => tracing::warn!(error = %err, "scheduled retention run failed; retried in an hour"),
+                },
+                Err(err) => tracing::warn!(error = %err, "no clock for the retention run"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3_600)) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    });
 }
 
 /// `crm geoip install`: fetch, verify, convert and install the free geo databases.

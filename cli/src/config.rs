@@ -166,6 +166,9 @@ pub struct BatchArgs {
 pub enum BatchJob {
     /// Print per-site daily traffic rollups as JSON lines.
     Rollups(RollupArgs),
+    /// Apply each site's retention (`privacy.retention_days`) now and print what left, one JSON
+    /// line per site (`crm up` does this hourly).
+    Retention(RetentionArgs),
     /// Score every customer account's health (DataFusion), store it and print it as JSON lines.
     Health(HealthJobArgs),
     /// Train the churn model on each site's history, store 90-day churn probabilities with the
@@ -180,6 +183,17 @@ pub struct HealthJobArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Only this site (default: every site).
+    #[arg(long, env = "CRM_BATCH_SITE")]
+    pub site: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RetentionArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this site (default: every site with a retention setting).
     #[arg(long, env = "CRM_BATCH_SITE")]
     pub site: Option<String>,
 }

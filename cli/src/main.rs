@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             },
             Command::Batch(batch) => match batch.job {
                 BatchJob::Rollups(args) => app::batch_rollups(args).await,
+                BatchJob::Retention(args) => app::batch_retention(args).await,
                 BatchJob::Health(args) => app::batch_health(args).await,
                 BatchJob::Churn(args) => app::batch_churn(args).await,
             },

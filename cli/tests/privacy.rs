@@ -2,7 +2,8 @@
 //! (issue 19, acceptance 4): a lead with two devices is exported, then erased; afterwards no
 //! endpoint, export or SQL query shows any of its events or personal fields and the overview
 //! drops by exactly its events; a reprocessing of the whole log from offset 0 by a new consumer
-//! group brings nothing back, and neither does recomputing the daily rollups.
+//! group brings nothing back, and neither does recomputing the daily rollups. A site's own
+//! retention (`crm batch retention`) drops its old days and leaves other sites alone.
 
 mod common;
 
@@ -201,4 +202,55 @@ async fn an_erased_lead_is_gone_from_every_endpoint_and_stays_gone_after_a_repla
     let base = server.base.clone();
     let token = common::token(&client, &base).await;
     nothing_of_ada(&client, &base, &token, &lead_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_retention_drops_its_old_days_and_nobody_elses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &[]);
+    let (client, base) = (reqwest::Client::new(), server.base.clone());
+    let token = token(&client, &base).await;
+    let created = client
+        .post(format!("{base}/api/v1/sites"))
+        .bearer_auth(&token)
+        .json(&json!({"site_id": "short", "name": "Short", "privacy": {"retention_days": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let day = 86_400_000;
+    let mut events = Vec::new();
+    for site in ["short", "demo"] {
+        for days_ago in [0, 1, 3, 5] {
+            events.push(json!({"v": 1, "type": "pageview", "site_id": site, "visitor_id": format!("{site}-{days_ago}"), "ts": now_ms() - days_ago * day, "url": "https://www.acme.example/"}));
+        }
+    }
+    let sent = client.post(format!("{base}/v1/events")).header("user-agent", CHROME).body(json!({"events": events}).to_string()).send().await.unwrap();
+    assert_eq!(sent.status(), 202);
+    let week = |site: &str| format!("{base}/api/v1/analytics/overview?site_id={site}&from={}&to={}", now_ms() - 7 * day, now_ms() + day);
+    eventually("both sites' events", || async {
+        let short = get(&client, week("short"), &token).await.1["data"]["overview"]["pageviews"].as_u64();
+        let demo = get(&client, week("demo"), &token).await.1["data"]["overview"]["pageviews"].as_u64();
+        (short == Some(4) && demo == Some(4)).then_some(())
+    })
+    .await;
+    stop(server).await;
+
+    let run = Command::new(env!("CARGO_BIN_EXE_crm")).args(["batch", "retention", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "only the site with a setting: {lines:?}");
+    assert_eq!((lines[0]["site_id"].as_str(), lines[0]["deleted"]["events"].as_u64()), (Some("short"), Some(2)), "{lines:?}");
+
+    let server = start(&data, &[]);
+    let base = server.base.clone();
+    let token = common::token(&client, &base).await;
+    let week = |site: &str| format!("{base}/api/v1/analytics/overview?site_id={site}&from={}&to={}", now_ms() - 7 * day, now_ms() + day);
+    assert_eq!(get(&client, week("short"), &token).await.1["data"]["overview"]["pageviews"], 2, "today and yesterday are kept");
+    assert_eq!(get(&client, week("demo"), &token).await.1["data"]["overview"]["pageviews"], 4);
+    let (status, _) = get(&client, format!("{base}/api/v1/visitors/short-5/events?site_id=short"), &token).await;
+    assert!(status == 200 || status == 404);
+    let (_, events) = get(&client, format!("{base}/api/v1/visitors/short-5/events?site_id=short"), &token).await;
+    assert!(events["data"].as_array().is_none_or(|a| a.is_empty()), "{events}");
 }

@@ -27,6 +27,8 @@ struct SiteInput {
     goals: Option<Vec<crm_schemas::Goal>>,
     /// Privacy signals the collector honours (absent keeps them).
     privacy: Option<crm_schemas::PrivacySettings>,
+    /// Bot signals beyond the user agent (absent keeps them).
+    bots: Option<crm_schemas::BotSettings>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -77,6 +79,11 @@ fn validate(input: &SiteInput) -> Vec<(String, String)> {
     if let Some(half_life) = input.intent_half_life_days {
         if !(0.5..=365.0).contains(&half_life) {
             problems.push(("intent_half_life_days".into(), "must be between 0.5 and 365".into()));
+        }
+    }
+    if let Some(days) = input.privacy.as_ref().and_then(|p| p.retention_days) {
+        if !(1..=crm_schemas::MAX_SITE_RETENTION_DAYS).contains(&days) {
+            problems.push(("privacy.retention_days".into(), format!("must be between 1 and {}", crm_schemas::MAX_SITE_RETENTION_DAYS)));
         }
     }
     if let Some(icp) = &input.icp {
@@ -130,6 +137,9 @@ fn apply(site: &mut Site, input: SiteInput) {
     }
     if let Some(privacy) = input.privacy {
         site.privacy = privacy;
+    }
+    if let Some(bots) = input.bots {
+        site.bots = bots;
     }
 }
 

@@ -383,6 +383,18 @@ async fn goals_are_site_settings_and_reports() {
         assert_eq!((status, code(&body)), (400, "malformed_json"), "{body}");
     }
     assert_eq!(api.get(&format!("/api/v1/sites/{GOALS_SITE}"), &rep).await.1["data"]["privacy"]["honor_dnt_gpc"], true);
+    for (days, why) in [(json!(0), "zero"), (json!(3651), "over ten years")] {
+        let privacy = json!({"honor_dnt_gpc": true, "retention_days": days});
+        let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals", "privacy": privacy}))).await;
+        assert_eq!((status, code(&body)), (422, "validation_failed"), "{why}: {body}");
+        assert!(body["error"]["details"]["fields"]["privacy.retention_days"].is_string(), "{body}");
+    }
+    for bad in [json!(-1), json!(1.5), json!("30")] {
+        let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals", "privacy": {"retention_days": bad}}))).await;
+        assert_eq!((status, code(&body)), (400, "malformed_json"), "{body}");
+    }
+    let (status, body) = api.call(reqwest::Method::PUT, &format!("/api/v1/sites/{GOALS_SITE}"), Some(&admin), Some(json!({"name": "Goals", "privacy": {"honor_dnt_gpc": true, "retention_days": 90}}))).await;
+    assert_eq!((status, body["data"]["privacy"]["retention_days"].as_u64()), (200, Some(90)), "{body}");
 
     let events = goal_events();
     let visitors = goal_profiles(&events);

@@ -49,7 +49,7 @@ pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use privacy::{add_count, Erasure, ErasureSubject};
 pub use records::{
     DeadLetter, Device, Geo, PageRule, PrivacySettings, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
-    DEFAULT_PAGE_RULES,
+    BotSettings, DEFAULT_PAGE_RULES, MAX_SITE_RETENTION_DAYS,
 };
 pub use scalar::Scalar;
 

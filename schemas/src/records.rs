@@ -239,6 +239,8 @@ pub struct Site {
     /// How the collector treats visitors' privacy signals.
     #[serde(default)]
     pub privacy: PrivacySettings,
+    #[serde(default)]
+    pub bots: BotSettings,
 }
 
 /// A site's privacy settings.
@@ -247,7 +249,31 @@ pub struct Site {
 pub struct PrivacySettings {
     /// Drop, unrecorded, the events of requests that carry `DNT: 1` or `Sec-GPC: 1`.
     pub honor_dnt_gpc: bool,
+    /// Keep the site's events, sessions and dead letters this many days (with today), on
+    /// whatever store; `None` keeps them as long as the store's own retention does. Profiles,
+    /// leads and CRM records are kept until erased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
+
+/// A site's bot signals beyond the user agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BotSettings {
+    /// Count events from datacenter and hosting networks (by the address's ASN, when an ASN
+    /// database is loaded) as bots. On by default; a site whose buyers browse from cloud desktops
+    /// turns it off.
+    pub datacenter_asn: bool,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        BotSettings { datacenter_asn: true }
+    }
+}
+
+/// Longest per-site retention a site may set (ten years).
+pub const MAX_SITE_RETENTION_DAYS: u32 = 3_650;
 
 fn default_half_life() -> f64 {
     7.0
@@ -266,6 +292,7 @@ impl Site {
             chat: crate::ChatSettings::default(),
             goals: Vec::new(),
             privacy: PrivacySettings::default(),
+            bots: BotSettings::default(),
         }
     }
 

@@ -240,6 +240,10 @@ impl Processor {
                 continue;
             }
             let rules = self.site_rules(&stored.site_id).await?;
+            // The network signal needs the site's setting, so it is judged here, not in enrichment.
+            if rules.datacenter_asn && !stored.is_bot && stored.geo.asn.is_some_and(crm_bots::is_datacenter_asn) {
+                stored.is_bot = true;
+            }
             let key = (stored.site_id.clone(), stored.visitor_id.clone());
             self.load_profile(&key).await?;
             let profile = self.profiles.get_mut(&key).expect("profile loaded");

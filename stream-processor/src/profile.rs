@@ -16,6 +16,8 @@ pub struct SiteRules {
     pub half_life_days: f64,
     /// What lead company fit is scored against.
     pub icp: crm_schemas::IdealCustomerProfile,
+    /// Events from datacenter networks are bots (`Site.bots.datacenter_asn`).
+    pub datacenter_asn: bool,
 }
 
 impl SiteRules {
@@ -24,6 +26,7 @@ impl SiteRules {
             rules: site.effective_rules().into_iter().map(|r| (Glob::new(&r.pattern), r.signal, r.points)).collect(),
             half_life_days: site.intent_half_life_days,
             icp: site.icp.clone(),
+            datacenter_asn: site.bots.datacenter_asn,
         }
     }
 

@@ -10,8 +10,9 @@
 //! * `patterns-fancy.txt`: the few with look-around, each compiled with `fancy-regex` on its own,
 //!   so backtracking never spreads to the rest.
 //!
-//! A user agent that is empty, contains a marker or matches a pattern is a bot. The stream
-//! processor adds woothee's crawler category and per-site signals on top; the visitor's profile
+//! A user agent that is empty, contains a marker or matches a pattern is a bot. A fourth list,
+//! `datacenter-asns.txt`, names hosting networks ([`is_datacenter_asn`]). The stream processor
+//! adds woothee's crawler category and per-site signals (the datacenter ASN) on top; the visitor's profile
 //! then ORs its events' flags (see ARCHITECTURE "Bots").
 
 use std::sync::OnceLock;
@@ -27,6 +28,9 @@ pub enum BotReason {
     Marker,
     /// A crawler pattern of `patterns.txt` or `patterns-fancy.txt`.
     Pattern,
+    /// The request came from a datacenter network of `datacenter-asns.txt` (judged by the
+    /// processor, which knows the address's ASN, with [`is_datacenter_asn`]).
+    DatacenterAsn,
 }
 
 /// A list that does not build. Never retryable: the list itself must change.
@@ -47,6 +51,7 @@ impl BotsError {
 }
 
 const MARKERS: &str = include_str!("../data/markers.txt");
+const DATACENTER_ASNS: &str = include_str!("../data/datacenter-asns.txt");
 const PATTERNS: &str = include_str!("../data/patterns.txt");
 const PATTERNS_FANCY: &str = include_str!("../data/patterns-fancy.txt");
 
@@ -219,9 +224,38 @@ impl Detector {
     }
 }
 
+/// The autonomous systems of `datacenter-asns.txt`, ascending.
+pub fn datacenter_asns() -> &'static [u32] {
+    static ASNS: OnceLock<Vec<u32>> = OnceLock::new();
+    ASNS.get_or_init(|| {
+        let mut asns: Vec<u32> = entries(DATACENTER_ASNS)
+            .map(|(line, entry)| entry.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("datacenter-asns.txt line {line} starts with no AS number (tested)")))
+            .collect();
+        asns.sort_unstable();
+        asns.dedup();
+        asns
+    })
+}
+
+/// Whether `asn` is a datacenter or hosting network (servers, not people).
+pub fn is_datacenter_asn(asn: u32) -> bool {
+    datacenter_asns().binary_search(&asn).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datacenter_networks_are_listed_and_relays_people_browse_through_are_not() {
+        assert!(datacenter_asns().len() >= 30);
+        for cloud in [16509, 8075, 396982, 14061, 24940] {
+            assert!(is_datacenter_asn(cloud), "{cloud}");
+        }
+        for people in [36183, 13335, 54113, 15169, 53813, 62044, 3320, 7922] {
+            assert!(!is_datacenter_asn(people), "{people} carries real browsers");
+        }
+    }
 
     /// The `counts:` header line the update script writes, as (plain, fancy).
     fn header_counts() -> (usize, usize) {

@@ -387,6 +387,26 @@ impl crm_store::PrivacyStore for ColumnarStore {
         self.backpressure.drained.notify_waiters();
         Ok(counts)
     }
+
+    async fn drop_site_before(&self, site_id: &str, before_ms: i64) -> Result<BTreeMap<String, u64>> {
+        let columnar = self.columnar.clone();
+        let site = site_id.to_owned();
+        let first_kept_day = before_ms.div_euclid(86_400_000);
+        let dropped = tokio::task::spawn_blocking(move || columnar.drop_site_days_before(&site, first_kept_day))
+            .await
+            .map_err(|e| StoreError::Backend { message: format!("retention task failed: {e}"), retryable: true })??;
+        // Dead letters live with the records (whose event tables are empty here).
+        let mut counts = self.records.drop_site_before(site_id, before_ms).await?;
+        for part in dropped {
+            let kind = match part.stream {
+                crate::manifest::Stream::Events => "events",
+                crate::manifest::Stream::Sessions => "sessions",
+                _ => continue,
+            };
+            crm_schemas::add_count(&mut counts, kind, part.rows);
+        }
+        Ok(counts)
+    }
 }
 
 #[cfg(test)]

@@ -80,7 +80,8 @@ macro_rules! store_conformance_suite {
             kb_embeddings_round_trip_bit_exact,
             kb_conversations_page_newest_first_and_messages_once,
             kb_counters_sum_per_key_and_window,
-            erasing_a_lead_removes_everything_about_it
+            erasing_a_lead_removes_everything_about_it,
+            site_retention_drops_only_that_sites_old_rows
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

@@ -354,6 +354,9 @@ macro_rules! forward_roles {
                 async fn erase_subject(&self, erasure: &Erasure, needles: &[String]) -> Result<BTreeMap<String, u64>> {
                     self.$field.erase_subject(erasure, needles).await
                 }
+                async fn drop_site_before(&self, site_id: &str, before_ms: i64) -> Result<BTreeMap<String, u64>> {
+                    self.$field.drop_site_before(site_id, before_ms).await
+                }
             }
         };
     };

@@ -479,4 +479,11 @@ pub trait PrivacyStore: Send + Sync + 'static {
     /// tombstone does not keep). KB counters are anonymous and stay. Returns the records deleted
     /// by kind. Idempotent: a second run deletes nothing more.
     async fn erase_subject(&self, erasure: &Erasure, needles: &[String]) -> Result<BTreeMap<String, u64>>;
+
+    /// Per-site retention: deletes the site's events before `before_ms`, sessions started before
+    /// it and dead letters received before it, physically as [`Self::erase_subject`] does.
+    /// `before_ms` must be a UTC day start (the columnar store drops whole (site, day) parts).
+    /// Returns the records deleted by kind (`events`, `sessions`, `dead_letters`; for stores that
+    /// keep session versions, the versions). Idempotent.
+    async fn drop_site_before(&self, site_id: &str, before_ms: i64) -> Result<BTreeMap<String, u64>>;
 }

@@ -1,4 +1,4 @@
-//! ClickHouse data-subject erasure: the `erasures` table (the tombstones, versioned so the put
+//! ClickHouse data-subject erasure and per-site retention: the `erasures` table (the tombstones, versioned so the put
 //! with the counts replaces the first), and the erase itself: per table a count, then an
 //! `ALTER TABLE … DELETE` mutation that rewrites the parts before it returns, so the subject's
 //! rows are gone from disk and not only hidden (lightweight deletes only mask them).
@@ -94,6 +94,32 @@ impl ClickHouseStore {
         Ok(records)
     }
 
+    /// Per-site retention of one table: the site's rows whose `column` is before `before_ms`,
+    /// counted (the latest versions for a ReplacingMergeTree) and deleted by a mutation.
+    async fn purge_before(&self, table: &str, replacing: bool, site_id: &str, column: &str, before_ms: i64) -> Result<u64> {
+        let filter = format!("{column} < fromUnixTimestamp64Milli(toInt64(?), 'UTC')");
+        let count = |final_: &str| format!("SELECT count() AS value FROM {table} {final_} WHERE site_id = ? AND {filter}");
+        let rows: Scalar64 = self.client.query(&count("")).bind(site_id).bind(before_ms).fetch_one().await.map_err(ch_err)?;
+        if rows.value == 0 {
+            return Ok(0);
+        }
+        let records = if replacing {
+            let latest: Scalar64 = self.client.query(&count("FINAL")).bind(site_id).bind(before_ms).fetch_one().await.map_err(ch_err)?;
+            latest.value
+        } else {
+            rows.value
+        };
+        self.client
+            .query(&format!("ALTER TABLE {table} DELETE WHERE site_id = ? AND {filter}"))
+            .bind(site_id)
+            .bind(before_ms)
+            .with_setting("mutations_sync", "2")
+            .execute()
+            .await
+            .map_err(ch_err)?;
+        Ok(records)
+    }
+
     /// The site's chat conversations (any stored version) started by one of `visitors`.
     async fn conversations_of(&self, site_id: &str, visitors: &[String]) -> Result<Vec<String>> {
         if visitors.is_empty() {
@@ -182,6 +208,14 @@ impl PrivacyStore for ClickHouseStore {
         let events = counts.get("events").copied().unwrap_or(0);
         let records: u64 = counts.values().sum();
         tracing::info!(site_id, erasure_id = %erasure.erasure_id, events, records, "erased subject");
+        Ok(counts)
+    }
+
+    async fn drop_site_before(&self, site_id: &str, before_ms: i64) -> Result<BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::new();
+        for (kind, table, column, replacing) in [("events", "events", "ts", false), ("sessions", "sessions", "start", true), ("dead_letters", "dead_letters", "received", true)] {
+            add_count(&mut counts, kind, self.purge_before(table, replacing, site_id, column, before_ms).await?);
+        }
         Ok(counts)
     }
 }

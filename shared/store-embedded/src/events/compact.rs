@@ -316,21 +316,32 @@ impl ColumnarEvents {
     /// Retention: removes every part of a day before `first_kept_day` (days since the epoch), in
     /// one manifest edit. Returns how many parts left.
     pub fn drop_days_before(&self, first_kept_day: i64) -> Result<usize> {
+        Ok(self.drop_days_of(None, first_kept_day)?.len())
+    }
+
+    /// Per-site retention: [`ColumnarEvents::drop_days_before`] for one site's parts. Returns the
+    /// parts that left.
+    pub fn drop_site_days_before(&self, site_id: &str, first_kept_day: i64) -> Result<Vec<PartMeta>> {
+        self.drop_days_of(Some(site_id), first_kept_day)
+    }
+
+    fn drop_days_of(&self, site: Option<&str>, first_kept_day: i64) -> Result<Vec<PartMeta>> {
         let _rewriting = lock(&self.rewriting);
-        let doomed: Vec<Arc<LivePart>> = self.parts_snapshot().into_iter().filter(|p| p.meta.day < first_kept_day).collect();
+        let of_site = |s: &str| site.is_none_or(|site| site == s);
+        let doomed: Vec<Arc<LivePart>> = self.parts_snapshot().into_iter().filter(|p| p.meta.day < first_kept_day && of_site(&p.meta.site_id)).collect();
         if doomed.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         lock(&self.manifest).commit(Edit { remove: doomed.iter().map(|p| p.meta.id).collect(), ..Edit::default() })?;
         self.replace_parts(&doomed, None);
-        lock(&self.rollups).retain(|(_, day), rollup| {
-            let kept = *day >= first_kept_day;
+        lock(&self.rollups).retain(|(s, day), rollup| {
+            let kept = *day >= first_kept_day || !of_site(s);
             if !kept {
                 rollup.mark_obsolete();
             }
             kept
         });
-        tracing::info!(parts = doomed.len(), first_kept_day, "retention dropped whole day partitions");
-        Ok(doomed.len())
+        tracing::info!(parts = doomed.len(), first_kept_day, site_id = site.unwrap_or("(every site)"), "retention dropped whole day partitions");
+        Ok(doomed.iter().map(|p| p.meta.clone()).collect())
     }
 }

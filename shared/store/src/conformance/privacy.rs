@@ -234,3 +234,51 @@ async fn erased_and_nothing_else(store: &dyn Store, f: &Fixture, reopened: bool)
     assert!(store.erasures("other-site").await.expect("erasures").is_empty());
     assert!(store.erase_subject(erasure, needles).await.expect("erase again").is_empty(), "nothing left to erase");
 }
+
+/// Per-site retention ([`crate::PrivacyStore::drop_site_before`]): a site's events, sessions and
+/// dead letters before a UTC day start leave; its newer rows, other sites' rows and profiles stay.
+pub async fn site_retention_drops_only_that_sites_old_rows(harness: &dyn StoreHarness) {
+    const DAY: i64 = 86_400_000;
+    let store = harness.open().await;
+    let d0 = T0.div_euclid(DAY) * DAY;
+    let mut batch = WriteBatch::default();
+    for site in ["short", "long"] {
+        for day in 0..3 {
+            let at = d0 + day * DAY + 3_600_000;
+            batch.events.push(sample_event(site, "a", at, EventBody::Pageview, &format!("/day{day}")));
+            batch.sessions.push(sample_session(site, "a", at, 1, 0));
+        }
+        let late = d0 + 2 * DAY + 7_200_000;
+        batch.events.push(sample_event(site, "b", late, EventBody::Pageview, "/"));
+        batch.sessions.push(sample_session(site, "b", late, 1, 0));
+        batch.visitors.push(sample_profile(site, "a", 10, 10, d0 + 2 * DAY + 3_600_000));
+        for (n, at) in [(1u128, d0 + 60_000), (2, d0 + 2 * DAY + 60_000)] {
+            let id = Uuid::from_u128(n + if site == "short" { 0 } else { 10 });
+            batch.dead_letters.push(DeadLetter { id, site_id: site.into(), received_at_ms: at, code: "invalid".into(), message: "bad".into(), payload: "{}".into() });
+        }
+    }
+    store.write(batch.into()).await.expect("write");
+    let window = (d0 - DAY, d0 + 4 * DAY);
+    let counts = store.drop_site_before("short", d0 + 2 * DAY).await.expect("retention");
+    let expected: BTreeMap<String, u64> = [("events", 2), ("sessions", 2), ("dead_letters", 1)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    assert_eq!(counts, expected);
+    let mut open = Some(store);
+    for reopened in [false, true] {
+        // The first round reads the store that was written; the second a reopened one.
+        let store = match open.take() {
+            Some(store) => store,
+            None => harness.open().await,
+        };
+        let timeline: Vec<String> = store.visitor_events("short", "a", 10, None).await.expect("timeline").items.into_iter().filter_map(|e| e.path).collect();
+        assert_eq!(timeline, vec!["/day2"], "reopened: {reopened}");
+        assert_eq!(store.visitor_events("long", "a", 10, None).await.expect("timeline").items.len(), 3, "another site keeps everything");
+        let short = store.overview("short", window.0, window.1, 10).await.expect("overview");
+        let long = store.overview("long", window.0, window.1, 10).await.expect("overview");
+        assert_eq!((short.pageviews, short.sessions, long.pageviews, long.sessions), (2, 2, 4, 4));
+        assert_eq!(store.sessions_between("short", window.0, window.1, 100).await.expect("sessions").len(), 2);
+        assert_eq!(store.dead_letters("short", 10, None).await.expect("letters").items.len(), 1);
+        assert_eq!(store.dead_letters("long", 10, None).await.expect("letters").items.len(), 2);
+        assert!(store.visitor("short", "a").await.expect("profile").is_some(), "profiles are CRM records, kept");
+        assert!(store.drop_site_before("short", d0 + 2 * DAY).await.expect("again").is_empty(), "nothing left that old");
+    }
+}

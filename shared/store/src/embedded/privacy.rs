@@ -1,5 +1,5 @@
-//! The embedded store's [`PrivacyStore`]: erasure tombstones in `erasures`, and the erase
-//! itself: one write transaction removes every index entry and record of the subject, then the
+//! The embedded store's [`PrivacyStore`]: erasure tombstones in `erasures`, per-site retention,
+//! and the erase itself: one write transaction removes every index entry and record of the subject, then the
 //! event bodies it pointed at are overwritten with zeros in their segments (bodies.rs), so the
 //! bytes are gone from disk and not only unreachable.
 
@@ -153,6 +153,64 @@ fn erase(txn: &WriteTransaction, erasure: &Erasure, needles: &[String]) -> Resul
     Ok((counts, bodies))
 }
 
+/// Site retention in one transaction: the site's events before `before` (found through the
+/// timeline index, which needs no body read), sessions started and dead letters received before
+/// it. Returns the counts and the bodies to zero.
+fn drop_before(txn: &WriteTransaction, site: &str, before: i64) -> Result<(BTreeMap<String, u64>, Vec<BodyRef>)> {
+    let mut counts = BTreeMap::new();
+    let mut bodies = Vec::new();
+    let mut timeline = txn.open_table(VISITOR_EVENTS).map_err(db_err)?;
+    let old: Vec<(String, i64, u128)> = {
+        let mut keys = Vec::new();
+        for row in timeline.range((site, "", i64::MIN, 0u128)..).map_err(db_err)? {
+            let (key, _) = row.map_err(db_err)?;
+            let (s, visitor, ts, id) = key.value();
+            if s != site {
+                break;
+            }
+            if ts < before {
+                keys.push((visitor.to_owned(), ts, id));
+            }
+        }
+        keys
+    };
+    let mut events = txn.open_table(EVENTS).map_err(db_err)?;
+    for (visitor, ts, id) in &old {
+        timeline.remove((site, visitor.as_str(), *ts, *id)).map_err(db_err)?;
+        if let Some(at) = events.remove((site, *ts, *id)).map_err(db_err)? {
+            bodies.push(at.value());
+        }
+    }
+    add_count(&mut counts, "events", old.len() as u64);
+    let mut sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+    let doomed: Vec<(i64, String)> = {
+        let mut keys = Vec::new();
+        for row in sessions.range((site, i64::MIN, "")..(site, before, "")).map_err(db_err)? {
+            let (key, _) = row.map_err(db_err)?;
+            keys.push((key.value().1, key.value().2.to_owned()));
+        }
+        keys
+    };
+    for (start, id) in &doomed {
+        sessions.remove((site, *start, id.as_str())).map_err(db_err)?;
+    }
+    add_count(&mut counts, "sessions", doomed.len() as u64);
+    let mut dead = txn.open_table(DEAD_LETTERS).map_err(db_err)?;
+    let doomed: Vec<(i64, u128)> = {
+        let mut keys = Vec::new();
+        for row in dead.range((site, i64::MIN, 0u128)..(site, before, 0u128)).map_err(db_err)? {
+            let (key, _) = row.map_err(db_err)?;
+            keys.push((key.value().1, key.value().2));
+        }
+        keys
+    };
+    for (at, id) in &doomed {
+        dead.remove((site, *at, *id)).map_err(db_err)?;
+    }
+    add_count(&mut counts, "dead_letters", doomed.len() as u64);
+    Ok((counts, bodies))
+}
+
 fn erase_lead_records(txn: &WriteTransaction, site: &str, visitors: &HashSet<&str>, lead_ids: &HashSet<&str>, counts: &mut BTreeMap<String, u64>) -> Result<()> {
     let mut leads_table = txn.open_table(leads::LEADS).map_err(db_err)?;
     let mut crm = txn.open_table(leads::LEAD_CRM).map_err(db_err)?;
@@ -280,6 +338,26 @@ pub(super) fn erase_for_test(txn: &WriteTransaction, erasure: &Erasure) -> Resul
     Ok((counts, doomed.len()))
 }
 
+/// Runs `delete` in one write transaction that also records the bodies it unlinked, commits,
+/// then zeros those bodies. Only once no index entry points at them: a reader of an older
+/// snapshot may still be reading (it then gets a decode error rather than deleted data); a crash
+/// before the zeros land leaves the refs in `UNZEROED` for the next open.
+fn delete_and_zero(
+    db: &Database,
+    dir: &std::path::Path,
+    delete: impl FnOnce(&WriteTransaction) -> Result<(BTreeMap<String, u64>, Vec<BodyRef>)>,
+) -> Result<BTreeMap<String, u64>> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let (counts, doomed) = delete(&txn)?;
+    record_unzeroed(&txn, &doomed)?;
+    txn.commit().map_err(db_err)?;
+    bodies::zero(dir, &doomed)?;
+    if !doomed.is_empty() {
+        clear_unzeroed(db)?;
+    }
+    Ok(counts)
+}
+
 fn record_unzeroed(txn: &WriteTransaction, doomed: &[BodyRef]) -> Result<()> {
     let mut unzeroed = txn.open_table(UNZEROED).map_err(db_err)?;
     for (segment, offset, len, _) in doomed {
@@ -303,20 +381,15 @@ impl PrivacyStore for EmbeddedStore {
     async fn erase_subject(&self, erasure: &Erasure, needles: &[String]) -> Result<BTreeMap<String, u64>> {
         let (erasure, needles) = (erasure.clone(), needles.to_vec());
         self.with_bodies(move |db, dir| {
-            let txn = db.begin_write().map_err(db_err)?;
-            let (counts, doomed) = erase(&txn, &erasure, &needles)?;
-            record_unzeroed(&txn, &doomed)?;
-            txn.commit().map_err(db_err)?;
-            // Only once no index entry points at them (a reader of an older snapshot may still
-            // be reading; it then gets a decode error rather than erased data). A crash before
-            // the zeros land leaves the refs in `UNZEROED` for the next open.
-            bodies::zero(dir, &doomed)?;
-            if !doomed.is_empty() {
-                clear_unzeroed(db)?;
-            }
-            tracing::info!(site_id = %erasure.site_id, events = doomed.len(), "erased subject");
+            let counts = delete_and_zero(db, dir, |txn| erase(txn, &erasure, &needles))?;
+            tracing::info!(site_id = %erasure.site_id, events = counts.get("events").copied().unwrap_or(0), "erased subject");
             Ok(counts)
         })
         .await
+    }
+
+    async fn drop_site_before(&self, site_id: &str, before_ms: i64) -> Result<BTreeMap<String, u64>> {
+        let site = site_id.to_owned();
+        self.with_bodies(move |db, dir| delete_and_zero(db, dir, |txn| drop_before(txn, &site, before_ms))).await
     }
 }
