@@ -1,8 +1,9 @@
 //! Site analytics: the overview (visitors, sessions, pageviews, bounce, duration, top lists, goal
-//! conversions) and the lead-form funnels over a date range, and the dead letters refused for a site.
+//! conversions; filters and a comparison with the previous period) and the lead-form funnels over a date range, and the dead letters refused for a site.
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::response::Response;
+use crm_store::filters::{Filter, Filters, MAX_FILTERS};
 use crm_store::goals;
 use serde_json::json;
 
@@ -37,31 +38,79 @@ pub async fn forms(State(state): State<ApiState>, user: AuthUser, Query(query): 
     Ok(reply::ok(json!({ "site_id": site_id, "from": rfc3339(from), "to": rfc3339(to), "items": items })))
 }
 
-/// The overview, with each of the site's goals' conversions and rate when it has goals.
-pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
-    Ok(reply::ok(overview_data(&state, &user, &query).await?))
+/// The overview, with each of the site's goals' conversions and rate when it has goals; narrowed
+/// by repeated `filter=dimension:op:value` and compared with the period before (`compare=previous`).
+pub async fn overview(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let filters = filters(raw.as_deref())?;
+    Ok(reply::ok(overview_data(&state, &user, &query, &filters).await?))
 }
 
-/// The `data` of [`overview`] (the export reuses it).
-pub(crate) async fn overview_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
+/// The `filter` parameters of a query string, each `dimension:op:value` ([`crm_store::filters`]).
+pub(crate) fn filters(raw: Option<&str>) -> Result<Filters, ApiError> {
+    let invalid = |message: String| ApiError::InvalidParameter { name: "filter".into(), message };
+    let mut out = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if key == "filter" {
+            out.push(Filter::parse(&value).map_err(|e| invalid(e.0))?);
+        }
+    }
+    if out.len() > MAX_FILTERS {
+        return Err(invalid(format!("at most {MAX_FILTERS} filters")));
+    }
+    Ok(Filters(out))
+}
+
+/// The `data` of [`overview`] (the export reuses it). With filters, goals are left out: their
+/// conversions are not narrowed by the filters' dimensions yet, so a rate would mix two
+/// populations.
+pub(crate) async fn overview_data(state: &ApiState, user: &AuthUser, query: &params::Query, filters: &Filters) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(query, "site_id")?;
     let (from, to) = window(query)?;
     let top = params::limit(query, 10, 100)?;
+    let compare = match query.get("compare").map(String::as_str) {
+        None => false,
+        Some("previous") => true,
+        Some(_) => return Err(ApiError::InvalidParameter { name: "compare".into(), message: "must be previous".into() }),
+    };
     let site = state.require_site(site_id).await?;
-    let overview = state.store.overview(site_id, from, to, top).await?;
-    let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
-    let goals: Vec<serde_json::Value> = goals::figures(&site.goals, &rows, overview.visitors)
-        .into_iter()
-        .map(|g| json!({ "goal_id": g.goal_id, "name": g.name, "conversions": g.conversions, "conversion_rate": g.conversion_rate }))
-        .collect();
-    Ok(json!({
+    let overview = state.store.filtered_overview(site_id, from, to, top, filters).await?;
+    let goals: Option<Vec<serde_json::Value>> = if filters.is_empty() {
+        let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
+        Some(
+            goals::figures(&site.goals, &rows, overview.visitors)
+                .into_iter()
+                .map(|g| json!({ "goal_id": g.goal_id, "name": g.name, "conversions": g.conversions, "conversion_rate": g.conversion_rate }))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let mut data = json!({
         "site_id": site_id,
         "from": rfc3339(from),
         "to": rfc3339(to),
+        "filters": filters.0,
         "overview": overview,
         "goals": goals,
-    }))
+    });
+    if compare {
+        // The period of the same length just before.
+        let previous_from = from - (to - from);
+        let previous = state.store.filtered_overview(site_id, previous_from, from, top, filters).await?;
+        let change = |now: u64, before: u64| if before == 0 { serde_json::Value::Null } else { json!((now as f64 - before as f64) / before as f64) };
+        data["previous"] = json!({
+            "from": rfc3339(previous_from),
+            "to": rfc3339(from),
+            "overview": previous,
+            "change": {
+                "visitors": change(overview.visitors, previous.visitors),
+                "sessions": change(overview.sessions, previous.sessions),
+                "pageviews": change(overview.pageviews, previous.pageviews),
+            },
+        });
+    }
+    Ok(data)
 }
 
 /// Buckets of an analytics series: at most this many per request.

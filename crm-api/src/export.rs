@@ -232,7 +232,7 @@ fn attachment(body: Body, format: Format, site_id: &str, report: &str) -> Respon
 }
 
 /// `GET /api/v1/analytics/export?report=…&format=csv|parquet&…`.
-pub async fn export(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn export(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>, axum::extract::RawQuery(raw): axum::extract::RawQuery) -> Result<Response, ApiError> {
     let report = params::required(&query, "report")?.to_owned();
     let format = match query.get("format").map(String::as_str).unwrap_or("csv") {
         "csv" => Format::Csv,
@@ -241,7 +241,7 @@ pub async fn export(State(state): State<ApiState>, user: AuthUser, Query(query):
     };
     let table = match report.as_str() {
         "events" => return raw_events(state, user, query, format).await,
-        "overview" => crate::reports::overview_table(crate::analytics::overview_data(&state, &user, &query).await?),
+        "overview" => crate::reports::overview_table(crate::analytics::overview_data(&state, &user, &query, &crate::analytics::filters(raw.as_deref())?).await?),
         "timeseries" => crate::reports::timeseries_table(crate::analytics::timeseries_data(&state, &user, &query).await?),
         "goals" => crate::reports::goals_table(crate::growth::goals_data(&state, &user, &query).await?),
         "funnel" => crate::reports::funnel_table(crate::growth::funnel_data(&state, &user, &query).await?),

@@ -72,6 +72,15 @@ const fn with(mut o: Operation, params: &'static [Param], body: Option<&'static 
 use Permission as P;
 
 const QUERY: &str = r#"{"type":"object","required":["site_id","sql"],"additionalProperties":false,"properties":{"site_id":{"type":"string","maxLength":64,"examples":["demo"]},"sql":{"type":"string","maxLength":20000,"examples":["SELECT path, count(*) AS views FROM events WHERE kind = 'pageview' AND NOT is_bot GROUP BY path ORDER BY views DESC LIMIT 10"]},"limit":{"type":"integer","minimum":1,"maximum":10000},"timeout_ms":{"type":"integer","minimum":100,"maximum":30000}}}"#;
+/// Repeated `filter=dimension:op:value` (crm_store::filters).
+const FILTER: Param = Param {
+    name: "filter",
+    path: false,
+    required: false,
+    schema: r#"{"type":"array","maxItems":10,"items":{"type":"string","pattern":"^(page|source|utm_source|country|device|browser):(is|is_not|prefix|glob):.+$","maxLength":300,"examples":["country:is:DE","page:glob:/blog/*"]}}"#,
+    doc: "narrow the figures (all must hold): page, source, utm_source, country, device or browser; is, is_not, prefix or glob (`*`); values as the top lists key them, e.g. (direct), (unknown)",
+};
+
 const ERASE: &str = r#"{"type":"object","required":["site_id"],"additionalProperties":false,"properties":{"site_id":{"type":"string","maxLength":64,"examples":["demo"]},"visitor_id":{"type":"string","minLength":1,"maxLength":256,"description":"an unidentified visitor (an identified one is erased through its lead)"},"lead_id":{"type":"string","minLength":1,"maxLength":256,"description":"a lead with every device linked to it and every lead merged into it"}},"description":"exactly one of visitor_id and lead_id"}"#;
 const LOGIN: &str = r#"{"type":"object","required":["username","password"],"additionalProperties":false,"properties":{"username":{"type":"string","maxLength":128},"password":{"type":"string","maxLength":1024}}}"#;
 const REFRESH: &str = r#"{"type":"object","required":["refresh_token"],"additionalProperties":false,"properties":{"refresh_token":{"type":"string","maxLength":256}}}"#;
@@ -119,7 +128,7 @@ pub const OPERATIONS: &[Operation] = &[
     with(op("get", "/api/v1/visitors", "visitors", "Visitors ranked by intent, engagement or recency", Some(P::AnalyticsRead)), &[SITE, LIMIT, CURSOR, q("sort", false, r#"{"type":"string","enum":["intent","engagement","last_seen"]}"#, "order"), q("bots", false, r#"{"type":"string","enum":["exclude","only"]}"#, "bots filter")], None, 200, &[]),
     with(op("get", "/api/v1/visitors/{visitor_id}", "visitors", "One visitor's profile and scores", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site")], None, 200, &[404, 409]),
     with(op("get", "/api/v1/visitors/{visitor_id}/events", "visitors", "A visitor's timeline, newest first", Some(P::AnalyticsRead)), &[p("visitor_id", "the visitor"), q("site_id", false, r#"{"type":"string","maxLength":64}"#, "the site"), LIMIT, CURSOR], None, 200, &[404, 409]),
-    with(op("get", "/api/v1/analytics/overview", "analytics", "Traffic overview of a window, with each goal's conversions", Some(P::AnalyticsRead)), &[SITE, FROM, TO, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":100}"#, "entries per top list")], None, 200, &[404]),
+    with(op("get", "/api/v1/analytics/overview", "analytics", "Traffic overview of a window, with each goal's conversions; narrowed by filters, compared with the previous period", Some(P::AnalyticsRead)), &[SITE, FROM, TO, q("limit", false, r#"{"type":"integer","minimum":1,"maximum":100}"#, "entries per top list"), FILTER, q("compare", false, r#"{"type":"string","enum":["previous"]}"#, "adds `previous`: the same figures for the period of the same length just before, and their relative change")], None, 200, &[404]),
     with(op("get", "/api/v1/analytics/timeseries", "analytics", "Traffic per day or hour, with each goal's conversions per bucket", Some(P::AnalyticsRead)), &[SITE, FROM, TO, q("interval", false, r#"{"type":"string","enum":["day","hour"]}"#, "bucket size")], None, 200, &[404]),
     with(op("get", "/api/v1/analytics/live", "analytics", "Visitors and pageviews of the last five minutes", Some(P::AnalyticsRead)), &[SITE], None, 200, &[404]),
     with(op("get", "/api/v1/analytics/forms", "analytics", "Lead-form funnels", Some(P::AnalyticsRead)), &[SITE, FROM, TO], None, 200, &[404]),

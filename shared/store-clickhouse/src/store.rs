@@ -11,6 +11,7 @@ use crm_schemas::{
     AuthAuditEntry, RefreshToken, AccountHealth, Alert, AlertRule, BusinessData, DeadLetter, ImportBatch, Task, FormDefinition, IdentityConflict, IdentityOverride, InsightRequest, Lead, LeadInsight, LeadAudit, LeadCrm, ScorePoint, Session, Site, StoredEvent, User,
     VisitorProfile, Article, ArticleEmbedding, ArticleVersion, Conversation, ConversationMessage, KbCounter,
 };
+use crm_store::filters::{FilterDialect, Filters};
 use crm_store::growth::{EventMatch, MatchedEvent};
 use crm_store::{
     rank_value, series_buckets, SeriesPoint, BotFilter, Count, FormStats, FormStatsBuilder, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, StoreError, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, VisitorQuery, VisitorSort, WriteBatch, WriteOutcome,
@@ -429,8 +430,34 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
-        let sessions_where = format!("{} AND is_bot = 0{HUMANS}", range("start"));
-        let events_where = format!("{} AND kind = 'pageview' AND is_bot = 0{HUMANS}", range("ts"));
+        self.filtered_overview(site_id, from_ms, to_ms, top_n, &Filters::default()).await
+    }
+
+    async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview> {
+        let mut sessions_where = format!("{} AND is_bot = 0{HUMANS}", range("start"));
+        let mut events_where = format!("{} AND kind = 'pageview' AND is_bot = 0{HUMANS}", range("ts"));
+        if !filters.is_empty() {
+            // The subqueries carry their window as literals: the outer queries' positional
+            // parameters stay as they are.
+            let site = format!("'{}'", site_id.replace('\\', "\\\\").replace('\'', "''"));
+            let window = |column: &str| {
+                format!("site_id = {site} AND {column} >= fromUnixTimestamp64Milli(toInt64({from_ms}), 'UTC') AND {column} < fromUnixTimestamp64Milli(toInt64({to_ms}), 'UTC')")
+            };
+            let (session, page) = filters.sql(FilterDialect::ClickHouse);
+            let (base_s, base_e) = (sessions_where.clone(), events_where.clone());
+            sessions_where = format!("{base_s} AND {session}");
+            events_where = format!("{base_e} AND {page}");
+            if filters.has_page_conditions() {
+                sessions_where.push_str(&format!(
+                    " AND session_id IN (SELECT JSONExtractString(body, 'session_id') FROM events WHERE {} AND kind = 'pageview' AND {page})",
+                    window("ts")
+                ));
+            }
+            if filters.has_session_conditions() {
+                events_where.push_str(&format!(" AND JSONExtractString(body, 'session_id') IN (SELECT session_id FROM sessions FINAL WHERE {} AND {session})", window("start")));
+            }
+        }
+        let (sessions_where, events_where) = (sessions_where, events_where);
         let totals: SessionTotals = self
             .analytics(site_id, from_ms, &format!(
                 "SELECT count() AS sessions, countIf(bounce = 1) AS bounces, sum(duration_ms) AS duration_total FROM sessions FINAL WHERE {sessions_where}"

@@ -691,6 +691,15 @@ impl ColumnarEvents {
         query::overview(&self.snapshot_with(site_id, from_ms, to_ms, true)?, from_ms, to_ms, top_n).await
     }
 
+    /// The overview narrowed by `filters`; rollups are not used (they hold no breakdown by the
+    /// filters' dimensions).
+    pub async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &crm_store::filters::Filters) -> Result<Overview, StoreError> {
+        if filters.is_empty() {
+            return self.overview(site_id, from_ms, to_ms, top_n).await;
+        }
+        query::filtered_overview(&self.snapshot_with(site_id, from_ms, to_ms, false)?, from_ms, to_ms, top_n, filters).await
+    }
+
     pub async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>, StoreError> {
         let starts = series_buckets(from_ms, to_ms, step_ms)?;
         if starts.is_empty() {

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crm_schemas::{Session, StoredEvent};
+use crm_store::filters::{FilterDialect, Filters};
 use crm_store::explore::{CustomEventStats, CustomEventsBuilder, PagePaths, PathsBuilder};
 use crm_store::growth::{self, EventMatch, MatchedEvent};
 use crm_store::{Count, FormStats, FormStatsBuilder, Overview, SeriesPoint, StoreError};
@@ -277,12 +278,33 @@ pub async fn overview(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top_n: usiz
     Ok(total.finish(top_n))
 }
 
+/// The overview of `[from_ms, to_ms)` narrowed by `filters` ([`crm_store::filters`]), from the
+/// snapshot's rows alone (a rollup holds no breakdown by the filters' dimensions).
+pub async fn filtered_overview(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview, StoreError> {
+    Ok(filtered_partial(snapshot, from_ms, to_ms, filters).await?.finish(top_n))
+}
+
 /// The [`Partial`] of `[from_ms, to_ms)` over a snapshot (its rollups aside), bots excluded.
 pub async fn partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Partial, StoreError> {
+    filtered_partial(snapshot, from_ms, to_ms, &Filters::default()).await
+}
+
+async fn filtered_partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64, filters: &Filters) -> Result<Partial, StoreError> {
     let ctx = context(snapshot).await?;
     register_sessions(&ctx, from_ms, to_ms).await?;
-    let s = sessions_in(snapshot, from_ms, to_ms);
-    let e = pageviews_in(snapshot, from_ms, to_ms);
+    let (mut s, mut e) = (sessions_in(snapshot, from_ms, to_ms), pageviews_in(snapshot, from_ms, to_ms));
+    if !filters.is_empty() {
+        let (session, page) = filters.sql(FilterDialect::DataFusion);
+        let (base_s, base_e) = (s.clone(), e.clone());
+        s = format!("{base_s} AND {session}");
+        e = format!("{base_e} AND {page}");
+        if filters.has_page_conditions() {
+            s.push_str(&format!(" AND session_id IN (SELECT session_id FROM events WHERE {base_e} AND {page})"));
+        }
+        if filters.has_session_conditions() {
+            e.push_str(&format!(" AND session_id IN (SELECT session_id FROM sessions WHERE {base_s} AND {session})"));
+        }
+    }
     let totals = collect(&ctx, &format!("SELECT count(*), sum(CASE WHEN bounce THEN 1 ELSE 0 END), sum(duration_ms) FROM sessions WHERE {s}")).await?;
     let pageviews = one_u64(&collect(&ctx, &format!("SELECT count(*) FROM events WHERE {e}")).await?, 0)?;
     let ids = collect(&ctx, &format!("SELECT DISTINCT v FROM (SELECT visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT visitor_id AS v FROM events WHERE {e})")).await?;

@@ -20,6 +20,7 @@ mod auth;
 mod bots;
 mod crm;
 mod explore;
+mod filters;
 mod goals;
 mod growth;
 mod privacy;
@@ -29,6 +30,7 @@ pub use auth::*;
 pub use bots::*;
 pub use crm::*;
 pub use explore::*;
+pub use filters::*;
 pub use goals::*;
 pub use growth::*;
 pub use privacy::*;
@@ -81,7 +83,8 @@ macro_rules! store_conformance_suite {
             kb_conversations_page_newest_first_and_messages_once,
             kb_counters_sum_per_key_and_window,
             erasing_a_lead_removes_everything_about_it,
-            site_retention_drops_only_that_sites_old_rows
+            site_retention_drops_only_that_sites_old_rows,
+            filtered_overviews_match_the_fixture
         );
     };
     (@tests $harness:expr; $($name:ident),* $(,)?) => {

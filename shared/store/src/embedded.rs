@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::explore::{CustomEventStats, PagePaths};
+use crate::filters::Filters;
 use crate::growth::{self, EventMatch, MatchedEvent};
 use crate::{
     parse_event_cursor, group_orgs, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
@@ -430,24 +431,48 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
-        let site = site_id.to_owned();
+        self.filtered_overview(site_id, from_ms, to_ms, top_n, &Filters::default()).await
+    }
+
+    async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview> {
+        let (site, filters) = (site_id.to_owned(), filters.clone());
         self.with_bodies(move |db, dir| {
             let txn = db.begin_read().map_err(db_err)?;
             let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
             let events = txn.open_table(EVENTS).map_err(db_err)?;
             let mut builder = OverviewBuilder::excluding(bot_ids(&txn, &site, from_ms)?.into_iter().collect());
             let s = site.as_str();
-            for row in sessions.range::<(&str, i64, &str)>((s, from_ms, "")..(s, to_ms, "")).map_err(db_err)? {
-                builder.add_session(&decode::<Session>(row.map_err(db_err)?.1.value())?);
-            }
+            let mut pageviews = Vec::new();
             let mut reader = bodies::Reader::sequential(dir);
             for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
                 let (_, value) = row.map_err(db_err)?;
                 let at = value.value();
                 // Only pageviews count here; the index knows which events are, unread.
                 if at.3 == bodies::KIND_PAGEVIEW {
-                    builder.add_pageview(&decode::<StoredEvent>(reader.read(at)?)?);
+                    let event: StoredEvent = decode(reader.read(at)?)?;
+                    if filters.page(event.path.as_deref()) {
+                        pageviews.push(event);
+                    }
                 }
+            }
+            // Sessions holding a matching pageview (page conditions), and sessions matching the
+            // session conditions (whose pageviews alone count then).
+            let with_page: HashSet<&str> = pageviews.iter().map(|e| e.session_id.as_str()).collect();
+            let mut matching: HashSet<String> = HashSet::new();
+            for row in sessions.range::<(&str, i64, &str)>((s, from_ms, "")..(s, to_ms, "")).map_err(db_err)? {
+                let session: Session = decode(row.map_err(db_err)?.1.value())?;
+                if !filters.session(&session) {
+                    continue;
+                }
+                if filters.has_session_conditions() {
+                    matching.insert(session.session_id.clone());
+                }
+                if !filters.has_page_conditions() || with_page.contains(session.session_id.as_str()) {
+                    builder.add_session(&session);
+                }
+            }
+            for event in pageviews.iter().filter(|e| !filters.has_session_conditions() || matching.contains(&e.session_id)) {
+                builder.add_pageview(event);
             }
             Ok(builder.finish(top_n))
         })

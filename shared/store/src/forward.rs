@@ -70,6 +70,9 @@ macro_rules! forward_roles {
                 async fn overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Overview> {
                     self.$field.overview(site_id, from_ms, to_ms, top_n).await
                 }
+                async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &$crate::filters::Filters) -> Result<Overview> {
+                    self.$field.filtered_overview(site_id, from_ms, to_ms, top_n, filters).await
+                }
                 async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
                     self.$field.dead_letters(site_id, limit, cursor).await
                 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub mod conformance;
 pub mod embedded;
 pub mod explore;
+pub mod filters;
 pub mod forward;
 pub mod goals;
 pub mod growth;

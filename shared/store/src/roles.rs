@@ -19,6 +19,7 @@ use crm_schemas::{
 use uuid::Uuid;
 
 use crate::explore::{CustomEventStats, PagePaths};
+use crate::filters::Filters;
 use crate::growth::{EventMatch, MatchedEvent};
 use crate::sql_guard::{CheckedSql, SqlDialect, SqlLimits, SqlResult};
 use crate::{
@@ -121,6 +122,10 @@ pub trait EventStore: Send + Sync + 'static {
         to_ms: i64,
         top_n: usize,
     ) -> Result<Overview>;
+
+    /// [`Self::overview`] narrowed by `filters` (their meaning: [`crate::filters`]); with none,
+    /// the overview itself.
+    async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview>;
 
     /// Dead letters of a site, newest first.
     async fn dead_letters(

@@ -15,6 +15,7 @@ import { renderLead, renderLeads } from './views/leads.js';
 import { renderAccount, renderAccounts } from './views/accounts.js';
 import { renderChat } from './views/chat.js';
 import { renderArticle, renderKb, renderNewArticle } from './views/kb.js';
+import { renderSettings } from './views/settings.js';
 
 const SITE_KEY = 'crm.dashboard.site';
 const root = document.getElementById('app') || document.body;
@@ -30,6 +31,7 @@ const NAV = [
   { route: 'accounts', label: 'Accounts & health', perm: 'health_read', icon: 'M12 21s-8-5-8-11a4.5 4.5 0 0 1 8-3 4.5 4.5 0 0 1 8 3c0 6-8 11-8 11z' },
   { route: 'chat', label: 'Chat', perm: 'chat_respond', icon: 'M4 5h16v11H10l-6 4z' },
   { route: 'kb', label: 'Knowledge base', perm: 'kb_read', icon: 'M4 5a2 2 0 0 1 2-2h5v17H6a2 2 0 0 0-2 1zM20 5a2 2 0 0 0-2-2h-5v17h5a2 2 0 0 1 2 1z' },
+  { route: 'settings', label: 'Site settings', perm: 'sites_manage', icon: 'M12 3l8 3v6c0 4.5-3.4 8.2-8 9-4.6-.8-8-4.5-8-9V6zM9 12l2 2 4-4' },
 ];
 
 const ROUTES = [
@@ -47,6 +49,7 @@ const ROUTES = [
   { path: /^\/kb$/, nav: 'kb', title: 'Knowledge base', render: renderKb },
   { path: /^\/kb\/new$/, nav: 'kb', title: 'New article', render: renderNewArticle },
   { path: /^\/kb\/([^/]+)$/, nav: 'kb', title: 'Article', render: renderArticle, detail: true },
+  { path: /^\/settings$/, nav: 'settings', title: 'Site settings', render: renderSettings },
 ];
 
 // permissions: a Set, or null when the server does not say (then every screen is shown).

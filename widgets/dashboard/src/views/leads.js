@@ -1,12 +1,14 @@
 // The leads screens: the list (by score, activity or creation; status filter; cursor pages) with
 // score, status, owner, company and top reasons, and one lead's score breakdown, reasons, score
-// history, CRM fields, devices and multi-device timeline.
+// history, CRM fields, devices and multi-device timeline, with the privacy actions (export,
+// erase: ../privacy.js) for the roles that hold them.
 
 import { get } from '../api.js';
 import { lineChart, meters } from '../charts.js';
 import { h, replace, seg } from '../dom.js';
 import { DASH, ago, axisDay, dateTime, duration, label, num, shortId } from '../format.js';
 import { deviceText, timeline } from '../timeline.js';
+import { erasedNotice, privacyActions } from '../privacy.js';
 import { badge, empty, errorBox, facts, loading, panel, paged, scoreBar, segmented, table } from '../ui.js';
 import { signalChips } from './visitors.js';
 
@@ -44,6 +46,7 @@ export async function renderLeads(ctx) {
   const body = h('div', loading('Loading leads…'));
   replace(
     el,
+    erasedNotice('leads'),
     h('div', { class: 'toolbar' }, h('p', { class: 'muted' }, 'Identified people with all their devices’ history, scored 0–100.'), h('div', { class: 'toolbar-controls' }, statusSelect, segmented(SORTS, sort, (value) => ctx.go(link({ sort: value })), 'Sort leads'))),
     panel(null, body, { id: 'leads-panel' }),
   );
@@ -143,6 +146,14 @@ export async function renderLead(ctx) {
   const tlBody = h('div', tl.el);
   const activity = lead.activity || {};
   const breakdown = lead.score_breakdown || {};
+  const privacy = privacyActions(ctx, {
+    kind: 'lead',
+    id: lead.lead_id ?? id,
+    name: leadName(lead),
+    confirm: lead.email || lead.lead_id || id,
+    confirmLabel: lead.email ? 'lead\'s email' : 'lead id',
+    list: 'leads',
+  });
 
   replace(
     el,
@@ -153,6 +164,7 @@ export async function renderLead(ctx) {
       h('div', h('h2', { class: 'detail-name' }, leadName(lead)), h('div', { class: 'muted' }, [lead.email, lead.company].filter(Boolean).join(' · ')), h('div', { class: 'chips' }, statusBadge(lead.status), lead.merged_into ? badge(`merged into ${lead.merged_into}`) : null, lead.deleted_at ? badge('deleted', 'risk-critical') : null)),
       h('div', { class: 'big-score', id: 'lead-score' }, h('div', { class: 'muted small' }, 'Lead score'), scoreBar(lead.score)),
     ),
+    privacy,
     h(
       'div',
       { class: 'grid cols-2' },

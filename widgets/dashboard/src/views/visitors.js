@@ -1,10 +1,12 @@
 // The visitors screens: the ranked list (intent, engagement or recency; cursor-paginated) with
-// scores and buying signals, and one visitor's profile, last session and event timeline.
+// scores and buying signals, and one visitor's profile, last session and event timeline, with the
+// privacy actions (export, erase: ../privacy.js) for the roles that hold them.
 
 import { get } from '../api.js';
 import { meters } from '../charts.js';
 import { h, replace, seg } from '../dom.js';
 import { DASH, ago, dateTime, duration, num, shortId } from '../format.js';
+import { erasedNotice, privacyActions } from '../privacy.js';
 import { deviceText, timeline } from '../timeline.js';
 import { chip, empty, errorBox, facts, loading, panel, paged, personName, scoreBar, segmented, table } from '../ui.js';
 
@@ -34,6 +36,7 @@ export async function renderVisitors(ctx) {
   const body = h('div', loading('Loading visitors…'));
   replace(
     el,
+    erasedNotice('visitors'),
     h('div', { class: 'toolbar' }, h('p', { class: 'muted' }, 'People on your site, ranked by buying intent. Bots are excluded.'), segmented(SORTS, sort, (value) => ctx.go(`#/visitors?sort=${value}`), 'Sort visitors')),
     panel(null, body, { id: 'visitors-panel' }),
   );
@@ -108,6 +111,8 @@ export async function renderVisitor(ctx) {
   const tl = timeline();
   const tlBody = h('div', tl.el);
   const traits = Object.entries(v.traits || {});
+  // An identified visitor is erased through its lead: the server says so (409) with the lead.
+  const privacy = privacyActions(ctx, { kind: 'visitor', id: v.visitor_id ?? id, name: name || `visitor ${v.visitor_id ?? id}`, confirm: v.visitor_id ?? id, confirmLabel: 'visitor id', list: 'visitors' });
   replace(
     el,
     h('a', { href: '#/visitors', class: 'back' }, '← Visitors'),
@@ -117,6 +122,7 @@ export async function renderVisitor(ctx) {
       h('div', h('h2', { class: 'detail-name' }, name || v.visitor_id), h('div', { class: 'muted small' }, v.visitor_id), v.is_bot ? chip('bot') : null),
       h('div', { class: 'head-scores' }, h('div', h('div', { class: 'muted small' }, 'Intent'), scoreBar(v.scores?.intent)), h('div', h('div', { class: 'muted small' }, 'Engagement'), scoreBar(v.scores?.engagement))),
     ),
+    privacy,
     h(
       'div',
       { class: 'grid cols-2' },
