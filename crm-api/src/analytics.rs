@@ -134,18 +134,23 @@ pub(crate) fn interval(query: &params::Query, from: i64, to: i64) -> Result<(&'s
 /// Visitors, sessions, pageviews, bounce rate and average duration per day (UTC) or hour over
 /// the window: the overview's headline figures per bucket, from one store call; and per bucket
 /// each goal's conversions when the site has goals.
-pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
-    Ok(reply::ok(timeseries_data(&state, &user, &query).await?))
+pub async fn timeseries(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let filters = filters(raw.as_deref())?;
+    Ok(reply::ok(timeseries_data(&state, &user, &query, &filters).await?))
 }
 
 /// The `data` of [`timeseries`] (the export reuses it).
-pub(crate) async fn timeseries_data(state: &ApiState, user: &AuthUser, query: &params::Query) -> Result<serde_json::Value, ApiError> {
+pub(crate) async fn timeseries_data(state: &ApiState, user: &AuthUser, query: &params::Query, filters: &Filters) -> Result<serde_json::Value, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(query, "site_id")?;
     let (from, to) = window(query)?;
     let (interval, step) = interval(query, from, to)?;
-    let site = state.require_site(site_id).await?;
-    let points = state.store.timeseries(site_id, from, to, step).await?;
+    let mut site = state.require_site(site_id).await?;
+    let points = state.store.filtered_timeseries(site_id, from, to, step, filters).await?;
+    // As in the overview: goals are not narrowed by filters, so a filtered series leaves them out.
+    if !filters.is_empty() {
+        site.goals.clear();
+    }
     let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
     let series = goals::series(&site.goals, &rows, &points, step);
     let points: Vec<serde_json::Value> = points
@@ -169,22 +174,24 @@ pub(crate) async fn timeseries_data(state: &ApiState, user: &AuthUser, query: &p
             })
         })
         .collect();
-    Ok(json!({ "site_id": site_id, "interval": interval, "from": rfc3339(from), "to": rfc3339(to), "points": points }))
+    Ok(json!({ "site_id": site_id, "interval": interval, "from": rfc3339(from), "to": rfc3339(to), "filters": filters.0, "points": points }))
 }
 
 /// Minutes counted as "live".
 const LIVE_MINUTES: i64 = 5;
 
 /// Who is on the site now: visitors and pageviews of the last five minutes, and their pages.
-pub async fn live(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>) -> Result<Response, ApiError> {
+pub async fn live(State(state): State<ApiState>, user: AuthUser, Query(query): Query<params::Query>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     user.require(crate::rbac::Permission::AnalyticsRead)?;
     let site_id = params::required(&query, "site_id")?;
+    let filters = filters(raw.as_deref())?;
     state.require_site(site_id).await?;
     let now = crate::auth::now_ms();
-    let o = state.store.overview(site_id, now - LIVE_MINUTES * 60_000, now + 1, 10).await?;
+    let o = state.store.filtered_overview(site_id, now - LIVE_MINUTES * 60_000, now + 1, 10, &filters).await?;
     Ok(reply::ok(json!({
         "site_id": site_id,
         "window_minutes": LIVE_MINUTES,
+        "filters": filters.0,
         "visitors": o.visitors,
         "pageviews": o.pageviews,
         "top_pages": o.top_pages,

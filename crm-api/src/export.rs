@@ -242,7 +242,7 @@ pub async fn export(State(state): State<ApiState>, user: AuthUser, Query(query):
     let table = match report.as_str() {
         "events" => return raw_events(state, user, query, format).await,
         "overview" => crate::reports::overview_table(crate::analytics::overview_data(&state, &user, &query, &crate::analytics::filters(raw.as_deref())?).await?),
-        "timeseries" => crate::reports::timeseries_table(crate::analytics::timeseries_data(&state, &user, &query).await?),
+        "timeseries" => crate::reports::timeseries_table(crate::analytics::timeseries_data(&state, &user, &query, &crate::analytics::filters(raw.as_deref())?).await?),
         "goals" => crate::reports::goals_table(crate::growth::goals_data(&state, &user, &query).await?),
         "funnel" => crate::reports::funnel_table(crate::growth::funnel_data(&state, &user, &query).await?),
         "retention" => crate::reports::retention_table(crate::growth::retention_data(&state, &user, &query).await?),

@@ -54,6 +54,23 @@ async fn the_overview_is_narrowed_by_filters_and_compared_with_the_period_before
     let (status, body) = api.get(&format!("/api/v1/analytics/overview?{window}{many}"), &admin).await;
     assert_eq!((status, code(&body)), (400, "invalid_parameter"), "{body}");
 
+    let (status, body) = api.get(&format!("/api/v1/analytics/timeseries?{window}&interval=hour&filter=page:glob:/blog/*"), &admin).await;
+    assert_eq!(status, 200, "{body}");
+    let points = body["data"]["points"].as_array().unwrap();
+    let pageviews: u64 = points.iter().map(|p| p["pageviews"].as_u64().unwrap()).sum();
+    assert_eq!(pageviews, 3, "the series of the filtered rows");
+    assert_eq!(points[0]["goals"], serde_json::json!([]), "goals left out of a filtered series");
+    // Live: the last five minutes, narrowed the same way.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let recent = |visitor: &str, path: &str| crm_store::conformance::sample_event("filters", visitor, now - 1_000, crm_schemas::EventBody::Pageview, path);
+    api.store.write(crm_store::WriteBatch { events: vec![recent("live-1", "/pricing"), recent("live-2", "/blog/x")], ..Default::default() }.into()).await.unwrap();
+    let (status, body) = api.get("/api/v1/analytics/live?site_id=filters&filter=page:prefix:/blog", &admin).await;
+    assert_eq!((status, body["data"]["pageviews"].as_u64(), body["data"]["visitors"].as_u64()), (200, Some(1), Some(1)), "{body}");
+    let (status, body) = api.get("/api/v1/analytics/live?site_id=filters&filter=page:is", &admin).await;
+    assert_eq!((status, code(&body)), (400, "invalid_parameter"));
+    let (status, body) = api.get(&format!("/api/v1/analytics/timeseries?{window}&filter=nope"), &admin).await;
+    assert_eq!((status, code(&body)), (400, "invalid_parameter"));
+
     let csv = api
         .client
         .get(format!("{}/api/v1/analytics/export?report=overview&{window}&filter=country:is:US", api.base))

@@ -337,6 +337,35 @@ fn range(column: &str) -> String {
     RANGE.replace("{col}", column)
 }
 
+/// The (sessions, pageviews) conditions of an overview or series of `[from_ms, to_ms)`, bots
+/// left out, narrowed by `filters` ([`crm_store::filters`]). Each takes [`RANGE`]'s three
+/// positional parameters; the subqueries that restrict one side by the other carry their window
+/// as literals, so the outer queries' parameters stay as they are.
+fn filtered_where(site_id: &str, from_ms: i64, to_ms: i64, filters: &Filters) -> (String, String) {
+    let base_s = format!("{} AND is_bot = 0{HUMANS}", range("start"));
+    let base_e = format!("{} AND kind = 'pageview' AND is_bot = 0{HUMANS}", range("ts"));
+    if filters.is_empty() {
+        return (base_s, base_e);
+    }
+    let site = format!("'{}'", site_id.replace('\\', "\\\\").replace('\'', "''"));
+    let window = |column: &str| {
+        format!("site_id = {site} AND {column} >= fromUnixTimestamp64Milli(toInt64({from_ms}), 'UTC') AND {column} < fromUnixTimestamp64Milli(toInt64({to_ms}), 'UTC')")
+    };
+    let (session, page) = filters.sql(FilterDialect::ClickHouse);
+    let mut sessions_where = format!("{base_s} AND {session}");
+    let mut events_where = format!("{base_e} AND {page}");
+    if filters.has_page_conditions() {
+        sessions_where.push_str(&format!(
+            " AND session_id IN (SELECT JSONExtractString(body, 'session_id') FROM events WHERE {} AND kind = 'pageview' AND {page})",
+            window("ts")
+        ));
+    }
+    if filters.has_session_conditions() {
+        events_where.push_str(&format!(" AND JSONExtractString(body, 'session_id') IN (SELECT session_id FROM sessions FINAL WHERE {} AND {session})", window("start")));
+    }
+    (sessions_where, events_where)
+}
+
 /// Leaves out the rows of the site's bot visitors: every visitor whose profile is a bot and was
 /// seen since the window opened ([`ProfileStore::bot_visitors`]). Any stored version of a bot
 /// profile qualifies, since a profile never stops being one, so no `FINAL` is needed. Its
@@ -434,30 +463,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview> {
-        let mut sessions_where = format!("{} AND is_bot = 0{HUMANS}", range("start"));
-        let mut events_where = format!("{} AND kind = 'pageview' AND is_bot = 0{HUMANS}", range("ts"));
-        if !filters.is_empty() {
-            // The subqueries carry their window as literals: the outer queries' positional
-            // parameters stay as they are.
-            let site = format!("'{}'", site_id.replace('\\', "\\\\").replace('\'', "''"));
-            let window = |column: &str| {
-                format!("site_id = {site} AND {column} >= fromUnixTimestamp64Milli(toInt64({from_ms}), 'UTC') AND {column} < fromUnixTimestamp64Milli(toInt64({to_ms}), 'UTC')")
-            };
-            let (session, page) = filters.sql(FilterDialect::ClickHouse);
-            let (base_s, base_e) = (sessions_where.clone(), events_where.clone());
-            sessions_where = format!("{base_s} AND {session}");
-            events_where = format!("{base_e} AND {page}");
-            if filters.has_page_conditions() {
-                sessions_where.push_str(&format!(
-                    " AND session_id IN (SELECT JSONExtractString(body, 'session_id') FROM events WHERE {} AND kind = 'pageview' AND {page})",
-                    window("ts")
-                ));
-            }
-            if filters.has_session_conditions() {
-                events_where.push_str(&format!(" AND JSONExtractString(body, 'session_id') IN (SELECT session_id FROM sessions FINAL WHERE {} AND {session})", window("start")));
-            }
-        }
-        let (sessions_where, events_where) = (sessions_where, events_where);
+        let (sessions_where, events_where) = filtered_where(site_id, from_ms, to_ms, filters);
         let totals: SessionTotals = self
             .analytics(site_id, from_ms, &format!(
                 "SELECT count() AS sessions, countIf(bounce = 1) AS bounces, sum(duration_ms) AS duration_total FROM sessions FINAL WHERE {sessions_where}"
@@ -550,13 +556,16 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>> {
+        self.filtered_timeseries(site_id, from_ms, to_ms, step_ms, &Filters::default()).await
+    }
+
+    async fn filtered_timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64, filters: &Filters) -> Result<Vec<SeriesPoint>> {
         let starts = series_buckets(from_ms, to_ms, step_ms)?;
         let Some(&first) = starts.first() else { return Ok(Vec::new()) };
         // Three grouped queries instead of the overview's nine per bucket; bucket k starts at
         // first + k * step, and the window clips the first and last bucket as the overview would.
         let bucket = |col: &str| format!("toUInt64(intDiv(toUnixTimestamp64Milli({col}) - {first}, {step_ms}))");
-        let sessions_where = format!("{} AND is_bot = 0{HUMANS}", range("start"));
-        let events_where = format!("{} AND kind = 'pageview' AND is_bot = 0{HUMANS}", range("ts"));
+        let (sessions_where, events_where) = filtered_where(site_id, from_ms, to_ms, filters);
         let totals: Vec<BucketTotals> = self
             .analytics(site_id, from_ms, &format!(
                 "SELECT {} AS bucket, count() AS sessions, countIf(bounce = 1) AS bounces, sum(duration_ms) AS duration_total

@@ -701,13 +701,18 @@ impl ColumnarEvents {
     }
 
     pub async fn timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>, StoreError> {
+        self.filtered_timeseries(site_id, from_ms, to_ms, step_ms, &crm_store::filters::Filters::default()).await
+    }
+
+    /// The series narrowed by `filters` (without rollups then, as the filtered overview).
+    pub async fn filtered_timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64, filters: &crm_store::filters::Filters) -> Result<Vec<SeriesPoint>, StoreError> {
         let starts = series_buckets(from_ms, to_ms, step_ms)?;
         if starts.is_empty() {
             return Ok(Vec::new());
         }
         // Buckets of whole days (aligned, as multiples of the step) hold whole rolled-up days.
-        let rollups = step_ms % DAY_MS == 0;
-        query::timeseries(&self.snapshot_with(site_id, from_ms, to_ms, rollups)?, &starts, from_ms, to_ms, step_ms).await
+        let rollups = step_ms % DAY_MS == 0 && filters.is_empty();
+        query::timeseries(&self.snapshot_with(site_id, from_ms, to_ms, rollups)?, &starts, from_ms, to_ms, step_ms, filters).await
     }
 
     pub async fn form_stats(&self, site_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<FormStats>, StoreError> {

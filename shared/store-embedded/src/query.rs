@@ -278,6 +278,25 @@ pub async fn overview(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top_n: usiz
     Ok(total.finish(top_n))
 }
 
+/// The (sessions, pageviews) conditions of `[from_ms, to_ms)` narrowed by `filters` (their
+/// meaning: [`crm_store::filters`]): each side restricted by the other through `session_id`.
+fn filtered_clauses(snapshot: &Snapshot, from_ms: i64, to_ms: i64, filters: &Filters) -> (String, String) {
+    let (base_s, base_e) = (sessions_in(snapshot, from_ms, to_ms), pageviews_in(snapshot, from_ms, to_ms));
+    if filters.is_empty() {
+        return (base_s, base_e);
+    }
+    let (session, page) = filters.sql(FilterDialect::DataFusion);
+    let mut s = format!("{base_s} AND {session}");
+    let mut e = format!("{base_e} AND {page}");
+    if filters.has_page_conditions() {
+        s.push_str(&format!(" AND session_id IN (SELECT session_id FROM events WHERE {base_e} AND {page})"));
+    }
+    if filters.has_session_conditions() {
+        e.push_str(&format!(" AND session_id IN (SELECT session_id FROM sessions WHERE {base_s} AND {session})"));
+    }
+    (s, e)
+}
+
 /// The overview of `[from_ms, to_ms)` narrowed by `filters` ([`crm_store::filters`]), from the
 /// snapshot's rows alone (a rollup holds no breakdown by the filters' dimensions).
 pub async fn filtered_overview(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview, StoreError> {
@@ -292,19 +311,7 @@ pub async fn partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64) -> Result<Pa
 async fn filtered_partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64, filters: &Filters) -> Result<Partial, StoreError> {
     let ctx = context(snapshot).await?;
     register_sessions(&ctx, from_ms, to_ms).await?;
-    let (mut s, mut e) = (sessions_in(snapshot, from_ms, to_ms), pageviews_in(snapshot, from_ms, to_ms));
-    if !filters.is_empty() {
-        let (session, page) = filters.sql(FilterDialect::DataFusion);
-        let (base_s, base_e) = (s.clone(), e.clone());
-        s = format!("{base_s} AND {session}");
-        e = format!("{base_e} AND {page}");
-        if filters.has_page_conditions() {
-            s.push_str(&format!(" AND session_id IN (SELECT session_id FROM events WHERE {base_e} AND {page})"));
-        }
-        if filters.has_session_conditions() {
-            e.push_str(&format!(" AND session_id IN (SELECT session_id FROM sessions WHERE {base_s} AND {session})"));
-        }
-    }
+    let (s, e) = filtered_clauses(snapshot, from_ms, to_ms, filters);
     let totals = collect(&ctx, &format!("SELECT count(*), sum(CASE WHEN bounce THEN 1 ELSE 0 END), sum(duration_ms) FROM sessions WHERE {s}")).await?;
     let pageviews = one_u64(&collect(&ctx, &format!("SELECT count(*) FROM events WHERE {e}")).await?, 0)?;
     let ids = collect(&ctx, &format!("SELECT DISTINCT v FROM (SELECT visitor_id AS v FROM sessions WHERE {s} UNION ALL SELECT visitor_id AS v FROM events WHERE {e})")).await?;
@@ -328,11 +335,11 @@ async fn filtered_partial(snapshot: &Snapshot, from_ms: i64, to_ms: i64, filters
 /// The overview's headline figures per bucket starting at `starts[k]`, each `step_ms` long,
 /// clipped to `[from_ms, to_ms)`. A rollup's day adds to the bucket holding it (the caller
 /// passes rollups only when buckets are whole days).
-pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<SeriesPoint>, StoreError> {
+pub async fn timeseries(snapshot: &Snapshot, starts: &[i64], from_ms: i64, to_ms: i64, step_ms: i64, filters: &Filters) -> Result<Vec<SeriesPoint>, StoreError> {
     let Some(&first) = starts.first() else { return Ok(Vec::new()) };
     let ctx = context(snapshot).await?;
     register_sessions(&ctx, from_ms, to_ms).await?;
-    let (s, e) = (sessions_in(snapshot, from_ms, to_ms), pageviews_in(snapshot, from_ms, to_ms));
+    let (s, e) = filtered_clauses(snapshot, from_ms, to_ms, filters);
     let bucket = |col: &str| format!("CAST(({col} - {first}) / {step_ms} AS BIGINT)");
     let totals = collect(
         &ctx,

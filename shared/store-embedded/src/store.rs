@@ -302,6 +302,10 @@ impl EventStore for ColumnarStore {
         self.columnar.filtered_overview(site_id, from_ms, to_ms, top_n, filters).await
     }
 
+    async fn filtered_timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64, filters: &crm_store::filters::Filters) -> Result<Vec<SeriesPoint>> {
+        self.columnar.filtered_timeseries(site_id, from_ms, to_ms, step_ms, filters).await
+    }
+
     async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
         // Dead letters are rare and keyed by time: they stay in redb, where appends are cheap.
         self.records.dead_letters(site_id, limit, cursor).await

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::explore::{CustomEventStats, PagePaths};
 use crate::filters::Filters;
+use crate::SeriesPoint;
 use crate::growth::{self, EventMatch, MatchedEvent};
 use crate::{
     parse_event_cursor, group_orgs, AccountStore, ConfigStore, EventStore, KnowledgeStore, LeadStore, PipelineStore, ProfileStore, WorkflowStore, BotFilter, FormStats, LeadQuery, LeadRecord, OrgVisitors, FormStatsBuilder, Overview, OverviewBuilder, Page, Result, StoreError, VisitorQuery, VisitorSort, WriteBatch,
@@ -142,6 +143,49 @@ fn parse_cursor(cursor: &str) -> Result<(u64, &str)> {
 fn parse_time_cursor(cursor: &str) -> Result<(i64, u128)> {
     let (ts, id) = cursor.split_once(':').ok_or(StoreError::InvalidCursor)?;
     Ok((ts.parse().map_err(|_| StoreError::InvalidCursor)?, id.parse().map_err(|_| StoreError::InvalidCursor)?))
+}
+
+/// The rows a filtered overview of `[from_ms, to_ms)` counts ([`crate::filters`]): the site's
+/// bot visitors (left out by the builder), the matching sessions and the matching pageviews.
+fn filtered_rows(db: &Database, dir: &Path, site: &str, from_ms: i64, to_ms: i64, filters: &Filters) -> Result<(HashSet<String>, Vec<Session>, Vec<StoredEvent>)> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
+    let events = txn.open_table(EVENTS).map_err(db_err)?;
+    let bots: HashSet<String> = bot_ids(&txn, site, from_ms)?.into_iter().collect();
+    let mut pageviews = Vec::new();
+    let mut reader = bodies::Reader::sequential(dir);
+    for row in events.range::<EventKey>((site, from_ms, 0u128)..(site, to_ms, 0u128)).map_err(db_err)? {
+        let (_, value) = row.map_err(db_err)?;
+        let at = value.value();
+        // Only pageviews count here; the index knows which events are, unread.
+        if at.3 == bodies::KIND_PAGEVIEW {
+            let event: StoredEvent = decode(reader.read(at)?)?;
+            if filters.page(event.path.as_deref()) {
+                pageviews.push(event);
+            }
+        }
+    }
+    // Sessions holding a matching pageview (page conditions), and sessions matching the session
+    // conditions (whose pageviews alone count then).
+    let with_page: HashSet<String> = if filters.has_page_conditions() { pageviews.iter().map(|e| e.session_id.clone()).collect() } else { HashSet::new() };
+    let mut matching: HashSet<String> = HashSet::new();
+    let mut kept = Vec::new();
+    for row in sessions.range::<(&str, i64, &str)>((site, from_ms, "")..(site, to_ms, "")).map_err(db_err)? {
+        let session: Session = decode(row.map_err(db_err)?.1.value())?;
+        if !filters.session(&session) {
+            continue;
+        }
+        if filters.has_session_conditions() {
+            matching.insert(session.session_id.clone());
+        }
+        if !filters.has_page_conditions() || with_page.contains(&session.session_id) {
+            kept.push(session);
+        }
+    }
+    if filters.has_session_conditions() {
+        pageviews.retain(|e| matching.contains(&e.session_id));
+    }
+    Ok((bots, kept, pageviews))
 }
 
 /// The redb-backed [`Store`].
@@ -437,44 +481,44 @@ impl EventStore for EmbeddedStore {
     async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview> {
         let (site, filters) = (site_id.to_owned(), filters.clone());
         self.with_bodies(move |db, dir| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let sessions = txn.open_table(SESSIONS).map_err(db_err)?;
-            let events = txn.open_table(EVENTS).map_err(db_err)?;
-            let mut builder = OverviewBuilder::excluding(bot_ids(&txn, &site, from_ms)?.into_iter().collect());
-            let s = site.as_str();
-            let mut pageviews = Vec::new();
-            let mut reader = bodies::Reader::sequential(dir);
-            for row in events.range::<EventKey>((s, from_ms, 0u128)..(s, to_ms, 0u128)).map_err(db_err)? {
-                let (_, value) = row.map_err(db_err)?;
-                let at = value.value();
-                // Only pageviews count here; the index knows which events are, unread.
-                if at.3 == bodies::KIND_PAGEVIEW {
-                    let event: StoredEvent = decode(reader.read(at)?)?;
-                    if filters.page(event.path.as_deref()) {
-                        pageviews.push(event);
-                    }
-                }
-            }
-            // Sessions holding a matching pageview (page conditions), and sessions matching the
-            // session conditions (whose pageviews alone count then).
-            let with_page: HashSet<&str> = pageviews.iter().map(|e| e.session_id.as_str()).collect();
-            let mut matching: HashSet<String> = HashSet::new();
-            for row in sessions.range::<(&str, i64, &str)>((s, from_ms, "")..(s, to_ms, "")).map_err(db_err)? {
-                let session: Session = decode(row.map_err(db_err)?.1.value())?;
-                if !filters.session(&session) {
-                    continue;
-                }
-                if filters.has_session_conditions() {
-                    matching.insert(session.session_id.clone());
-                }
-                if !filters.has_page_conditions() || with_page.contains(session.session_id.as_str()) {
-                    builder.add_session(&session);
-                }
-            }
-            for event in pageviews.iter().filter(|e| !filters.has_session_conditions() || matching.contains(&e.session_id)) {
-                builder.add_pageview(event);
-            }
+            let (bots, sessions, pageviews) = filtered_rows(db, dir, &site, from_ms, to_ms, &filters)?;
+            let mut builder = OverviewBuilder::excluding(bots);
+            sessions.iter().for_each(|s| builder.add_session(s));
+            pageviews.iter().for_each(|e| builder.add_pageview(e));
             Ok(builder.finish(top_n))
+        })
+        .await
+    }
+
+    async fn filtered_timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64, filters: &Filters) -> Result<Vec<SeriesPoint>> {
+        if filters.is_empty() {
+            return self.timeseries(site_id, from_ms, to_ms, step_ms).await;
+        }
+        let starts = crate::series_buckets(from_ms, to_ms, step_ms)?;
+        let (site, filters) = (site_id.to_owned(), filters.clone());
+        self.with_bodies(move |db, dir| {
+            let (bots, sessions, pageviews) = filtered_rows(db, dir, &site, from_ms, to_ms, &filters)?;
+            let Some(&first) = starts.first() else { return Ok(Vec::new()) };
+            let mut builders: Vec<OverviewBuilder> = starts.iter().map(|_| OverviewBuilder::excluding(bots.clone())).collect();
+            let slot = |ts: i64| usize::try_from((ts - first).div_euclid(step_ms)).ok().filter(|&i| i < starts.len());
+            for session in &sessions {
+                if let Some(i) = slot(session.start_ms) {
+                    builders[i].add_session(session);
+                }
+            }
+            for event in &pageviews {
+                if let Some(i) = slot(event.ts_ms) {
+                    builders[i].add_pageview(event);
+                }
+            }
+            Ok(starts
+                .iter()
+                .zip(builders)
+                .map(|(&start_ms, builder)| {
+                    let o = builder.finish(1);
+                    SeriesPoint { start_ms, visitors: o.visitors, sessions: o.sessions, pageviews: o.pageviews, bounce_rate: o.bounce_rate, avg_session_duration_ms: o.avg_session_duration_ms }
+                })
+                .collect())
         })
         .await
     }

@@ -73,6 +73,9 @@ macro_rules! forward_roles {
                 async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &$crate::filters::Filters) -> Result<Overview> {
                     self.$field.filtered_overview(site_id, from_ms, to_ms, top_n, filters).await
                 }
+                async fn filtered_timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64, filters: &$crate::filters::Filters) -> Result<Vec<SeriesPoint>> {
+                    self.$field.filtered_timeseries(site_id, from_ms, to_ms, step_ms, filters).await
+                }
                 async fn dead_letters(&self, site_id: &str, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
                     self.$field.dead_letters(site_id, limit, cursor).await
                 }

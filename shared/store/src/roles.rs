@@ -127,6 +127,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// the overview itself.
     async fn filtered_overview(&self, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize, filters: &Filters) -> Result<Overview>;
 
+    /// [`Self::timeseries`] narrowed by `filters`: the rows the filtered overview of the whole
+    /// window counts, counted per bucket (so the buckets add up to that overview's sessions and
+    /// pageviews); with none, the timeseries itself.
+    async fn filtered_timeseries(&self, site_id: &str, from_ms: i64, to_ms: i64, step_ms: i64, filters: &Filters) -> Result<Vec<SeriesPoint>>;
+
     /// Dead letters of a site, newest first.
     async fn dead_letters(
         &self,

@@ -540,7 +540,7 @@ async fn answers_as_scanned(store: &ColumnarEvents, from_ms: i64, to_ms: i64) {
     assert_eq!(store.overview("s1", from_ms, to_ms, 10).await.unwrap(), scanned_overview(store, from_ms, to_ms).await, "overview of [{from_ms}, {to_ms})");
     for step in [DAY_MS, 2 * DAY_MS, 3_600_000] {
         let starts = series_buckets(from_ms, to_ms, step).unwrap();
-        let scanned = query::timeseries(&store.snapshot("s1", from_ms, to_ms).unwrap(), &starts, from_ms, to_ms, step).await.unwrap();
+        let scanned = query::timeseries(&store.snapshot("s1", from_ms, to_ms).unwrap(), &starts, from_ms, to_ms, step, &crm_store::filters::Filters::default()).await.unwrap();
         assert_eq!(store.timeseries("s1", from_ms, to_ms, step).await.unwrap(), scanned, "timeseries of [{from_ms}, {to_ms}) by {step} ms");
     }
 }

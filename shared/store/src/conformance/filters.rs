@@ -89,4 +89,22 @@ pub async fn filtered_overviews_match_the_fixture(harness: &dyn StoreHarness) {
     assert_eq!(figures(&filtered(&["source:prefix:news.", "device:is:pc"]).await), (1, 1, 2));
     assert_eq!(figures(&filtered(&["browser:is:Netscape"]).await), (0, 0, 0));
     assert_eq!(figures(&filtered(&["page:is:/it's"]).await), (0, 0, 0), "a quote in a value is a literal");
+
+    // Series: the rows of the whole window's filtered overview, counted per hour.
+    let hour = 3_600_000;
+    let unfiltered_series = store.filtered_timeseries(SITE, from, to, hour, &Filters::default()).await.expect("series");
+    assert_eq!(unfiltered_series, store.timeseries(SITE, from, to, hour).await.expect("series"), "no filter is the timeseries");
+    for texts in [&["country:is:DE"][..], &["page:glob:/blog/*"], &["page:is:/pricing", "source:is:news.example"]] {
+        let filters = Filters(texts.iter().map(|t| Filter::parse(t).expect("filter")).collect());
+        let series = store.filtered_timeseries(SITE, from, to, hour, &filters).await.expect("filtered series");
+        let overview = store.filtered_overview(SITE, from, to, 10, &filters).await.expect("filtered overview");
+        assert_eq!(series.len(), unfiltered_series.len());
+        let sessions: u64 = series.iter().map(|p| p.sessions).sum();
+        let pageviews: u64 = series.iter().map(|p| p.pageviews).sum();
+        assert_eq!((sessions, pageviews), (overview.sessions, overview.pageviews), "{texts:?}: the buckets add up");
+    }
+    let german = store.filtered_timeseries(SITE, from, to, hour, &Filters(vec![Filter::parse("country:is:DE").expect("filter")])).await.expect("series");
+    // The fixture's rows all fall in the first hour (from T0 - 1 s).
+    assert_eq!((german[0].visitors, german[0].sessions, german[0].pageviews), (2, 3, 4));
+    assert!(german[1..].iter().all(|p| p.sessions == 0 && p.pageviews == 0));
 }
