@@ -169,11 +169,16 @@ export async function request(method, path, { body, signal } = {}) {
   }
 }
 
-/** GET with a query object (undefined/null/'' values are left out). */
+/**
+ * GET with a query object (undefined/null/'' values are left out; an array value repeats its
+ * parameter, e.g. { filter: ['page:is:/', 'device:is:pc'] }).
+ */
 export function get(path, query = {}, signal) {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined && value !== null && value !== '') params.set(key, String(value));
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (one !== undefined && one !== null && one !== '') params.append(key, String(one));
+    }
   }
   const qs = params.toString();
   return request('GET', qs ? `${path}?${qs}` : path, { signal });

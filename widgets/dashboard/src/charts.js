@@ -156,24 +156,31 @@ export function sparkline(values, { width = 120, height = 32, name = 'spark', st
 
 /**
  * Horizontal bars for a top list: items [{ key, count }]. `total` (optional) adds a share column;
- * `format(key)` renders the key (text).
+ * `format(key)` renders the key (text). With `onPick(item)` a click on a row (or Enter on its
+ * label, a button) picks it; with `onExclude(item)` the row also gets a small "exclude" button.
  */
-export function barList(items, { name, total, format = (k) => k, valueFormat = num, emptyText = 'No data in this range' } = {}) {
+export function barList(items, { name, total, format = (k) => k, valueFormat = num, emptyText = 'No data in this range', onPick, onExclude } = {}) {
   const list = h('ol', { class: 'bars', dataset: { chart: name } });
   if (!items || items.length === 0) return h('div', { class: 'bars-empty muted', dataset: { chart: name } }, emptyText);
   const max = Math.max(1, ...items.map((i) => Number(i.count) || 0));
   for (const item of items) {
     const count = Number(item.count) || 0;
     const label = format(item.key);
-    list.append(
-      h(
-        'li',
-        { class: 'bar-row', title: `${label}: ${valueFormat(count)}` },
-        h('span', { class: 'bar-fill', style: { width: `${((count / max) * 100).toFixed(1)}%` }, 'aria-hidden': 'true' }),
-        h('span', { class: 'bar-label' }, label),
-        h('span', { class: 'bar-value' }, valueFormat(count), total ? h('small', { class: 'muted' }, ` ${Math.round((count / total) * 100)}%`) : null),
-      ),
+    const row = h(
+      'li',
+      { class: `bar-row${onPick ? ' pickable' : ''}`, title: `${label}: ${valueFormat(count)}`, dataset: { key: item.key } },
+      h('span', { class: 'bar-fill', style: { width: `${((count / max) * 100).toFixed(1)}%` }, 'aria-hidden': 'true' }),
+      onPick ? h('button', { type: 'button', class: 'bar-label bar-pick', title: `Only ${label}` }, label) : h('span', { class: 'bar-label' }, label),
+      onExclude ? h('button', { type: 'button', class: 'bar-exclude', title: `Exclude ${label}`, 'aria-label': `Exclude ${label}` }, 'exclude') : null,
+      h('span', { class: 'bar-value' }, valueFormat(count), total ? h('small', { class: 'muted' }, ` ${Math.round((count / total) * 100)}%`) : null),
     );
+    if (onPick || onExclude) {
+      row.addEventListener('click', (event) => {
+        if (event.target.closest('.bar-exclude')) onExclude?.(item);
+        else onPick?.(item);
+      });
+    }
+    list.append(row);
   }
   return list;
 }

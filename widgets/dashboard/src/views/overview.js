@@ -1,13 +1,17 @@
 // The overview screen: live visitors (polled every 15 s while visible) and today's traffic, the
-// date range selector (7/30/90 days, custom), KPI tiles with the change against the previous
-// period, visitors & sessions over time, and the top lists (pages, referrers, countries,
-// devices, browsers, UTM sources). Panels whose endpoint is missing (404) are hidden.
+// date range selector (7/30/90 days, custom), the filter bar (filters and the compare toggle, in
+// the route: ?filter=dimension:op:value&compare=previous; they narrow every panel), KPI tiles
+// with the change against the previous period (with compare on, also the previous figures),
+// visitors & sessions over time, the top lists (pages, referrers, countries, devices, browsers,
+// UTM sources: a row adds a filter, "exclude" its negation) and the goals' conversions (not
+// filtered: with filters the panel says so). Panels whose endpoint is missing (404) are hidden.
 
 import { get } from '../api.js';
 import { barList, lineChart, sparkline } from '../charts.js';
 import { h, replace } from '../dom.js';
 import { DASH, axisDay, axisHour, compact, dateTime, duration, isoDay, label, num, pct, time } from '../format.js';
 import { empty, errorBox, kpi, loading, panel, segmented } from '../ui.js';
+import { LIST_DIMENSIONS, compareLine, filterBar, makeFilter, overviewQuery, readCompare, readFilters, withFilter } from '../filters.js';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -43,6 +47,9 @@ export function readRange(query, now = Date.now()) {
 }
 
 const day = (ms) => isoDay(new Date(ms));
+
+/** The route parameters of a range: { range } or { from, to } (inclusive UTC days). */
+const rangeParams = (range) => (range.key === 'custom' ? { from: day(range.fromMs), to: day(range.toMs - DAY_MS) } : { range: range.key });
 
 /** Hour axis: the day's name at midnight, the hour otherwise. */
 const hourTick = (x) => (Date.parse(x) % DAY_MS === 0 ? axisDay(x) : axisHour(x));
@@ -114,12 +121,41 @@ function countryName(code) {
 
 const DEVICES = { pc: 'Desktop', smartphone: 'Smartphone', tablet: 'Tablet', phablet: 'Phablet', console: 'Console', tv: 'TV', bot: 'Bot' };
 const deviceName = (key) => DEVICES[String(key).toLowerCase()] || label(key);
+const filterValue = (dimension, value) => (dimension === 'country' ? countryName(value) : dimension === 'device' ? deviceName(value) : value);
 
 export async function renderOverview(ctx) {
   const { el, site, signal } = ctx;
   const range = readRange(ctx.query);
   const interval = range.days <= 2 ? 'hour' : 'day';
-  const q = { site_id: site, from: day(range.fromMs), to: day(range.toMs) };
+  const filters = readFilters(ctx.query);
+  const compare = readCompare(ctx.query);
+  // Every request of the screen carries the filters (repeated `filter` parameters).
+  const f = filters.length ? { filter: filters.map((x) => x.raw) } : {};
+  const q = { site_id: site, from: day(range.fromMs), to: day(range.toMs), ...f };
+  const show = (rangeQuery, nextFilters, nextCompare) => ctx.go(`#/overview?${overviewQuery(rangeQuery, nextFilters, nextCompare)}`);
+
+  // A filter is added only when the server takes it: a refused one shows its message and stays
+  // out of the route. Resolves to the message, or null once the route shows the new filters.
+  const addFilter = async (added) => {
+    const next = withFilter(filters, added);
+    try {
+      await get('/api/v1/analytics/overview', { ...q, filter: next.map((x) => x.raw), limit: 1 }, signal);
+    } catch (err) {
+      if (signal.aborted || err?.name === 'AbortError') return null;
+      return err.message;
+    }
+    show(rangeParams(range), next, compare);
+    return null;
+  };
+  const bar = filterBar({
+    filters,
+    compare,
+    format: filterValue,
+    onRemove: (index) => show(rangeParams(range), filters.filter((_, i) => i !== index), compare),
+    onAdd: addFilter,
+    onCompare: (on) => show(rangeParams(range), filters, on),
+  });
+  const filtered = filters.length ? ' · filtered' : '';
 
   const liveCard = h('div', { class: 'panel live-card', id: 'live-panel' }, loading('Live visitors…'));
   const todayCard = h('div', { class: 'panel today-card', id: 'today-panel' }, loading('Today…'));
@@ -136,20 +172,22 @@ export async function renderOverview(ctx) {
   ];
   const listBodies = Object.fromEntries(lists.map(([key]) => [key, h('div', loading())]));
   const grid = h('div', { class: 'grid cols-3' }, lists.map(([key, title]) => panel(title, listBodies[key], { id: `panel-${key}` })));
+  const goalsBody = h('div');
+  const goalsPanel = panel('Goals', goalsBody, { id: 'overview-goals', className: 'hidden', subtitle: 'Converting visitors and their share of the range\'s visitors' });
 
-  replace(el, h('div', { class: 'top-strip' }, liveCard, todayCard), rangeBar(range, (params) => ctx.go(`#/overview?${new URLSearchParams(params)}`)), kpis, trend, grid);
+  replace(el, h('div', { class: 'top-strip' }, liveCard, todayCard), rangeBar(range, (params) => show(params, filters, compare)), bar.el, kpis, trend, grid, goalsPanel);
 
   // Live visitors, polled while the page is visible; hidden for good when the endpoint is absent.
   let liveTimer = null;
   let todayTimer = null;
   const loadLive = async () => {
     try {
-      const { data } = await get('/api/v1/analytics/live', { site_id: site }, signal);
+      const { data } = await get('/api/v1/analytics/live', { site_id: site, ...f }, signal);
       if (signal.aborted) return;
       const pages = (data?.top_pages || []).slice(0, 5);
       replace(
         liveCard,
-        h('div', { class: 'live-head' }, h('span', { class: 'pulse', 'aria-hidden': 'true' }), h('span', `Live · last ${num(data?.window_minutes ?? 5)} min`)),
+        h('div', { class: 'live-head' }, h('span', { class: 'pulse', 'aria-hidden': 'true' }), h('span', `Live · last ${num(data?.window_minutes ?? 5)} min${filtered}`)),
         h('div', { class: 'live-figures' }, h('div', { class: 'live-big', id: 'live-visitors' }, num(data?.visitors ?? 0)), h('div', { class: 'muted' }, 'visitors now', h('br'), `${num(data?.pageviews ?? 0)} pageviews`)),
         pages.length ? barList(pages, { name: 'live_pages' }) : h('p', { class: 'muted small' }, 'Nobody on the site right now.'),
         h('div', { class: 'muted small' }, `Updated ${time(data?.as_of || new Date().toISOString())}`),
@@ -171,8 +209,8 @@ export async function renderOverview(ctx) {
     const from = utcMidnight(now);
     try {
       const [overview, hourly] = await Promise.all([
-        get('/api/v1/analytics/overview', { site_id: site, from: day(from), to: day(from + DAY_MS), limit: 1 }, signal),
-        get('/api/v1/analytics/timeseries', { site_id: site, from: day(from), to: day(from + DAY_MS), interval: 'hour' }, signal).catch((err) => {
+        get('/api/v1/analytics/overview', { site_id: site, from: day(from), to: day(from + DAY_MS), limit: 1, ...f }, signal),
+        get('/api/v1/analytics/timeseries', { site_id: site, from: day(from), to: day(from + DAY_MS), interval: 'hour', ...f }, signal).catch((err) => {
           if (err?.status === 404) return null;
           throw err;
         }),
@@ -182,7 +220,7 @@ export async function renderOverview(ctx) {
       const spark = hourly?.data?.points ? fillBuckets(hourly.data.points, from, Math.ceil((now + 1) / HOUR_MS) * HOUR_MS, HOUR_MS).map((p) => Number(p.visitors) || 0) : null;
       replace(
         todayCard,
-        h('div', { class: 'live-head' }, h('span', `Today (UTC) · ${dateTime(new Date(now).toISOString())}`)),
+        h('div', { class: 'live-head' }, h('span', `Today (UTC) · ${dateTime(new Date(now).toISOString())}${filtered}`)),
         h(
           'div',
           { class: 'today-figures' },
@@ -198,31 +236,54 @@ export async function renderOverview(ctx) {
     }
   };
 
+  // The goals' conversions, which filters do not narrow: with filters the server leaves them out
+  // (null) and the panel says why instead of showing nothing.
+  const showGoals = (goals, visitors) => {
+    if (goals === null && filters.length) {
+      goalsPanel.classList.remove('hidden');
+      replace(
+        goalsBody,
+        h('p', { class: 'muted', id: 'goals-not-filtered' }, 'Goals are not filtered: their conversions count all of the range\'s visitors, so they are left out while filters are active. Remove the filters to see them here, or open ', h('a', { href: `#/goals?${new URLSearchParams(rangeParams(range))}` }, 'Goals'), '.'),
+      );
+      return;
+    }
+    goalsPanel.classList.toggle('hidden', !Array.isArray(goals) || goals.length === 0);
+    if (!Array.isArray(goals)) return;
+    const items = goals.map((g) => ({ key: String(g.name ?? g.goal_id ?? ''), count: Number(g.conversions) || 0 }));
+    replace(goalsBody, barList(items, { name: 'overview_goals', total: Number(visitors) || undefined, emptyText: 'No goals' }));
+  };
+
   const loadOverview = async () => {
-    const prev = { site_id: site, from: day(range.fromMs - range.days * DAY_MS), to: day(range.fromMs), limit: 1 };
     try {
-      const [current, previous] = await Promise.all([
-        get('/api/v1/analytics/overview', { ...q, limit: 10 }, signal),
-        get('/api/v1/analytics/overview', prev, signal).catch(() => null),
-      ]);
+      // compare=previous: the same figures, with the same filters, for the period just before.
+      const { data } = await get('/api/v1/analytics/overview', { ...q, limit: 10, compare: 'previous' }, signal);
       if (signal.aborted) return;
-      const o = current.data?.overview || {};
-      const p = previous?.data?.overview;
+      const o = data?.overview || {};
+      const p = data?.previous?.overview;
+      const changes = data?.previous?.change || {};
+      // With compare on, visitors, sessions and pageviews show the previous value and the server's change.
+      const counted = (key, title) =>
+        compare && p
+          ? kpi(key, title, compact(o[key]), { sub: compareLine(p[key], changes[key]) })
+          : kpi(key, title, compact(o[key]), { delta: p && change(o[key], p[key]) });
       replace(
         kpis,
-        kpi('visitors', 'Visitors', compact(o.visitors), { delta: p && change(o.visitors, p.visitors) }),
-        kpi('sessions', 'Sessions', compact(o.sessions), { delta: p && change(o.sessions, p.sessions) }),
-        kpi('pageviews', 'Pageviews', compact(o.pageviews), { delta: p && change(o.pageviews, p.pageviews) }),
+        counted('visitors', 'Visitors'),
+        counted('sessions', 'Sessions'),
+        counted('pageviews', 'Pageviews'),
         kpi('bounce_rate', 'Bounce rate', o.sessions ? pct(o.bounce_rate) : DASH, { delta: p && p.sessions ? change(o.bounce_rate, p.bounce_rate, false) : null, note: 'Single-page sessions / sessions' }),
         kpi('avg_session_duration', 'Avg. session', o.sessions ? duration(o.avg_session_duration_ms) : DASH, { delta: p && change(o.avg_session_duration_ms, p.avg_session_duration_ms) }),
       );
       const total = Number(o.pageviews) || 0;
       for (const [key, , format] of lists) {
-        const items = o[key] || [];
-        replace(listBodies[key], barList(items, { name: key, format, total: key === 'top_pages' && total ? total : undefined }));
+        const dimension = LIST_DIMENSIONS[key];
+        const pick = (op) => (item) => addFilter(makeFilter(dimension, op, item.key)).then((message) => message && bar.showError(message));
+        replace(listBodies[key], barList(o[key] || [], { name: key, format, total: key === 'top_pages' && total ? total : undefined, onPick: pick('is'), onExclude: pick('is_not') }));
       }
+      showGoals(data?.goals, o.visitors);
     } catch (err) {
       if (signal.aborted || err?.name === 'AbortError') return;
+      if (err?.status === 400) bar.showError(err.message); // e.g. a filter typed into the URL
       replace(kpis, errorBox(err, () => loadOverview()));
       for (const [key] of lists) replace(listBodies[key], h('p', { class: 'muted small' }, 'Unavailable'));
     }
