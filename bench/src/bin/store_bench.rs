@@ -51,6 +51,22 @@ struct Args {
     /// with sources, and the paths of a page.
     #[arg(long, env = "STORE_BENCH_REPORTS")]
     reports: bool,
+    /// Days the events are spread over (ending 2026-11-24).
+    #[arg(long, env = "STORE_BENCH_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=365))]
+    days: i64,
+    /// Distinct visitors the events are drawn from (uniformly).
+    #[arg(long, env = "STORE_BENCH_VISITORS", default_value_t = 200_000)]
+    visitors: u32,
+    /// Weekly cohorts of the retention report, the first one the week holding the first event.
+    #[arg(long, env = "STORE_BENCH_COHORTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=26))]
+    cohorts: u32,
+}
+
+impl Args {
+    /// The first event's time; the last comes `days` later.
+    fn start(&self) -> i64 {
+        END - self.days * DAY
+    }
 }
 
 #[derive(Serialize)]
@@ -59,6 +75,9 @@ struct Reports {
     retention: Latency,
     goals: Latency,
     paths: Latency,
+    /// The answers, compared across the stores of one run.
+    #[serde(skip)]
+    answers: (crm_store::growth::FunnelReport, crm_store::growth::RetentionReport),
 }
 
 #[derive(Serialize)]
@@ -93,15 +112,16 @@ fn new_histogram() -> Result<hdrhistogram::Histogram<u64>> {
 }
 
 const DAY: i64 = 86_400_000;
-const START: i64 = 1_795_478_400_000 - 30 * DAY;
+const END: i64 = 1_795_478_400_000;
 
-/// Builds one batch of enriched events spread over 30 days, with their sessions.
-fn batch(generator: &mut BeaconGen, enricher: &mut Enricher, rules: &SiteRules, first: usize, count: usize, total: usize) -> WriteBatch {
+/// Builds one batch of enriched events spread evenly over `--days`, with their sessions.
+fn batch(generator: &mut BeaconGen, enricher: &mut Enricher, rules: &SiteRules, first: usize, count: usize, args: &Args) -> WriteBatch {
+    let (start, total) = (args.start(), args.events);
     let limits = Limits::default();
     let mut profiles = std::collections::HashMap::new();
     let mut out = WriteBatch::default();
     for i in first..first + count {
-        let ts = START + (i as i64 * 30 * DAY) / total as i64;
+        let ts = start + (i as i64 * args.days * DAY) / total as i64;
         let mut value = generator.event(ts);
         value["site_id"] = "bench".into();
         let wire: WireEvent = serde_json::from_value(value).expect("wire");
@@ -122,12 +142,12 @@ async fn run(name: &'static str, store: Arc<dyn Store>, embedded: Option<&Column
     store.put_site(&Site::new("bench", "Bench", 0)).await?;
     let rules = SiteRules::new(&Site::new("bench", "Bench", 0));
     let mut enricher = Enricher::new(GeoLookup::disabled(), IpStorage::Anonymized);
-    let mut generator = BeaconGen::new("bench", 200_000, 3);
+    let mut generator = BeaconGen::new("bench", args.visitors, 3);
     let (mut written, mut since_commit, mut write_seconds) = (0, 0, 0.0);
     let mut visitors = Vec::new();
     while written < args.events {
         let count = args.batch.min(args.events - written);
-        let mut prepared = batch(&mut generator, &mut enricher, &rules, written, count, args.events);
+        let mut prepared = batch(&mut generator, &mut enricher, &rules, written, count, args);
         if args.events_only {
             prepared.sessions.clear();
         }
@@ -155,19 +175,19 @@ async fn run(name: &'static str, store: Arc<dyn Store>, embedded: Option<&Column
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         while embedded.columnar().compact(now, crm_store_embedded::store::Maintenance::default().compact_min_parts)?.groups > 0 {}
         compact_seconds = Some(started.elapsed().as_secs_f64());
-        let scanned = time_overviews(&store, args.queries).await?;
+        let scanned = time_overviews(&store, args).await?;
         let started = Instant::now();
         let built = embedded.columnar().build_rollups(now).await?;
         rollup_seconds = Some(started.elapsed().as_secs_f64());
         anyhow::ensure!(built > 0, "no day was rolled up");
         overview_scan = Some(scanned);
     }
-    let (overview, answer) = time_overviews(&store, args.queries).await?;
+    let (overview, answer) = time_overviews(&store, args).await?;
     if let Some((_, scanned)) = &overview_scan {
         anyhow::ensure!(scanned == &answer, "the overview from rollups differs from the scanned one");
     }
     let reports = match args.reports {
-        true => Some(time_reports(&store, args.queries).await?),
+        true => Some(time_reports(&store, args).await?),
         false => None,
     };
     let mut timeline = new_histogram()?;
@@ -203,15 +223,17 @@ async fn time<T, F: std::future::Future<Output = crm_store::Result<T>>>(queries:
 }
 
 /// The growth reports over the whole range (every store gets the same specs).
-async fn time_reports(store: &Arc<dyn Store>, queries: usize) -> Result<Reports> {
+async fn time_reports(store: &Arc<dyn Store>, args: &Args) -> Result<Reports> {
     use crm_schemas::{Goal, GoalMatch};
     use crm_store::growth::{self, CohortStart, EventMatch, FunnelOrder, FunnelSpec, Period, RetentionSpec};
-    let (from, to) = (START, START + 31 * DAY);
+    let (from, to, queries) = (args.start(), END + DAY, args.queries);
     let steps = ["page:/", "page:/pricing", "page:/demo", "page:/contact"].map(|s| EventMatch::parse(s).expect("step")).to_vec();
     let funnel = FunnelSpec { steps, window_ms: 7 * DAY, order: FunnelOrder::Ordered };
     let reached = growth::funnel_report(&**store, "bench", from, to, &funnel).await?;
     anyhow::ensure!(reached.steps[3].visitors > 0, "no visitor finished the funnel");
-    let retention = RetentionSpec { period: Period::Week, start_ms: Period::Week.start_of(START), cohorts: 5, start: CohortStart::Event(EventMatch::Page("*".into())), return_on: EventMatch::Any };
+    let retention = RetentionSpec { period: Period::Week, start_ms: Period::Week.start_of(from), cohorts: args.cohorts, start: CohortStart::Event(EventMatch::Page("*".into())), return_on: EventMatch::Any };
+    let cohorts = growth::retention_report(&**store, "bench", &retention).await?;
+    anyhow::ensure!(cohorts.cohorts.iter().any(|c| c.returning.get(1).is_some_and(|&n| n > 0)), "no cohort has returning visitors");
     let goal = |id: &str, pattern: &str| Goal { goal_id: id.into(), name: id.into(), target: GoalMatch::Page { pattern: pattern.into() } };
     let goals = [goal("demo", "/demo"), goal("contact", "/contact*")];
     Ok(Reports {
@@ -219,16 +241,18 @@ async fn time_reports(store: &Arc<dyn Store>, queries: usize) -> Result<Reports>
         retention: time(queries, || growth::retention_report(&**store, "bench", &retention)).await?,
         goals: time(queries, || crm_store::goals::goals_report(&**store, "bench", from, to, &goals, Some(10))).await?,
         paths: time(queries, || store.page_paths("bench", from, to, "/pricing", 10)).await?,
+        answers: (reached, cohorts),
     })
 }
 
 /// The overview over the whole range, `queries` times; also checks the answers agree.
-async fn time_overviews(store: &Arc<dyn Store>, queries: usize) -> Result<(Latency, crm_store::Overview)> {
+async fn time_overviews(store: &Arc<dyn Store>, args: &Args) -> Result<(Latency, crm_store::Overview)> {
+    let queries = args.queries;
     let mut histogram = new_histogram()?;
     let mut first = None;
     for _ in 0..queries.max(1) {
         let started = Instant::now();
-        let overview = store.overview("bench", START, START + 31 * DAY, 10).await?;
+        let overview = store.overview("bench", args.start(), END + DAY, 10).await?;
         histogram.saturating_record(started.elapsed().as_micros().max(1) as u64);
         anyhow::ensure!(overview.pageviews > 0, "the overview counted no pageviews");
         anyhow::ensure!(first.get_or_insert_with(|| overview.clone()) == &overview, "two runs of the same overview differ");
@@ -239,18 +263,27 @@ async fn time_overviews(store: &Arc<dyn Store>, queries: usize) -> Result<(Laten
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let mut reports = Vec::new();
     if let Some(dir) = &args.embedded_dir {
         let embedded = ColumnarStore::open(dir)?;
-        println!("{}", serde_json::to_string(&run("embedded", Arc::new(embedded.clone()), Some(&embedded), &args).await?)?);
+        reports.push(run("embedded", Arc::new(embedded.clone()), Some(&embedded), &args).await?);
+        println!("{}", serde_json::to_string(reports.last().expect("pushed"))?);
     }
     if let Some(dir) = &args.redb_dir {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir)?);
-        println!("{}", serde_json::to_string(&run("redb", store, None, &args).await?)?);
+        reports.push(run("redb", store, None, &args).await?);
+        println!("{}", serde_json::to_string(reports.last().expect("pushed"))?);
     }
     if let Some(url) = &args.clickhouse_url {
         let database = format!("bench_{}", uuid::Uuid::new_v4().simple());
         let store: Arc<dyn Store> = Arc::new(ClickHouseStore::connect(&ClickHouseConfig::new(url, database)).await?);
-        println!("{}", serde_json::to_string(&run("clickhouse", store, None, &args).await?)?);
+        reports.push(run("clickhouse", store, None, &args).await?);
+        println!("{}", serde_json::to_string(reports.last().expect("pushed"))?);
+    }
+    // The same events went into every store: their growth reports must be the same.
+    let answers: Vec<_> = reports.iter().filter_map(|r| r.reports.as_ref().map(|g| (r.store, &g.answers))).collect();
+    for pair in answers.windows(2) {
+        anyhow::ensure!(pair[0].1 == pair[1].1, "the funnel or retention of {} differs from {}'s", pair[1].0, pair[0].0);
     }
     Ok(())
 }

@@ -46,6 +46,7 @@ impl ClickHouseConfig {
 mod alerts;
 mod business;
 mod export;
+mod growth;
 mod reports;
 mod sql;
 mod auth;
@@ -636,6 +637,14 @@ impl EventStore for ClickHouseStore {
 
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {
         self.matched(site_id, from_ms, to_ms, matchers, keep_unmatched).await
+    }
+
+    async fn funnel_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, spec: &crm_store::growth::FunnelSpec) -> Result<Option<crm_store::growth::FunnelReport>> {
+        self.funnel_on_server(site_id, from_ms, to_ms, spec).await.map(Some)
+    }
+
+    async fn retention_pushdown(&self, site_id: &str, spec: &crm_store::growth::RetentionSpec) -> Result<Option<crm_store::growth::RetentionReport>> {
+        self.retention_on_server(site_id, spec).await.map(Some)
     }
 
     async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<crm_store::explore::CustomEventStats>> {

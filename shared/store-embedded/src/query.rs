@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crm_schemas::{Session, StoredEvent};
 use crm_store::filters::{FilterDialect, Filters};
 use crm_store::explore::{CustomEventStats, CustomEventsBuilder, PagePaths, PathsBuilder};
-use crm_store::growth::{self, EventMatch, MatchedEvent};
+use crm_store::growth::{self, EventMatch, GlobForm, MatchedEvent};
 use crm_store::{Count, FormStats, FormStatsBuilder, Overview, SeriesPoint, StoreError};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -434,8 +434,12 @@ fn quote(text: &str) -> String {
 fn match_sql(matcher: &EventMatch) -> String {
     match matcher {
         EventMatch::Any => "TRUE".into(),
-        EventMatch::Page(glob) if !glob.contains('*') => format!("(kind = 'pageview' AND coalesce(path, '/') = {})", quote(glob)),
-        EventMatch::Page(glob) => format!("(kind = 'pageview' AND regexp_like(coalesce(path, '/'), {}))", quote(&growth::glob_regex(glob))),
+        EventMatch::Page(glob) => match growth::glob_form(glob) {
+            GlobForm::All => "(kind = 'pageview')".into(),
+            GlobForm::Exact(path) => format!("(kind = 'pageview' AND coalesce(path, '/') = {})", quote(path)),
+            GlobForm::Prefix(prefix) => format!("(kind = 'pageview' AND starts_with(coalesce(path, '/'), {}))", quote(prefix)),
+            GlobForm::Pattern => format!("(kind = 'pageview' AND regexp_like(coalesce(path, '/'), {}))", quote(&growth::glob_regex(glob))),
+        },
         EventMatch::Event(name) => format!("(kind = 'custom' AND name = {})", quote(name)),
         // The property is inside the row's JSON: SQL selects the named events, and
         // `matched_events` checks the condition on the decoded row.

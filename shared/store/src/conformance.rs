@@ -57,6 +57,7 @@ macro_rules! store_conformance_suite {
             mixed_visitor_follows_its_profile,
             a_visitor_that_becomes_a_bot_leaves_past_aggregates,
             funnels_and_retention_match_the_fixture,
+            growth_reports_equal_the_fold_over_matched_rows,
             goals_match_the_fixture,
             custom_events_and_paths_match_the_fixture,
             sql_reads_one_site_and_nothing_else,

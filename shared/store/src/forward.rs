@@ -94,6 +94,12 @@ macro_rules! forward_roles {
                 async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[$crate::growth::EventMatch], keep_unmatched: bool) -> Result<Vec<$crate::growth::MatchedEvent>> {
                     self.$field.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
                 }
+                async fn funnel_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, spec: &$crate::growth::FunnelSpec) -> Result<Option<$crate::growth::FunnelReport>> {
+                    self.$field.funnel_pushdown(site_id, from_ms, to_ms, spec).await
+                }
+                async fn retention_pushdown(&self, site_id: &str, spec: &$crate::growth::RetentionSpec) -> Result<Option<$crate::growth::RetentionReport>> {
+                    self.$field.retention_pushdown(site_id, spec).await
+                }
                 async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<$crate::explore::CustomEventStats>> {
                     self.$field.custom_events(site_id, from_ms, to_ms, top).await
                 }

@@ -2,7 +2,10 @@
 //! ([`EventStore::matched_events`](crate::EventStore::matched_events): a site's events of a
 //! window from visitors whose profile is human, each with one bit per matcher it satisfies,
 //! ordered by visitor then time); the functions here turn them into the reports, so the stores
-//! cannot disagree on what a conversion or a returning visitor is.
+//! cannot disagree on what a conversion or a returning visitor is. A store may compute a report
+//! where its events live instead ([`EventStore::funnel_pushdown`](crate::EventStore::funnel_pushdown),
+//! ClickHouse does); the fold here ([`funnel_from_rows`], [`retention_from_rows`]) stays the
+//! definition it is tested against.
 //!
 //! Definitions (also in ARCHITECTURE "Growth reports"):
 //! * A step or cohort event is an [`EventMatch`]: any event, a pageview whose path matches a
@@ -12,8 +15,10 @@
 //!   every later step must follow within `window_ms` of that start. *Ordered*: later steps come
 //!   in order, other events may come between. *Strict*: each step is the visitor's very next
 //!   pageview or custom event. *Any*: the steps may come in any order; step k counts visitors
-//!   who completed k of them. One event counts for one step (ordered, strict). Times between
-//!   steps are the lower median over the visitors that reached the later step.
+//!   who completed k of them. One event counts for one step (ordered, strict). A visitor's
+//!   events of the same millisecond are taken in step order (by mask), those matching no step
+//!   last. Times between steps are the lower median over the visitors that reached the later
+//!   step.
 //! * Retention: cohorts of `period` (UTC days, or ISO weeks from Monday) from `start_ms`. A
 //!   visitor's cohort is the period of its first visit (its profile's first event) or of its
 //!   first start event in the range; it returns in period n ≥ 1 when it has a return event in
@@ -122,6 +127,29 @@ pub fn glob_matches(glob: &str, text: &str) -> bool {
         }
     }
     rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// How a glob can be checked without a regular expression, when it can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobForm<'a> {
+    /// `*`: every path.
+    All,
+    /// No `*`: this path exactly.
+    Exact(&'a str),
+    /// One `*`, at the end: paths starting with this.
+    Prefix(&'a str),
+    /// Anything else: [`glob_regex`].
+    Pattern,
+}
+
+/// The cheapest check equivalent to [`glob_matches`] with `glob`.
+pub fn glob_form(glob: &str) -> GlobForm<'_> {
+    match glob.find('*') {
+        None => GlobForm::Exact(glob),
+        Some(at) if at + 1 == glob.len() && at == 0 => GlobForm::All,
+        Some(at) if at + 1 == glob.len() => GlobForm::Prefix(&glob[..at]),
+        Some(_) => GlobForm::Pattern,
+    }
 }
 
 /// The glob as an anchored regular expression that RE2 (ClickHouse) and Rust's `regex`
@@ -305,8 +333,13 @@ pub fn funnel(spec: &FunnelSpec, rows: &[MatchedEvent], from_ms: i64, to_ms: i64
     let k = spec.steps.len();
     let mut reached = vec![0u64; k];
     let mut gaps: Vec<Vec<i64>> = vec![Vec::new(); k];
+    let mut visitor_rows = Vec::new();
     for visitor in rows.chunk_by(|a, b| a.visitor_id == b.visitor_id) {
-        let times = best_attempt(visitor, spec, from_ms, to_ms);
+        // Events of the same millisecond are taken in step order, unmatched ones last.
+        visitor_rows.clear();
+        visitor_rows.extend_from_slice(visitor);
+        visitor_rows.sort_by_key(|r| (r.ts_ms, r.mask == 0, r.mask));
+        let times = best_attempt(&visitor_rows, spec, from_ms, to_ms);
         for (step, at) in times.iter().enumerate() {
             reached[step] += 1;
             if step > 0 {
@@ -314,17 +347,25 @@ pub fn funnel(spec: &FunnelSpec, rows: &[MatchedEvent], from_ms: i64, to_ms: i64
             }
         }
     }
-    let first = reached[0];
+    let medians = gaps.into_iter().map(lower_median).collect();
+    funnel_from_counts(spec, &reached, medians)
+}
+
+/// The report of visitors reaching each step (`reached[i]`, non-increasing) and the lower
+/// median time from the previous step (`None` for the first step and for steps nobody reached).
+pub fn funnel_from_counts(spec: &FunnelSpec, reached: &[u64], medians: Vec<Option<i64>>) -> FunnelReport {
+    let first = reached.first().copied().unwrap_or(0);
     let steps = spec
         .steps
         .iter()
+        .zip(medians)
         .enumerate()
-        .map(|(i, step)| FunnelStep {
+        .map(|(i, (step, median))| FunnelStep {
             step: step.label(),
             visitors: reached[i],
             conversion_rate: if first == 0 { 0.0 } else { reached[i] as f64 / first as f64 },
             drop_off: if i == 0 { 0 } else { reached[i - 1] - reached[i] },
-            median_ms_from_previous: lower_median(std::mem::take(&mut gaps[i])),
+            median_ms_from_previous: if i == 0 { None } else { median },
         })
         .collect();
     FunnelReport { order: spec.order, window_ms: spec.window_ms, steps }
@@ -436,6 +477,13 @@ pub fn retention(spec: &RetentionSpec, rows: &[MatchedEvent], first_seen: &HashM
             returning[cohort][p - cohort] += 1;
         }
     }
+    retention_from_grid(spec, returning)
+}
+
+/// The report of `returning[c][n]`: visitors of cohort `c` (of `spec.cohorts`) returning `n`
+/// periods later, `[c][0]` the cohort's size; each row as long as fits before the report's end.
+pub fn retention_from_grid(spec: &RetentionSpec, returning: Vec<Vec<u64>>) -> RetentionReport {
+    let period = spec.period.ms();
     let cohorts = returning
         .into_iter()
         .enumerate()
@@ -452,15 +500,38 @@ pub fn retention(spec: &RetentionSpec, rows: &[MatchedEvent], first_seen: &HashM
     RetentionReport { period: spec.period, cohorts }
 }
 
-/// The funnel of a site's human visitors whose attempts start in `[from_ms, to_ms)`.
+/// The funnel of a site's human visitors whose attempts start in `[from_ms, to_ms)`: the
+/// store's own computation when it has one, else [`funnel_from_rows`].
 pub async fn funnel_report<S: Store + ?Sized>(store: &S, site_id: &str, from_ms: i64, to_ms: i64, spec: &FunnelSpec) -> Result<FunnelReport> {
+    spec.validate().map_err(invalid)?;
+    match store.funnel_pushdown(site_id, from_ms, to_ms, spec).await? {
+        Some(report) => Ok(report),
+        None => funnel_from_rows(store, site_id, from_ms, to_ms, spec).await,
+    }
+}
+
+/// The funnel folded in Rust over the store's matched rows: the definition every store's
+/// [`EventStore::funnel_pushdown`](crate::EventStore::funnel_pushdown) must agree with.
+pub async fn funnel_from_rows<S: Store + ?Sized>(store: &S, site_id: &str, from_ms: i64, to_ms: i64, spec: &FunnelSpec) -> Result<FunnelReport> {
     spec.validate().map_err(invalid)?;
     let rows = store.matched_events(site_id, from_ms, to_ms.saturating_add(spec.window_ms), &spec.steps, spec.order == FunnelOrder::Strict).await?;
     Ok(funnel(spec, &rows, from_ms, to_ms))
 }
 
-/// The retention grid of a site's human visitors.
+/// The retention grid of a site's human visitors: the store's own computation when it has
+/// one, else [`retention_from_rows`].
 pub async fn retention_report<S: Store + ?Sized>(store: &S, site_id: &str, spec: &RetentionSpec) -> Result<RetentionReport> {
+    spec.validate().map_err(invalid)?;
+    match store.retention_pushdown(site_id, spec).await? {
+        Some(report) => Ok(report),
+        None => retention_from_rows(store, site_id, spec).await,
+    }
+}
+
+/// The retention grid folded in Rust over the store's matched rows and profiles: the
+/// definition every store's [`EventStore::retention_pushdown`](crate::EventStore::retention_pushdown)
+/// must agree with.
+pub async fn retention_from_rows<S: Store + ?Sized>(store: &S, site_id: &str, spec: &RetentionSpec) -> Result<RetentionReport> {
     spec.validate().map_err(invalid)?;
     let rows = store.matched_events(site_id, spec.start_ms, spec.end_ms(), &spec.matchers(), false).await?;
     let mut first_seen = HashMap::new();

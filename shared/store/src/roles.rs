@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::explore::{CustomEventStats, PagePaths};
 use crate::filters::Filters;
-use crate::growth::{EventMatch, MatchedEvent};
+use crate::growth::{EventMatch, FunnelReport, FunnelSpec, MatchedEvent, RetentionReport, RetentionSpec};
 use crate::sql_guard::{CheckedSql, SqlDialect, SqlLimits, SqlResult};
 use crate::{
     series_buckets, Durable, FormStats, QueryErrorKind, StoreError, SeriesPoint, LeadQuery, LeadRecord, OrgVisitors, Overview, Page, Result, VisitorQuery,
@@ -149,6 +149,22 @@ pub trait EventStore: Send + Sync + 'static {
     /// that satisfy a matcher, unless `keep_unmatched`: then every pageview and custom event too
     /// (strict funnels need to see what came between two steps).
     async fn matched_events(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>>;
+
+    /// The funnel of [`crate::growth::funnel_report`] computed where the events live, for a store
+    /// that can do it without moving the matched rows (ClickHouse); `None` (the default) lets the
+    /// caller fold [`Self::matched_events`] with [`crate::growth::funnel`]. A store that answers
+    /// must give exactly that fold's report: the conformance suite compares the two.
+    async fn funnel_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, spec: &FunnelSpec) -> Result<Option<FunnelReport>> {
+        let _ = (site_id, from_ms, to_ms, spec);
+        Ok(None)
+    }
+
+    /// [`crate::growth::retention_report`] computed where the events live, as
+    /// [`Self::funnel_pushdown`] is for funnels.
+    async fn retention_pushdown(&self, site_id: &str, spec: &RetentionSpec) -> Result<Option<RetentionReport>> {
+        let _ = (site_id, spec);
+        Ok(None)
+    }
 
     /// The custom events of `[from_ms, to_ms)` from visitors whose profile is human, with their
     /// properties and each property's `top` most frequent values ([`crate::explore`]).

@@ -8,7 +8,7 @@
 use clickhouse::Row;
 use crm_schemas::Scalar;
 use crm_store::explore::{CustomEventStats, CustomEventsBuilder, PagePaths, PathsBuilder, ValueKey};
-use crm_store::growth::{self, EventMatch, MatchedEvent};
+use crm_store::growth::{self, EventMatch, GlobForm, MatchedEvent};
 use crm_store::Result;
 use serde::Deserialize;
 
@@ -77,52 +77,14 @@ impl ClickHouseStore {
     /// [`crm_store::EventStore::matched_events`]: the matchers become one `mask` expression.
     pub(super) async fn matched(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>> {
         growth::check_matchers(matchers)?;
-        // Literals travel as server-side parameters `m0`, `m1`, …; globs as anchored RE2.
-        let condition = |i: usize, m: &EventMatch| match m {
-            EventMatch::Any => "1".to_owned(),
-            EventMatch::Page(glob) if !glob.contains('*') => format!("(kind = 'pageview' AND path = {{m{i}:String}})"),
-            EventMatch::Page(_) => format!("(kind = 'pageview' AND match(path, {{m{i}:String}}))"),
-            EventMatch::Event(_) => format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}})"),
-            // Typed like `PropertyCondition::holds_for`: the JSON type decides, numbers compare as Float64.
-            EventMatch::EventWhere { condition, .. } => {
-                let typed = match condition.value {
-                    Scalar::Str(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'String' AND JSONExtractString(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
-                    Scalar::Bool(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'Bool' AND JSONExtractRaw(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
-                    Scalar::Int(_) | Scalar::Float(_) => format!(
-                        "JSONType(body, 'props', {{k{i}:String}}) IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(body, 'props', {{k{i}:String}}) = toFloat64({{v{i}:String}})"
-                    ),
-                };
-                format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}} AND {typed})")
-            }
-        };
-        let mask = match matchers.is_empty() {
-            true => "0".to_owned(),
-            false => matchers.iter().enumerate().map(|(i, m)| format!("if({}, {}, 0)", condition(i, m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
-        };
+        let mask = mask_sql(matchers);
         let keep = if keep_unmatched { " OR kind IN ('pageview', 'custom')" } else { "" };
         let sql = format!(
             "SELECT visitor_id, toUnixTimestamp64Milli(ts) AS ts_ms, toUInt32({mask}) AS mask FROM events
              WHERE {} AND is_bot = 0{HUMANS} AND (({mask}) != 0{keep}) ORDER BY visitor_id, ts, event_id",
             range("ts")
         );
-        let mut query = self.analytics(site_id, from_ms, &sql).bind(site_id).bind(from_ms).bind(to_ms);
-        for (i, m) in matchers.iter().enumerate() {
-            let name = format!("m{i}");
-            query = match m {
-                EventMatch::Any => query,
-                EventMatch::Page(glob) if glob.contains('*') => query.param(&name, growth::glob_regex(glob)),
-                EventMatch::Page(text) | EventMatch::Event(text) => query.param(&name, text.as_str()),
-                EventMatch::EventWhere { name: event, condition } => {
-                    let value = match &condition.value {
-                        Scalar::Str(text) => text.clone(),
-                        Scalar::Bool(b) => b.to_string(),
-                        Scalar::Int(n) => n.to_string(),
-                        Scalar::Float(f) => f.to_string(),
-                    };
-                    query.param(&name, event.as_str()).param(&format!("k{i}"), condition.key.as_str()).param(&format!("v{i}"), value)
-                }
-            };
-        }
+        let query = bind_matchers(self.analytics(site_id, from_ms, &sql).bind(site_id).bind(from_ms).bind(to_ms), matchers);
         let rows: Vec<MatchedRow> = query.fetch_all().await.map_err(ch_err)?;
         Ok(rows.into_iter().map(|r| MatchedEvent { visitor_id: r.visitor_id, ts_ms: r.ts_ms, mask: r.mask }).collect())
     }
@@ -186,4 +148,61 @@ impl ClickHouseStore {
         }
         Ok(builder.finish(top))
     }
+}
+
+/// The sum of one bit per matcher an event satisfies, as SQL over `events`: literals travel as
+/// server-side parameters `m0`, `m1`, … ([`bind_matchers`]), globs as an equality, a prefix or
+/// an anchored RE2 ([`growth::glob_form`]).
+pub(super) fn mask_sql(matchers: &[EventMatch]) -> String {
+    let condition = |i: usize, m: &EventMatch| match m {
+        EventMatch::Any => "1".to_owned(),
+        EventMatch::Page(glob) => match growth::glob_form(glob) {
+            GlobForm::All => "(kind = 'pageview')".to_owned(),
+            GlobForm::Exact(_) => format!("(kind = 'pageview' AND path = {{m{i}:String}})"),
+            GlobForm::Prefix(_) => format!("(kind = 'pageview' AND startsWith(path, {{m{i}:String}}))"),
+            GlobForm::Pattern => format!("(kind = 'pageview' AND match(path, {{m{i}:String}}))"),
+        },
+        EventMatch::Event(_) => format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}})"),
+        // Typed like `PropertyCondition::holds_for`: the JSON type decides, numbers compare as Float64.
+        EventMatch::EventWhere { condition, .. } => {
+            let typed = match condition.value {
+                Scalar::Str(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'String' AND JSONExtractString(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
+                Scalar::Bool(_) => format!("JSONType(body, 'props', {{k{i}:String}}) = 'Bool' AND JSONExtractRaw(body, 'props', {{k{i}:String}}) = {{v{i}:String}}"),
+                Scalar::Int(_) | Scalar::Float(_) => format!(
+                    "JSONType(body, 'props', {{k{i}:String}}) IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(body, 'props', {{k{i}:String}}) = toFloat64({{v{i}:String}})"
+                ),
+            };
+            format!("(kind = 'custom' AND JSONExtractString(body, 'name') = {{m{i}:String}} AND {typed})")
+        }
+    };
+    match matchers.is_empty() {
+        true => "0".to_owned(),
+        false => matchers.iter().enumerate().map(|(i, m)| format!("if({}, {}, 0)", condition(i, m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
+    }
+}
+
+/// Binds the parameters [`mask_sql`] names.
+pub(super) fn bind_matchers(mut query: clickhouse::query::Query, matchers: &[EventMatch]) -> clickhouse::query::Query {
+    for (i, m) in matchers.iter().enumerate() {
+        let name = format!("m{i}");
+        query = match m {
+            EventMatch::Any => query,
+            EventMatch::Page(glob) => match growth::glob_form(glob) {
+                GlobForm::All => query,
+                GlobForm::Exact(text) | GlobForm::Prefix(text) => query.param(&name, text),
+                GlobForm::Pattern => query.param(&name, growth::glob_regex(glob)),
+            },
+            EventMatch::Event(text) => query.param(&name, text.as_str()),
+            EventMatch::EventWhere { name: event, condition } => {
+                let value = match &condition.value {
+                    Scalar::Str(text) => text.clone(),
+                    Scalar::Bool(b) => b.to_string(),
+                    Scalar::Int(n) => n.to_string(),
+                    Scalar::Float(f) => f.to_string(),
+                };
+                query.param(&name, event.as_str()).param(&format!("k{i}"), condition.key.as_str()).param(&format!("v{i}"), value)
+            }
+        };
+    }
+    query
 }

@@ -189,3 +189,89 @@ pub async fn funnels_and_retention_match_the_fixture(harness: &dyn StoreHarness)
     let by_signup = growth::retention_report(&*store, "s4", &signup_returning_to_the_app()).await.expect("retention by signup");
     assert_eq!(grid(&by_signup), signup_grid());
 }
+
+/// A small deterministic generator (xorshift64*) for the random fixture below.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// 160 visitors of site `r` over three weeks from [`MONDAY`]: pageviews of six paths, two custom
+/// events and form views (never a funnel row), with equal timestamps on purpose, a few bots by
+/// profile, and some visitors first seen before the range.
+fn random_growth_fixture() -> (Vec<StoredEvent>, Vec<VisitorProfile>) {
+    let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+    let whats = ["/", "/pricing", "/pricing/team", "/demo", "/contact", "/blog/x", "event:signup", "event:invite", "form"];
+    let (mut events, mut profiles) = (Vec::new(), Vec::new());
+    for v in 0..160 {
+        let visitor = format!("r{v:03}");
+        let mut at = MONDAY + dice.below(21 * 24 * 60) as i64 * MINUTE;
+        let mut mine = Vec::new();
+        for _ in 0..1 + dice.below(24) {
+            // Mostly minutes apart, sometimes the same millisecond, sometimes days later.
+            at += match dice.below(10) {
+                0 => 0,
+                1 => dice.below(4 * 24 * 60) as i64 * MINUTE,
+                _ => dice.below(30) as i64 * MINUTE + dice.below(1000) as i64,
+            };
+            let what = whats[dice.below(whats.len() as u64) as usize];
+            mine.push(match what {
+                "form" => sample_event("r", &visitor, at, EventBody::FormView { form_id: "f".into() }, "/contact"),
+                what => growth_event("r", &visitor, at, what),
+            });
+        }
+        let first = (dice.below(5) == 0).then(|| MONDAY - WEEK);
+        let mut profile = profile_of("r", &visitor, &mine, first);
+        profile.is_bot = dice.below(12) == 0;
+        profiles.push(profile);
+        events.extend(mine);
+    }
+    (events, profiles)
+}
+
+/// Every funnel and retention report a store computes itself (ClickHouse pushes them down)
+/// equals the Rust fold over its matched rows, on random visitors with ties, long gaps and
+/// bots; and the reports are not empty, so the comparison means something.
+pub async fn growth_reports_equal_the_fold_over_matched_rows(harness: &dyn StoreHarness) {
+    let store = harness.open().await;
+    let (events, visitors) = random_growth_fixture();
+    store.write(WriteBatch { events, visitors, ..WriteBatch::default() }.into()).await.expect("write");
+    let step = |text: &str| EventMatch::parse(text).expect("step");
+    let four = ["page:/", "page:/pricing*", "event:signup", "page:/demo"].map(step).to_vec();
+    let two = ["page:/pricing*", "event:signup"].map(step).to_vec();
+    let ranges = [(MONDAY, MONDAY + WEEK), (MONDAY + 3 * 24 * 60 * MINUTE, MONDAY + 17 * 24 * 60 * MINUTE)];
+    let mut converted = 0;
+    for order in [FunnelOrder::Ordered, FunnelOrder::Strict, FunnelOrder::Any] {
+        for (steps, window_ms) in [(&four, 60 * MINUTE), (&four, 24 * 60 * MINUTE), (&two, 10 * MINUTE)] {
+            for (from, to) in ranges {
+                let spec = FunnelSpec { steps: steps.clone(), window_ms, order };
+                let report = growth::funnel_report(&*store, "r", from, to, &spec).await.expect("funnel");
+                let reference = growth::funnel_from_rows(&*store, "r", from, to, &spec).await.expect("fold");
+                assert_eq!(report, reference, "{order:?}, {} steps, window {window_ms} ms, from {from}", steps.len());
+                converted += report.steps.last().map_or(0, |s| s.visitors);
+            }
+        }
+    }
+    assert!(converted > 0, "some visitor finishes some funnel");
+    let page = |glob: &str| EventMatch::Page(glob.into());
+    let specs = [
+        RetentionSpec { period: Period::Day, start_ms: MONDAY, cohorts: 21, start: CohortStart::FirstVisit, return_on: EventMatch::Any },
+        RetentionSpec { period: Period::Week, start_ms: MONDAY, cohorts: 4, start: CohortStart::Event(page("/pricing*")), return_on: EventMatch::Event("signup".into()) },
+        RetentionSpec { period: Period::Week, start_ms: MONDAY - WEEK, cohorts: 3, start: CohortStart::FirstVisit, return_on: page("/demo") },
+        RetentionSpec { period: Period::Day, start_ms: MONDAY + 2 * 24 * 60 * MINUTE, cohorts: 9, start: CohortStart::Event(EventMatch::Any), return_on: page("/") },
+    ];
+    let mut returned = 0;
+    for spec in specs {
+        let report = growth::retention_report(&*store, "r", &spec).await.expect("retention");
+        let reference = growth::retention_from_rows(&*store, "r", &spec).await.expect("fold");
+        assert_eq!(report, reference, "{spec:?}");
+        returned += report.cohorts.iter().flat_map(|c| c.returning.iter().skip(1)).sum::<u64>();
+    }
+    assert!(returned > 0, "some cohort has returning visitors");
+}

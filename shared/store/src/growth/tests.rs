@@ -78,7 +78,18 @@ fn globs_match_like_their_regular_expressions_say() {
         ("*", "", true),
     ] {
         assert_eq!(glob_matches(glob, text), expected, "{glob} ~ {text}");
+        let by_form = match glob_form(glob) {
+            GlobForm::All => true,
+            GlobForm::Exact(path) => text == path,
+            GlobForm::Prefix(prefix) => text.starts_with(prefix),
+            GlobForm::Pattern => glob_matches(glob, text),
+        };
+        assert_eq!(by_form, expected, "{glob} ~ {text} by its form {:?}", glob_form(glob));
     }
+    assert_eq!(glob_form("*"), GlobForm::All);
+    assert_eq!(glob_form("/pricing*"), GlobForm::Prefix("/pricing"));
+    assert_eq!(glob_form("*/docs"), GlobForm::Pattern);
+    assert_eq!(glob_form("/a*b*"), GlobForm::Pattern);
     assert_eq!(glob_regex("/v1.0/(x)*"), r"^/v1\.0/\(x\).*$");
     assert_eq!(glob_regex("/a+b?[c]{2}|^$\\"), r"^/a\+b\?\[c\]\{2\}\|\^\$\\$");
 }
