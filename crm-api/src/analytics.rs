@@ -76,9 +76,9 @@ pub(crate) async fn overview_data(state: &ApiState, user: &AuthUser, query: &par
     let site = state.require_site(site_id).await?;
     let overview = state.store.filtered_overview(site_id, from, to, top, filters).await?;
     let goals: Option<Vec<serde_json::Value>> = if filters.is_empty() {
-        let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
+        let counts = goals::goal_counts(&*state.store, site_id, from, to, &site.goals, goals::GoalAsk::default()).await?;
         Some(
-            goals::figures(&site.goals, &rows, overview.visitors)
+            goals::figures(&site.goals, &counts, overview.visitors)
                 .into_iter()
                 .map(|g| json!({ "goal_id": g.goal_id, "name": g.name, "conversions": g.conversions, "conversion_rate": g.conversion_rate }))
                 .collect(),
@@ -151,8 +151,8 @@ pub(crate) async fn timeseries_data(state: &ApiState, user: &AuthUser, query: &p
     if !filters.is_empty() {
         site.goals.clear();
     }
-    let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
-    let series = goals::series(&site.goals, &rows, &points, step);
+    let counts = goals::goal_counts(&*state.store, site_id, from, to, &site.goals, goals::GoalAsk { top_sources: None, step_ms: Some(step) }).await?;
+    let series = goals::series(&site.goals, &counts, &points);
     let points: Vec<serde_json::Value> = points
         .into_iter()
         .enumerate()

@@ -133,15 +133,13 @@ pub(crate) async fn goals_data(state: &ApiState, user: &AuthUser, query: &params
     let interval = query.contains_key("interval").then(|| crate::analytics::interval(query, from, to)).transpose()?;
     let site = state.require_site(site_id).await?;
     let visitors = state.store.overview(site_id, from, to, 0).await?.visitors;
-    let rows = goals::goal_rows(&*state.store, site_id, from, to, &site.goals).await?;
-    let mut figures = goals::figures(&site.goals, &rows, visitors);
-    if by_source {
-        goals::add_sources(&*state.store, site_id, &rows, &mut figures, top).await?;
-    }
+    let ask = goals::GoalAsk { top_sources: by_source.then_some(top), step_ms: interval.map(|(_, step)| step) };
+    let counts = goals::goal_counts(&*state.store, site_id, from, to, &site.goals, ask).await?;
+    let figures = goals::figures(&site.goals, &counts, visitors);
     let mut items: Vec<serde_json::Value> = figures.iter().map(|g| serde_json::to_value(g).unwrap_or_default()).collect();
     if let Some((_, step)) = interval {
         let points = state.store.timeseries(site_id, from, to, step).await?;
-        for (item, series) in items.iter_mut().zip(goals::series(&site.goals, &rows, &points, step)) {
+        for (item, series) in items.iter_mut().zip(goals::series(&site.goals, &counts, &points)) {
             let series: Vec<serde_json::Value> =
                 series.into_iter().map(|p| json!({ "start": rfc3339(p.start_ms), "conversions": p.conversions, "conversion_rate": p.conversion_rate })).collect();
             item["series"] = series.into();

@@ -261,6 +261,10 @@ impl ClickHouseStore {
     }
 
     async fn counts(&self, sql: &str, site_id: &str, from_ms: i64, to_ms: i64, top_n: usize) -> Result<Vec<Count>> {
+        // An overview asked for its headline figures only (goals, comparisons) skips the scans.
+        if top_n == 0 {
+            return Ok(Vec::new());
+        }
         let rows: Vec<CountRow> = self
             .analytics(site_id, from_ms, sql)
             .bind(site_id)
@@ -641,6 +645,10 @@ impl EventStore for ClickHouseStore {
 
     async fn funnel_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, spec: &crm_store::growth::FunnelSpec) -> Result<Option<crm_store::growth::FunnelReport>> {
         self.funnel_on_server(site_id, from_ms, to_ms, spec).await.map(Some)
+    }
+
+    async fn goal_counts_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], ask: crm_store::goals::GoalAsk) -> Result<Option<crm_store::goals::GoalCounts>> {
+        self.goal_counts_on_server(site_id, from_ms, to_ms, matchers, ask).await.map(Some)
     }
 
     async fn retention_pushdown(&self, site_id: &str, spec: &crm_store::growth::RetentionSpec) -> Result<Option<crm_store::growth::RetentionReport>> {

@@ -97,6 +97,9 @@ macro_rules! forward_roles {
                 async fn funnel_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, spec: &$crate::growth::FunnelSpec) -> Result<Option<$crate::growth::FunnelReport>> {
                     self.$field.funnel_pushdown(site_id, from_ms, to_ms, spec).await
                 }
+                async fn goal_counts_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[$crate::growth::EventMatch], ask: $crate::goals::GoalAsk) -> Result<Option<$crate::goals::GoalCounts>> {
+                    self.$field.goal_counts_pushdown(site_id, from_ms, to_ms, matchers, ask).await
+                }
                 async fn retention_pushdown(&self, site_id: &str, spec: &$crate::growth::RetentionSpec) -> Result<Option<$crate::growth::RetentionReport>> {
                     self.$field.retention_pushdown(site_id, spec).await
                 }

@@ -1,6 +1,7 @@
-//! Goal conversions, computed the same way on every backend from
+//! Goal conversions, defined once here over
 //! [`EventStore::matched_events`](crate::EventStore::matched_events) (one bit per goal), like
-//! the funnels and retention of [`crate::growth`].
+//! the funnels and retention of [`crate::growth`]; a store may compute the same [`GoalCounts`]
+//! where its events live (ClickHouse does).
 //!
 //! Definitions (also in ARCHITECTURE "Growth reports"):
 //! * A visitor converts on a goal in a window when it has at least one matching event in the
@@ -12,7 +13,7 @@
 //! * A series bucket counts the visitors converting inside that bucket, and its rate divides by
 //!   that bucket's visitors.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crm_schemas::{Goal, GoalMatch, VisitorProfile};
 use serde::Serialize;
@@ -75,6 +76,73 @@ fn bits(mask: u32, goals: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// What the goal reports need from a store, per goal in goal order: computed where the events
+/// live by a store that can ([`EventStore::goal_counts_pushdown`](crate::EventStore::goal_counts_pushdown),
+/// ClickHouse), else folded from the matched rows here ([`goal_counts_from_rows`], the
+/// definition the conformance suite holds every store to).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GoalCounts {
+    /// Visitors with at least one matching event.
+    pub conversions: Vec<u64>,
+    /// Matching events.
+    pub events: Vec<u64>,
+    /// Conversions per acquisition source, most first then by source, at most
+    /// [`GoalAsk::top_sources`] of them; only when asked.
+    pub sources: Option<Vec<Vec<Count>>>,
+    /// Converting visitors per bucket of [`GoalAsk::step_ms`] (keyed by the bucket's start, a
+    /// multiple of the step; buckets without conversions left out); only when asked.
+    pub buckets: Option<Vec<BTreeMap<i64, u64>>>,
+}
+
+/// Which parts of [`GoalCounts`] to compute besides conversions and events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoalAsk {
+    pub top_sources: Option<usize>,
+    pub step_ms: Option<i64>,
+}
+
+/// [`GoalCounts`] of `goals` over `[from_ms, to_ms)`, human visitors only; nothing is asked of
+/// the store when there are no goals.
+pub async fn goal_counts<S: Store + ?Sized>(store: &S, site_id: &str, from_ms: i64, to_ms: i64, goals: &[Goal], ask: GoalAsk) -> Result<GoalCounts> {
+    if goals.is_empty() {
+        return Ok(GoalCounts { sources: ask.top_sources.map(|_| Vec::new()), buckets: ask.step_ms.map(|_| Vec::new()), ..GoalCounts::default() });
+    }
+    check_ask(ask)?;
+    match store.goal_counts_pushdown(site_id, from_ms, to_ms, &matchers(goals), ask).await? {
+        Some(counts) => Ok(counts),
+        None => goal_counts_from_rows(store, site_id, from_ms, to_ms, goals, ask).await,
+    }
+}
+
+fn check_ask(ask: GoalAsk) -> Result<()> {
+    match ask.step_ms {
+        Some(step) if step <= 0 => Err(crate::StoreError::Backend { message: format!("a goal series step is positive, not {step}"), retryable: false }),
+        _ => Ok(()),
+    }
+}
+
+/// [`GoalCounts`] folded from [`EventStore::matched_events`](crate::EventStore::matched_events)
+/// and the converting visitors' profiles.
+pub async fn goal_counts_from_rows<S: Store + ?Sized>(store: &S, site_id: &str, from_ms: i64, to_ms: i64, goals: &[Goal], ask: GoalAsk) -> Result<GoalCounts> {
+    check_ask(ask)?;
+    let rows = match goals.is_empty() {
+        true => Vec::new(),
+        false => store.matched_events(site_id, from_ms, to_ms, &matchers(goals), false).await?,
+    };
+    let mut counts = counts_of_rows(&rows, goals.len(), ask.step_ms);
+    if let Some(top) = ask.top_sources {
+        let mut keys: Vec<(String, String)> = rows.iter().map(|r| (site_id.to_owned(), r.visitor_id.clone())).collect();
+        keys.sort();
+        keys.dedup();
+        let mut profiles = HashMap::new();
+        for chunk in keys.chunks(10_000) {
+            profiles.extend(store.visitors(chunk).await?.into_iter().map(|p| (p.visitor_id.clone(), p)));
+        }
+        counts.sources = Some(converted(&rows, goals.len()).iter().map(|visitors| sources(visitors, &profiles, top)).collect());
+    }
+    Ok(counts)
+}
+
 /// Each goal's converting visitors, one pass over the rows.
 fn converted(rows: &[MatchedEvent], goals: usize) -> Vec<HashSet<&str>> {
     let mut out = vec![HashSet::new(); goals];
@@ -86,28 +154,41 @@ fn converted(rows: &[MatchedEvent], goals: usize) -> Vec<HashSet<&str>> {
     out
 }
 
-/// Conversions, events and rates of each goal from its rows (bit i = goal i).
-pub fn figures(goals: &[Goal], rows: &[MatchedEvent], visitors: u64) -> Vec<GoalFigures> {
-    let mut events = vec![0u64; goals.len()];
+/// Conversions, events and (with `step_ms`) buckets of rows whose bit i is goal i.
+pub fn counts_of_rows(rows: &[MatchedEvent], goals: usize, step_ms: Option<i64>) -> GoalCounts {
+    let mut events = vec![0u64; goals];
+    let mut per_bucket: Vec<HashMap<i64, HashSet<&str>>> = vec![HashMap::new(); goals];
     for row in rows {
-        for i in bits(row.mask, goals.len()) {
+        for i in bits(row.mask, goals) {
             events[i] += 1;
+            if let Some(step) = step_ms {
+                per_bucket[i].entry(row.ts_ms.div_euclid(step) * step).or_default().insert(row.visitor_id.as_str());
+            }
         }
     }
+    GoalCounts {
+        conversions: converted(rows, goals).iter().map(|v| v.len() as u64).collect(),
+        events,
+        sources: None,
+        buckets: step_ms.map(|_| per_bucket.into_iter().map(|b| b.into_iter().map(|(start, v)| (start, v.len() as u64)).collect()).collect()),
+    }
+}
+
+/// Each goal's figures from its counts, rates over the window's `visitors`.
+pub fn figures(goals: &[Goal], counts: &GoalCounts, visitors: u64) -> Vec<GoalFigures> {
     goals
         .iter()
-        .zip(converted(rows, goals.len()))
-        .zip(events)
-        .map(|((goal, converted), events)| {
-            let conversions = converted.len() as u64;
+        .enumerate()
+        .map(|(i, goal)| {
+            let conversions = counts.conversions.get(i).copied().unwrap_or(0);
             GoalFigures {
                 goal_id: goal.goal_id.clone(),
                 name: goal.name.clone(),
                 target: goal.target.clone(),
                 conversions,
-                events,
+                events: counts.events.get(i).copied().unwrap_or(0),
                 conversion_rate: rate(conversions, visitors),
-                sources: None,
+                sources: counts.sources.as_ref().map(|s| s.get(i).cloned().unwrap_or_default()),
             }
         })
         .collect()
@@ -130,53 +211,23 @@ pub fn sources(converted: &HashSet<&str>, profiles: &HashMap<String, VisitorProf
     out
 }
 
-/// Per goal, the conversions of each bucket of `points` (buckets of `step_ms` from each
-/// point's start, as [`EventStore::timeseries`](crate::EventStore::timeseries) returns them).
-pub fn series(goals: &[Goal], rows: &[MatchedEvent], points: &[SeriesPoint], step_ms: i64) -> Vec<Vec<GoalPoint>> {
-    let index: HashMap<i64, usize> = points.iter().enumerate().map(|(i, p)| (p.start_ms, i)).collect();
-    // [goal][bucket] → converting visitors, one pass over the rows.
-    let mut converted: Vec<Vec<HashSet<&str>>> = vec![vec![HashSet::new(); points.len()]; goals.len()];
-    for row in rows {
-        if let Some(&at) = index.get(&(row.ts_ms.div_euclid(step_ms) * step_ms)) {
-            for i in bits(row.mask, goals.len()) {
-                converted[i][at].insert(row.visitor_id.as_str());
-            }
-        }
-    }
-    converted
-        .into_iter()
-        .map(|buckets| {
+/// Per goal, the conversions of each bucket of `points` (as
+/// [`EventStore::timeseries`](crate::EventStore::timeseries) returns them), from counts asked
+/// with the points' step.
+pub fn series(goals: &[Goal], counts: &GoalCounts, points: &[SeriesPoint]) -> Vec<Vec<GoalPoint>> {
+    let empty = BTreeMap::new();
+    (0..goals.len())
+        .map(|i| {
+            let buckets = counts.buckets.as_ref().and_then(|b| b.get(i)).unwrap_or(&empty);
             points
                 .iter()
-                .zip(buckets)
-                .map(|(p, set)| GoalPoint { start_ms: p.start_ms, conversions: set.len() as u64, conversion_rate: rate(set.len() as u64, p.visitors) })
+                .map(|p| {
+                    let conversions = buckets.get(&p.start_ms).copied().unwrap_or(0);
+                    GoalPoint { start_ms: p.start_ms, conversions, conversion_rate: rate(conversions, p.visitors) }
+                })
                 .collect()
         })
         .collect()
-}
-
-/// The rows of `goals` in `[from_ms, to_ms)` (human visitors only), none when there are none.
-pub async fn goal_rows<S: Store + ?Sized>(store: &S, site_id: &str, from_ms: i64, to_ms: i64, goals: &[Goal]) -> Result<Vec<MatchedEvent>> {
-    if goals.is_empty() {
-        return Ok(Vec::new());
-    }
-    store.matched_events(site_id, from_ms, to_ms, &matchers(goals), false).await
-}
-
-/// Fills each goal's `sources` (at most `top`) from the profiles of its converting visitors.
-pub async fn add_sources<S: Store + ?Sized>(store: &S, site_id: &str, rows: &[MatchedEvent], figures: &mut [GoalFigures], top: usize) -> Result<()> {
-    let mut keys: Vec<(String, String)> = rows.iter().map(|r| (site_id.to_owned(), r.visitor_id.clone())).collect();
-    keys.sort();
-    keys.dedup();
-    let mut profiles = HashMap::new();
-    for chunk in keys.chunks(10_000) {
-        profiles.extend(store.visitors(chunk).await?.into_iter().map(|p| (p.visitor_id.clone(), p)));
-    }
-    let converted = converted(rows, figures.len());
-    for (goal, converted) in figures.iter_mut().zip(converted) {
-        goal.sources = Some(sources(&converted, &profiles, top));
-    }
-    Ok(())
 }
 
 /// Every goal's figures over `[from_ms, to_ms)` with the window's visitors, and conversions by
@@ -190,10 +241,6 @@ pub async fn goals_report<S: Store + ?Sized>(
     top_sources: Option<usize>,
 ) -> Result<(u64, Vec<GoalFigures>)> {
     let visitors = store.overview(site_id, from_ms, to_ms, 0).await?.visitors;
-    let rows = goal_rows(store, site_id, from_ms, to_ms, goals).await?;
-    let mut out = figures(goals, &rows, visitors);
-    if let Some(top) = top_sources {
-        add_sources(store, site_id, &rows, &mut out, top).await?;
-    }
-    Ok((visitors, out))
+    let counts = goal_counts(store, site_id, from_ms, to_ms, goals, GoalAsk { top_sources, step_ms: None }).await?;
+    Ok((visitors, figures(goals, &counts, visitors)))
 }

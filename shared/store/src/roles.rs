@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::explore::{CustomEventStats, PagePaths};
 use crate::filters::Filters;
+use crate::goals::{GoalAsk, GoalCounts};
 use crate::growth::{EventMatch, FunnelReport, FunnelSpec, MatchedEvent, RetentionReport, RetentionSpec};
 use crate::sql_guard::{CheckedSql, SqlDialect, SqlLimits, SqlResult};
 use crate::{
@@ -156,6 +157,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// must give exactly that fold's report: the conformance suite compares the two.
     async fn funnel_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, spec: &FunnelSpec) -> Result<Option<FunnelReport>> {
         let _ = (site_id, from_ms, to_ms, spec);
+        Ok(None)
+    }
+
+    /// [`crate::goals::goal_counts`] of the goals' matchers (bit i = goal i) computed where the
+    /// events live, as [`Self::funnel_pushdown`] is for funnels.
+    async fn goal_counts_pushdown(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], ask: GoalAsk) -> Result<Option<GoalCounts>> {
+        let _ = (site_id, from_ms, to_ms, matchers, ask);
         Ok(None)
     }
 

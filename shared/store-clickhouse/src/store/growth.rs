@@ -8,12 +8,18 @@
 //!   step-1 event in the window opens an attempt, folded over the events after it
 //!   (`arrayFold`), and the first longest attempt is the visitor's; then one `ARRAY JOIN` counts
 //!   visitors per step and takes the lower median (`quantileExactLow`) of the time between steps;
+//! * goals: one row per (matching event, goal) through `ARRAY JOIN` of the mask's bits, counted
+//!   per goal, per goal and bucket, and per goal and acquisition source (the converting visitors
+//!   joined with their profiles' first `utm_source`, else first referrer, else `(direct)`);
 //! * retention: a visitor's cohort (its first start event's period, or its profile's first visit)
 //!   and the periods it returned in (one bit each), then a count per (cohort, periods later).
 
 use clickhouse::Row;
-use crm_store::growth::{self, CohortStart, FunnelOrder, FunnelReport, FunnelSpec, RetentionReport, RetentionSpec};
-use crm_store::Result;
+use std::collections::BTreeMap;
+
+use crm_store::goals::{GoalAsk, GoalCounts};
+use crm_store::growth::{self, CohortStart, EventMatch, FunnelOrder, FunnelReport, FunnelSpec, RetentionReport, RetentionSpec};
+use crm_store::{Count, Result};
 use serde::Deserialize;
 
 use super::reports::{bind_matchers, mask_sql};
@@ -24,6 +30,27 @@ struct StepRow {
     step: u64,
     visitors: u64,
     median: i64,
+}
+
+#[derive(Row, Deserialize)]
+struct GoalRow {
+    goal: u64,
+    conversions: u64,
+    events: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct GoalKeyRow {
+    goal: u64,
+    key: String,
+    count: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct GoalBucketRow {
+    goal: u64,
+    bucket: i64,
+    count: u64,
 }
 
 #[derive(Row, Deserialize)]
@@ -149,5 +176,70 @@ impl ClickHouseStore {
             }
         }
         Ok(growth::retention_from_grid(spec, returning))
+    }
+}
+
+impl ClickHouseStore {
+    /// [`crm_store::goals::goal_counts`] on the server: up to three aggregate queries.
+    pub(super) async fn goal_counts_on_server(&self, site_id: &str, from_ms: i64, to_ms: i64, matchers: &[EventMatch], ask: GoalAsk) -> Result<GoalCounts> {
+        growth::check_matchers(matchers)?;
+        let goals = matchers.len();
+        // One row per (matching event, goal it matches).
+        let per_goal = format!(
+            "SELECT visitor_id, ts_ms, goal FROM ({}) ARRAY JOIN arrayFilter(i -> bitTest(mask, i), range({goals})) AS goal",
+            matched_rows(&mask_sql(matchers), "", 0, 1)
+        );
+        let query = |sql: &str| bind_matchers(self.analytics(site_id, from_ms, sql).bind(site_id).bind(from_ms).bind(to_ms), matchers);
+        let totals: Vec<GoalRow> = query(&format!(
+            "SELECT toUInt64(goal) AS goal, uniqExact(visitor_id) AS conversions, count() AS events FROM ({per_goal}) GROUP BY goal"
+        ))
+        .fetch_all()
+        .await
+        .map_err(ch_err)?;
+        let mut counts = GoalCounts { conversions: vec![0; goals], events: vec![0; goals], ..GoalCounts::default() };
+        for row in totals {
+            if let Some(i) = usize::try_from(row.goal).ok().filter(|&i| i < goals) {
+                (counts.conversions[i], counts.events[i]) = (row.conversions, row.events);
+            }
+        }
+        if let Some(step) = ask.step_ms {
+            let rows: Vec<GoalBucketRow> = query(&format!(
+                "SELECT toUInt64(goal) AS goal, intDiv(ts_ms, {step}) * {step} AS bucket, uniqExact(visitor_id) AS count FROM ({per_goal}) GROUP BY goal, bucket"
+            ))
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+            let mut buckets = vec![BTreeMap::new(); goals];
+            for row in rows {
+                if let Some(goal) = buckets.get_mut(row.goal as usize) {
+                    goal.insert(row.bucket, row.count);
+                }
+            }
+            counts.buckets = Some(buckets);
+        }
+        if let Some(top) = ask.top_sources {
+            // A converting visitor without a profile counts as `(direct)`, as in the Rust fold.
+            let rows: Vec<GoalKeyRow> = query(&format!(
+                "SELECT toUInt64(c.goal) AS goal, coalesce(p.source, '(direct)') AS key, count() AS count
+                 FROM (SELECT DISTINCT goal, visitor_id FROM ({per_goal})) AS c
+                 LEFT JOIN (
+                    SELECT visitor_id, coalesce(JSONExtract(profile, 'first_utm', 'source', 'Nullable(String)'), JSONExtract(profile, 'first_referrer', 'Nullable(String)'), '(direct)') AS source
+                    FROM visitors FINAL WHERE site_id = {{bots_site:String}}
+                 ) AS p ON c.visitor_id = p.visitor_id
+                 GROUP BY goal, key ORDER BY goal, count DESC, key ASC LIMIT {top} BY goal
+                 SETTINGS join_use_nulls = 1"
+            ))
+            .fetch_all()
+            .await
+            .map_err(ch_err)?;
+            let mut sources = vec![Vec::new(); goals];
+            for row in rows {
+                if let Some(goal) = sources.get_mut(row.goal as usize) {
+                    goal.push(Count { key: row.key, count: row.count });
+                }
+            }
+            counts.sources = Some(sources);
+        }
+        Ok(counts)
     }
 }

@@ -113,11 +113,12 @@ pub async fn goals_match_the_fixture(harness: &dyn StoreHarness) {
 
     let hour = 60 * MINUTE;
     let points = store.timeseries(GOALS_SITE, from, to, hour).await.expect("timeseries");
-    let rows = goals::goal_rows(&*store, GOALS_SITE, from, to, &goals).await.expect("goal rows");
-    let series = goals::series(&goals, &rows, &points, hour);
+    let counts = goals::goal_counts(&*store, GOALS_SITE, from, to, &goals, goals::GoalAsk { top_sources: None, step_ms: Some(hour) }).await.expect("goal counts");
+    let series = goals::series(&goals, &counts, &points);
     let team: Vec<(u64, f64)> = series[1].iter().map(|p: &GoalPoint| (p.conversions, p.conversion_rate)).collect();
     assert_eq!(team, team_hours());
 
-    // No goals: no rows, nothing asked of the store.
-    assert!(goals::goal_rows(&*store, GOALS_SITE, from, to, &[]).await.expect("no goals").is_empty());
+    // No goals: nothing asked of the store, nothing counted.
+    let none = goals::goal_counts(&*store, GOALS_SITE, from, to, &[], goals::GoalAsk { top_sources: Some(3), step_ms: Some(hour) }).await.expect("no goals");
+    assert_eq!((none.conversions.len(), none.sources.map(|s| s.len()), none.buckets.map(|b| b.len())), (0, Some(0), Some(0)));
 }

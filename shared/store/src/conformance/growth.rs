@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crm_schemas::{EventBody, StoredEvent, VisitorProfile};
+use crm_schemas::{EventBody, Goal, GoalMatch, PropertyCondition, Scalar, StoredEvent, VisitorProfile};
 
 use super::{sample_event, sample_profile, StoreHarness};
+use crate::goals::{self, GoalAsk};
 use crate::growth::{self, CohortStart, EventMatch, FunnelOrder, FunnelReport, FunnelSpec, Period, RetentionReport, RetentionSpec};
 use crate::WriteBatch;
 
@@ -221,23 +222,38 @@ fn random_growth_fixture() -> (Vec<StoredEvent>, Vec<VisitorProfile>) {
                 _ => dice.below(30) as i64 * MINUTE + dice.below(1000) as i64,
             };
             let what = whats[dice.below(whats.len() as u64) as usize];
-            mine.push(match what {
+            let mut event = match what {
                 "form" => sample_event("r", &visitor, at, EventBody::FormView { form_id: "f".into() }, "/contact"),
                 what => growth_event("r", &visitor, at, what),
-            });
+            };
+            if what == "event:signup" {
+                let plan = [Scalar::Str("team".into()), Scalar::Str("solo".into()), Scalar::Int(5), Scalar::Float(5.0)][dice.below(4) as usize].clone();
+                event.props.insert("plan".into(), plan);
+            }
+            mine.push(event);
         }
         let first = (dice.below(5) == 0).then(|| MONDAY - WEEK);
         let mut profile = profile_of("r", &visitor, &mine, first);
         profile.is_bot = dice.below(12) == 0;
-        profiles.push(profile);
+        // Acquisition sources for goals by source: a UTM source, else a referrer, else none.
+        match dice.below(4) {
+            0 => profile.first_utm.source = Some(["newsletter", "ads"][dice.below(2) as usize].into()),
+            1 => profile.first_referrer = Some(["www.google.com", "news.ycombinator.com", ""][dice.below(3) as usize].into()),
+            _ => {}
+        }
+        // A few visitors have no profile (yet): they are human, and their source is `(direct)`.
+        if v % 15 != 7 {
+            profiles.push(profile);
+        }
         events.extend(mine);
     }
     (events, profiles)
 }
 
-/// Every funnel and retention report a store computes itself (ClickHouse pushes them down)
-/// equals the Rust fold over its matched rows, on random visitors with ties, long gaps and
-/// bots; and the reports are not empty, so the comparison means something.
+/// Every funnel, retention and goal report a store computes itself (ClickHouse pushes them
+/// down) equals the Rust fold over its matched rows, on random visitors with ties, long gaps,
+/// bots, typed properties and acquisition sources; and the reports are not empty, so the
+/// comparison means something.
 pub async fn growth_reports_equal_the_fold_over_matched_rows(harness: &dyn StoreHarness) {
     let store = harness.open().await;
     let (events, visitors) = random_growth_fixture();
@@ -274,4 +290,23 @@ pub async fn growth_reports_equal_the_fold_over_matched_rows(harness: &dyn Store
         returned += report.cohorts.iter().flat_map(|c| c.returning.iter().skip(1)).sum::<u64>();
     }
     assert!(returned > 0, "some cohort has returning visitors");
+
+    let goal = |id: &str, target: GoalMatch| Goal { goal_id: id.into(), name: id.into(), target };
+    let signup = |value: Option<Scalar>| GoalMatch::Event { name: "signup".into(), property: value.map(|value| PropertyCondition { key: "plan".into(), value }) };
+    let goals = vec![
+        goal("demo", GoalMatch::Page { pattern: "/demo".into() }),
+        goal("pricing", GoalMatch::Page { pattern: "/pricing*".into() }),
+        goal("signup", signup(None)),
+        goal("team", signup(Some(Scalar::Str("team".into())))),
+        goal("five", signup(Some(Scalar::Int(5)))),
+        goal("blog", GoalMatch::Page { pattern: "*/x".into() }),
+    ];
+    for (from, to) in ranges {
+        for ask in [GoalAsk::default(), GoalAsk { top_sources: Some(3), step_ms: Some(24 * 60 * MINUTE) }, GoalAsk { top_sources: Some(10), step_ms: Some(60 * MINUTE) }] {
+            let counts = goals::goal_counts(&*store, "r", from, to, &goals, ask).await.expect("goal counts");
+            let reference = goals::goal_counts_from_rows(&*store, "r", from, to, &goals, ask).await.expect("fold");
+            assert_eq!(counts, reference, "goals {ask:?} from {from}");
+            assert!(counts.conversions.iter().all(|&n| n > 0), "every goal converts someone: {counts:?}");
+        }
+    }
 }

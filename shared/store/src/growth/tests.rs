@@ -125,10 +125,11 @@ fn goals_on_the_fixture_without_a_store() {
     let (from, to) = GOALS_WINDOW;
     // What a backend returns: human rows of the window (the fixture's bot is `crawler`).
     let events: Vec<StoredEvent> = goal_events().into_iter().filter(|e| e.visitor_id != "crawler" && (from..to).contains(&e.ts_ms)).collect();
-    let figures = crate::goals::figures(&goals, &rows(&events, &crate::goals::matchers(&goals), false), 9);
+    let counts = crate::goals::counts_of_rows(&rows(&events, &crate::goals::matchers(&goals), false), goals.len(), None);
+    let figures = crate::goals::figures(&goals, &counts, 9);
     assert_eq!(figures.iter().map(|g| (g.conversions, g.events)).collect::<Vec<_>>(), GOAL_FIGURES.to_vec());
     assert_eq!(figures[0].conversion_rate, 2.0 / 9.0);
-    assert_eq!(crate::goals::figures(&goals, &[], 0)[0].conversion_rate, 0.0, "no visitors is a rate of 0, not NaN");
+    assert_eq!(crate::goals::figures(&goals, &crate::goals::GoalCounts::default(), 0)[0].conversion_rate, 0.0, "no visitors is a rate of 0, not NaN");
 }
 
 #[test]
