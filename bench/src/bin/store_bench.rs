@@ -77,7 +77,7 @@ struct Reports {
     paths: Latency,
     /// The answers, compared across the stores of one run.
     #[serde(skip)]
-    answers: (crm_store::growth::FunnelReport, crm_store::growth::RetentionReport),
+    answers: (crm_store::growth::FunnelReport, crm_store::growth::RetentionReport, Vec<crm_store::goals::GoalFigures>),
 }
 
 #[derive(Serialize)]
@@ -236,12 +236,14 @@ async fn time_reports(store: &Arc<dyn Store>, args: &Args) -> Result<Reports> {
     anyhow::ensure!(cohorts.cohorts.iter().any(|c| c.returning.get(1).is_some_and(|&n| n > 0)), "no cohort has returning visitors");
     let goal = |id: &str, pattern: &str| Goal { goal_id: id.into(), name: id.into(), target: GoalMatch::Page { pattern: pattern.into() } };
     let goals = [goal("demo", "/demo"), goal("contact", "/contact*")];
+    let (_, converted) = crm_store::goals::goals_report(&**store, "bench", from, to, &goals, Some(10)).await?;
+    anyhow::ensure!(converted.iter().all(|g| g.conversions > 0), "a goal converted nobody");
     Ok(Reports {
         funnel: time(queries, || growth::funnel_report(&**store, "bench", from, to, &funnel)).await?,
         retention: time(queries, || growth::retention_report(&**store, "bench", &retention)).await?,
         goals: time(queries, || crm_store::goals::goals_report(&**store, "bench", from, to, &goals, Some(10))).await?,
         paths: time(queries, || store.page_paths("bench", from, to, "/pricing", 10)).await?,
-        answers: (reached, cohorts),
+        answers: (reached, cohorts, converted),
     })
 }
 
@@ -283,7 +285,7 @@ async fn main() -> Result<()> {
     // The same events went into every store: their growth reports must be the same.
     let answers: Vec<_> = reports.iter().filter_map(|r| r.reports.as_ref().map(|g| (r.store, &g.answers))).collect();
     for pair in answers.windows(2) {
-        anyhow::ensure!(pair[0].1 == pair[1].1, "the funnel or retention of {} differs from {}'s", pair[1].0, pair[0].0);
+        anyhow::ensure!(pair[0].1 == pair[1].1, "the funnel, retention or goals of {} differ from {}'s", pair[1].0, pair[0].0);
     }
     Ok(())
 }

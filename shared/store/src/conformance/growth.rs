@@ -232,7 +232,7 @@ fn random_growth_fixture() -> (Vec<StoredEvent>, Vec<VisitorProfile>) {
             }
             mine.push(event);
         }
-        let first = (dice.below(5) == 0).then(|| MONDAY - WEEK);
+        let first = (dice.below(5) == 0).then_some(MONDAY - WEEK);
         let mut profile = profile_of("r", &visitor, &mine, first);
         profile.is_bot = dice.below(12) == 0;
         // Acquisition sources for goals by source: a UTM source, else a referrer, else none.
