@@ -725,6 +725,12 @@ impl ColumnarEvents {
         query::matched_events(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, matchers, keep_unmatched).await
     }
 
+    /// The retention grid counted in DataFusion, when it can be (see [`query::retention`]).
+    pub async fn retention(&self, site_id: &str, spec: &crm_store::growth::RetentionSpec) -> Result<Option<crm_store::growth::RetentionReport>, StoreError> {
+        crm_store::growth::check_matchers(&spec.matchers())?;
+        query::retention(&self.snapshot(site_id, spec.start_ms, spec.end_ms())?, spec).await
+    }
+
     /// The custom events of a window (see [`crm_store::EventStore::custom_events`]).
     pub async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<crm_store::explore::CustomEventStats>, StoreError> {
         query::custom_events(&self.snapshot(site_id, from_ms, to_ms)?, from_ms, to_ms, top).await

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crm_schemas::{Session, StoredEvent};
 use crm_store::filters::{FilterDialect, Filters};
 use crm_store::explore::{CustomEventStats, CustomEventsBuilder, PagePaths, PathsBuilder};
-use crm_store::growth::{self, EventMatch, GlobForm, MatchedEvent};
+use crm_store::growth::{self, CohortStart, EventMatch, GlobForm, MatchedEvent, RetentionReport, RetentionSpec};
 use crm_store::{Count, FormStats, FormStatsBuilder, Overview, SeriesPoint, StoreError};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -450,10 +450,7 @@ fn match_sql(matcher: &EventMatch) -> String {
 /// The rows of a growth report ([`crm_store::EventStore::matched_events`]) over a snapshot.
 pub async fn matched_events(snapshot: &Snapshot, from_ms: i64, to_ms: i64, matchers: &[EventMatch], keep_unmatched: bool) -> Result<Vec<MatchedEvent>, StoreError> {
     let ctx = context(snapshot).await?;
-    let mask = match matchers.is_empty() {
-        true => "0".to_owned(),
-        false => matchers.iter().enumerate().map(|(i, m)| format!("CASE WHEN {} THEN {} ELSE 0 END", match_sql(m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
-    };
+    let mask = mask_sql(matchers);
     // Bits whose property condition is checked here, on the rows SQL found by name.
     let by_property: u32 = matchers.iter().enumerate().filter(|(_, m)| matches!(m, EventMatch::EventWhere { .. })).fold(0, |bits, (i, _)| bits | 1 << i);
     let json = match by_property {
@@ -487,6 +484,53 @@ pub async fn matched_events(snapshot: &Snapshot, from_ms: i64, to_ms: i64, match
         out.push(MatchedEvent { visitor_id, ts_ms, mask });
     }
     Ok(out)
+}
+
+/// One bit per matcher an event satisfies, as SQL over `events` (property conditions are left
+/// to the caller: the bit means "a custom event of that name").
+fn mask_sql(matchers: &[EventMatch]) -> String {
+    match matchers.is_empty() {
+        true => "0".to_owned(),
+        false => matchers.iter().enumerate().map(|(i, m)| format!("CASE WHEN {} THEN {} ELSE 0 END", match_sql(m), 1u64 << i)).collect::<Vec<_>>().join(" + "),
+    }
+}
+
+/// The retention grid counted by DataFusion ([`crm_store::EventStore::retention_pushdown`]) when
+/// cohorts start on an event and no matcher checks a property (those are decoded row by row):
+/// each visitor's cohort (its first start event's period) and a bitmask of the periods it
+/// returned in, then a count per (cohort, bitmask), instead of every matched row sorted and
+/// copied out. `None`: the caller folds the matched rows.
+pub async fn retention(snapshot: &Snapshot, spec: &RetentionSpec) -> Result<Option<RetentionReport>, StoreError> {
+    let matchers = spec.matchers();
+    if spec.start == CohortStart::FirstVisit || matchers.iter().any(|m| matches!(m, EventMatch::EventWhere { .. })) {
+        return Ok(None);
+    }
+    let ctx = context(snapshot).await?;
+    let (mask, start, period, end) = (mask_sql(&matchers), spec.start_ms, spec.period.ms(), spec.end_ms());
+    let sql = format!(
+        "SELECT cohort, periods, COUNT(*) AS visitors FROM (
+            SELECT MIN(idx) FILTER (WHERE (mask & 1) <> 0) AS cohort,
+                   BIT_OR(CAST(1 AS BIGINT) << idx) FILTER (WHERE (mask & 2) <> 0) AS periods
+            FROM (SELECT visitor_id, (ts_ms - {start}) / {period} AS idx, CAST({mask} AS BIGINT) AS mask
+                  FROM events WHERE ts_ms >= {start} AND ts_ms < {end} AND NOT is_bot{}) AS matched
+            WHERE mask <> 0 GROUP BY visitor_id
+         ) AS visitors WHERE cohort IS NOT NULL GROUP BY cohort, periods",
+        humans(snapshot)
+    );
+    let rows = collect(&ctx, &sql).await?;
+    let n = spec.cohorts as usize;
+    let mut returning: Vec<Vec<u64>> = (0..n).map(|c| vec![0; n - c]).collect();
+    for ((cohort, periods), visitors) in i64s(&rows, 0)?.into_iter().zip(i64s(&rows, 1)?).zip(u64s(&rows, 2)?) {
+        let Some(cohort) = usize::try_from(cohort).ok().filter(|&c| c < n) else { continue };
+        let counts = &mut returning[cohort];
+        counts[0] += visitors;
+        for (later, count) in counts.iter_mut().enumerate().skip(1) {
+            if (periods >> (cohort + later)) & 1 == 1 {
+                *count += visitors;
+            }
+        }
+    }
+    Ok(Some(growth::retention_from_grid(spec, returning)))
 }
 
 /// The custom events of the window from human visitors, listed ([`crm_store::explore`]).

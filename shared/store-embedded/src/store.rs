@@ -323,6 +323,10 @@ impl EventStore for ColumnarStore {
         self.columnar.matched_events(site_id, from_ms, to_ms, matchers, keep_unmatched).await
     }
 
+    async fn retention_pushdown(&self, site_id: &str, spec: &crm_store::growth::RetentionSpec) -> Result<Option<crm_store::growth::RetentionReport>> {
+        self.columnar.retention(site_id, spec).await
+    }
+
     async fn custom_events(&self, site_id: &str, from_ms: i64, to_ms: i64, top: usize) -> Result<Vec<crm_store::explore::CustomEventStats>> {
         self.columnar.custom_events(site_id, from_ms, to_ms, top).await
     }
