@@ -548,19 +548,26 @@ pub async fn custom_events(snapshot: &Snapshot, from_ms: i64, to_ms: i64, top: u
 /// functions over each session's pageviews of the window, in (time, id) order.
 pub async fn page_paths(snapshot: &Snapshot, from_ms: i64, to_ms: i64, glob: &str, top: usize) -> Result<PagePaths, StoreError> {
     let ctx = context(snapshot).await?;
-    let page = match glob.contains('*') {
-        false => format!("p = {}", quote(glob)),
-        true => format!("regexp_like(p, {})", quote(&growth::glob_regex(glob))),
+    let page = |column: &str| match growth::glob_form(glob) {
+        GlobForm::All => "TRUE".to_owned(),
+        GlobForm::Exact(path) => format!("{column} = {}", quote(path)),
+        GlobForm::Prefix(prefix) => format!("starts_with({column}, {})", quote(prefix)),
+        GlobForm::Pattern => format!("regexp_like({column}, {})", quote(&growth::glob_regex(glob))),
     };
     let order = "OVER (PARTITION BY session_id ORDER BY ts_ms, event_id)";
+    let pageviews = format!("kind = 'pageview' AND ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}", humans(snapshot));
+    // Only the sessions holding a view of the page are sorted (their other pageviews are its
+    // neighbours), not every pageview of the window.
     let rows = collect(
         &ctx,
         &format!(
             "SELECT prev, next, CAST(count(*) AS BIGINT) FROM (
                SELECT coalesce(path, '/') AS p, LAG(coalesce(path, '/')) {order} AS prev, LEAD(coalesce(path, '/')) {order} AS next
-               FROM events WHERE kind = 'pageview' AND ts_ms >= {from_ms} AND ts_ms < {to_ms} AND NOT is_bot{}
-             ) WHERE {page} GROUP BY prev, next",
-            humans(snapshot)
+               FROM events WHERE {pageviews}
+                 AND session_id IN (SELECT session_id FROM events WHERE {pageviews} AND {})
+             ) WHERE {} GROUP BY prev, next",
+            page("coalesce(path, '/')"),
+            page("p"),
         ),
     )
     .await?;
