@@ -268,8 +268,15 @@ pub struct FunnelReport {
     pub steps: Vec<FunnelStep>,
 }
 
+/// What a funnel reads of a row: its time and matcher bits.
+#[derive(Clone, Copy)]
+struct Timed {
+    ts_ms: i64,
+    mask: u32,
+}
+
 /// Step times of one visitor's best attempt.
-fn best_attempt(rows: &[MatchedEvent], spec: &FunnelSpec, from_ms: i64, to_ms: i64) -> Vec<i64> {
+fn best_attempt(rows: &[Timed], spec: &FunnelSpec, from_ms: i64, to_ms: i64) -> Vec<i64> {
     let k = spec.steps.len();
     let mut best: Vec<i64> = Vec::new();
     for (i, start) in rows.iter().enumerate() {
@@ -337,7 +344,7 @@ pub fn funnel(spec: &FunnelSpec, rows: &[MatchedEvent], from_ms: i64, to_ms: i64
     for visitor in rows.chunk_by(|a, b| a.visitor_id == b.visitor_id) {
         // Events of the same millisecond are taken in step order, unmatched ones last.
         visitor_rows.clear();
-        visitor_rows.extend_from_slice(visitor);
+        visitor_rows.extend(visitor.iter().map(|r| Timed { ts_ms: r.ts_ms, mask: r.mask }));
         visitor_rows.sort_by_key(|r| (r.ts_ms, r.mask == 0, r.mask));
         let times = best_attempt(&visitor_rows, spec, from_ms, to_ms);
         for (step, at) in times.iter().enumerate() {
