@@ -329,11 +329,15 @@ impl Dispatch {
     }
 }
 
-async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
+async fn bind(addr: std::net::SocketAddr, what: &str, tls: bool) -> Result<TcpListener> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
-    println!("{what} listening on http://{local}");
-    tracing::info!(address = %local, "listening");
+    let scheme = if tls { "https" } else { "http" };
+    // From here on SIGHUP never ends the process: tokio keeps its handler installed for the
+    // process's life (a hangup before `reload_on_hangup` listens is ignored).
+    let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    println!("{what} listening on {scheme}://{local}");
+    tracing::info!(address = %local, tls, "listening");
     Ok(listener)
 }
 
@@ -341,6 +345,10 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
 async fn serve_until_signal(listener: TcpListener, dispatch: Dispatch, options: ServeOptions) {
     options.stats.register(&dispatch.metrics);
     let shutdown = Shutdown::new();
+    if let Some(tls) = &options.tls {
+        tls.register(&dispatch.metrics);
+    }
+    reload_on_hangup(options.tls.clone(), shutdown.clone());
     let health = dispatch.health.clone();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -350,6 +358,34 @@ async fn serve_until_signal(listener: TcpListener, dispatch: Dispatch, options: 
         trigger.trigger();
     });
     serve(listener, move |request| dispatch.clone().handle(request), shutdown, options).await;
+}
+
+/// SIGHUP re-reads the TLS certificate and key (`systemctl reload`); without TLS it is logged and
+/// ignored rather than ending the process (the signal's default).
+fn reload_on_hangup(tls: Option<Arc<crm_service::Tls>>, shutdown: Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; a certificate renewal needs a restart");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hangups.recv() => if got.is_none() { return },
+                _ = shutdown.wait() => return,
+            }
+            match &tls {
+                // `reload` logs and counts its outcome.
+                Some(tls) => {
+                    let _ = tls.reload();
+                }
+                None => tracing::info!("sighup: no tls certificate to reload"),
+            }
+        }
+    });
 }
 
 fn spawn_housekeeping(collector: Arc<Collector>, log: Arc<dyn EventLog>, sites: Arc<SiteDirectory>, shutdown: &Shutdown) {
@@ -447,6 +483,7 @@ async fn knowledge_base(
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
+    let serve_options = args.http.serve_options()?;
     let collector_config = crm_ingest::CollectorConfig { body_timeout: args.http.body_timeout(), ..args.collector.to_config()? };
     let (store, bulk) = open_stores(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
@@ -475,9 +512,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     spawn_retention_schedule(store.clone(), background.clone());
 
-    let listener = bind(args.http.listen, "crm up").await?;
+    let listener = bind(args.http.listen, "crm up", serve_options.tls.is_some()).await?;
     let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
-    serve_until_signal(listener, dispatch, args.http.serve_options()).await;
+    serve_until_signal(listener, dispatch, serve_options).await;
 
     background.trigger();
     let _ = processor_task.await;
@@ -488,14 +525,15 @@ pub async fn up(args: UpArgs) -> Result<()> {
 }
 
 pub async fn ingest(args: IngestArgs) -> Result<()> {
+    let serve_options = args.http.serve_options()?;
     let collector_config = crm_ingest::CollectorConfig { body_timeout: args.http.body_timeout(), ..args.collector.to_config()? };
     let store = open_store(&args.data, &args.store).await?;
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
     let CollectorParts { collector, metrics, health, .. } = collector_parts(collector_config, &store, &log, &background).await?;
-    let listener = bind(args.http.listen, "crm ingest").await?;
+    let listener = bind(args.http.listen, "crm ingest", serve_options.tls.is_some()).await?;
     let dispatch = Dispatch { collector: Some(collector), api: None, health, metrics };
-    serve_until_signal(listener, dispatch, args.http.serve_options()).await;
+    serve_until_signal(listener, dispatch, serve_options).await;
     background.trigger();
     log.shutdown().await?;
     Ok(())
@@ -513,7 +551,7 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let background = Shutdown::new();
     let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, background.clone());
-    let listener = bind(args.listen, "crm process (health and metrics)").await?;
+    let listener = bind(args.listen, "crm process (health and metrics)", false).await?;
     let dispatch = Dispatch { collector: None, api: None, health, metrics };
     serve_until_signal(listener, dispatch, ServeOptions::with_drain(Duration::from_secs(5))).await;
     background.trigger();
@@ -523,12 +561,13 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
 }
 
 pub async fn api(args: ApiArgs) -> Result<()> {
+    let serve_options = args.http.serve_options()?;
     let store = open_store(&args.data, &args.store).await?;
     let keys = bootstrap(&store, &args.auth).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     crate::gauges::allocator(&metrics);
     let health = Health::new();
-    let listener = bind(args.http.listen, "crm api").await?;
+    let listener = bind(args.http.listen, "crm api", serve_options.tls.is_some()).await?;
     let background = Shutdown::new();
     let (kb, kb_task) = knowledge_base(&args.kb, &store, &health, &background).await?;
     let kb_sites = kb.clone();
@@ -541,7 +580,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         .with_site_listener(Arc::new(move |site| kb_sites.site_changed(&site.site_id)));
     health.add_detail("chat_events", || "not sent to the event log by crm api alone: chat leads and intent need crm up (or the collector's process)".to_owned());
     let dispatch = Dispatch { collector: None, api: Some(crm_api::router(state)), health, metrics };
-    serve_until_signal(listener, dispatch, args.http.serve_options()).await;
+    serve_until_signal(listener, dispatch, serve_options).await;
     background.trigger();
     let _ = kb_task.await;
     Ok(())

@@ -401,6 +401,14 @@ pub struct HttpArgs {
     /// Longest time (ms) a request body may take to arrive in full (408 after it).
     #[arg(long, env = "CRM_HTTP_BODY_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub http_body_timeout_ms: u64,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first). Read again on SIGHUP, so a renewed
+    /// certificate takes effect without a restart (a renewal that does not load is refused and
+    /// the old certificate stays).
+    #[arg(long, env = "CRM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CRM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl HttpArgs {
@@ -412,8 +420,13 @@ impl HttpArgs {
         Duration::from_millis(self.http_body_timeout_ms)
     }
 
-    /// The connection limits, fitted under the process's open-file limit.
-    pub fn serve_options(&self) -> crm_service::ServeOptions {
+    /// The connection limits, fitted under the process's open-file limit, and the TLS
+    /// certificate when one is configured (checked here, so a bad one stops the start).
+    pub fn serve_options(&self) -> anyhow::Result<crm_service::ServeOptions> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crm_service::Tls::load(crm_service::TlsFiles { cert: cert.clone(), key: key.clone() })?),
+            _ => None,
+        };
         let wanted = crm_service::ConnectionLimits {
             max_connections: self.http_max_connections,
             max_connections_per_ip: self.http_max_connections_per_ip,
@@ -424,7 +437,7 @@ impl HttpArgs {
         if let Some(open_files) = forced_by {
             tracing::warn!(open_files, max_connections = limits.max_connections, "the open-file limit lowers --http-max-connections; raise `ulimit -n` to hold more");
         }
-        crm_service::ServeOptions { drain: self.drain_timeout(), limits, stats: Default::default() }
+        Ok(crm_service::ServeOptions { drain: self.drain_timeout(), limits, stats: Default::default(), tls })
     }
 }
 

@@ -23,7 +23,7 @@ const BODY_TIMEOUT: Duration = Duration::from_millis(600);
 async fn harness(max_connections: usize, per_ip: usize) -> (Harness, Arc<ConnectionStats>) {
     let stats = Arc::new(ConnectionStats::default());
     let limits = ConnectionLimits { max_connections, max_connections_per_ip: per_ip, header_timeout: HEADER_TIMEOUT, idle_timeout: IDLE_TIMEOUT };
-    let options = ServeOptions { drain: Duration::from_secs(1), limits, stats: stats.clone() };
+    let options = ServeOptions { drain: Duration::from_secs(1), limits, stats: stats.clone(), tls: None };
     let config = CollectorConfig { per_ip_rate: None, body_timeout: BODY_TIMEOUT, ..CollectorConfig::default() };
     (start_serving(config, |c| c, options).await, stats)
 }

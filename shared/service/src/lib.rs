@@ -12,6 +12,7 @@ mod metrics;
 mod serve;
 mod shutdown;
 mod telemetry;
+mod tls;
 
 pub use connection::{ConnectionLimits, ConnectionStats};
 pub use deadline_body::{BodyTimedOut, DeadlineBody};
@@ -21,3 +22,4 @@ pub use metrics::MetricsRegistry;
 pub use serve::{client_ip, serve, RemoteAddr, ServeOptions};
 pub use shutdown::{wait_for_signal, Shutdown};
 pub use telemetry::{init_tracing, LogFormat};
+pub use tls::{Tls, TlsError, TlsFiles};

@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::connection::{Activity, ConnectionTable, WatchedStream};
+use crate::tls::{ServedStream, Tls};
 use crate::{Body, ConnectionLimits, ConnectionStats, Shutdown};
 
 /// The peer address of the connection, inserted into every request's extensions.
@@ -42,12 +43,14 @@ pub struct ServeOptions {
     pub limits: ConnectionLimits,
     /// Where the loop counts what the limits did (shared with `/metrics`).
     pub stats: Arc<ConnectionStats>,
+    /// Serve HTTPS with this certificate (reloadable) instead of plain HTTP.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl ServeOptions {
     /// Default limits, fresh counters.
     pub fn with_drain(drain: Duration) -> ServeOptions {
-        ServeOptions { drain, limits: ConnectionLimits::default(), stats: Arc::default() }
+        ServeOptions { drain, limits: ConnectionLimits::default(), stats: Arc::default(), tls: None }
     }
 }
 
@@ -97,16 +100,27 @@ where
                 Ok::<_, Infallible>(response)
             }
         });
-        let io = TokioIo::new(WatchedStream::new(stream, Arc::clone(&activity)));
-        let connection = builder.serve_connection(io, service).into_owned();
-        let connection = graceful.watch(connection);
+        let watched = WatchedStream::new(stream, Arc::clone(&activity));
+        let (tls, builder, watcher) = (options.tls.clone(), builder.clone(), graceful.watcher());
         let (ended, mut watch_end) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(async move {
             // The slot and `ended` live as long as the connection, however it ends (done or
             // aborted): dropping `ended` tells the watchdog to stop.
             let _slot = slot;
             let _ended = ended;
-            if let Err(err) = connection.await {
+            // The handshake runs here, under the watchdog, not in the accept loop.
+            let io = match tls {
+                None => ServedStream::Plain(watched),
+                Some(tls) => match tls.accept(watched).await {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        tracing::debug!(peer = %peer, error = %err, "tls handshake failed");
+                        return;
+                    }
+                },
+            };
+            let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
+            if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!(error = %err, "connection ended with an error");
             }
         });
