@@ -20,7 +20,7 @@ use crm_store::{EmbeddedStore, Store};
 use crm_store_clickhouse::{ClickHouseConfig, ClickHouseStore};
 use crm_store_embedded::store::Maintenance;
 use crm_store_embedded::ColumnarStore;
-use crm_stream_processor::{AiConfig, AlertDispatcher, DispatcherConfig, InsightWorker, Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics};
+use crm_stream_processor::{AiConfig, AlertDispatcher, DispatcherConfig, InsightWorker, Enricher, GeoLookup, IpStorage, Processor, ProcessorConfig, ProcessorMetrics, WebhookMetrics};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -209,25 +209,6 @@ pub async fn demo_accounts(args: AccountsArgs) -> Result<()> {
 
 /// Re-runs the health and churn jobs every `interval` inside `crm up` (each run replaces the
 /// day's results).
-fn spawn_health_schedule(store: Arc<dyn Store>, bulk: Option<BulkReader>, interval: Duration, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.wait() => return,
-            }
-            match health_all(&store, bulk.as_ref(), None).await {
-                Ok(results) => tracing::info!(accounts = results.len(), "scheduled health run done"),
-                Err(err) => tracing::warn!(error = %err, "scheduled health run failed"),
-            }
-            match churn_all(&store, bulk.as_ref(), None).await {
-                Ok(runs) => tracing::info!(scored = runs.iter().map(|r| r.scored).sum::<usize>(), "scheduled churn run done"),
-                Err(err) => tracing::warn!(error = %err, "scheduled churn run failed"),
-            }
-        }
-    });
-}
-
 /// The geo databases: the flags' files, else what `crm geoip install` put in the data
 /// directory (whose attribution is then published for the dashboard), else none.
 async fn geo_lookup(args: &ProcessorArgs, data: &DataArgs, store: &Arc<dyn Store>) -> Result<GeoLookup> {
@@ -406,8 +387,8 @@ fn spawn_housekeeping(collector: Arc<Collector>, log: Arc<dyn EventLog>, sites: 
 
 /// The stream processor and, beside it, the alert webhook dispatcher (alerts are fired by the
 /// processor; whoever runs it delivers them).
-fn spawn_processor(processor: Processor, store: Arc<dyn Store>, log: Arc<dyn EventLog>, ai: Option<AiConfig>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default());
+fn spawn_processor(processor: Processor, store: Arc<dyn Store>, log: Arc<dyn EventLog>, ai: Option<AiConfig>, metrics: &MetricsRegistry, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default()).with_metrics(WebhookMetrics::new(metrics));
     let alerts = tokio::spawn(dispatcher.run(shutdown.clone()));
     if let Some(ai) = ai {
         tracing::info!(model = %ai.model, "ai lead insights enabled");
@@ -498,6 +479,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let api_state = ApiState::new(store.clone(), keys)
         .with_chat(Some(chat_events(log.clone())), args.processor.ai.writer()?)
         .with_config(&api_config(&args.auth, &args.kb, &args.http))
+        .with_metrics(&metrics)
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_kb(kb)
         .with_help_base_url(args.kb.help_base_url())
@@ -506,11 +488,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
             sites.upsert(site.clone())
         }));
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
-    let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, background.clone());
+    let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, &metrics, background.clone());
+    let jobs = crate::schedule::JobMetrics::new(&metrics);
     if args.health_interval_mins > 0 {
-        spawn_health_schedule(store.clone(), bulk, Duration::from_secs(args.health_interval_mins * 60), background.clone());
+        crate::schedule::spawn_health(store.clone(), bulk, Duration::from_secs(args.health_interval_mins * 60), jobs.clone(), background.clone());
     }
-    spawn_retention_schedule(store.clone(), background.clone());
+    crate::schedule::spawn_retention(store.clone(), jobs, background.clone());
 
     let listener = bind(args.http.listen, "crm up", serve_options.tls.is_some()).await?;
     let dispatch = Dispatch { collector: Some(collector), api: Some(crm_api::router(api_state)), health, metrics };
@@ -550,7 +533,7 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
     let health = Health::new();
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let background = Shutdown::new();
-    let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, background.clone());
+    let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, &metrics, background.clone());
     let listener = bind(args.listen, "crm process (health and metrics)", false).await?;
     let dispatch = Dispatch { collector: None, api: None, health, metrics };
     serve_until_signal(listener, dispatch, ServeOptions::with_drain(Duration::from_secs(5))).await;
@@ -573,6 +556,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let kb_sites = kb.clone();
     let state = ApiState::new(store, keys)
         .with_config(&api_config(&args.auth, &args.kb, &args.http))
+        .with_metrics(&metrics)
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_kb(kb)
         .with_help_base_url(args.kb.help_base_url())
@@ -619,24 +603,6 @@ pub async fn batch_retention(args: crate::config::RetentionArgs) -> Result<()> {
 }
 
 /// Applies the sites' retention settings at start and then every hour inside `crm up`.
-fn spawn_retention_schedule(store: Arc<dyn Store>, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        loop {
-            match now_ms() {
-                Ok(now) => match crm_batch_jobs::retention::apply(store.as_ref(), None, now).await {
-                    Ok(sites) => tracing::debug!(sites = sites.len(), "scheduled retention run done"),
-                    Err(err) => tracing::warn!(error = %err, "scheduled retention run failed; retried in an hour"),
-                },
-                Err(err) => tracing::warn!(error = %err, "no clock for the retention run"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(3_600)) => {}
-                _ = shutdown.wait() => return,
-            }
-        }
-    });
-}
-
 /// `crm geoip install`: fetch, verify, convert and install the free geo databases.
 pub async fn geoip_install(args: crate::config::GeoipInstallArgs) -> Result<()> {
     let source = match args.from {

@@ -7,6 +7,7 @@ mod demo;
 mod gauges;
 mod geoip;
 mod query;
+mod schedule;
 
 use clap::Parser;
 

@@ -25,6 +25,7 @@ mod identity;
 pub mod import;
 pub mod kb;
 mod leads;
+mod metrics;
 mod middleware;
 mod openapi;
 mod params;

@@ -197,6 +197,18 @@ fn matches_etag(if_none_match: Option<&HeaderValue>, etag: &HeaderValue) -> bool
 
 /// The middleware around the whole API router.
 pub async fn layer(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let Some(metrics) = state.metrics.clone() else { return guarded(state, request, next).await };
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = guarded(state, request, next).await;
+    metrics.observe(route.as_deref(), &method, response.status(), started.elapsed());
+    response
+}
+
+/// The address limit, CORS, the origin check of public writes, body limits and the rest of
+/// [`layer`] (everything but the metrics).
+async fn guarded(state: ApiState, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let surface = surface(parts.uri.path());
     let client = crate::session::client_info(&parts, state.limits.trust_forwarded_for);

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub(crate) help_base_url: Option<String>,
     /// The chat's presence, flood limits and event sink.
     pub chat: Arc<ChatRuntime>,
+    /// Request counts and latency by route, when the process exposes `/metrics`.
+    pub(crate) metrics: Option<Arc<crate::metrics::ApiMetrics>>,
 }
 
 impl ApiState {
@@ -54,7 +56,14 @@ impl ApiState {
             kb_write_lock: Arc::default(),
             help_base_url: None,
             chat: Arc::new(ChatRuntime::new(None, None)),
+            metrics: None,
         }
+    }
+
+    /// Counts requests by route, method and status, and their latency, in `registry`.
+    pub fn with_metrics(mut self, registry: &crm_service::MetricsRegistry) -> ApiState {
+        self.metrics = Some(Arc::new(crate::metrics::ApiMetrics::new(registry)));
+        self
     }
 
     pub fn with_site_listener(mut self, listener: SiteListener) -> ApiState {

@@ -16,6 +16,8 @@ use std::time::Duration;
 use crm_schemas::{retry_delay_ms, Alert, DeliveryAttempt, DeliveryStatus, MAX_DELIVERY_ATTEMPTS};
 use crm_service::Shutdown;
 use crm_store::{Store, StoreError};
+
+use crate::metrics::WebhookMetrics;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
@@ -38,6 +40,7 @@ pub struct AlertDispatcher {
     store: Arc<dyn Store>,
     client: reqwest::Client,
     config: DispatcherConfig,
+    metrics: Option<WebhookMetrics>,
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, "{timestamp}.{body}").
@@ -58,7 +61,19 @@ fn now_ms() -> i64 {
 impl AlertDispatcher {
     pub fn new(store: Arc<dyn Store>, config: DispatcherConfig) -> AlertDispatcher {
         let client = reqwest::Client::builder().timeout(config.timeout).user_agent("crm-alerts/1").build().expect("the HTTP client builds");
-        AlertDispatcher { store, client, config }
+        AlertDispatcher { store, client, config, metrics: None }
+    }
+
+    /// Counts every attempt in `metrics` (`/metrics` of the process running the dispatcher).
+    pub fn with_metrics(mut self, metrics: WebhookMetrics) -> AlertDispatcher {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, outcome: &'static str, started: std::time::Instant) {
+        if let Some(metrics) = &self.metrics {
+            metrics.attempted(outcome, started.elapsed().as_secs_f64());
+        }
     }
 
     /// Delivers due alerts until `shutdown`.
@@ -90,9 +105,11 @@ impl AlertDispatcher {
     async fn attempt(&self, mut alert: Alert) -> Result<Alert, StoreError> {
         let rule = self.store.alert_rules(&alert.site_id).await?.into_iter().find(|r| r.rule_id == alert.rule_id);
         let at_ms = now_ms();
+        let started = std::time::Instant::now();
         let Some(rule) = rule else {
             alert.attempts.push(DeliveryAttempt { at_ms, status_code: None, error: Some("the rule was deleted".into()) });
             alert.status = DeliveryStatus::Failed;
+            self.count("failed", started);
             return Ok(alert);
         };
         let mut payload = json!({
@@ -138,6 +155,14 @@ impl AlertDispatcher {
                 alert.next_attempt_ms = at_ms + retry_delay_ms(alert.attempts.len());
             }
         }
+        self.count(
+            match alert.status {
+                DeliveryStatus::Delivered => "delivered",
+                DeliveryStatus::Failed => "failed",
+                DeliveryStatus::Pending => "retrying",
+            },
+            started,
+        );
         Ok(alert)
     }
 }

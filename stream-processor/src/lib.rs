@@ -23,7 +23,7 @@ pub use alerts::{signature as alert_signature, AlertDispatcher, DispatcherConfig
 pub use enrich::{Enricher, IpStorage};
 pub use insights::{prompt as insight_prompt, AiConfig, InsightWorker};
 pub use geo::{GeoError, GeoLookup};
-pub use metrics::ProcessorMetrics;
+pub use metrics::{ProcessorMetrics, WebhookMetrics};
 pub use processor::{BatchOutcome, Processor, ProcessorConfig, ProcessorError, ProcessorStatus};
 pub use profile::{apply_event, SiteRules, SESSION_IDLE_MS};
 pub use urls::{url_facts, UrlFacts};

@@ -53,3 +53,32 @@ impl ProcessorMetrics {
         metrics
     }
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// Alert webhook deliveries: every attempt by outcome (`delivered`, `retrying` after a refused
+/// or failed attempt, `failed` when the last attempt failed or the rule is gone) and its time.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    pub attempts: prometheus_client::metrics::family::Family<OutcomeLabel, Counter>,
+    pub seconds: Histogram,
+}
+
+impl WebhookMetrics {
+    pub fn new(registry: &MetricsRegistry) -> WebhookMetrics {
+        let metrics = WebhookMetrics { attempts: Default::default(), seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)) };
+        registry.register(|r| {
+            r.register("webhook_delivery_attempts", "Alert webhook delivery attempts by outcome", metrics.attempts.clone());
+            r.register("webhook_delivery_duration_seconds", "Time of one webhook delivery attempt (request to answer or error)", metrics.seconds.clone());
+        });
+        metrics
+    }
+
+    pub(crate) fn attempted(&self, outcome: &'static str, seconds: f64) {
+        self.attempts.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.seconds.observe(seconds);
+    }
+}

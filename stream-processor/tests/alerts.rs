@@ -81,7 +81,8 @@ async fn alert_scenario(store: Arc<dyn Store>) {
     p.run(vec![page("v1", t + 3000, "/contact"), page("v1", t + 4000, "/pricing")]).await;
     assert_eq!(store.alerts("s1", 10).await.unwrap().len(), 1);
 
-    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default());
+    let registry = crm_service::MetricsRegistry::new();
+    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default()).with_metrics(crm_stream_processor::WebhookMetrics::new(&registry));
     assert_eq!(dispatcher.dispatch_due().await.unwrap(), 1);
     let after_failure = store.alerts("s1", 10).await.unwrap().remove(0);
     assert_eq!((after_failure.status, after_failure.attempts.len()), (DeliveryStatus::Pending, 1));
@@ -93,6 +94,10 @@ async fn alert_scenario(store: Arc<dyn Store>) {
     assert_eq!(delivered.status, DeliveryStatus::Delivered);
     assert_eq!(delivered.attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500), Some(200)]);
     assert_eq!(dispatcher.dispatch_due().await.unwrap(), 0, "delivered alerts are not sent again");
+    let metrics = registry.render();
+    for line in ["crm_webhook_delivery_attempts_total{outcome=\"retrying\"} 1", "crm_webhook_delivery_attempts_total{outcome=\"delivered\"} 1", "crm_webhook_delivery_duration_seconds_count 2"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
+    }
 
     let requests = seen.lock().clone();
     assert_eq!(requests.len(), 2);
