@@ -259,12 +259,15 @@ fn log_health(health: &Health, log: Arc<dyn EventLog>) {
 }
 
 /// First start: token secret, admin user (password printed once), the `demo` site and its lead form.
-async fn bootstrap(store: &Arc<dyn Store>, auth: &AuthArgs) -> Result<crm_api::JwtKeys> {
+async fn bootstrap(store: &Arc<dyn Store>, auth: &AuthArgs, secrets: Option<&crm_service::SecretKeys>) -> Result<crm_api::JwtKeys> {
     auth.validate()?;
     let first_start = store.users().await?.is_empty();
-    let boot = crm_api::bootstrap(store.as_ref(), auth.jwt_secret.as_deref(), auth.admin_password.as_deref())
+    let boot = crm_api::bootstrap(store.as_ref(), auth.jwt_secret.as_deref(), auth.admin_password.as_deref(), secrets)
         .await
-        .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+        .map_err(|e| match e {
+            crm_api::ApiError::Internal(detail) => anyhow::anyhow!("bootstrap failed: {detail}"),
+            other => anyhow::anyhow!("bootstrap failed: {other}"),
+        })?;
     if let Some((username, password)) = &boot.generated_admin {
         println!("created user '{username}' with password: {password}");
         println!("(shown once; set CRM_ADMIN_PASSWORD before the first start to choose it)");
@@ -387,8 +390,8 @@ fn spawn_housekeeping(collector: Arc<Collector>, log: Arc<dyn EventLog>, sites: 
 
 /// The stream processor and, beside it, the alert webhook dispatcher (alerts are fired by the
 /// processor; whoever runs it delivers them).
-fn spawn_processor(processor: Processor, store: Arc<dyn Store>, log: Arc<dyn EventLog>, ai: Option<AiConfig>, metrics: &MetricsRegistry, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default()).with_metrics(WebhookMetrics::new(metrics));
+fn spawn_processor(processor: Processor, store: Arc<dyn Store>, log: Arc<dyn EventLog>, ai: Option<AiConfig>, metrics: &MetricsRegistry, secrets: Option<Arc<crm_service::SecretKeys>>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    let dispatcher = AlertDispatcher::new(store.clone(), DispatcherConfig::default()).with_metrics(WebhookMetrics::new(metrics)).with_secrets(secrets);
     let alerts = tokio::spawn(dispatcher.run(shutdown.clone()));
     if let Some(ai) = ai {
         tracing::info!(model = %ai.model, "ai lead insights enabled");
@@ -465,9 +468,10 @@ async fn knowledge_base(
 
 pub async fn up(args: UpArgs) -> Result<()> {
     let serve_options = args.http.serve_options()?;
+    let secrets = secret_keys(&args.data, &args.store)?;
     let collector_config = crm_ingest::CollectorConfig { body_timeout: args.http.body_timeout(), ..args.collector.to_config()? };
     let (store, bulk) = open_stores(&args.data, &args.store).await?;
-    let keys = bootstrap(&store, &args.auth).await?;
+    let keys = bootstrap(&store, &args.auth, secrets.as_deref()).await?;
     let log = open_log(&args.data, &args.log).await?;
     let background = Shutdown::new();
     let CollectorParts { collector, sites, metrics, health } = collector_parts(collector_config, &store, &log, &background).await?;
@@ -480,6 +484,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .with_chat(Some(chat_events(log.clone())), args.processor.ai.writer()?)
         .with_config(&api_config(&args.auth, &args.kb, &args.http))
         .with_metrics(&metrics)
+        .with_secrets(secrets.clone())
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_kb(kb)
         .with_help_base_url(args.kb.help_base_url())
@@ -488,7 +493,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             sites.upsert(site.clone())
         }));
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
-    let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, &metrics, background.clone());
+    let processor_task = spawn_processor(processor, store.clone(), log.clone(), args.processor.ai()?, &metrics, secrets.clone(), background.clone());
     let jobs = crate::schedule::JobMetrics::new(&metrics);
     if args.health_interval_mins > 0 {
         crate::schedule::spawn_health(store.clone(), bulk, Duration::from_secs(args.health_interval_mins * 60), jobs.clone(), background.clone());
@@ -523,6 +528,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
 }
 
 pub async fn process(args: ProcessArgs) -> Result<()> {
+    let secrets = secret_keys(&args.data, &args.store)?;
     let (store, bulk) = open_stores(&args.data, &args.store).await?;
     let log = open_log(&args.data, &args.log).await?;
     let metrics = Arc::new(MetricsRegistry::new());
@@ -533,7 +539,7 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
     let health = Health::new();
     let processor = processor(&args.processor, &args.data, args.store.store, store.clone(), &metrics, &health).await?;
     let background = Shutdown::new();
-    let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, &metrics, background.clone());
+    let processor_task = spawn_processor(processor, store, log.clone(), args.processor.ai()?, &metrics, secrets, background.clone());
     let listener = bind(args.listen, "crm process (health and metrics)", false).await?;
     let dispatch = Dispatch { collector: None, api: None, health, metrics };
     serve_until_signal(listener, dispatch, ServeOptions::with_drain(Duration::from_secs(5))).await;
@@ -545,8 +551,9 @@ pub async fn process(args: ProcessArgs) -> Result<()> {
 
 pub async fn api(args: ApiArgs) -> Result<()> {
     let serve_options = args.http.serve_options()?;
+    let secrets = secret_keys(&args.data, &args.store)?;
     let store = open_store(&args.data, &args.store).await?;
-    let keys = bootstrap(&store, &args.auth).await?;
+    let keys = bootstrap(&store, &args.auth, secrets.as_deref()).await?;
     let metrics = Arc::new(MetricsRegistry::new());
     crate::gauges::allocator(&metrics);
     let health = Health::new();
@@ -557,6 +564,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let state = ApiState::new(store, keys)
         .with_config(&api_config(&args.auth, &args.kb, &args.http))
         .with_metrics(&metrics)
+        .with_secrets(secrets.clone())
         .with_dashboard_dir(args.auth.dashboard_dir.clone())
         .with_kb(kb)
         .with_help_base_url(args.kb.help_base_url())
@@ -567,6 +575,51 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     serve_until_signal(listener, dispatch, serve_options).await;
     background.trigger();
     let _ = kb_task.await;
+    Ok(())
+}
+
+/// The keys that seal the store's secrets (see `--secrets-key`): the flag's key, the key file,
+/// or the data directory's own key file for the embedded stores; none for ClickHouse without a
+/// key (secrets stay unsealed, with a warning).
+fn secret_keys(data: &DataArgs, store: &StoreArgs) -> Result<Option<Arc<crm_service::SecretKeys>>> {
+    let current = match (&store.secrets_key, &store.secrets_key_file) {
+        (Some(key), _) => crm_service::SecretKeys::parse_key(key, "--secrets-key")?,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading --secrets-key-file {}", path.display()))?;
+            crm_service::SecretKeys::parse_key(&text, &path.display().to_string())?
+        }
+        (None, None) => match store.store {
+            StoreKind::Embedded | StoreKind::Redb => {
+                std::fs::create_dir_all(&data.data_dir).with_context(|| format!("creating {}", data.data_dir.display()))?;
+                crm_service::SecretKeys::load_or_create(&data.data_dir.join("secrets.key"))?
+            }
+            StoreKind::Clickhouse => {
+                tracing::warn!("no --secrets-key: webhook secrets are stored unsealed in ClickHouse; set one key for every process sharing the store");
+                return Ok(None);
+            }
+        },
+    };
+    let previous = store.secrets_previous_keys.iter().enumerate().map(|(i, k)| crm_service::SecretKeys::parse_key(k, &format!("--secrets-previous-keys #{}", i + 1))).collect::<Result<Vec<_>, _>>()?;
+    let keys = crm_service::SecretKeys::new(&current, &previous)?;
+    tracing::info!(key_id = keys.current_key_id(), previous = previous.len(), "secrets key loaded");
+    Ok(Some(Arc::new(keys)))
+}
+
+/// `crm secrets rotate`.
+pub async fn secrets_rotate(args: MigrateArgs) -> Result<()> {
+    let keys = secret_keys(&args.data, &args.store)?.context("ClickHouse needs --secrets-key or --secrets-key-file to seal secrets")?;
+    let store = open_store(&args.data, &args.store).await?;
+    let done = crm_api::secrets::reseal_all(store.as_ref(), &keys).await.map_err(|e| match e {
+        crm_api::ApiError::Internal(detail) => anyhow::anyhow!("rotation stopped: {detail}"),
+        other => anyhow::anyhow!("rotation stopped: {other}"),
+    })?;
+    println!(
+        "sealed with key {}: {} alert rule secret(s) re-sealed, {} already current, token secret {}",
+        keys.current_key_id(),
+        done.rules_resealed,
+        done.rules_current,
+        if done.token_secret_resealed { "re-sealed" } else { "unchanged" }
+    );
     Ok(())
 }
 

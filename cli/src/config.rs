@@ -46,6 +46,22 @@ pub enum Command {
     /// Install the free DB-IP geolocation and ASN databases into the data directory (`crm up`
     /// then uses them without flags), or show what is installed.
     Geoip(GeoipArgs),
+    /// Secrets kept in the store: `crm secrets rotate` seals every one with the current key.
+    Secrets(SecretsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub action: SecretsAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsAction {
+    /// Seal every stored secret with the current key (`--secrets-key` or `--secrets-key-file`),
+    /// opening it with the current or a previous key (`--secrets-previous-keys`); plaintext
+    /// secrets from before sealing are sealed too. Safe to run while servers run and to repeat.
+    Rotate(MigrateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -343,6 +359,20 @@ pub struct StoreArgs {
     /// RSS (bench/ANALYSIS.md).
     #[arg(long, env = "CRM_COMMIT_INTERVAL_MS", default_value_t = 2_000)]
     pub commit_interval_ms: u64,
+    /// Key that seals the secrets the store keeps (webhook signing secrets, a generated token
+    /// secret): 32 random bytes in base64 (`openssl rand -base64 32`). Every process sharing a
+    /// store needs the same key.
+    #[arg(long, env = "CRM_SECRETS_KEY", hide_env_values = true, conflicts_with = "secrets_key_file")]
+    pub secrets_key: Option<String>,
+    /// The same key read from a file (which must exist). Without either, the embedded stores
+    /// use `<data dir>/secrets.key`, created at the first start; ClickHouse keeps secrets
+    /// unsealed (with a warning at start).
+    #[arg(long, env = "CRM_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Keys that only open secrets, comma-separated base64: the keys in use before a rotation
+    /// (`crm secrets rotate` re-seals everything with the current key; then drop these).
+    #[arg(long, env = "CRM_SECRETS_PREVIOUS_KEYS", hide_env_values = true, value_delimiter = ',')]
+    pub secrets_previous_keys: Vec<String>,
     /// Buffered events that make the embedded store run a commit point before the interval is up;
     /// the processor waits while twice as many are buffered, which bounds memory when commit
     /// points fall behind.

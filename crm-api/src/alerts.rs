@@ -121,7 +121,7 @@ pub async fn create_rule(State(state): State<ApiState>, user: AuthUser, body: By
         enabled: input.enabled,
         created_at_ms: now_ms(),
     };
-    state.store.put_alert_rule(&rule).await?;
+    state.store.put_alert_rule(&crate::secrets::seal_rule(rule.clone(), state.secrets.as_deref())).await?;
     tracing::info!(site_id = %rule.site_id, rule_id = %rule.rule_id, by = %user.username, "alert rule created");
     let mut body = redacted(&rule);
     body["secret"] = Value::String(rule.secret.clone());

@@ -20,7 +20,6 @@ use crate::{ApiError, ApiState};
 pub const ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
 const ISSUER: &str = "crm";
 const AUDIENCE: &str = "crm-api";
-const SECRET_META_KEY: &str = "jwt_secret";
 
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -146,15 +145,15 @@ pub struct Bootstrap {
 }
 
 /// Loads (or creates) the token secret and makes sure an admin user exists.
-pub async fn bootstrap(store: &dyn Store, jwt_secret: Option<&str>, admin_password: Option<&str>) -> Result<Bootstrap, ApiError> {
+pub async fn bootstrap(store: &dyn Store, jwt_secret: Option<&str>, admin_password: Option<&str>, secrets: Option<&crm_service::SecretKeys>) -> Result<Bootstrap, ApiError> {
     let secret = match jwt_secret {
         Some(secret) => secret.as_bytes().to_vec(),
-        None => match store.meta(SECRET_META_KEY).await? {
+        None => match crate::secrets::stored_jwt_secret(store, secrets).await? {
             Some(secret) => secret,
             None => {
                 let mut secret = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut secret);
-                store.put_meta(SECRET_META_KEY, &secret).await?;
+                crate::secrets::put_jwt_secret(store, &secret, secrets).await?;
                 secret
             }
         },

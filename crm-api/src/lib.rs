@@ -33,6 +33,7 @@ mod privacy;
 mod rbac;
 mod reply;
 mod revocation;
+pub mod secrets;
 mod session;
 mod sites;
 mod state;

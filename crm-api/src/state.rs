@@ -39,6 +39,8 @@ pub struct ApiState {
     pub chat: Arc<ChatRuntime>,
     /// Request counts and latency by route, when the process exposes `/metrics`.
     pub(crate) metrics: Option<Arc<crate::metrics::ApiMetrics>>,
+    /// Seals secrets before they are stored (alert rules' webhook secrets).
+    pub(crate) secrets: Option<Arc<crm_service::SecretKeys>>,
 }
 
 impl ApiState {
@@ -57,7 +59,14 @@ impl ApiState {
             help_base_url: None,
             chat: Arc::new(ChatRuntime::new(None, None)),
             metrics: None,
+            secrets: None,
         }
+    }
+
+    /// Seal stored secrets with these keys (none: they are stored as they are).
+    pub fn with_secrets(mut self, secrets: Option<Arc<crm_service::SecretKeys>>) -> ApiState {
+        self.secrets = secrets;
+        self
     }
 
     /// Counts requests by route, method and status, and their latency, in `registry`.

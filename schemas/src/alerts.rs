@@ -51,6 +51,14 @@ pub struct AlertRule {
     pub created_at_ms: i64,
 }
 
+impl AlertRule {
+    /// What a sealed `secret` is bound to (the associated data of its encryption): this rule,
+    /// so a sealed secret copied into another rule does not open.
+    pub fn secret_context(&self) -> String {
+        format!("alert_rule:{}/{}", self.site_id, self.rule_id)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {

@@ -41,6 +41,7 @@ pub struct AlertDispatcher {
     client: reqwest::Client,
     config: DispatcherConfig,
     metrics: Option<WebhookMetrics>,
+    secrets: Option<Arc<crm_service::SecretKeys>>,
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, "{timestamp}.{body}").
@@ -61,13 +62,30 @@ fn now_ms() -> i64 {
 impl AlertDispatcher {
     pub fn new(store: Arc<dyn Store>, config: DispatcherConfig) -> AlertDispatcher {
         let client = reqwest::Client::builder().timeout(config.timeout).user_agent("crm-alerts/1").build().expect("the HTTP client builds");
-        AlertDispatcher { store, client, config, metrics: None }
+        AlertDispatcher { store, client, config, metrics: None, secrets: None }
     }
 
     /// Counts every attempt in `metrics` (`/metrics` of the process running the dispatcher).
     pub fn with_metrics(mut self, metrics: WebhookMetrics) -> AlertDispatcher {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Opens rules' sealed webhook secrets with these keys (a plaintext secret from before
+    /// sealing is used as it is).
+    pub fn with_secrets(mut self, secrets: Option<Arc<crm_service::SecretKeys>>) -> AlertDispatcher {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The rule's signing secret, opened if sealed.
+    fn signing_secret(&self, rule: &crm_schemas::AlertRule) -> Result<String, String> {
+        if !crm_service::SecretKeys::is_sealed(rule.secret.as_bytes()) {
+            return Ok(rule.secret.clone());
+        }
+        let keys = self.secrets.as_ref().ok_or("the webhook secret is sealed and no secrets key is configured")?;
+        let opened = keys.open(rule.secret.as_bytes(), &rule.secret_context()).map_err(|e| format!("the webhook secret does not open: {e}"))?;
+        String::from_utf8(opened.plaintext).map_err(|_| "the webhook secret is not text".to_owned())
     }
 
     fn count(&self, outcome: &'static str, started: std::time::Instant) {
@@ -128,12 +146,22 @@ impl AlertDispatcher {
         }
         let body = serde_json::to_vec(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let timestamp = at_ms / 1000;
+        let secret = match self.signing_secret(&rule) {
+            Ok(secret) => secret,
+            Err(error) => {
+                // Never sent unsigned: recorded and retried like a refused delivery (the key may
+                // be configured meanwhile), then failed.
+                tracing::warn!(alert_id = %alert.alert_id, rule_id = %rule.rule_id, error = %error, "webhook not sent");
+                alert.attempts.push(DeliveryAttempt { at_ms, status_code: None, error: Some(error) });
+                return Ok(self.after_attempt(alert, at_ms, started));
+            }
+        };
         let result = self
             .client
             .post(&rule.webhook_url)
             .header("content-type", "application/json")
             .header("x-crm-timestamp", timestamp.to_string())
-            .header("x-crm-signature", signature(&rule.secret, timestamp, &body))
+            .header("x-crm-signature", signature(&secret, timestamp, &body))
             .header("x-crm-alert-id", alert.alert_id.clone())
             .body(body)
             .send()
@@ -147,6 +175,11 @@ impl AlertDispatcher {
             Err(err) => DeliveryAttempt { at_ms, status_code: None, error: Some(err.to_string()) },
         };
         alert.attempts.push(attempt);
+        Ok(self.after_attempt(alert, at_ms, started))
+    }
+
+    /// Schedules the next attempt or gives up, and counts the attempt.
+    fn after_attempt(&self, mut alert: Alert, at_ms: i64, started: std::time::Instant) -> Alert {
         if alert.status == DeliveryStatus::Pending {
             if alert.attempts.len() >= MAX_DELIVERY_ATTEMPTS {
                 alert.status = DeliveryStatus::Failed;
@@ -163,7 +196,7 @@ impl AlertDispatcher {
             },
             started,
         );
-        Ok(alert)
+        alert
     }
 }
 

@@ -184,3 +184,64 @@ async fn playbook_alerts_carry_the_task() {
     assert_eq!(payload["task"]["task_id"], "task_1");
     assert!(payload.get("lead").is_none(), "{payload}");
 }
+
+/// A rule whose secret is sealed (secrets at rest) is signed with the opened secret; without the
+/// key, or with another key, nothing is sent (never unsigned) and the attempt records why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_webhook_secrets_are_opened_to_sign_and_never_sent_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let (url, seen) = receiver().await;
+    let keys = Arc::new(crm_service::SecretKeys::new(&[3u8; 32], &[]).unwrap());
+    let mut rule = AlertRule {
+        site_id: "s1".into(),
+        rule_id: "sealed".into(),
+        name: "Sealed".into(),
+        condition: AlertCondition::ScoreCrossed { threshold: 1 },
+        webhook_url: url,
+        secret: String::new(),
+        window_hours: 24,
+        enabled: true,
+        created_at_ms: 0,
+    };
+    rule.secret = keys.seal(b"the-plain-secret", &rule.secret_context());
+    store.put_alert_rule(&rule).await.unwrap();
+    let alert = crm_schemas::Alert {
+        site_id: "s1".into(),
+        alert_id: "a1".into(),
+        rule_id: "sealed".into(),
+        rule_name: "Sealed".into(),
+        lead_id: "l1".into(),
+        lead_email: "ada@acme.example".into(),
+        lead_score: 60,
+        message: "m".into(),
+        fired_at_ms: now_ms(),
+        status: DeliveryStatus::Pending,
+        next_attempt_ms: now_ms(),
+        attempts: vec![],
+        task: None,
+    };
+    store.write(crm_store::WriteBatch { alerts: vec![alert], ..Default::default() }.into()).await.unwrap();
+
+    let without = AlertDispatcher::new(store.clone(), DispatcherConfig::default());
+    assert_eq!(without.dispatch_due().await.unwrap(), 1);
+    let after = store.alerts("s1", 10).await.unwrap().remove(0);
+    assert_eq!(after.status, DeliveryStatus::Pending);
+    assert!(after.attempts[0].error.as_deref().unwrap_or("").contains("no secrets key"), "{:?}", after.attempts);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let wrong = AlertDispatcher::new(store.clone(), DispatcherConfig::default()).with_secrets(Some(Arc::new(crm_service::SecretKeys::new(&[4u8; 32], &[]).unwrap())));
+    assert_eq!(wrong.dispatch_due().await.unwrap(), 1);
+    let after = store.alerts("s1", 10).await.unwrap().remove(0);
+    assert!(after.attempts[1].error.as_deref().unwrap_or("").contains("does not open"), "{:?}", after.attempts);
+    assert!(seen.lock().is_empty(), "nothing was sent unsigned or wrongly signed");
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let right = AlertDispatcher::new(store.clone(), DispatcherConfig::default()).with_secrets(Some(keys));
+    assert_eq!(right.dispatch_due().await.unwrap(), 1);
+    // The receiver answers its first request 500 (see `receiver`): what matters is the request.
+    assert_eq!(store.alerts("s1", 10).await.unwrap()[0].attempts[2].status_code, Some(500));
+    let requests = seen.lock().clone();
+    assert_eq!(requests.len(), 1);
+    let (timestamp, signature, body) = &requests[0];
+    assert_eq!(signature, &alert_signature("the-plain-secret", timestamp.parse().unwrap(), body), "signed with the opened secret");
+}

@@ -33,7 +33,7 @@ pub async fn start_with(config: crm_api::ApiConfig) -> Api {
 pub async fn start_custom(config: crm_api::ApiConfig, customize: impl FnOnce(ApiState) -> ApiState) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let boot = bootstrap(store.as_ref(), None, Some(PASSWORD)).await.unwrap();
+    let boot = bootstrap(store.as_ref(), None, Some(PASSWORD), None).await.unwrap();
     assert!(boot.generated_admin.is_none());
     for (username, role) in [("rep", Role::SalesRep), ("rep2", Role::SalesRep), ("manager", Role::SalesManager), ("cs", Role::CustomerSuccess)] {
         let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0, disabled: false, token_version: 0 };

@@ -4,11 +4,9 @@
 //! dashboard shows (collector, processor, store, API, webhooks, jobs, connections, TLS) has its
 //! families registered.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{eventually, get, start, token};
+use crate::common::{eventually, get, start, token};
 use serde_json::{json, Value};
 
 /// The series names a Prometheus server scraping this text would store (counters get `_total`,

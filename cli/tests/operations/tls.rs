@@ -2,12 +2,10 @@
 //! TLS only, swaps its certificate on SIGHUP, and refuses to start with a key that is not the
 //! certificate's (the error names the file).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{eventually, get, start, token, PASSWORD};
+use crate::common::{eventually, get, start, token, PASSWORD};
 use serde_json::json;
 
 struct Pair {
