@@ -24,11 +24,13 @@ const AUDIENCE: &str = "crm-api";
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Second-factor challenges, under a key derived from the same secret.
+    pub(crate) challenges: crate::totp::Challenges,
 }
 
 impl JwtKeys {
     pub fn from_secret(secret: &[u8]) -> JwtKeys {
-        JwtKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
+        JwtKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), challenges: crate::totp::Challenges::from_secret(secret) }
     }
 
     /// An access token for `user` at its current token version, granted with the refresh token
@@ -164,7 +166,7 @@ pub async fn bootstrap(store: &dyn Store, jwt_secret: Option<&str>, admin_passwo
             Some(password) => (password.to_owned(), false),
             None => (rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>(), true),
         };
-        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: now_ms(), disabled: false, token_version: 0 };
+        let user = User { username: "admin".into(), password_hash: hash_password(&password)?, role: Role::Admin, created_at_ms: now_ms(), disabled: false, token_version: 0, totp: None };
         store.put_user(&user).await?;
         if generated {
             generated_admin = Some(("admin".to_owned(), password));
@@ -183,7 +185,7 @@ mod tests {
     fn tokens_verify_and_hostile_tokens_are_refused() {
         let keys = JwtKeys::from_secret(b"secret-one");
         let now = now_secs();
-        let ada = User { username: "ada".into(), password_hash: String::new(), role: Role::Admin, created_at_ms: 0, disabled: false, token_version: 3 };
+        let ada = User { username: "ada".into(), password_hash: String::new(), role: Role::Admin, created_at_ms: 0, disabled: false, token_version: 3, totp: None };
         let token = keys.issue(&ada, "feed", now).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role, claims.ver, claims.rth.as_str()), ("ada", Role::Admin, 3, "feed"));

@@ -14,6 +14,9 @@ pub enum ApiError {
     InvalidToken(&'static str),
     #[error("invalid username or password")]
     BadCredentials,
+    /// A wrong, replayed or malformed second-factor or recovery code.
+    #[error("{0}")]
+    BadSecondFactor(&'static str),
     #[error("your role may not {0}")]
     Forbidden(&'static str),
     #[error("{0} not found")]
@@ -51,7 +54,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized | ApiError::InvalidToken(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::InvalidToken(_) | ApiError::BadCredentials | ApiError::BadSecondFactor(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::BadCredentials => "bad_credentials",
+            ApiError::BadSecondFactor(_) => "bad_second_factor",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
             ApiError::NotFound(_) => "not_found",

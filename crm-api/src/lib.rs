@@ -32,11 +32,13 @@ mod params;
 mod privacy;
 mod rbac;
 mod reply;
+mod second_factor;
 mod revocation;
 pub mod secrets;
 mod session;
 mod sites;
 mod state;
+pub mod totp;
 mod users;
 mod visitors;
 
@@ -62,6 +64,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/refresh", post(session::refresh))
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/auth/me", get(session::me))
+        .route("/api/v1/auth/login/totp", post(second_factor::login))
+        .route("/api/v1/auth/login/totp/enroll", post(second_factor::login_enroll))
+        .route("/api/v1/auth/login/totp/confirm", post(second_factor::login_confirm))
+        .route("/api/v1/auth/totp/enroll", post(second_factor::enroll))
+        .route("/api/v1/auth/totp/confirm", post(second_factor::confirm))
+        .route("/api/v1/auth/totp/disable", post(second_factor::disable))
+        .route("/api/v1/auth/policy", get(second_factor::get_policy).put(second_factor::put_policy))
         .route("/api/v1/openapi.json", get(openapi::json))
         .route("/api/v1/docs", get(openapi::docs))
         .route("/api/v1/auth/audit", get(users::audit_log))

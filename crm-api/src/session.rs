@@ -165,7 +165,15 @@ fn new_refresh_token() -> String {
 }
 
 /// Issues an access token and a new refresh token of `family`, and answers both.
-async fn grant(state: &ApiState, user: &User, family: &str) -> Result<Response, ApiError> {
+pub(crate) async fn grant(state: &ApiState, user: &User, family: &str) -> Result<Response, ApiError> {
+    let body = grant_body(state, user, family).await?;
+    let mut response = reply::ok(body);
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A new token family for `user`: the access and refresh tokens, as the login answers them.
+pub(crate) async fn grant_body(state: &ApiState, user: &User, family: &str) -> Result<serde_json::Value, ApiError> {
     let refresh = new_refresh_token();
     let refresh_hash = token_hash(&refresh);
     let access = state.keys.issue(user, &refresh_hash, now_secs())?;
@@ -180,16 +188,14 @@ async fn grant(state: &ApiState, user: &User, family: &str) -> Result<Response, 
         revoked_at_ms: None,
     };
     state.store.put_refresh_token(&record).await?;
-    let mut response = reply::ok(json!({
+    Ok(json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_TTL_SECS,
         "refresh_token": refresh,
         "refresh_expires_in": REFRESH_TOKEN_TTL_MS / 1000,
         "user": { "username": user.username, "role": user.role },
-    }));
-    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
-    Ok(response)
+    }))
 }
 
 #[derive(Deserialize)]
@@ -223,13 +229,17 @@ pub async fn login(State(state): State<ApiState>, client: ClientInfo, body: Byte
             None => ApiError::BadCredentials,
         });
     };
+    // With a second factor the password alone proves nothing yet: no streak reset, no tokens.
+    if let Some(challenge) = crate::second_factor::after_password(&state, &user).await? {
+        return Ok(challenge);
+    }
     state.login_guard.succeeded(&user.username);
     audit(&state, AuthEvent::LoginSucceeded, &user.username, &client, None, None).await;
     tracing::info!(username = %user.username, "login succeeded");
     grant(&state, &user, &uuid::Uuid::new_v4().simple().to_string()).await
 }
 
-fn locked(retry_after_secs: u64) -> ApiError {
+pub(crate) fn locked(retry_after_secs: u64) -> ApiError {
     ApiError::RateLimited {
         code: "too_many_attempts",
         message: format!("too many failed logins; try again in {retry_after_secs} s"),
@@ -328,7 +338,8 @@ pub async fn me(State(state): State<ApiState>, user: AuthUser) -> Result<Respons
         Some(bytes) => serde_json::from_slice(&bytes).map(|a| vec![a]).unwrap_or_default(),
         None => Vec::new(),
     };
-    Ok(reply::ok(json!({ "username": user.username, "role": user.role, "permissions": crate::rbac::permissions(user.role), "attributions": attributions })))
+    let totp = state.store.user(&user.username).await?.and_then(|u| u.totp).is_some_and(|t| t.confirmed);
+    Ok(reply::ok(json!({ "username": user.username, "role": user.role, "permissions": crate::rbac::permissions(user.role), "attributions": attributions, "totp": totp })))
 }
 
 #[cfg(test)]

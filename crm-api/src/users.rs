@@ -20,7 +20,7 @@ use crate::{reply, ApiError, ApiState};
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
 fn view(user: &User) -> serde_json::Value {
-    json!({ "username": user.username, "role": user.role, "disabled": user.disabled, "created_at": rfc3339(user.created_at_ms) })
+    json!({ "username": user.username, "role": user.role, "disabled": user.disabled, "totp": user.totp.as_ref().is_some_and(|t| t.confirmed), "created_at": rfc3339(user.created_at_ms) })
 }
 
 fn check_password(password: &str, problems: &mut Vec<(String, String)>) {
@@ -62,7 +62,7 @@ pub async fn create(State(state): State<ApiState>, user: AuthUser, client: Clien
     }
     let password = input.password;
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
-    let created = User { username: input.username, password_hash, role: input.role, created_at_ms: now_ms(), disabled: false, token_version: 0 };
+    let created = User { username: input.username, password_hash, role: input.role, created_at_ms: now_ms(), disabled: false, token_version: 0, totp: None };
     state.store.put_user(&created).await?;
     audit(&state, AuthEvent::UserCreated, &created.username, &client, Some(&user.username), Some(format!("role {:?}", created.role))).await;
     Ok(reply::created(view(&created)))
@@ -74,6 +74,9 @@ struct PatchInput {
     role: Option<Role>,
     password: Option<String>,
     disabled: Option<bool>,
+    /// Remove the user's second factor (a lost device); they enrol again after signing in.
+    #[serde(default)]
+    reset_totp: bool,
 }
 
 pub async fn patch(State(state): State<ApiState>, user: AuthUser, client: ClientInfo, Path(username): Path<String>, body: Bytes) -> Result<Response, ApiError> {
@@ -110,6 +113,11 @@ pub async fn patch(State(state): State<ApiState>, user: AuthUser, client: Client
         target.password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|e| ApiError::Internal(e.to_string()))??;
         changes.push("password changed".into());
         revoke = true;
+    }
+    if input.reset_totp && target.totp.is_some() {
+        target.totp = None;
+        changes.push("second factor reset".into());
+        audit(&state, AuthEvent::TotpReset, &target.username, &client, Some(&user.username), Some("reset by an admin".into())).await;
     }
     if revoke || bump {
         target.token_version += 1;

@@ -40,6 +40,15 @@ pub enum AuthEvent {
     SubjectErased,
     /// A subject access export made (`detail`: site and visitors).
     SubjectExported,
+    /// A second factor enrolled (confirmed with a first code), or reset by an admin.
+    TotpEnrolled,
+    TotpReset,
+    /// A wrong, replayed or expired second-factor code, or an invalid challenge.
+    TotpFailed,
+    /// A login finished with a recovery code instead of a TOTP code (`detail`: codes left).
+    TotpRecoveryUsed,
+    /// The policy requiring a second factor changed (`detail`: on or off).
+    PolicyChanged,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

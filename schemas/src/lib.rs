@@ -48,7 +48,7 @@ pub use goals::{check_goals, same_value, Goal, GoalMatch, PropertyCondition, MAX
 pub use insights::{InsightRequest, LeadInsight, MAX_INSIGHT_ATTEMPTS};
 pub use privacy::{add_count, Erasure, ErasureSubject};
 pub use records::{
-    DeadLetter, Device, Geo, PageRule, PrivacySettings, Role, Session, Site, StoredEvent, User, Utm, VisitorProfile,
+    DeadLetter, Device, Geo, PageRule, PrivacySettings, Role, Session, Site, StoredEvent, Totp, User, Utm, VisitorProfile,
     BotSettings, DEFAULT_PAGE_RULES, MAX_SITE_RETENTION_DAYS,
 };
 pub use scalar::Scalar;

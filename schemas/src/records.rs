@@ -351,6 +351,26 @@ pub struct User {
     /// issued at.
     #[serde(default)]
     pub token_version: u64,
+    /// The second factor, once the user started enrolling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<Totp>,
+}
+
+/// A user's TOTP second factor (RFC 6238: HMAC-SHA1, 30 s steps, 6 digits).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totp {
+    /// The shared secret: sealed with the secrets key when one is configured, else base64.
+    pub secret: String,
+    /// False between enrolment and the first correct code: the factor is not asked for yet.
+    pub confirmed: bool,
+    /// The last time step a code was accepted for; a code of that step or earlier is refused
+    /// (a replayed code).
+    #[serde(default)]
+    pub last_step: u64,
+    /// SHA-256 (hex) of each unused recovery code.
+    #[serde(default)]
+    pub recovery_hashes: Vec<String>,
+    pub enrolled_at_ms: i64,
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub async fn start_custom(config: crm_api::ApiConfig, customize: impl FnOnce(Api
     let boot = bootstrap(store.as_ref(), None, Some(PASSWORD), None).await.unwrap();
     assert!(boot.generated_admin.is_none());
     for (username, role) in [("rep", Role::SalesRep), ("rep2", Role::SalesRep), ("manager", Role::SalesManager), ("cs", Role::CustomerSuccess)] {
-        let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0, disabled: false, token_version: 0 };
+        let user = User { username: username.into(), password_hash: hash_password(PASSWORD).unwrap(), role, created_at_ms: 0, disabled: false, token_version: 0, totp: None };
         store.put_user(&user).await.unwrap();
     }
     let state = customize(ApiState::new(store.clone(), boot.keys).with_config(&config));

@@ -420,7 +420,7 @@ pub async fn sites_users_and_meta_round_trip(harness: &dyn StoreHarness) {
     assert_eq!(store.site("s1").await.expect("get").expect("present"), site);
     assert!(store.site("nope").await.expect("get").is_none());
     assert_eq!(store.sites().await.expect("sites").len(), 2);
-    let user = User { username: "ada".into(), password_hash: "$argon2id$...".into(), role: Role::Admin, created_at_ms: T0, disabled: false, token_version: 7 };
+    let user = User { username: "ada".into(), password_hash: "$argon2id$...".into(), role: Role::Admin, created_at_ms: T0, disabled: false, token_version: 7, totp: None };
     store.put_user(&user).await.expect("put user");
     assert_eq!(store.user("ada").await.expect("user").expect("present"), user);
     assert_eq!(store.users().await.expect("users").len(), 1);

@@ -184,12 +184,43 @@ export function get(path, query = {}, signal) {
   return request('GET', qs ? `${path}?${qs}` : path, { signal });
 }
 
-export async function login(username, password) {
-  const res = await send('POST', '/api/v1/auth/login', { username, password });
-  const { data } = await readEnvelope(res);
+/** Tokens from a login answer, or a thrown ApiError when there are none. */
+function signedIn(res, data) {
   if (!data?.access_token) throw new ApiError(res.status, 'bad_response', 'The server sent no access token.');
   adopt(data);
   return currentUser;
+}
+
+/**
+ * Password step. Resolves to the user, or, for an account with a second factor (or one the
+ * sign-in policy requires), to { secondFactor: 'totp' | 'totp_enroll', challenge }.
+ */
+export async function login(username, password) {
+  const res = await send('POST', '/api/v1/auth/login', { username, password });
+  const { data } = await readEnvelope(res);
+  if (data?.second_factor && data?.challenge) return { secondFactor: data.second_factor, challenge: data.challenge };
+  return signedIn(res, data);
+}
+
+/** Second step: a 6-digit code ({ code }) or a recovery code ({ recovery_code }). */
+export async function loginSecondFactor(challenge, answer) {
+  const res = await send('POST', '/api/v1/auth/login/totp', { challenge, ...answer });
+  const { data } = await readEnvelope(res);
+  return signedIn(res, data);
+}
+
+/** Enrolment the sign-in policy requires: { secret, otpauth_uri }. */
+export async function loginEnroll(challenge) {
+  const res = await send('POST', '/api/v1/auth/login/totp/enroll', { challenge });
+  return (await readEnvelope(res)).data;
+}
+
+/** Confirms that enrolment with a first code: signs in, resolves to { user, recoveryCodes }. */
+export async function loginConfirm(challenge, code) {
+  const res = await send('POST', '/api/v1/auth/login/totp/confirm', { challenge, code });
+  const { data } = await readEnvelope(res);
+  const user = signedIn(res, data);
+  return { user, recoveryCodes: data.recovery_codes || [] };
 }
 
 /** On page load: a stored refresh token gets a new access token. Resolves to the user or null. */

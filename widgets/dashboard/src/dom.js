@@ -3,7 +3,7 @@
 // tracked websites (page titles, click texts, traits), so nothing here uses innerHTML.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const SAFE_URL = /^(#|\/(?!\/)|https?:\/\/)/i;
+const SAFE_URL = /^(#|\/(?!\/)|https?:\/\/|otpauth:\/\/totp\/)/i;
 
 function isProps(value) {
   return value !== null && typeof value === 'object' && !(value instanceof Node) && !Array.isArray(value);
@@ -18,7 +18,8 @@ function setProp(el, key, value) {
   } else if (key === 'dataset') {
     for (const [name, v] of Object.entries(value)) if (v !== undefined && v !== null) el.dataset[name] = String(v);
   } else if ((key === 'href' || key === 'src') && !SAFE_URL.test(String(value))) {
-    // Only our own routes and http(s) links: never javascript: or data: URLs from the data.
+    // Only our own routes, http(s) links and authenticator-app (otpauth) links: never
+    // javascript: or data: URLs from the data.
   } else if (key === 'value' && 'value' in el) {
     el.value = String(value);
   } else if (key === 'checked' || key === 'selected' || key === 'disabled') {

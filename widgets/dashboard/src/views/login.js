@@ -1,8 +1,93 @@
 // The sign-in screen: username/password against POST /api/v1/auth/login, the server's error
 // message (or the rate-limit wait) shown under the form, and a notice when a session expired.
+// An account with a second factor then asks for its 6-digit code (or a recovery code); when the
+// sign-in policy requires a factor the account lacks, it enrols one here first (the secret and
+// its otpauth link, a first code, then the recovery codes shown once).
 
-import { login } from '../api.js';
+import { login, loginConfirm, loginEnroll, loginSecondFactor } from '../api.js';
 import { h } from '../dom.js';
+
+/** A form with one labelled field, the error line and a submit button, wired to `onSubmit`. */
+function stepForm({ id, label, hint, inputAttrs, button, busy, onSubmit, lead = [], extra = [] }) {
+  const error = h('div', { class: 'form-error', role: 'alert', id: `${id}-error` });
+  const input = h('input', { id, name: id, required: true, autocapitalize: 'off', spellcheck: 'false', 'aria-describedby': `${id}-hint ${id}-error`, ...inputAttrs });
+  const submit = h('button', { class: 'btn primary block', type: 'submit' }, button);
+  const form = h('form', { class: 'login-form', novalidate: true }, ...lead, h('label', { for: id }, label), h('p', { class: 'muted', id: `${id}-hint` }, hint), input, ...extra, error, submit);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!input.value.trim()) {
+      error.textContent = `Enter the ${label.toLowerCase()}.`;
+      return;
+    }
+    submit.disabled = true;
+    submit.textContent = busy;
+    error.textContent = '';
+    try {
+      await onSubmit(input.value.trim());
+    } catch (err) {
+      error.textContent = err.status === 429 && err.retryAfter > 0 ? `Too many attempts, retry in ${err.retryAfter} s` : err.message || 'That did not work.';
+      submit.disabled = false;
+      submit.textContent = button;
+      input.select();
+    }
+  });
+  return { form, input };
+}
+
+/** The code step for an account with a second factor. */
+function codeStep(card, challenge, onSignedIn) {
+  let recovery = false;
+  const render = () => {
+    const { form, input } = stepForm({
+      id: 'login-code',
+      label: recovery ? 'Recovery code' : 'Authentication code',
+      hint: recovery ? 'One of the recovery codes you saved when you turned the second factor on. Each works once.' : 'The 6-digit code your authenticator app shows for crm.',
+      inputAttrs: recovery ? { autocomplete: 'off' } : { inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: '6' },
+      button: 'Verify',
+      busy: 'Verifying…',
+      onSubmit: async (value) => onSignedIn(await loginSecondFactor(challenge, recovery ? { recovery_code: value } : { code: value })),
+      extra: [
+        h('button', { class: 'btn ghost small', type: 'button', id: 'login-code-switch', onclick: () => { recovery = !recovery; render(); } }, recovery ? 'Use the authenticator app instead' : 'Use a recovery code'),
+      ],
+    });
+    card.replaceChildren(h('h1', 'Second factor'), form);
+    input.focus();
+  };
+  render();
+}
+
+/** Enrolment the policy requires before this account may sign in. */
+async function enrolStep(card, challenge, onSignedIn) {
+  const started = await loginEnroll(challenge);
+  const grouped = started.secret.match(/.{1,4}/g).join(' ');
+  const { form, input } = stepForm({
+    id: 'login-enrol-code',
+    label: 'First code',
+    hint: 'The 6-digit code the app shows for crm.',
+    inputAttrs: { inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: '6' },
+    button: 'Turn on and sign in',
+    busy: 'Checking…',
+    lead: [
+      h('p', { class: 'muted' }, 'Your organisation requires a second factor. Add this key to an authenticator app, or open the link on your phone:'),
+      h('p', {}, h('code', { id: 'login-enrol-secret' }, grouped)),
+      h('p', {}, h('a', { href: started.otpauth_uri, id: 'login-enrol-link' }, 'Open in an authenticator app')),
+    ],
+    onSubmit: async (code) => {
+      const { user, recoveryCodes } = await loginConfirm(challenge, code);
+      const done = h('button', { class: 'btn primary block', type: 'button', id: 'login-recovery-done' }, 'I saved them: continue');
+      done.addEventListener('click', () => onSignedIn(user));
+      card.replaceChildren(
+        h('h1', 'Recovery codes'),
+        h('p', { class: 'muted' }, 'Each signs you in once if you lose the device. They are not shown again: store them somewhere safe.'),
+        h('ul', { class: 'recovery-codes', id: 'login-recovery-codes' }, ...recoveryCodes.map((c) => h('li', h('code', c)))),
+        done,
+      );
+      done.focus();
+    },
+  });
+  card.replaceChildren(h('h1', 'Set up a second factor'), form);
+  input.focus();
+}
 
 /** Renders into `root`; calls onSignedIn(user) after a successful login. */
 export function renderLogin(root, { notice, onSignedIn }) {
@@ -51,8 +136,10 @@ export function renderLogin(root, { notice, onSignedIn }) {
     submit.textContent = 'Signing in…';
     error.textContent = '';
     try {
-      const user = await login(username.value.trim(), password.value);
-      onSignedIn(user);
+      const answer = await login(username.value.trim(), password.value);
+      if (answer?.secondFactor === 'totp') return codeStep(card, answer.challenge, onSignedIn);
+      if (answer?.secondFactor === 'totp_enroll') return await enrolStep(card, answer.challenge, onSignedIn);
+      onSignedIn(answer);
     } catch (err) {
       error.textContent = err.message || 'Sign-in failed.';
       if (err.status === 429 && err.retryAfter > 0) startCountdown(err.retryAfter);
@@ -61,19 +148,9 @@ export function renderLogin(root, { notice, onSignedIn }) {
       password.select();
     }
   });
+  const card = h('div', {}, h('h1', 'Sign in'), h('p', { class: 'muted' }, 'Growth and sales dashboard: traffic, intent, leads and customer health.'), form);
   root.replaceChildren(
-    h(
-      'main',
-      { class: 'login-page' },
-      h(
-        'div',
-        { class: 'login-card' },
-        h('div', { class: 'brand big' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'crm'),
-        h('h1', 'Sign in'),
-        h('p', { class: 'muted' }, 'Growth and sales dashboard: traffic, intent, leads and customer health.'),
-        form,
-      ),
-    ),
+    h('main', { class: 'login-page' }, h('div', { class: 'login-card' }, h('div', { class: 'brand big' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'crm'), card)),
   );
   username.focus();
 }
