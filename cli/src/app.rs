@@ -614,10 +614,11 @@ pub async fn secrets_rotate(args: MigrateArgs) -> Result<()> {
         other => anyhow::anyhow!("rotation stopped: {other}"),
     })?;
     println!(
-        "sealed with key {}: {} alert rule secret(s) re-sealed, {} already current, token secret {}",
+        "sealed with key {}: {} alert rule secret(s) re-sealed, {} already current, {} second-factor secret(s) re-sealed, token secret {}",
         keys.current_key_id(),
         done.rules_resealed,
         done.rules_current,
+        done.totp_resealed,
         if done.token_secret_resealed { "re-sealed" } else { "unchanged" }
     );
     Ok(())

@@ -53,6 +53,8 @@ pub struct Resealed {
     /// Rule secrets sealed again with the current key (they were plaintext or under a previous key).
     pub rules_resealed: usize,
     pub rules_current: usize,
+    /// Users' second-factor secrets sealed again (or sealed for the first time).
+    pub totp_resealed: usize,
     pub token_secret_resealed: bool,
 }
 
@@ -71,6 +73,22 @@ pub async fn reseal_all(store: &dyn Store, keys: &SecretKeys) -> Result<Resealed
             rule.secret = keys.seal(plaintext.as_bytes(), &rule.secret_context());
             store.put_alert_rule(&rule).await?;
             done.rules_resealed += 1;
+        }
+    }
+    for mut user in store.users().await? {
+        let Some(factor) = user.totp.as_mut() else { continue };
+        let context = crate::totp::context(&user.username);
+        let opened = if SecretKeys::is_sealed(factor.secret.as_bytes()) {
+            keys.open(factor.secret.as_bytes(), &context).map_err(|e| ApiError::Internal(format!("the second factor of {}: {e}", user.username)))?
+        } else {
+            // Stored without a key: base64 of the raw secret.
+            let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &factor.secret).map_err(|_| ApiError::Internal(format!("the second factor of {} is damaged", user.username)))?;
+            crm_service::Opened { plaintext: raw, current: false }
+        };
+        if !opened.current {
+            factor.secret = keys.seal(&opened.plaintext, &context);
+            store.put_user(&user).await?;
+            done.totp_resealed += 1;
         }
     }
     if let Some(stored) = store.meta(JWT_META_KEY).await? {

@@ -83,7 +83,7 @@ pub fn enrol(user: &User, secrets: Option<&crm_service::SecretKeys>, now_ms: i64
     (Totp { secret: stored, confirmed: false, last_step: 0, recovery_hashes: Vec::new(), enrolled_at_ms: now_ms }, base32(&secret))
 }
 
-fn context(username: &str) -> String {
+pub(crate) fn context(username: &str) -> String {
     format!("totp:{username}")
 }
 

@@ -86,6 +86,10 @@ async fn a_rotation_reseals_every_secret_with_the_new_key() {
     store.put_alert_rule(&sealed).await.unwrap();
     store.put_alert_rule(&rule("b", "r2", "legacy-plaintext")).await.unwrap();
     crm_api::bootstrap(store.as_ref(), None, Some("pw-123456789"), Some(&old)).await.unwrap();
+    // A second factor enrolled before a key existed: its secret stored as base64.
+    let mut admin = store.user("admin").await.unwrap().unwrap();
+    admin.totp = Some(crm_schemas::Totp { secret: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"twenty-byte-secret!!"), confirmed: true, last_step: 0, recovery_hashes: vec![], enrolled_at_ms: 0 });
+    store.put_user(&admin).await.unwrap();
 
     // The new key alone cannot open what the old one sealed: the rotation stops with the rule named.
     let err = crm_api::secrets::reseal_all(store.as_ref(), &keys(2, &[])).await.unwrap_err();
@@ -93,7 +97,7 @@ async fn a_rotation_reseals_every_secret_with_the_new_key() {
 
     let rotating = keys(2, &[1]);
     let done = crm_api::secrets::reseal_all(store.as_ref(), &rotating).await.unwrap();
-    assert_eq!(done, crm_api::secrets::Resealed { rules_resealed: 2, rules_current: 0, token_secret_resealed: true });
+    assert_eq!(done, crm_api::secrets::Resealed { rules_resealed: 2, rules_current: 0, totp_resealed: 1, token_secret_resealed: true });
     let new_only = keys(2, &[]);
     for (site, plain) in [("a", "secret-one"), ("b", "legacy-plaintext")] {
         let stored = store.alert_rules(site).await.unwrap().remove(0);
@@ -101,6 +105,8 @@ async fn a_rotation_reseals_every_secret_with_the_new_key() {
         assert_eq!((opened.plaintext.as_slice(), opened.current), (plain.as_bytes(), true));
     }
     assert!(crm_api::bootstrap(store.as_ref(), None, None, Some(&new_only)).await.is_ok(), "the token secret opens with the new key alone");
+    let factor = store.user("admin").await.unwrap().unwrap().totp.unwrap();
+    assert_eq!(new_only.open(factor.secret.as_bytes(), "totp:admin").unwrap().plaintext, b"twenty-byte-secret!!");
     let again = crm_api::secrets::reseal_all(store.as_ref(), &rotating).await.unwrap();
-    assert_eq!(again, crm_api::secrets::Resealed { rules_resealed: 0, rules_current: 2, token_secret_resealed: false }, "idempotent");
+    assert_eq!(again, crm_api::secrets::Resealed { rules_resealed: 0, rules_current: 2, totp_resealed: 0, token_secret_resealed: false }, "idempotent");
 }
