@@ -139,12 +139,21 @@ full_status=${PIPESTATUS[0]}
 set -e
 if [ "$full_build" -ne 0 ] || [ "$full_status" -ne 0 ]; then status=1; fi
 
+# deploy/compose.yaml's fleet as processes (scripts/fleet.sh), on the same servers and binary.
+log "the scale-out fleet without containers (scripts/fleet.sh)"
+set +e
+FLEET_CLICKHOUSE_URL="$CRM_TEST_CLICKHOUSE_URL" FLEET_KAFKA_BROKERS="$CRM_TEST_KAFKA_BROKERS" CRM=target/debug/crm scripts/fleet.sh
+fleet_status=$?
+set -e
+fleet_passed=0 fleet_failed=0
+if [ "$fleet_status" -eq 0 ]; then fleet_passed=1; else fleet_failed=1; status=1; fi
+
 passed=$(cat target/test-output.txt target/test-output-full.txt | grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' | awk '{s+=$4} END {print s+0}')
 failed=$(cat target/test-output.txt target/test-output-full.txt | grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' | awk '{s+=$6} END {print s+0}')
 
 echo
-echo "rust: ${passed} passed, ${failed} failed; widgets (Chromium): ${widget_passed} passed, ${widget_failed} failed; API fuzzing: ${fuzz_passed} passed, ${fuzz_failed} failed"
-echo "$((passed + widget_passed + fuzz_passed)) passed, $((failed + widget_failed + fuzz_failed)) failed"
+echo "rust: ${passed} passed, ${failed} failed; widgets (Chromium): ${widget_passed} passed, ${widget_failed} failed; API fuzzing: ${fuzz_passed} passed, ${fuzz_failed} failed; fleet: ${fleet_passed} passed, ${fleet_failed} failed"
+echo "$((passed + widget_passed + fuzz_passed + fleet_passed)) passed, $((failed + widget_failed + fuzz_failed + fleet_failed)) failed"
 if [ "$status" -ne 0 ] || [ "$widget_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ]; then
   exit 1
 fi
