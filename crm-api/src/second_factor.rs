@@ -178,6 +178,15 @@ async fn finish_enrolment(state: &ApiState, client: &ClientInfo, user: &mut User
     Ok(codes)
 }
 
+/// A wrong code from a signed-in user is bad input (422), not a failed authentication: a 401
+/// would tell the client its session ended.
+fn signed_in_refusal(err: ApiError) -> ApiError {
+    match err {
+        ApiError::BadSecondFactor(message) => ApiError::Unprocessable { code: "bad_second_factor", message: message.to_owned(), details: None },
+        other => other,
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CodeInput {
@@ -194,7 +203,7 @@ pub async fn confirm(State(state): State<ApiState>, caller: AuthUser, client: Cl
     caller.require(Permission::SitesRead)?;
     let input: CodeInput = params::json(&body)?;
     let mut user = state.store.user(&caller.username).await?.ok_or(ApiError::Unauthorized)?;
-    let codes = finish_enrolment(&state, &client, &mut user, &input.code).await?;
+    let codes = finish_enrolment(&state, &client, &mut user, &input.code).await.map_err(signed_in_refusal)?;
     Ok(reply::ok(json!({ "enabled": true, "recovery_codes": codes })))
 }
 
@@ -248,7 +257,7 @@ pub async fn disable(State(state): State<ApiState>, caller: AuthUser, client: Cl
         return Err(ApiError::Conflict { code: "totp_not_enrolled", message: "no second factor is on".into(), details: None });
     }
     if spend_code(&state, &mut user, input.code.as_deref(), input.recovery_code.as_deref()).await.is_err() {
-        return Err(wrong_code(&state, &client, &user.username, "wrong code to disable the second factor").await);
+        return Err(signed_in_refusal(wrong_code(&state, &client, &user.username, "wrong code to disable the second factor").await));
     }
     user.totp = None;
     state.store.put_user(&user).await?;

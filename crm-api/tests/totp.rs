@@ -52,7 +52,7 @@ async fn enrol(api: &support::Api, username: &str) -> (Vec<u8>, Vec<String>, u64
     // Not on until confirmed: a login still answers tokens.
     assert!(password_step(api, username).await["access_token"].is_string());
     let (status, body) = api.call(Method::POST, "/api/v1/auth/totp/confirm", Some(&token), Some(json!({"code": "000000"}))).await;
-    assert!(status == 401 || totp(&secret, now_step()) == "000000", "{body}");
+    assert!(status == 422 && code(&body) == "bad_second_factor" || totp(&secret, now_step()) == "000000", "a wrong code is bad input, not a lost session: {body}");
     // The previous step's code: a device 30 s slow confirms too.
     let used = now_step() - 1;
     let (status, body) = api.call(Method::POST, "/api/v1/auth/totp/confirm", Some(&token), Some(json!({"code": totp(&secret, used)}))).await;
@@ -195,7 +195,7 @@ async fn a_user_turns_their_own_factor_off_with_a_code() {
     let (_, answer) = api.call(Method::POST, "/api/v1/auth/login/totp", None, Some(json!({"challenge": challenge, "code": totp(&secret, step)}))).await;
     let token = answer["data"]["access_token"].as_str().unwrap().to_owned();
     let (status, _) = api.call(Method::POST, "/api/v1/auth/totp/disable", Some(&token), Some(json!({"code": totp(&secret, step)}))).await;
-    assert_eq!(status, 401, "the code just used cannot disable");
+    assert_eq!(status, 422, "the code just used cannot disable");
     let (status, body) = api.call(Method::POST, "/api/v1/auth/totp/disable", Some(&token), Some(json!({"code": totp(&secret, step + 1)}))).await;
     assert_eq!(status, 200, "{body}");
     assert!(password_step(&api, "rep2").await["access_token"].is_string());

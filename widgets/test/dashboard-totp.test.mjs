@@ -3,7 +3,8 @@
 // enrols on the sign-in screen: the key shown there is read back by this test, which computes the
 // RFC 6238 code itself (node:crypto, HMAC-SHA1) like an authenticator app; the recovery codes are
 // shown once; the rep lands in the app. A second sign-in asks for a code: a wrong one shows the
-// server's message at the field, the next step's code signs in. A third uses a recovery code.
+// server's message at the field, the next step's code signs in. A third uses a recovery code. A
+// sales manager turns the factor on and off from "Sign-in security"; the admin sets the policy there.
 // Screenshots: target/widget-screenshots/dashboard-totp-*.png.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -137,5 +138,57 @@ test('a recovery code signs in once', async () => {
   await again.fill('#login-code', state.recovery[3]);
   await again.click('.login-form button[type=submit]');
   await again.locator('#login-code-error', { hasText: /wrong|expired|used/ }).waitFor({ timeout: 10_000 });
+  assert.deepEqual(state.pageErrors, []);
+});
+
+test('a signed-in user turns two-step sign-in on and off from Sign-in security; an admin sets the policy', async () => {
+  // Off for this test: the rep above keeps theirs; the policy is lifted so a new user signs in with a password.
+  await api.data('PUT', '/api/v1/auth/policy', { require_totp: false });
+  const manager = { username: 'e2e-totp-manager', password: 'e2e-totp-manager-password', role: 'sales_manager' };
+  await api.post('/api/v1/users', manager);
+  const page = await freshPage();
+  await page.locator('#login-username').waitFor({ timeout: 15_000 });
+  await page.fill('#login-username', manager.username);
+  await page.fill('#login-password', manager.password);
+  await page.click('.login-form button[type=submit]');
+  await page.locator('#site-select').waitFor({ timeout: 15_000 });
+  await page.click('#security-link');
+  await page.locator('#totp-status', { hasText: 'Off' }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('#security-policy').count(), 0, 'only admins see the policy');
+  await page.click('#totp-start');
+  const key = page.locator('#totp-secret');
+  await key.waitFor({ timeout: 10_000 });
+  const secret = base32Decode(await key.textContent());
+  await page.fill('#totp-confirm-code', '000001' === totp(secret, step()) ? '000002' : '000001');
+  await page.click('#security-totp button[type=submit]');
+  await page.locator('#totp-confirm-code-error', { hasText: /code/ }).waitFor({ timeout: 10_000 });
+  assert.ok(await page.locator('#security-link').isVisible(), 'a wrong code keeps the session');
+  const used = step();
+  await page.fill('#totp-confirm-code', totp(secret, used));
+  await page.click('#security-totp button[type=submit]');
+  await page.locator('#totp-recovery-codes li').first().waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('#totp-recovery-codes li').count(), 10);
+  await page.click('#totp-codes-done');
+  await page.locator('#totp-status', { hasText: 'On' }).waitFor();
+  assert.equal((await api.get('/api/v1/users')).find((u) => u.username === manager.username).totp, true);
+  await page.screenshot({ path: screenshotPath('dashboard-totp-security.png') });
+  await page.fill('#totp-disable-code', totp(secret, used + 1));
+  await page.click('#security-totp button[type=submit]');
+  await page.locator('#totp-status', { hasText: 'Off' }).waitFor({ timeout: 10_000 });
+  assert.equal((await api.get('/api/v1/users')).find((u) => u.username === manager.username).totp, false);
+
+  // The admin's page has the policy switch.
+  const admin = await freshPage();
+  await admin.locator('#login-username').waitFor({ timeout: 15_000 });
+  await admin.fill('#login-username', 'admin');
+  await admin.fill('#login-password', crm.password);
+  await admin.click('.login-form button[type=submit]');
+  await admin.locator('#site-select').waitFor({ timeout: 15_000 });
+  await admin.click('#security-link');
+  await admin.locator('#policy-require-totp').waitFor({ timeout: 10_000 });
+  assert.equal(await admin.locator('#policy-require-totp').isChecked(), false);
+  await admin.check('#policy-require-totp');
+  await admin.locator('#policy-note', { hasText: 'Required' }).waitFor({ timeout: 10_000 });
+  assert.equal((await api.get('/api/v1/auth/policy')).require_totp, true);
   assert.deepEqual(state.pageErrors, []);
 });

@@ -13,6 +13,7 @@ import { renderRetention } from './views/retention.js';
 import { renderGoals } from './views/goals.js';
 import { renderLead, renderLeads } from './views/leads.js';
 import { renderAccount, renderAccounts } from './views/accounts.js';
+import { renderSecurity } from './views/security.js';
 import { renderChat } from './views/chat.js';
 import { renderArticle, renderKb, renderNewArticle } from './views/kb.js';
 import { renderSettings } from './views/settings.js';
@@ -50,6 +51,7 @@ const ROUTES = [
   { path: /^\/kb\/new$/, nav: 'kb', title: 'New article', render: renderNewArticle },
   { path: /^\/kb\/([^/]+)$/, nav: 'kb', title: 'Article', render: renderArticle, detail: true },
   { path: /^\/settings$/, nav: 'settings', title: 'Site settings', render: renderSettings },
+  { path: /^\/security$/, nav: 'security', title: 'Sign-in security', render: renderSecurity },
 ];
 
 // permissions: a Set, or null when the server does not say (then every screen is shown).
@@ -167,7 +169,14 @@ function buildShell() {
       h('div', { class: 'brand' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'crm', h('span', { class: 'brand-sub' }, 'growth')),
       h('nav', { class: 'nav', 'aria-label': 'Main' }, links),
       h('div', { class: 'site-picker' }, h('label', { for: 'site-select' }, 'Site'), state.sites.length ? select : h('span', { class: 'muted' }, 'No sites')),
-      h('div', { class: 'me' }, h('div', { class: 'me-name' }, me.username || ''), h('div', { class: 'me-role muted' }, String(me.role || '').replace(/_/g, ' ')), logoutButton),
+      h(
+        'div',
+        { class: 'me' },
+        h('div', { class: 'me-name' }, me.username || ''),
+        h('div', { class: 'me-role muted' }, String(me.role || '').replace(/_/g, ' ')),
+        h('a', { href: '#/security', id: 'security-link', class: 'me-link' }, 'Sign-in security'),
+        logoutButton,
+      ),
       credits(),
     ),
     h('div', { class: 'main' }, h('header', { class: 'topbar' }, title), view),

@@ -194,3 +194,34 @@ export function personName(traits = {}, fallback) {
   const text = (v) => (typeof v === 'string' && v.trim() ? v.trim() : null);
   return text(traits.name) || text(traits.email) || fallback;
 }
+
+/**
+ * A form with one labelled field (a hint under the label, optional elements before and after),
+ * its error line and a submit button calling `onSubmit(value)`; a thrown error is shown at the
+ * field (a 429 with its wait) and the button comes back.
+ */
+export function oneFieldForm({ id, label, hint, inputAttrs, button, busy, onSubmit, lead = [], extra = [] }) {
+  const error = h('div', { class: 'form-error', role: 'alert', id: `${id}-error` });
+  const input = h('input', { id, name: id, required: true, autocapitalize: 'off', spellcheck: 'false', 'aria-describedby': `${id}-hint ${id}-error`, ...inputAttrs });
+  const submit = h('button', { class: 'btn primary block', type: 'submit' }, button);
+  const form = h('form', { class: 'login-form', novalidate: true }, ...lead, h('label', { for: id }, label), h('p', { class: 'muted', id: `${id}-hint` }, hint), input, ...extra, error, submit);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!input.value.trim()) {
+      error.textContent = `Enter the ${label.toLowerCase()}.`;
+      return;
+    }
+    submit.disabled = true;
+    submit.textContent = busy;
+    error.textContent = '';
+    try {
+      await onSubmit(input.value.trim());
+    } catch (err) {
+      error.textContent = err.status === 429 && err.retryAfter > 0 ? `Too many attempts, retry in ${err.retryAfter} s` : err.message || 'That did not work.';
+      submit.disabled = false;
+      submit.textContent = button;
+      input.select();
+    }
+  });
+  return { form, input };
+}

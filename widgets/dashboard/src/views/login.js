@@ -6,33 +6,7 @@
 
 import { login, loginConfirm, loginEnroll, loginSecondFactor } from '../api.js';
 import { h } from '../dom.js';
-
-/** A form with one labelled field, the error line and a submit button, wired to `onSubmit`. */
-function stepForm({ id, label, hint, inputAttrs, button, busy, onSubmit, lead = [], extra = [] }) {
-  const error = h('div', { class: 'form-error', role: 'alert', id: `${id}-error` });
-  const input = h('input', { id, name: id, required: true, autocapitalize: 'off', spellcheck: 'false', 'aria-describedby': `${id}-hint ${id}-error`, ...inputAttrs });
-  const submit = h('button', { class: 'btn primary block', type: 'submit' }, button);
-  const form = h('form', { class: 'login-form', novalidate: true }, ...lead, h('label', { for: id }, label), h('p', { class: 'muted', id: `${id}-hint` }, hint), input, ...extra, error, submit);
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    if (!input.value.trim()) {
-      error.textContent = `Enter the ${label.toLowerCase()}.`;
-      return;
-    }
-    submit.disabled = true;
-    submit.textContent = busy;
-    error.textContent = '';
-    try {
-      await onSubmit(input.value.trim());
-    } catch (err) {
-      error.textContent = err.status === 429 && err.retryAfter > 0 ? `Too many attempts, retry in ${err.retryAfter} s` : err.message || 'That did not work.';
-      submit.disabled = false;
-      submit.textContent = button;
-      input.select();
-    }
-  });
-  return { form, input };
-}
+import { oneFieldForm as stepForm } from '../ui.js';
 
 /** The code step for an account with a second factor. */
 function codeStep(card, challenge, onSignedIn) {
