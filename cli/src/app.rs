@@ -605,6 +605,30 @@ fn secret_keys(data: &DataArgs, store: &StoreArgs) -> Result<Option<Arc<crm_serv
     Ok(Some(Arc::new(keys)))
 }
 
+/// `crm users reset-totp NAME`: the second factor removed on the store itself, audited.
+pub async fn users_reset_totp(args: crate::config::ResetTotpArgs) -> Result<()> {
+    let store = open_store(&args.data, &args.store).await?;
+    let mut user = store.user(&args.username).await?.with_context(|| format!("no user named {}", args.username))?;
+    if user.totp.take().is_none() {
+        println!("{} has no second factor; nothing changed", args.username);
+        return Ok(());
+    }
+    store.put_user(&user).await?;
+    let entry = crm_schemas::AuthAuditEntry {
+        id: uuid::Uuid::new_v4(),
+        at_ms: now_ms()?,
+        event: crm_schemas::AuthEvent::TotpReset,
+        username: user.username.clone(),
+        ip: None,
+        user_agent: None,
+        actor: Some("crm users reset-totp (command line)".into()),
+        detail: Some("reset on the store by an operator".into()),
+    };
+    store.append_auth_audit(&entry).await?;
+    println!("removed the second factor of {}: they sign in with their password (and enrol again if the policy requires it)", user.username);
+    Ok(())
+}
+
 /// `crm secrets rotate`.
 pub async fn secrets_rotate(args: MigrateArgs) -> Result<()> {
     let keys = secret_keys(&args.data, &args.store)?.context("ClickHouse needs --secrets-key or --secrets-key-file to seal secrets")?;

@@ -48,6 +48,33 @@ pub enum Command {
     Geoip(GeoipArgs),
     /// Secrets kept in the store: `crm secrets rotate` seals every one with the current key.
     Secrets(SecretsArgs),
+    /// Break-glass user administration on the store itself (`crm users reset-totp NAME`), for
+    /// when no admin can sign in. Stop `crm up` first on the embedded store (it holds the files).
+    Users(UsersArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub action: UsersAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersAction {
+    /// Remove a user's second factor (a lost device and lost recovery codes); they sign in with
+    /// their password and, if the policy requires one, enrol again. Audited.
+    ResetTotp(ResetTotpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ResetTotpArgs {
+    /// The user whose second factor to remove.
+    #[arg(env = "CRM_RESET_TOTP_USER")]
+    pub username: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Args, Debug)]

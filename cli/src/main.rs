@@ -16,7 +16,7 @@ use clap::Parser;
 /// resident memory (bench/ANALYSIS.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use config::{BatchJob, Cli, Command, GeoipAction, LogFormatArg, SecretsAction};
+use config::{BatchJob, Cli, Command, GeoipAction, LogFormatArg, SecretsAction, UsersAction};
 use crm_service::{init_tracing, LogFormat};
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +47,9 @@ fn main() -> anyhow::Result<()> {
             Command::Geoip(geoip) => match geoip.action {
                 GeoipAction::Install(args) => app::geoip_install(args).await,
                 GeoipAction::Status(data) => geoip::status(&data.data_dir),
+            },
+            Command::Users(users) => match users.action {
+                UsersAction::ResetTotp(args) => app::users_reset_totp(args).await,
             },
             Command::Secrets(secrets) => match secrets.action {
                 SecretsAction::Rotate(args) => app::secrets_rotate(args).await,

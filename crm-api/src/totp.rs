@@ -60,6 +60,26 @@ pub fn base32(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes RFC 4648 base32 (upper case, no padding; spaces ignored), as authenticator apps read
+/// the key; `None` on any other character.
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.bytes().filter(|c| *c != b' ') {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u32::from(value);
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    Some(out)
+}
+
 /// The step a code is accepted for at `now_secs`, if it matches one of the three steps around
 /// now and is newer than `last_step`.
 pub fn accepted_step(secret: &[u8], code: &str, now_secs: u64, last_step: u64) -> Option<u64> {
@@ -197,6 +217,9 @@ mod tests {
         }
         assert_eq!(base32(b"12345678901234567890"), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
         assert_eq!(base32(b"f"), "MY");
+        assert_eq!(base32_decode("GEZD GNBV GY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(), b"12345678901234567890");
+        assert_eq!(base32_decode(&base32(b"any bytes \x00\xff")).unwrap(), b"any bytes \x00\xff");
+        assert_eq!(base32_decode("ab"), None, "lower case is not what the server hands out");
     }
 
     #[test]

@@ -9,21 +9,7 @@ use serde_json::{json, Value};
 use support::{code, start, PASSWORD};
 
 fn base32_decode(text: &str) -> Vec<u8> {
-    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {c}"),
-        };
-        buffer = (buffer << 5) | u32::from(value);
-        bits += 5;
-        if bits >= 8 {
-            out.push((buffer >> (bits - 8)) as u8);
-            bits -= 8;
-        }
-    }
-    out
+    crm_api::totp::base32_decode(text).expect("base32")
 }
 
 fn now_step() -> u64 {
