@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod admin;
 mod optional;
+pub use admin::{ResetTotpArgs, SecretsAction, SecretsArgs, UsersAction, UsersArgs};
 pub use optional::{AiArgs, KbArgs};
 
 #[derive(Parser, Debug)]
@@ -51,44 +53,6 @@ pub enum Command {
     /// Break-glass user administration on the store itself (`crm users reset-totp NAME`), for
     /// when no admin can sign in. Stop `crm up` first on the embedded store (it holds the files).
     Users(UsersArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct UsersArgs {
-    #[command(subcommand)]
-    pub action: UsersAction,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum UsersAction {
-    /// Remove a user's second factor (a lost device and lost recovery codes); they sign in with
-    /// their password and, if the policy requires one, enrol again. Audited.
-    ResetTotp(ResetTotpArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct ResetTotpArgs {
-    /// The user whose second factor to remove.
-    #[arg(env = "CRM_RESET_TOTP_USER")]
-    pub username: String,
-    #[command(flatten)]
-    pub data: DataArgs,
-    #[command(flatten)]
-    pub store: StoreArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct SecretsArgs {
-    #[command(subcommand)]
-    pub action: SecretsAction,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SecretsAction {
-    /// Seal every stored secret with the current key (`--secrets-key` or `--secrets-key-file`),
-    /// opening it with the current or a previous key (`--secrets-previous-keys`); plaintext
-    /// secrets from before sealing are sealed too. Safe to run while servers run and to repeat.
-    Rotate(MigrateArgs),
 }
 
 #[derive(Args, Debug)]
